@@ -1,0 +1,155 @@
+//! Weight element types, numbered as GGML numbers them in GGUF files.
+
+use std::fmt;
+
+/// A weight element type: a plain float type or a block-quantized format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+/// Values per block of the K-quant formats.
+pub const QK_K: usize = 256;
+
+impl DType {
+    pub const ALL: [DType; 11] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::Q8_0,
+        DType::Q4K,
+        DType::Q5K,
+        DType::Q6K,
+    ];
+
+    /// The type for a GGML type id, or `None` when Synapse cannot load it.
+    pub fn from_ggml_id(id: u32) -> Option<DType> {
+        Some(match id {
+            0 => DType::F32,
+            1 => DType::F16,
+            2 => DType::Q4_0,
+            3 => DType::Q4_1,
+            6 => DType::Q5_0,
+            7 => DType::Q5_1,
+            8 => DType::Q8_0,
+            12 => DType::Q4K,
+            13 => DType::Q5K,
+            14 => DType::Q6K,
+            30 => DType::BF16,
+            _ => return None,
+        })
+    }
+
+    pub fn ggml_id(self) -> u32 {
+        match self {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::Q4_0 => 2,
+            DType::Q4_1 => 3,
+            DType::Q5_0 => 6,
+            DType::Q5_1 => 7,
+            DType::Q8_0 => 8,
+            DType::Q4K => 12,
+            DType::Q5K => 13,
+            DType::Q6K => 14,
+            DType::BF16 => 30,
+        }
+    }
+
+    /// Name of a GGML type id for error messages, including types Synapse cannot load.
+    pub fn ggml_name(id: u32) -> &'static str {
+        match DType::from_ggml_id(id) {
+            Some(t) => t.name(),
+            None => match id {
+                9 => "Q8_1",
+                10 => "Q2_K",
+                11 => "Q3_K",
+                15 => "Q8_K",
+                16..=23 => "IQ*",
+                24 => "I8",
+                25 => "I16",
+                26 => "I32",
+                27 => "I64",
+                28 => "F64",
+                29 => "IQ1_M",
+                _ => "unknown",
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "F32",
+            DType::F16 => "F16",
+            DType::BF16 => "BF16",
+            DType::Q4_0 => "Q4_0",
+            DType::Q4_1 => "Q4_1",
+            DType::Q5_0 => "Q5_0",
+            DType::Q5_1 => "Q5_1",
+            DType::Q8_0 => "Q8_0",
+            DType::Q4K => "Q4_K",
+            DType::Q5K => "Q5_K",
+            DType::Q6K => "Q6_K",
+        }
+    }
+
+    /// Number of values one block holds (1 for plain float types).
+    pub fn block_len(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Q4K | DType::Q5K | DType::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes of one block.
+    pub fn block_bytes(self) -> usize {
+        use crate::quant::blocks::*;
+        use std::mem::size_of;
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q4_0 => size_of::<BlockQ4_0>(),
+            DType::Q4_1 => size_of::<BlockQ4_1>(),
+            DType::Q5_0 => size_of::<BlockQ5_0>(),
+            DType::Q5_1 => size_of::<BlockQ5_1>(),
+            DType::Q8_0 => size_of::<BlockQ8_0>(),
+            DType::Q4K => size_of::<BlockQ4K>(),
+            DType::Q5K => size_of::<BlockQ5K>(),
+            DType::Q6K => size_of::<BlockQ6K>(),
+        }
+    }
+
+    /// Bytes of a row of `len` values, or `None` when `len` is not a whole number of blocks
+    /// or the size overflows.
+    pub fn row_bytes(self, len: usize) -> Option<usize> {
+        if len % self.block_len() != 0 {
+            return None;
+        }
+        (len / self.block_len()).checked_mul(self.block_bytes())
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_len() > 1
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

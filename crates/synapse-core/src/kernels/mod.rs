@@ -1,0 +1,1 @@
+//! CPU kernels behind one dispatch point.

@@ -1,0 +1,17 @@
+//! Synapse core: model files as borrowed bytes, weight dtypes and their block formats,
+//! and the CPU kernels that compute with them.
+//!
+//! Nothing here assumes a filesystem, a memory map or threads unless the `native`
+//! feature is on, so the crate builds for `wasm32-unknown-unknown`.
+
+pub mod dtype;
+pub mod gguf;
+pub mod kernels;
+pub mod quant;
+pub mod storage;
+pub mod tensor;
+pub mod threads;
+
+pub use dtype::DType;
+pub use storage::Storage;
+pub use tensor::WeightTensor;

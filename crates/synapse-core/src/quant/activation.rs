@@ -1,0 +1,86 @@
+//! Activation blocks: f32 activations quantized once per matmul so that the dot
+//! products with quantized weights run on integers, as GGML's `vec_dot_type`s do.
+
+use crate::dtype::QK_K;
+use half::f16;
+use std::mem::size_of;
+
+/// 32 activations as signed bytes with one scale; pairs with Q4_0, Q5_0 and Q8_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8_0Act {
+    pub d: f16,
+    pub qs: [i8; 32],
+}
+const _: () = assert!(size_of::<BlockQ8_0Act>() == 34);
+
+/// As [`BlockQ8_0Act`] plus `s = d * sum(qs)`, which folds the weight's offset `m` of
+/// Q4_1 and Q5_1 into one multiply per block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8_1Act {
+    pub d: f16,
+    pub s: f16,
+    pub qs: [i8; 32],
+}
+const _: () = assert!(size_of::<BlockQ8_1Act>() == 36);
+
+/// 256 activations with an f32 scale and the sums of each 16 codes; pairs with the
+/// K-quants (the sums fold their per-sub-block minimums).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+const _: () = assert!(size_of::<BlockQ8K>() == 292);
+
+/// Quantizes 32 values to bytes with scale max|x|/127; returns the scale.
+fn quantize_32(x: &[f32], qs: &mut [i8; 32]) -> f32 {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round() as i8;
+    }
+    d
+}
+
+pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0Act]) {
+    for (block, chunk) in out.iter_mut().zip(x.chunks_exact(32)) {
+        block.d = f16::from_f32(quantize_32(chunk, &mut block.qs));
+    }
+}
+
+pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1Act]) {
+    for (block, chunk) in out.iter_mut().zip(x.chunks_exact(32)) {
+        let d = quantize_32(chunk, &mut block.qs);
+        let sum: i32 = block.qs.iter().map(|&q| q as i32).sum();
+        block.d = f16::from_f32(d);
+        block.s = f16::from_f32(sum as f32 * d);
+    }
+}
+
+pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (block, chunk) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        // The signed value of largest magnitude maps to -127, as in GGML.
+        let max = chunk
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        if max == 0.0 {
+            block.d = 0.0;
+            block.qs = [0; QK_K];
+            block.bsums = [0; QK_K / 16];
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in block.qs.iter_mut().zip(chunk) {
+            *q = ((iscale * v).round() as i32).min(127) as i8;
+        }
+        for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+            *sum = group.iter().map(|&q| q as i16).sum();
+        }
+        block.d = 1.0 / iscale;
+    }
+}

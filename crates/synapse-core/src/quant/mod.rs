@@ -1,0 +1,75 @@
+//! Block-quantized formats: the weight blocks GGUF stores, the activation blocks the
+//! integer kernels pair them with, and conversions to and from f32.
+
+pub mod activation;
+pub mod blocks;
+
+use crate::dtype::DType;
+use blocks::*;
+use half::{bf16, f16};
+
+/// A fixed-size block of quantized values with a byte layout shared with GGML.
+pub trait Block: Copy + 'static {
+    /// Values in one block.
+    const LEN: usize;
+    /// Writes the block's `LEN` values to `out`.
+    fn dequantize(&self, out: &mut [f32]);
+}
+
+/// Views `bytes` as blocks. Panics if the length is not a whole number of blocks or the
+/// bytes are misaligned: callers hand in rows whose size and alignment the loader checked.
+pub fn as_blocks<B: Block>(bytes: &[u8]) -> &[B] {
+    let size = std::mem::size_of::<B>();
+    assert_eq!(
+        bytes.len() % size,
+        0,
+        "byte length is not a whole number of blocks"
+    );
+    assert_eq!(
+        bytes.as_ptr() as usize % std::mem::align_of::<B>(),
+        0,
+        "misaligned block data"
+    );
+    // SAFETY: `B` is a `#[repr(C)]` plain-old-data block (every bit pattern is valid), the
+    // length is a multiple of its size and the pointer is aligned for it, as checked above.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
+}
+
+fn dequantize_blocks<B: Block>(bytes: &[u8], out: &mut [f32]) {
+    for (block, chunk) in as_blocks::<B>(bytes)
+        .iter()
+        .zip(out.chunks_exact_mut(B::LEN))
+    {
+        block.dequantize(chunk);
+    }
+}
+
+/// Dequantizes one row stored as `dtype` into `out`, whose length is the row length.
+pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
+    debug_assert_eq!(dtype.row_bytes(out.len()), Some(bytes.len()));
+    match dtype {
+        DType::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        DType::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        DType::Q4_0 => dequantize_blocks::<BlockQ4_0>(bytes, out),
+        DType::Q4_1 => dequantize_blocks::<BlockQ4_1>(bytes, out),
+        DType::Q5_0 => dequantize_blocks::<BlockQ5_0>(bytes, out),
+        DType::Q5_1 => dequantize_blocks::<BlockQ5_1>(bytes, out),
+        DType::Q8_0 => dequantize_blocks::<BlockQ8_0>(bytes, out),
+        DType::Q4K => dequantize_blocks::<BlockQ4K>(bytes, out),
+        DType::Q5K => dequantize_blocks::<BlockQ5K>(bytes, out),
+        DType::Q6K => dequantize_blocks::<BlockQ6K>(bytes, out),
+    }
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Generate tests/fixtures/smollm2-q4_1/transformers.json with HF transformers (float32, CPU).
+
+transformers loads the same GGUF and dequantizes every tensor to f32. It is fed the *llama.cpp*
+prompt ids from tests/fixtures/smollm2-q4_1/llamacpp.json (transformers' GGUF tokenizer lacks the
+`smollm` pre-tokenizer), so both references see identical input. Per prompt it records the same
+fields as llamacpp.json (top-10 logits at the last prompt position, 32 greedy tokens with EOS ignored,
+computed incrementally with the KV cache, and top1-top2 gaps), plus a comparison with llama.cpp:
+  llamacpp_logits_at_hf_top10   llama.cpp's logits at transformers' top-10 ids (last prompt position)
+  llamacpp_max_abs_diff_top10   max |llama.cpp - transformers| over those 10 ids
+  greedy_first_diff_vs_llamacpp first step where the greedy ids differ (null if identical)
+
+Requires make_llamacpp_fixtures.py to have run first in this checkout (it leaves the full
+last-position logits in tools/reference/.cache/llamacpp_last_logits.npz).
+
+Run from the repo root:  python3 tools/reference/make_transformers_fixtures.py [--model PATH]
+"""
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
+
+DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
+LLAMACPP_JSON = os.path.join("tests", "fixtures", "smollm2-q4_1", "llamacpp.json")
+OUT_PATH = os.path.join("tests", "fixtures", "smollm2-q4_1", "transformers.json")
+LOGITS_NPZ = os.path.join("tools", "reference", ".cache", "llamacpp_last_logits.npz")
+N_GEN = 32
+TOP_K = 10
+N_THREADS = 2
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def byte_decoder_table():
+    """Inverse of the GPT-2 byte-level BPE byte->printable-char mapping."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    table = {}
+    extra = 0
+    for b in range(256):
+        if b in printable:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + extra)] = b
+            extra += 1
+    return table
+
+
+class GgufDetokenizer:
+    """Minimal detokenizer from the GGUF vocab (byte-level BPE); special tokens render as their text."""
+
+    def __init__(self, model_path):
+        import gguf
+        r = gguf.GGUFReader(model_path)
+        f = r.fields["tokenizer.ggml.tokens"]
+        self.tokens = [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+        ft = r.fields.get("tokenizer.ggml.token_type")
+        self.types = [int(ft.parts[i][0]) for i in ft.data] if ft else [1] * len(self.tokens)
+        self.bd = byte_decoder_table()
+
+    def decode(self, ids):
+        out = bytearray()
+        for i in ids:
+            tok = self.tokens[i]
+            if self.types[i] == 1:  # normal token: byte-level encoded
+                out += bytes(self.bd[c] for c in tok)
+            else:  # control / user-defined: literal text
+                out += tok.encode("utf-8")
+        return out.decode("utf-8", errors="replace")
+
+
+def top_k(logits, k):
+    order = np.argsort(-logits, kind="stable")[:k]
+    return [[int(i), float(logits[i])] for i in order]
+
+
+def greedy_step(logits):
+    order = np.argsort(-logits, kind="stable")[:2]
+    return int(order[0]), float(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
+
+
+@torch.no_grad()
+def run_prompt(model, ids):
+    inp = torch.tensor([ids], dtype=torch.long)
+    out = model(input_ids=inp, use_cache=True)
+    logits = out.logits[0, -1].float().numpy().copy()
+    last = logits.copy()
+    past = out.past_key_values
+    gen, gaps = [], []
+    for step in range(N_GEN):
+        tok, gap = greedy_step(logits)
+        gen.append(tok)
+        gaps.append(gap)
+        if step + 1 < N_GEN:
+            out = model(input_ids=torch.tensor([[tok]], dtype=torch.long), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[0, -1].float().numpy().copy()
+    return last, gen, gaps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--out", default=OUT_PATH)
+    args = ap.parse_args()
+
+    torch.set_num_threads(N_THREADS)
+    with open(LLAMACPP_JSON, encoding="utf-8") as f:
+        ref = json.load(f)
+    if not os.path.exists(LOGITS_NPZ):
+        sys.exit(f"{LOGITS_NPZ} missing: run tools/reference/make_llamacpp_fixtures.py first")
+    ll_last = np.load(LOGITS_NPZ)
+
+    model_dir, model_file = os.path.split(os.path.abspath(args.model))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=model_file, torch_dtype=torch.float32)
+    model.eval()
+    print(model.config, file=sys.stderr)
+    detok = GgufDetokenizer(args.model)
+
+    records, table = [], []
+    for p in ref["prompts"]:
+        ids = p["prompt_ids"]
+        last, gen, gaps = run_prompt(model, ids)
+        ll = ll_last[p["name"]]
+        # consistency: the npz must match the llamacpp.json top-10
+        for tid, lv in p["top_logits"]:
+            assert np.float32(ll[tid]) == np.float32(lv), (p["name"], tid)
+        hf_top = top_k(last, TOP_K)
+        ll_at = [[tid, float(ll[tid])] for tid, _ in hf_top]
+        max_diff = max(abs(float(np.float32(ll[tid]) - np.float32(v))) for tid, v in hf_top)
+        first_diff = next((i for i, (a, b) in enumerate(zip(gen, p["greedy_ids"])) if a != b), None)
+        records.append({
+            "name": p["name"],
+            "text": p["text"],
+            "prompt_ids": ids,
+            "prompt_ids_no_special": p.get("prompt_ids_no_special"),
+            "top_logits": hf_top,
+            "greedy_ids": gen,
+            "greedy_gaps": gaps,
+            "greedy_text": detok.decode(gen),
+            "llamacpp_logits_at_hf_top10": ll_at,
+            "llamacpp_max_abs_diff_top10": max_diff,
+            "greedy_first_diff_vs_llamacpp": first_diff,
+        })
+        table.append((p["name"], first_diff, max_diff, hf_top[0][0] == p["top_logits"][0][0]))
+        print(f"[{p['name']}] greedy: {records[-1]['greedy_text']!r}", file=sys.stderr)
+
+    doc = {
+        "generator": f"transformers {importlib.metadata.version('transformers')} / torch {torch.__version__} "
+                     f"(GGUF dequantized to float32, CPU)",
+        "model": os.path.basename(args.model),
+        "model_sha256": sha256_file(args.model),
+        "settings": {"dtype": "float32", "use_cache": True, "n_gen": N_GEN, "n_threads": N_THREADS,
+                     "attn_implementation": getattr(model.config, "_attn_implementation", None),
+                     "prompt_ids": "copied from llamacpp.json",
+                     "greedy": "argmax of raw logits, ties -> lowest id, EOS ignored",
+                     "greedy_gap": "logit(top1) - logit(top2) at each step",
+                     "greedy_text": "byte-level decode of the GGUF vocab, special tokens as text"},
+        "prompts": records,
+    }
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)", file=sys.stderr)
+
+    print(f"{'prompt':8s} {'first greedy diff':>17s} {'max|dlogit| top10':>18s} {'same top1':>9s}")
+    for name, fd, md, same in table:
+        print(f"{name:8s} {('none' if fd is None else str(fd)):>17s} {md:18.5f} {str(same):>9s}")
+
+
+if __name__ == "__main__":
+    main()
