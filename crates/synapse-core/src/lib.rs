@@ -7,6 +7,7 @@
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;
+pub mod ops;
 pub mod quant;
 pub mod storage;
 pub mod tensor;

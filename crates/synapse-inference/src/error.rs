@@ -1,0 +1,27 @@
+//! The errors of loading and running a model.
+
+use synapse_core::gguf::GgufError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{file}: metadata key {key:?} is missing")]
+    MissingMetadata { file: String, key: String },
+    #[error("{file}: metadata key {key:?}: {reason}")]
+    BadMetadata { file: String, key: String, reason: String },
+    #[error("{file}: architecture {arch:?} is not supported (supported: {supported})")]
+    UnsupportedArchitecture { file: String, arch: String, supported: String },
+    #[error("{file}: tensor {tensor:?} has shape {found}, expected {expected}")]
+    BadShape { file: String, tensor: String, found: String, expected: String },
+    #[error("prompt of {prompt} tokens plus {already} already in context does not fit the context of {context} tokens")]
+    ContextOverflow { prompt: usize, already: usize, context: usize },
+    #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
+    BadTokenId { id: u32, vocab: usize },
+    #[error("empty prompt: at least one token is needed")]
+    EmptyPrompt,
+    #[error("{0}")]
+    Fetch(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
