@@ -1,1 +1,128 @@
-fn main() {}
+//! `synapse`: run, chat with, tokenize and inspect local LLMs.
+
+mod chat;
+mod inspect;
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use synapse_core::kernels::Precision;
+use synapse_inference::generation::sampler::SamplerConfig;
+use synapse_inference::SessionOptions;
+
+#[derive(Parser)]
+#[command(name = "synapse", version, about = "Run LLMs locally: fast CPU inference from GGUF files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Complete a raw prompt (no chat template).
+    Run(run::RunArgs),
+    /// Chat with the model using its chat template (interactive, or a conversation on stdin).
+    Chat(chat::ChatArgs),
+    /// Print the token ids of a text.
+    Tokenize(inspect::TokenizeArgs),
+    /// Print a GGUF file's metadata and tensor table.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Options shared by the commands that run a model.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Threads for the matrix multiplications [default: available cores]
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Context length in tokens [default: the model's, at most 4096]
+    #[arg(long = "ctx-size", short = 'c', default_value_t = 0)]
+    pub ctx_size: usize,
+    /// Keep activations in f32 inside matmuls (slower; the accuracy reference)
+    #[arg(long)]
+    pub f32_activations: bool,
+}
+
+impl ModelArgs {
+    pub fn resolve_model(&self) -> Result<PathBuf, String> {
+        match &self.model {
+            Some(path) => Ok(path.clone()),
+            None => synapse_inference::default_model::ensure().map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn session_options(&self) -> SessionOptions {
+        let mut opts = SessionOptions { context: self.ctx_size, ..SessionOptions::default() };
+        if let Some(t) = self.threads {
+            opts.threads = t.max(1);
+        }
+        if self.f32_activations {
+            opts.precision = Precision::F32;
+        }
+        opts
+    }
+}
+
+/// Sampling options shared by `run` and `chat`.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature; 0 means greedy
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = off)
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the most likely tokens up to this cumulative probability (1 = off)
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the most likely one (0 = off)
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty for repeating recent tokens (1 = off)
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Recent tokens the repetition penalty looks at
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed, for reproducible sampling
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the output contains this text (repeatable)
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    pub fn sampler(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::chat(args),
+        Command::Tokenize(args) => inspect::tokenize(args),
+        Command::Inspect(args) => inspect::inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("synapse: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

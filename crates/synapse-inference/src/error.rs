@@ -6,6 +6,11 @@ use synapse_core::gguf::GgufError;
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[cfg(feature = "chat-template")]
+    #[error(transparent)]
+    ChatTemplate(#[from] crate::chat::ChatTemplateError),
     #[error("{file}: metadata key {key:?} is missing")]
     MissingMetadata { file: String, key: String },
     #[error("{file}: metadata key {key:?}: {reason}")]

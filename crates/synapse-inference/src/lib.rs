@@ -1,8 +1,16 @@
 //! Synapse inference: turns a model file into text. Model configuration, the model
 //! families' forward passes, tokenizers, the KV cache and generation.
 
+#[cfg(feature = "chat-template")]
+pub mod chat;
+mod clock;
 pub mod config;
+#[cfg(feature = "chat-template")]
+pub mod conversation;
+#[cfg(feature = "fetch")]
+pub mod default_model;
 pub mod error;
+pub mod generation;
 pub mod kv_cache;
 pub mod model;
 pub mod session;

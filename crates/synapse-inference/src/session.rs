@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::model::llama::{Activations, Llama, LlamaWeights, RunOptions};
 use crate::model::SUPPORTED_ARCHITECTURES;
+use crate::tokenizer::Tokenizer;
+#[cfg(feature = "chat-template")]
+use crate::chat::ChatTemplate;
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::Precision;
@@ -14,6 +17,7 @@ pub struct Model {
     pub path: String,
     pub config: ModelConfig,
     pub gguf: GgufFile,
+    pub tokenizer: Tokenizer,
     net: Llama,
 }
 
@@ -34,7 +38,37 @@ impl Model {
             });
         }
         let weights = LlamaWeights::from_gguf(&gguf, &config)?;
-        Ok(Model { path: gguf.path.clone(), net: Llama::new(config.clone(), weights), config, gguf })
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        Ok(Model {
+            path: gguf.path.clone(),
+            net: Llama::new(config.clone(), weights),
+            config,
+            tokenizer,
+            gguf,
+        })
+    }
+
+    /// The GGUF's chat template (`tokenizer.chat_template`), or ChatML when it has none.
+    #[cfg(feature = "chat-template")]
+    pub fn chat_template(&self) -> Result<ChatTemplate> {
+        let token_text = |id: Option<u32>| id.map(|id| self.tokenizer.piece(id).to_string()).unwrap_or_default();
+        match self.gguf.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+            Some(source) => Ok(ChatTemplate::new(
+                source,
+                &token_text(self.tokenizer.bos_id()),
+                &token_text(self.tokenizer.eos_id()),
+            )?),
+            None => Ok(ChatTemplate::chatml()),
+        }
+    }
+
+    /// Whether `text` already begins with the BOS token's text (chat templates often
+    /// write it themselves, and it must not be added twice).
+    pub fn starts_with_bos(&self, text: &str) -> bool {
+        self.tokenizer.bos_id().is_some_and(|id| {
+            let bos = self.tokenizer.piece(id);
+            !bos.is_empty() && text.starts_with(bos)
+        })
     }
 }
 

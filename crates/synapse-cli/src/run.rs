@@ -1,0 +1,96 @@
+//! `synapse run`: raw completion of a prompt.
+
+use crate::{ModelArgs, SamplingArgs};
+use clap::Args;
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+use synapse_inference::generation::{generate, GenerateOptions};
+use synapse_inference::{Model, Session};
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// The prompt text
+    #[arg(long, short = 'p')]
+    prompt: String,
+    /// Most tokens to generate
+    #[arg(long, short = 'n', default_value_t = 128)]
+    max_tokens: usize,
+    /// Do not stop at end-of-generation tokens
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Treat special-token text in the prompt (e.g. <|im_start|>) as plain text
+    #[arg(long)]
+    no_special: bool,
+    /// Print one JSON object with tokens, text, stop reason and timings
+    #[arg(long)]
+    json: bool,
+    /// With --json: include the K highest logits at the last prompt position
+    #[arg(long, default_value_t = 0)]
+    logits_top: usize,
+}
+
+pub fn run(args: RunArgs) -> Result<(), String> {
+    let path = args.model.resolve_model()?;
+    let load = Instant::now();
+    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let load_ms = load.elapsed().as_secs_f64() * 1000.0;
+
+    let prompt = model.tokenizer.encode(&args.prompt, true, !args.no_special);
+    let opts = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampler: args.sampling.sampler(),
+        stop: args.sampling.stop.clone(),
+        ignore_eos: args.ignore_eos,
+        logits_top: args.logits_top,
+    };
+    let mut session = Session::new(model.clone(), args.model.session_options());
+    let stream = !args.json;
+    let mut stdout = std::io::stdout();
+    let out = generate(&mut session, &prompt, &opts, |text| {
+        if stream {
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+    })
+    .map_err(|e| e.to_string())?;
+
+    let t = &out.timings;
+    if args.json {
+        let mut report = json!({
+            "prompt_tokens": prompt,
+            "tokens": out.tokens,
+            "text": out.text,
+            "stop_reason": out.stop_reason.as_str(),
+            "timings": {
+                "load_ms": load_ms,
+                "prefill_tokens": t.prefill_tokens,
+                "prefill_ms": t.prefill_ms,
+                "prefill_tok_s": t.prefill_tok_s(),
+                "decode_tokens": t.decode_tokens,
+                "decode_ms": t.decode_ms,
+                "decode_tok_s": t.decode_tok_s(),
+            },
+        });
+        if args.logits_top > 0 {
+            report["top_logits"] = json!(out.top_logits.iter().map(|&(id, l)| json!([id, l])).collect::<Vec<_>>());
+        }
+        println!("{report}");
+    } else {
+        println!();
+        eprintln!(
+            "[prompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {}]",
+            t.prefill_tokens,
+            t.prefill_tok_s(),
+            t.decode_tokens,
+            t.decode_tok_s(),
+            out.stop_reason.as_str()
+        );
+    }
+    Ok(())
+}

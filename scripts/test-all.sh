@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: the wasm32 build of the core crates, then every Rust test.
+# Tests that need the default model fetch it into ~/.cache/synapse on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  rustup target add wasm32-unknown-unknown
+fi
+echo "== wasm32 build of synapse-core and synapse-inference"
+cargo build --quiet --target wasm32-unknown-unknown -p synapse-core -p synapse-inference \
+  --no-default-features --features synapse-inference/chat-template
+
+echo "== cargo test"
+cargo test --workspace
