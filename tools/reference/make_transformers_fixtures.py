@@ -18,6 +18,7 @@ Run from the repo root:  python3 tools/reference/make_transformers_fixtures.py [
 import argparse
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import os
 import sys
@@ -90,21 +91,32 @@ def greedy_step(logits):
     return int(order[0]), float(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
 
 
+def cache_kwarg(model):
+    # transformers >= 5.x renamed `past_key_values` to `cache` (old name deprecated)
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def get_cache(out):
+    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+
+
 @torch.no_grad()
 def run_prompt(model, ids):
+    kw = cache_kwarg(model)
     inp = torch.tensor([ids], dtype=torch.long)
     out = model(input_ids=inp, use_cache=True)
     logits = out.logits[0, -1].float().numpy().copy()
     last = logits.copy()
-    past = out.past_key_values
+    past = get_cache(out)
     gen, gaps = [], []
     for step in range(N_GEN):
         tok, gap = greedy_step(logits)
         gen.append(tok)
         gaps.append(gap)
         if step + 1 < N_GEN:
-            out = model(input_ids=torch.tensor([[tok]], dtype=torch.long), past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = model(input_ids=torch.tensor([[tok]], dtype=torch.long), use_cache=True, **{kw: past})
+            past = get_cache(out)
             logits = out.logits[0, -1].float().numpy().copy()
     return last, gen, gaps
 
@@ -123,7 +135,9 @@ def main():
     ll_last = np.load(LOGITS_NPZ)
 
     model_dir, model_file = os.path.split(os.path.abspath(args.model))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=model_file, torch_dtype=torch.float32)
+    # `dtype` is the transformers 5 name of `torch_dtype`
+    dtype_kw = "dtype" if int(importlib.metadata.version("transformers").split(".")[0]) >= 5 else "torch_dtype"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=model_file, **{dtype_kw: torch.float32})
     model.eval()
     print(model.config, file=sys.stderr)
     detok = GgufDetokenizer(args.model)

@@ -29,7 +29,8 @@ pub fn chat(args: ChatArgs) -> Result<(), String> {
     let path = args.model.resolve_model()?;
     let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
     let mut conversation =
-        Conversation::new(model, args.model.session_options(), args.system.as_deref()).map_err(|e| e.to_string())?;
+        Conversation::new(model, args.model.session_options(), args.system.as_deref())
+            .map_err(|e| e.to_string())?;
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
         sampler: args.sampling.sampler(),
@@ -41,7 +42,10 @@ pub fn chat(args: ChatArgs) -> Result<(), String> {
         interactive(&mut conversation, &opts)
     } else {
         let mut input = String::new();
-        stdin.lock().read_to_string(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
+        stdin
+            .lock()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
         scripted(&mut conversation, &opts, &input)
     }
 }
@@ -53,7 +57,9 @@ fn stream(text: &str) {
 }
 
 fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Result<(), String> {
-    eprintln!("synapse chat: type a message; /reset clears the conversation, /exit or Ctrl-D quits.");
+    eprintln!(
+        "synapse chat: type a message; /reset clears the conversation, /exit or Ctrl-D quits."
+    );
     let mut lines = std::io::stdin().lock().lines();
     loop {
         eprint!("> ");
@@ -64,7 +70,9 @@ fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Resul
             "/exit" | "/quit" => break,
             "/reset" => conversation.reset(),
             text => {
-                conversation.reply(text, opts, stream).map_err(|e| e.to_string())?;
+                conversation
+                    .reply(text, opts, stream)
+                    .map_err(|e| e.to_string())?;
                 println!();
             }
         }
@@ -72,20 +80,29 @@ fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Resul
     Ok(())
 }
 
-fn scripted(conversation: &mut Conversation, opts: &GenerateOptions, input: &str) -> Result<(), String> {
+fn scripted(
+    conversation: &mut Conversation,
+    opts: &GenerateOptions,
+    input: &str,
+) -> Result<(), String> {
     if input.trim_start().starts_with('[') {
-        let messages: Vec<ChatMessage> = serde_json::from_str(input)
-            .map_err(|e| format!("stdin: expected a JSON array of {{\"role\", \"content\"}} messages: {e}"))?;
+        let messages: Vec<ChatMessage> = serde_json::from_str(input).map_err(|e| {
+            format!("stdin: expected a JSON array of {{\"role\", \"content\"}} messages: {e}")
+        })?;
         for m in messages {
             conversation.push(m);
         }
-        conversation.generate_reply(opts, stream).map_err(|e| e.to_string())?;
+        conversation
+            .generate_reply(opts, stream)
+            .map_err(|e| e.to_string())?;
         println!();
         return Ok(());
     }
     for line in input.lines().map(str::trim).filter(|l| !l.is_empty()) {
         println!("> {line}");
-        conversation.reply(line, opts, stream).map_err(|e| e.to_string())?;
+        conversation
+            .reply(line, opts, stream)
+            .map_err(|e| e.to_string())?;
         println!();
     }
     Ok(())

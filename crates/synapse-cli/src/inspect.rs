@@ -42,8 +42,10 @@ pub fn tokenize(args: TokenizeArgs) -> Result<(), String> {
     let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())?;
     let ids = tokenizer.encode(&args.text, args.add_special, !args.no_special);
     if args.json {
-        let pieces: Vec<String> =
-            ids.iter().map(|&id| String::from_utf8_lossy(&tokenizer.token_bytes(id)).into_owned()).collect();
+        let pieces: Vec<String> = ids
+            .iter()
+            .map(|&id| String::from_utf8_lossy(&tokenizer.token_bytes(id)).into_owned())
+            .collect();
         println!("{}", json!({ "ids": ids, "pieces": pieces }));
     } else {
         let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
@@ -66,18 +68,29 @@ fn show_value(v: &Value, full: bool) -> String {
         Value::F32(x) => x.to_string(),
         Value::F64(x) => x.to_string(),
         Value::Bool(b) => b.to_string(),
-        other => other.as_i64().map_or_else(|| format!("{other:?}"), |i| i.to_string()),
+        other => other
+            .as_i64()
+            .map_or_else(|| format!("{other:?}"), |i| i.to_string()),
     }
 }
 
 pub fn inspect(args: InspectArgs) -> Result<(), String> {
     let gguf = GgufFile::open(&args.path).map_err(|e| e.to_string())?;
-    println!("{}: GGUF v{}, {} metadata entries, {} tensors", gguf.path, gguf.version, gguf.metadata.len(), gguf.tensors.len());
+    println!(
+        "{}: GGUF v{}, {} metadata entries, {} tensors",
+        gguf.path,
+        gguf.version,
+        gguf.metadata.len(),
+        gguf.tensors.len()
+    );
     println!("\nmetadata:");
     for (key, value) in &gguf.metadata {
         let mut shown = show_value(value, args.full);
         if !args.full && shown.len() > 200 {
-            let cut = (0..=200).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=200)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
             shown = format!("{}... ({} chars)", &shown[..cut], shown.len());
         }
         println!("  {key} ({}) = {shown}", value.type_name());
@@ -87,11 +100,20 @@ pub fn inspect(args: InspectArgs) -> Result<(), String> {
     }
     println!("\ntensors:");
     let width = gguf.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
-    println!("  {:width$}  {:6}  {:>20}  {:>12}", "name", "type", "shape", "bytes");
+    println!(
+        "  {:width$}  {:6}  {:>20}  {:>12}",
+        "name", "type", "shape", "bytes"
+    );
     let mut total = 0u64;
     for t in &gguf.tensors {
         let shape = format!("{:?}", t.dims);
-        println!("  {:width$}  {:6}  {:>20}  {:>12}", t.name, t.dtype.name(), shape, t.size_bytes);
+        println!(
+            "  {:width$}  {:6}  {:>20}  {:>12}",
+            t.name,
+            t.dtype.name(),
+            shape,
+            t.size_bytes
+        );
         total += t.size_bytes;
     }
     println!("  total: {total} bytes in {} tensors", gguf.tensors.len());

@@ -12,7 +12,11 @@ use synapse_inference::generation::sampler::SamplerConfig;
 use synapse_inference::SessionOptions;
 
 #[derive(Parser)]
-#[command(name = "synapse", version, about = "Run LLMs locally: fast CPU inference from GGUF files")]
+#[command(
+    name = "synapse",
+    version,
+    about = "Run LLMs locally: fast CPU inference from GGUF files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,10 @@ impl ModelArgs {
     }
 
     pub fn session_options(&self) -> SessionOptions {
-        let mut opts = SessionOptions { context: self.ctx_size, ..SessionOptions::default() };
+        let mut opts = SessionOptions {
+            context: self.ctx_size,
+            ..SessionOptions::default()
+        };
         if let Some(t) = self.threads {
             opts.threads = t.max(1);
         }

@@ -78,7 +78,11 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             },
         });
         if args.logits_top > 0 {
-            report["top_logits"] = json!(out.top_logits.iter().map(|&(id, l)| json!([id, l])).collect::<Vec<_>>());
+            report["top_logits"] = json!(out
+                .top_logits
+                .iter()
+                .map(|&(id, l)| json!([id, l]))
+                .collect::<Vec<_>>());
         }
         println!("{report}");
     } else {

@@ -325,7 +325,7 @@ impl<'a> Parser<'a> {
     }
 
     fn string(&mut self, field: &dyn Fn() -> String) -> Result2<String> {
-        let len = self.count(1, field)?;
+        let len = self.u64(field)?;
         let bytes = self.take(len, field)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufErrorKind::InvalidUtf8 { field: field() })
     }

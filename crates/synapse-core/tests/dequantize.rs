@@ -6,12 +6,18 @@ use synapse_core::storage::AlignedBytes;
 use synapse_core::DType;
 
 fn fixture() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dequant.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/dequant.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).expect("read dequant.json")).expect("parse")
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -21,15 +27,27 @@ fn dequantize_matches_gguf_python_bit_for_bit() {
     let mut covered = std::collections::HashSet::new();
     for case in cases {
         let name = case["type"].as_str().unwrap();
-        let dtype = DType::ALL.into_iter().find(|t| t.name() == name).expect("known type");
+        let dtype = DType::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .expect("known type");
         covered.insert(dtype);
         let bytes = AlignedBytes::copy_from(&hex(case["bytes_hex"].as_str().unwrap()));
-        let expected: Vec<f32> =
-            case["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let expected: Vec<f32> = case["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         let mut out = vec![0f32; expected.len()];
         dequantize_row(dtype, &bytes, &mut out);
         for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
-            assert_eq!(a.to_bits(), b.to_bits(), "{name} ({}) value {i}: {a} vs {b}", case["source"]);
+            assert_eq!(
+                a.to_bits(),
+                b.to_bits(),
+                "{name} ({}) value {i}: {a} vs {b}",
+                case["source"]
+            );
         }
     }
     // Every type except F32 (a plain copy) has a case.

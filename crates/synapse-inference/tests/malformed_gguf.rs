@@ -17,19 +17,28 @@ fn truncated_model_files_are_rejected_with_an_error() {
     let bytes = std::fs::read(common::model_path()).expect("read model");
     let mut rng = TestRng(7);
     // 20 random cut points, plus the edges of the header.
-    let mut cuts: Vec<usize> = (0..20).map(|_| rng.below(bytes.len() as u64) as usize).collect();
+    let mut cuts: Vec<usize> = (0..20)
+        .map(|_| rng.below(bytes.len() as u64) as usize)
+        .collect();
     cuts.extend([0, 3, 4, 8, 23, 24, bytes.len() - 1]);
     for cut in cuts {
-        let err = load(&bytes[..cut]).err().unwrap_or_else(|| panic!("cut at {cut} loaded"));
+        let err = load(&bytes[..cut])
+            .err()
+            .unwrap_or_else(|| panic!("cut at {cut} loaded"));
         let message = err.to_string();
-        assert!(message.starts_with("corrupt.gguf: "), "error names the file: {message}");
+        assert!(
+            message.starts_with("corrupt.gguf: "),
+            "error names the file: {message}"
+        );
     }
 }
 
 #[test]
 fn flipped_header_and_tensor_info_bytes_never_panic() {
     let bytes = std::fs::read(common::model_path()).expect("read model");
-    let data_offset = GgufFile::parse("m".into(), Storage::from_vec(bytes.clone())).unwrap().data_offset as usize;
+    let data_offset = GgufFile::parse("m".into(), Storage::from_vec(bytes.clone()))
+        .unwrap()
+        .data_offset as usize;
     let header = &bytes[..data_offset];
     let mut rng = TestRng(11);
     let mut errors = 0;
@@ -46,13 +55,21 @@ fn flipped_header_and_tensor_info_bytes_never_panic() {
             errors += 1;
         }
     }
-    assert_eq!(errors, trials, "a header without tensor data must never load");
+    assert_eq!(
+        errors, trials,
+        "a header without tensor data must never load"
+    );
 }
 
 #[test]
 fn header_fields_give_specific_errors() {
     let bytes = std::fs::read(common::model_path()).expect("read model");
-    let kind = |b: Vec<u8>| GgufFile::parse("f".into(), Storage::from_vec(b)).err().expect("error").kind;
+    let kind = |b: Vec<u8>| {
+        GgufFile::parse("f".into(), Storage::from_vec(b))
+            .err()
+            .expect("error")
+            .kind
+    };
 
     let mut bad_magic = bytes[..64].to_vec();
     bad_magic[0] = b'X';
@@ -60,20 +77,39 @@ fn header_fields_give_specific_errors() {
 
     let mut bad_version = bytes[..64].to_vec();
     bad_version[4] = 9;
-    assert!(matches!(kind(bad_version), GgufErrorKind::UnsupportedVersion(9)));
+    assert!(matches!(
+        kind(bad_version),
+        GgufErrorKind::UnsupportedVersion(9)
+    ));
 
     let mut huge_count = bytes[..64].to_vec();
     huge_count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(kind(huge_count), GgufErrorKind::CountTooLarge { .. }));
+    assert!(matches!(
+        kind(huge_count),
+        GgufErrorKind::CountTooLarge { .. }
+    ));
 
-    assert!(matches!(kind(bytes[..100].to_vec()), GgufErrorKind::Truncated { .. }));
+    // Cut inside the first key: the counts still fit, the key's bytes do not.
+    let mut cut = bytes[..40].to_vec();
+    cut[8..16].copy_from_slice(&0u64.to_le_bytes());
+    cut[16..24].copy_from_slice(&1u64.to_le_bytes());
+    assert!(matches!(kind(cut), GgufErrorKind::Truncated { .. }));
 }
 
 #[test]
 fn unknown_architecture_lists_the_supported_ones() {
     let mut bytes = std::fs::read(common::model_path()).expect("read model");
-    let at = bytes.windows(5).position(|w| w == b"llama").expect("architecture value");
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"llama")
+        .expect("architecture value");
     bytes[at..at + 5].copy_from_slice(b"zzzzz");
-    let err = load(&bytes).err().expect("unknown architecture is an error").to_string();
-    assert!(err.contains("\"zzzzz\"") && err.contains("supported: llama"), "{err}");
+    let err = load(&bytes)
+        .err()
+        .expect("unknown architecture is an error")
+        .to_string();
+    assert!(
+        err.contains("\"zzzzz\"") && err.contains("supported: llama"),
+        "{err}"
+    );
 }

@@ -24,7 +24,9 @@ fn vocab_dir() -> Option<PathBuf> {
 }
 
 fn ids(line: &str) -> Vec<u32> {
-    line.split_whitespace().map(|t| t.parse().expect("token id")).collect()
+    line.split_whitespace()
+        .map(|t| t.parse().expect("token id"))
+        .collect()
 }
 
 fn check_vocab(name: &str) {
@@ -43,7 +45,8 @@ fn check_vocab(name: &str) {
     let cases: Vec<&str> = inputs.split("\n__ggml_vocab_test__\n").collect();
     let expected: Vec<Vec<u32>> = outputs.lines().map(ids).collect();
     assert!(
-        cases.len() == expected.len() || (cases.len() == expected.len() + 1 && cases.last() == Some(&"")),
+        cases.len() == expected.len()
+            || (cases.len() == expected.len() + 1 && cases.last() == Some(&"")),
         "{name}: {} texts but {} expected lines",
         cases.len(),
         expected.len()
@@ -54,10 +57,18 @@ fn check_vocab(name: &str) {
         let want = expected.get(i).cloned().unwrap_or_default();
         let got = tok.encode(text, false, false);
         if got != want {
-            failures.push(format!("case {i} {text:?}\n  expected {want:?}\n  got      {got:?}"));
+            failures.push(format!(
+                "case {i} {text:?}\n  expected {want:?}\n  got      {got:?}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{name}: {} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     eprintln!("{name}: {} cases match", cases.len());
 }
 
@@ -79,4 +90,60 @@ fn qwen35() {
 #[test]
 fn gpt2() {
     check_vocab("gpt-2");
+}
+
+/// SmolLM2-135M-Instruct Q4_1: `$SYNAPSE_MODEL`, else in `$SYNAPSE_HOME` or `~/.cache/synapse`.
+fn smollm2_path() -> Option<PathBuf> {
+    let path = match std::env::var_os("SYNAPSE_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = std::env::var_os("SYNAPSE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/synapse"))
+                })?;
+            home.join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        }
+    };
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn smollm2_prompts_match_llama_cpp() {
+    let Some(model) = smollm2_path() else {
+        eprintln!("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (set SYNAPSE_MODEL or SYNAPSE_HOME)");
+        return;
+    };
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/smollm2-q4_1/llamacpp.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).expect("read llamacpp.json"))
+            .expect("JSON");
+    let gguf = GgufFile::open(&model).unwrap_or_else(|e| panic!("{e}"));
+    let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{e}"));
+    let add_bos = fixture["settings"]["add_bos"]
+        .as_bool()
+        .expect("settings.add_bos");
+    let json_ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect()
+    };
+    let prompts = fixture["prompts"].as_array().expect("prompts");
+    for prompt in prompts {
+        let text = prompt["text"].as_str().expect("text");
+        assert_eq!(
+            tok.encode(text, add_bos, true),
+            json_ids(&prompt["prompt_ids"]),
+            "{text:?}"
+        );
+        assert_eq!(
+            tok.encode(text, add_bos, false),
+            json_ids(&prompt["prompt_ids_no_special"]),
+            "{text:?}"
+        );
+    }
+    eprintln!("smollm2: {} prompts match", prompts.len());
 }

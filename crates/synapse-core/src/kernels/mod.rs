@@ -6,6 +6,8 @@
 //! activations in f32, the accuracy reference.
 
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::dtype::DType;
 use crate::quant::activation::*;
@@ -38,8 +40,51 @@ enum ActRow<'a> {
     Q8K(&'a [BlockQ8K]),
 }
 
+/// The instruction set the kernels run with, picked once from the CPU's features.
+/// `SYNAPSE_KERNEL=scalar` forces the portable path (to test it on any machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+pub fn isa() -> Isa {
+    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(feature = "native")]
+        if std::env::var("SYNAPSE_KERNEL").is_ok_and(|k| k == "scalar") {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_avx2() {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    })
+}
+
 /// Dot product of a quantized weight row with activations of its paired type.
 fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` returns Avx2 only when the CPU has AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { x86::quantized_dot(dtype, w, a) },
+        Isa::Scalar => quantized_dot_portable(dtype, w, a),
+    }
+}
+
+fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::dot_f32(w, x) },
+        Isa::Scalar => scalar::dot_f32(w, x),
+    }
+}
+
+#[inline(always)]
+fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     match (dtype, a) {
         (DType::Q4_0, ActRow::Q8_0(a)) => scalar::dot_q4_0(as_blocks(w), a),
         (DType::Q5_0, ActRow::Q8_0(a)) => scalar::dot_q5_0(as_blocks(w), a),
@@ -60,6 +105,14 @@ struct SharedOut(*mut f32);
 // outlives the scoped threads.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Writes `out[i] = v`. The caller guarantees that no other thread writes index `i`
+    /// and that `i` is in bounds.
+    unsafe fn write(self, i: usize, v: f32) {
+        *self.0.add(i) = v;
+    }
+}
 
 /// `out[t][r] = dot(weight row r, x[t])` for `n_tokens` rows of `x` (each `w.cols` long);
 /// `out` holds `n_tokens` rows of `w.rows` values.
@@ -106,13 +159,12 @@ pub fn matmul(
     };
     let shared = SharedOut(out.as_mut_ptr());
     parallel_for(n, threads, 4, |rows| {
-        let shared = shared;
         for r in rows {
             let row = w.row(r);
             for t in 0..n_tokens {
                 let v = quantized_dot(w.dtype, row, act_row(t));
                 // SAFETY: row r belongs to this thread only; t * n + r < out.len().
-                unsafe { *shared.0.add(t * n + r) = v };
+                unsafe { shared.write(t * n + r, v) };
             }
         }
     });
@@ -124,14 +176,13 @@ fn matmul_f32(w: &WeightTensor, x: &[f32], n_tokens: usize, out: &mut [f32], thr
     let (k, n) = (w.cols, w.rows);
     let shared = SharedOut(out.as_mut_ptr());
     parallel_for(n, threads, 4, |rows| {
-        let shared = shared;
         let mut row = vec![0f32; k];
         for r in rows {
             dequantize_row(w.dtype, w.row(r), &mut row);
             for t in 0..n_tokens {
-                let v = scalar::dot_f32(&row, &x[t * k..(t + 1) * k]);
+                let v = dot_f32(&row, &x[t * k..(t + 1) * k]);
                 // SAFETY: row r belongs to this thread only; t * n + r < out.len().
-                unsafe { *shared.0.add(t * n + r) = v };
+                unsafe { shared.write(t * n + r, v) };
             }
         }
     });

@@ -86,11 +86,22 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 }
 
 impl BlockQ8_0Act {
-    pub const ZERO: Self = BlockQ8_0Act { d: f16::ZERO, qs: [0; 32] };
+    pub const ZERO: Self = BlockQ8_0Act {
+        d: f16::ZERO,
+        qs: [0; 32],
+    };
 }
 impl BlockQ8_1Act {
-    pub const ZERO: Self = BlockQ8_1Act { d: f16::ZERO, s: f16::ZERO, qs: [0; 32] };
+    pub const ZERO: Self = BlockQ8_1Act {
+        d: f16::ZERO,
+        s: f16::ZERO,
+        qs: [0; 32],
+    };
 }
 impl BlockQ8K {
-    pub const ZERO: Self = BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] };
+    pub const ZERO: Self = BlockQ8K {
+        d: 0.0,
+        qs: [0; QK_K],
+        bsums: [0; QK_K / 16],
+    };
 }

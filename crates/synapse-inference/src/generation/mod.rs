@@ -103,7 +103,10 @@ pub fn generate(
 ) -> Result<Generation> {
     let model = session.model.clone();
     let tokenizer = &model.tokenizer;
-    let mut timings = Timings { prefill_tokens: prompt.len(), ..Timings::default() };
+    let mut timings = Timings {
+        prefill_tokens: prompt.len(),
+        ..Timings::default()
+    };
 
     let clock = Stopwatch::start();
     let mut logits = Vec::new();
@@ -161,7 +164,11 @@ pub fn generate(
 /// The `k` highest `(id, logit)` pairs, highest first (ties: lower id first).
 pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
     let k = k.min(ids.len());
     if k == 0 {
         return Vec::new();
@@ -169,5 +176,7 @@ pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     ids.select_nth_unstable_by(k - 1, by_logit);
     ids.truncate(k);
     ids.sort_by(by_logit);
-    ids.into_iter().map(|id| (id, logits[id as usize])).collect()
+    ids.into_iter()
+        .map(|id| (id, logits[id as usize]))
+        .collect()
 }

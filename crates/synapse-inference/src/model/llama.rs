@@ -7,7 +7,9 @@ use crate::error::Result;
 use crate::kv_cache::KvCache;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::{matmul, MatmulScratch, Precision};
-use synapse_core::ops::{add_assign, rms_norm, rope_adjacent_pairs, rope_inv_freq, softmax, swiglu};
+use synapse_core::ops::{
+    add_assign, rms_norm, rope_adjacent_pairs, rope_inv_freq, softmax, swiglu,
+};
 use synapse_core::WeightTensor;
 
 // ---------------------------------------------------------------------------------------
@@ -134,7 +136,11 @@ pub struct RunOptions {
 impl Llama {
     pub fn new(config: ModelConfig, weights: LlamaWeights) -> Llama {
         let inv_freq = rope_inv_freq(config.rope_base, config.rope_dims);
-        Llama { config, weights, inv_freq }
+        Llama {
+            config,
+            weights,
+            inv_freq,
+        }
     }
 
     /// Runs `tokens` (at most `act.max_batch()`) at positions `pos..`, appending their keys
@@ -169,7 +175,11 @@ impl Llama {
             for (o, xi) in normed.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
                 rms_norm(xi, &lw.attn_norm, c.norm_eps, o);
             }
-            let (q, k, v) = (&mut act.q[..n * qd], &mut act.k[..n * kvd], &mut act.v[..n * kvd]);
+            let (q, k, v) = (
+                &mut act.q[..n * qd],
+                &mut act.k[..n * kvd],
+                &mut act.v[..n * kvd],
+            );
             mm(&lw.wq, normed, q, &mut act.matmul);
             mm(&lw.wk, normed, k, &mut act.matmul);
             mm(&lw.wv, normed, v, &mut act.matmul);
@@ -203,11 +213,22 @@ impl Llama {
         let first = if all_logits { 0 } else { n - 1 };
         let rows = n - first;
         let normed = &mut act.normed[..rows * d];
-        for (o, xi) in normed.chunks_exact_mut(d).zip(x[first * d..].chunks_exact(d)) {
+        for (o, xi) in normed
+            .chunks_exact_mut(d)
+            .zip(x[first * d..].chunks_exact(d))
+        {
             rms_norm(xi, &w.output_norm, c.norm_eps, o);
         }
         act.logits.resize(rows * c.vocab_size, 0.0);
-        matmul(&w.output, normed, rows, &mut act.logits, opts.precision, opts.threads, &mut act.matmul);
+        matmul(
+            &w.output,
+            normed,
+            rows,
+            &mut act.logits,
+            opts.precision,
+            opts.threads,
+            &mut act.matmul,
+        );
     }
 
     /// Causal grouped-query attention of the `n` new queries over all cached positions.

@@ -11,7 +11,12 @@ use synapse_core::WeightTensor;
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 
 /// Loads tensor `name` and checks it holds `rows` rows of `cols` values.
-pub(crate) fn load_matrix(gguf: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<WeightTensor> {
+pub(crate) fn load_matrix(
+    gguf: &GgufFile,
+    name: &str,
+    rows: usize,
+    cols: usize,
+) -> Result<WeightTensor> {
     let w = gguf.tensor(name)?;
     if w.rows != rows || w.cols != cols {
         return Err(Error::BadShape {
@@ -31,7 +36,7 @@ pub(crate) fn load_vector(gguf: &GgufFile, name: &str, len: usize) -> Result<Vec
 
 /// Checks the configuration's sizes against each other before any buffer is sized by them.
 pub(crate) fn check_config(gguf: &GgufFile, c: &ModelConfig) -> Result<()> {
-    if c.q_dim() == 0 || c.head_dim % 2 != 0 {
+    if c.q_dim() == 0 || !c.head_dim.is_multiple_of(2) {
         return Err(Error::BadMetadata {
             file: gguf.path.clone(),
             key: format!("{}.attention.head_count", c.architecture),

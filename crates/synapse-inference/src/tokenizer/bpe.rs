@@ -47,8 +47,9 @@ impl Merges {
             let merged = intern(&joined);
             pairs.entry(key).or_insert((rank as u32, merged));
         }
-        let byte_symbol =
-            std::array::from_fn(|b| intern(byte_level::byte_to_char(b as u8).encode_utf8(&mut [0; 4])));
+        let byte_symbol = std::array::from_fn(|b| {
+            intern(byte_level::byte_to_char(b as u8).encode_utf8(&mut [0; 4]))
+        });
         Merges {
             n_vocab,
             pairs,
@@ -60,7 +61,10 @@ impl Merges {
     /// not a token falls back to the tokens of its bytes' characters.
     pub(crate) fn encode(&self, bytes: &[u8], out: &mut Vec<u32>) {
         let n = bytes.len();
-        let mut ids: Vec<u32> = bytes.iter().map(|&b| self.byte_symbol[b as usize]).collect();
+        let mut ids: Vec<u32> = bytes
+            .iter()
+            .map(|&b| self.byte_symbol[b as usize])
+            .collect();
         let mut prev: Vec<usize> = (0..n).map(|i| i.checked_sub(1).unwrap_or(NONE)).collect();
         let mut next: Vec<usize> = (1..=n).map(|i| if i < n { i } else { NONE }).collect();
 
@@ -68,7 +72,9 @@ impl Merges {
         let mut heap = BinaryHeap::new();
         let candidate = |ids: &[u32], left: usize, right: usize| {
             let (l, r) = (ids[left], ids[right]);
-            self.pairs.get(&(l, r)).map(|&(rank, merged)| Reverse((rank, left, right, l, r, merged)))
+            self.pairs
+                .get(&(l, r))
+                .map(|&(rank, merged)| Reverse((rank, left, right, l, r, merged)))
         };
         heap.extend((1..n).filter_map(|i| candidate(&ids, i - 1, i)));
 
@@ -109,9 +115,16 @@ mod tests {
     #[test]
     fn merges_by_rank_and_leftmost_on_ties() {
         let words = ["a", "b", "aa", "ab", "aaa"];
-        let vocab: HashMap<String, u32> =
-            words.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
-        let merges = Merges::new(&vocab, words.len() as u32, [("a", "a"), ("a", "b"), ("aa", "a")]);
+        let vocab: HashMap<String, u32> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32))
+            .collect();
+        let merges = Merges::new(
+            &vocab,
+            words.len() as u32,
+            [("a", "a"), ("a", "b"), ("aa", "a")],
+        );
         let encode = |text: &str| {
             let mut out = Vec::new();
             merges.encode(text.as_bytes(), &mut out);

@@ -81,7 +81,11 @@ pub enum TokenizerError {
     #[error("{KEY_PRE} = {0:?} is not a pre-tokenizer Synapse knows")]
     UnsupportedPreTokenizer(String),
     #[error("{KEY_TOKENS}: {text:?} appears at ids {first} and {second}")]
-    DuplicateToken { text: String, first: u32, second: u32 },
+    DuplicateToken {
+        text: String,
+        first: u32,
+        second: u32,
+    },
     #[error("{KEY_TOKEN_TYPE} has {found} entries for {expected} tokens")]
     TooFewTokenTypes { expected: usize, found: usize },
     #[error("{KEY_MERGES}[{index}] = {text:?} is not two symbols separated by a space")]
@@ -143,7 +147,9 @@ impl Tokenizer {
         Tokenizer::from_metadata(|key| gguf.get(key))
     }
 
-    fn from_metadata<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> Result<Tokenizer, TokenizerError> {
+    fn from_metadata<'a>(
+        get: impl Fn(&str) -> Option<&'a Value>,
+    ) -> Result<Tokenizer, TokenizerError> {
         let meta = Metadata(&get);
         let model = meta.string(KEY_MODEL)?;
         if model != "gpt2" {
@@ -156,7 +162,11 @@ impl Tokenizer {
         let pieces: Vec<String> = meta
             .array(KEY_TOKENS)?
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| wrong_element(KEY_TOKENS, "an array of strings", v)))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| wrong_element(KEY_TOKENS, "an array of strings", v))
+            })
             .collect::<Result<_, _>>()?;
         let n = pieces.len();
         let mut ids = HashMap::with_capacity(n);
@@ -183,7 +193,9 @@ impl Tokenizer {
                 });
             }
             for (kind, v) in kinds.iter_mut().zip(types) {
-                let t = v.as_i64().ok_or_else(|| wrong_element(KEY_TOKEN_TYPE, "an array of integers", v))?;
+                let t = v
+                    .as_i64()
+                    .ok_or_else(|| wrong_element(KEY_TOKEN_TYPE, "an array of integers", v))?;
                 *kind = TokenKind::from_type(t);
             }
         }
@@ -191,9 +203,15 @@ impl Tokenizer {
         let merge_texts = meta.array(KEY_MERGES)?;
         let mut merges = Vec::with_capacity(merge_texts.len());
         for (index, v) in merge_texts.iter().enumerate() {
-            let text = v.as_str().ok_or_else(|| wrong_element(KEY_MERGES, "an array of strings", v))?;
+            let text = v
+                .as_str()
+                .ok_or_else(|| wrong_element(KEY_MERGES, "an array of strings", v))?;
             // Split at the first space after the first character, as llama.cpp does.
-            let at = text.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
+            let at = text
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| c == ' ')
+                .map(|(i, _)| i);
             let Some(at) = at else {
                 return Err(TokenizerError::MalformedMerge {
                     index,
@@ -308,7 +326,8 @@ impl Tokenizer {
     }
 
     fn append_bytes(&self, id: u32, out: &mut Vec<u8>) {
-        let (Some(piece), Some(kind)) = (self.pieces.get(id as usize), self.kinds.get(id as usize)) else {
+        let (Some(piece), Some(kind)) = (self.pieces.get(id as usize), self.kinds.get(id as usize))
+        else {
             return;
         };
         match kind {
@@ -433,12 +452,14 @@ impl<'a, F: Fn(&str) -> Option<&'a Value>> Metadata<'_, F> {
 
     fn string(&self, key: &'static str) -> Result<&'a str, TokenizerError> {
         let v = self.required(key)?;
-        v.as_str().ok_or_else(|| Self::wrong_type(key, "a string", v))
+        v.as_str()
+            .ok_or_else(|| Self::wrong_type(key, "a string", v))
     }
 
     fn array(&self, key: &'static str) -> Result<&'a [Value], TokenizerError> {
         let v = self.required(key)?;
-        v.as_array().ok_or_else(|| Self::wrong_type(key, "an array", v))
+        v.as_array()
+            .ok_or_else(|| Self::wrong_type(key, "an array", v))
     }
 
     fn optional_array(&self, key: &'static str) -> Result<Option<&'a [Value]>, TokenizerError> {
@@ -446,14 +467,22 @@ impl<'a, F: Fn(&str) -> Option<&'a Value>> Metadata<'_, F> {
     }
 
     fn bool(&self, key: &'static str) -> Result<Option<bool>, TokenizerError> {
-        let Some(v) = self.optional(key) else { return Ok(None) };
-        v.as_bool().map(Some).ok_or_else(|| Self::wrong_type(key, "a bool", v))
+        let Some(v) = self.optional(key) else {
+            return Ok(None);
+        };
+        v.as_bool()
+            .map(Some)
+            .ok_or_else(|| Self::wrong_type(key, "a bool", v))
     }
 
     /// A token id; one outside the vocabulary counts as unset, as llama.cpp ignores it.
     fn token_id(&self, key: &'static str, n_vocab: usize) -> Result<Option<u32>, TokenizerError> {
-        let Some(v) = self.optional(key) else { return Ok(None) };
-        let id = v.as_i64().ok_or_else(|| Self::wrong_type(key, "an integer", v))?;
+        let Some(v) = self.optional(key) else {
+            return Ok(None);
+        };
+        let id = v
+            .as_i64()
+            .ok_or_else(|| Self::wrong_type(key, "an integer", v))?;
         Ok(u32::try_from(id).ok().filter(|&id| (id as usize) < n_vocab))
     }
 }
@@ -469,9 +498,16 @@ mod tests {
     /// A byte-level vocabulary: the 256 byte characters (id = byte), "hi" from one merge,
     /// two control tokens and a user-defined one.
     fn metadata() -> Vec<(&'static str, Value)> {
-        let mut tokens: Vec<Value> = (0..=255u8).map(|b| Value::String(byte_level::byte_to_char(b).into())).collect();
+        let mut tokens: Vec<Value> = (0..=255u8)
+            .map(|b| Value::String(byte_level::byte_to_char(b).into()))
+            .collect();
         let mut types = vec![Value::I32(1); 256];
-        for (text, t) in [("hi", 1), ("<|im_start|>", 3), ("<|im_end|>", 3), ("<tool>", 4)] {
+        for (text, t) in [
+            ("hi", 1),
+            ("<|im_start|>", 3),
+            ("<|im_end|>", 3),
+            ("<tool>", 4),
+        ] {
             tokens.push(Value::String(text.into()));
             types.push(Value::I32(t));
         }
@@ -502,7 +538,11 @@ mod tests {
         let text = "<|im_start|>hi<tool>";
         assert_eq!(tok.encode(text, false, true), [IM_START, 256, TOOL]);
         // Control tokens are plain text then; user-defined ones are still recognised.
-        let plain: Vec<u32> = "<|im_start|>".bytes().map(u32::from).chain([256, TOOL]).collect();
+        let plain: Vec<u32> = "<|im_start|>"
+            .bytes()
+            .map(u32::from)
+            .chain([256, TOOL])
+            .collect();
         assert_eq!(tok.encode(text, false, false), plain);
         assert_eq!(tok.decode(&plain), text);
         assert_eq!(tok.decode(&[IM_START, 256]), "<|im_start|>hi");
@@ -537,15 +577,21 @@ mod tests {
 
     #[test]
     fn malformed_vocabularies_are_errors() {
-        let err = |meta: Vec<(&'static str, Value)>| load(&meta).err().expect("an error").to_string();
-        let missing: Vec<_> = metadata().into_iter().filter(|(k, _)| *k != KEY_MERGES).collect();
+        let err =
+            |meta: Vec<(&'static str, Value)>| load(&meta).err().expect("an error").to_string();
+        let missing: Vec<_> = metadata()
+            .into_iter()
+            .filter(|(k, _)| *k != KEY_MERGES)
+            .collect();
         assert!(err(missing).contains(KEY_MERGES));
         assert!(err(with(KEY_MODEL, Value::String("llama".into()))).contains(KEY_MODEL));
         assert!(err(with(KEY_PRE, Value::String("nonsense".into()))).contains("nonsense"));
         assert!(err(with(KEY_TOKENS, Value::U32(3))).contains(KEY_TOKENS));
         let merge = |m: &str| with(KEY_MERGES, Value::Array(vec![Value::String(m.into())]));
         assert!(err(merge("hi")).contains(KEY_MERGES));
-        assert!(err(with(KEY_TOKEN_TYPE, Value::Array(vec![Value::I32(1)]))).contains(KEY_TOKEN_TYPE));
+        assert!(
+            err(with(KEY_TOKEN_TYPE, Value::Array(vec![Value::I32(1)]))).contains(KEY_TOKEN_TYPE)
+        );
         let mut bad_bos = with(KEY_BOS, Value::U32(100_000));
         bad_bos.push((KEY_ADD_BOS, Value::Bool(true)));
         assert!(err(bad_bos).contains(KEY_BOS));
@@ -553,6 +599,9 @@ mod tests {
         // A merge naming strings outside the vocabulary loads, and such symbols fall
         // back to their bytes' tokens.
         let tok = load(&merge("x yz")).unwrap();
-        assert_eq!(tok.encode("xyz", false, false), [b'x', b'y', b'z'].map(u32::from));
+        assert_eq!(
+            tok.encode("xyz", false, false),
+            [b'x', b'y', b'z'].map(u32::from)
+        );
     }
 }

@@ -84,9 +84,9 @@ impl PreTokenizer {
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
             | "midm-2.0" | "lfm2" | "jina-v5-nano" => (PreTokenizer::Llama3, true),
             "dbrx" | "smaug-bpe" => (PreTokenizer::Llama3, false),
-            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
-            | "a.x-4.0" | "mellum" | "modern-bert" | "exaone4" | "mpt" | "olmo" | "jais"
-            | "trillion" | "granite-docling" => (PreTokenizer::Gpt2, false),
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+            | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert" | "exaone4" | "mpt" | "olmo"
+            | "jais" | "trillion" | "granite-docling" => (PreTokenizer::Gpt2, false),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" | "mellum2" => (PreTokenizer::Gpt2Digits, false),
             "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" | "stablelm2"
@@ -116,9 +116,15 @@ impl PreTokenizer {
                 }
             }
             PreTokenizer::Gpt2 => Scanner::new(text).run(gpt2_match, &mut piece),
-            PreTokenizer::Llama3 => Scanner::new(text).run(|s, i| llama3_match(s, i, 3, false), &mut piece),
-            PreTokenizer::Qwen2 => Scanner::new(text).run(|s, i| llama3_match(s, i, 1, false), &mut piece),
-            PreTokenizer::Qwen35 => Scanner::new(text).run(|s, i| llama3_match(s, i, 1, true), &mut piece),
+            PreTokenizer::Llama3 => {
+                Scanner::new(text).run(|s, i| llama3_match(s, i, 3, false), &mut piece)
+            }
+            PreTokenizer::Qwen2 => {
+                Scanner::new(text).run(|s, i| llama3_match(s, i, 1, false), &mut piece)
+            }
+            PreTokenizer::Qwen35 => {
+                Scanner::new(text).run(|s, i| llama3_match(s, i, 1, true), &mut piece)
+            }
         }
     }
 }
@@ -156,7 +162,15 @@ impl<'a> Scanner<'a> {
         if self.char(i) != Some('\'') {
             return None;
         }
-        let lower = |c: Option<char>| c.map(|c| if ignore_case { c.to_ascii_lowercase() } else { c });
+        let lower = |c: Option<char>| {
+            c.map(|c| {
+                if ignore_case {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                }
+            })
+        };
         let (a, b) = (lower(self.char(i + 1)), lower(self.char(i + 2)));
         match (a?, b) {
             ('s' | 't' | 'm' | 'd', _) => Some(2),
@@ -170,7 +184,10 @@ impl<'a> Scanner<'a> {
     fn whitespace_end(&self, i: usize, newlines: bool) -> usize {
         let end = self.run_end(i, |k| k == Class::Space);
         if newlines {
-            if let Some(last) = (i..end).rev().find(|&j| matches!(self.char(j), Some('\r' | '\n'))) {
+            if let Some(last) = (i..end)
+                .rev()
+                .find(|&j| matches!(self.char(j), Some('\r' | '\n')))
+            {
                 return last + 1;
             }
         }
@@ -178,8 +195,7 @@ impl<'a> Scanner<'a> {
             // Leave the last space to prefix the next word.
             end - 1
         } else {
-            // Nothing matched at `i` only for a lone `\s` before a non-space, which the
-            // trailing `\s+` takes; `max` keeps progress guaranteed regardless.
+            // `\s+`. The callers only get here at a space, but `max` guarantees progress.
             end.max(i + 1)
         }
     }
@@ -227,14 +243,22 @@ fn llama3_match(s: &Scanner, i: usize, max_digits: usize, marks: bool) -> usize 
     let in_punct = |k: Class| k == Class::Other || (!marks && k == Class::Mark);
 
     // [^\r\n\p{L}\p{N}]?\p{L}+ : one optional leading non-letter, then the word.
-    if c != '\r' && c != '\n' && k != Class::Number && (in_word(k) || s.class(i + 1).is_some_and(in_word)) {
+    if c != '\r'
+        && c != '\n'
+        && k != Class::Number
+        && (in_word(k) || s.class(i + 1).is_some_and(in_word))
+    {
         return s.run_end(i + 1, in_word);
     }
     if k == Class::Number {
         return s.run_end(i, |k| k == Class::Number).min(i + max_digits);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-    let start = if c == ' ' && s.class(i + 1).is_some_and(in_punct) { i + 1 } else { i };
+    let start = if c == ' ' && s.class(i + 1).is_some_and(in_punct) {
+        i + 1
+    } else {
+        i
+    };
     if s.class(start).is_some_and(in_punct) {
         let mut end = s.run_end(start, in_punct);
         while matches!(s.char(end), Some('\r' | '\n')) {
@@ -258,7 +282,10 @@ mod tests {
     #[test]
     fn gpt2_pattern() {
         let p = pieces(PreTokenizer::Gpt2, "Hello  world's 123 ab!!\n\n x");
-        assert_eq!(p, ["Hello", " ", " world", "'s", " 123", " ab", "!!", "\n\n", " x"]);
+        assert_eq!(
+            p,
+            ["Hello", " ", " world", "'s", " 123", " ab", "!!", "\n\n", " x"]
+        );
     }
 
     #[test]
@@ -270,7 +297,10 @@ mod tests {
     #[test]
     fn llama3_pattern() {
         let p = pieces(PreTokenizer::Llama3, "I'M 12345 (x)\n\n  y  ");
-        assert_eq!(p, ["I", "'M", " ", "123", "45", " (", "x", ")\n\n", " ", " y", "  "]);
+        assert_eq!(
+            p,
+            ["I", "'M", " ", "123", "45", " (", "x", ")\n\n", " ", " y", "  "]
+        );
         let p = pieces(PreTokenizer::Qwen2, "\t\n a  b");
         assert_eq!(p, ["\t\n", " a", " ", " b"]);
     }
@@ -278,7 +308,10 @@ mod tests {
     #[test]
     fn qwen35_keeps_marks_in_words() {
         // U+0301 COMBINING ACUTE ACCENT after a letter and after a space.
-        assert_eq!(pieces(PreTokenizer::Qwen35, "e\u{301}x \u{301}"), ["e\u{301}x", " \u{301}"]);
+        assert_eq!(
+            pieces(PreTokenizer::Qwen35, "e\u{301}x \u{301}"),
+            ["e\u{301}x", " \u{301}"]
+        );
         assert_eq!(pieces(PreTokenizer::Qwen2, "e\u{301}x"), ["e", "\u{301}x"]);
     }
 }

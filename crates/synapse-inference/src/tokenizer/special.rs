@@ -19,7 +19,10 @@ pub(crate) struct SpecialTokens {
 impl SpecialTokens {
     /// `tokens`: (id, text, parse-only) for each special token; empty texts are ignored.
     pub(crate) fn new(tokens: impl IntoIterator<Item = (u32, String, bool)>) -> SpecialTokens {
-        let mut tokens: Vec<_> = tokens.into_iter().filter(|(_, text, _)| !text.is_empty()).collect();
+        let mut tokens: Vec<_> = tokens
+            .into_iter()
+            .filter(|(_, text, _)| !text.is_empty())
+            .collect();
         tokens.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         SpecialTokens { tokens }
     }
@@ -33,7 +36,8 @@ impl SpecialTokens {
             if *parse_only && !parse_special {
                 continue;
             }
-            let found = |f: &Fragment| matches!(f, Fragment::Text(t) if t.contains(special.as_str()));
+            let found =
+                |f: &Fragment| matches!(f, Fragment::Text(t) if t.contains(special.as_str()));
             if !fragments.iter().any(found) {
                 continue;
             }

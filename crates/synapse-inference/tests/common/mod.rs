@@ -18,7 +18,9 @@ pub fn model_path() -> PathBuf {
 /// The default model, loaded once per test binary.
 pub fn model() -> Arc<Model> {
     static MODEL: OnceLock<Arc<Model>> = OnceLock::new();
-    MODEL.get_or_init(|| Arc::new(Model::load(model_path()).expect("load the default model"))).clone()
+    MODEL
+        .get_or_init(|| Arc::new(Model::load(model_path()).expect("load the default model")))
+        .clone()
 }
 
 pub fn repo_root() -> PathBuf {
@@ -32,14 +34,18 @@ pub fn fixture(name: &str) -> serde_json::Value {
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+    v.as_array()
+        .expect("id array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
 }
 
 /// A small deterministic generator for test inputs (splitmix64).
 pub struct TestRng(pub u64);
 
 impl TestRng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -48,6 +54,6 @@ impl TestRng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 }
