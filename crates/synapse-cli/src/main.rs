@@ -2,6 +2,7 @@
 
 mod chat;
 mod inspect;
+mod memory;
 mod run;
 
 use clap::{Args, Parser, Subcommand};

@@ -1,0 +1,341 @@
+//! The `synapse` binary end to end on the default model.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn model() -> PathBuf {
+    match std::env::var_os("SYNAPSE_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => synapse_inference::default_model::ensure().expect("fetch the default model"),
+    }
+}
+
+fn synapse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synapse"))
+        .args(args)
+        .output()
+        .expect("run synapse")
+}
+
+fn run_json(extra: &[&str]) -> Value {
+    let model = model();
+    let mut args = vec!["run", "--model", model.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let out = synapse(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+fn fixture_prompt(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/smollm2-q4_1/llamacpp.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn run_json_reports_tokens_text_and_timings() {
+    let reference = fixture_prompt("plain");
+    let text = reference["text"].as_str().unwrap();
+    let out = run_json(&[
+        "--prompt",
+        text,
+        "--temperature",
+        "0",
+        "-n",
+        "8",
+        "--ignore-eos",
+        "--logits-top",
+        "5",
+    ]);
+    assert_eq!(out["prompt_tokens"], reference["prompt_ids"]);
+    // The 8-bit path follows llama.cpp's greedy continuation on this prompt.
+    let want: Vec<Value> = reference["greedy_ids"].as_array().unwrap()[..8].to_vec();
+    assert_eq!(out["tokens"].as_array().unwrap(), &want);
+    assert_eq!(out["stop_reason"], "length");
+    assert!(
+        out["text"].as_str().unwrap().starts_with(" Paris"),
+        "{}",
+        out["text"]
+    );
+    let timings = &out["timings"];
+    for key in [
+        "load_ms",
+        "prefill_ms",
+        "prefill_tok_s",
+        "decode_ms",
+        "decode_tok_s",
+    ] {
+        assert!(timings[key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert_eq!(timings["prefill_tokens"], 5);
+    assert_eq!(timings["decode_tokens"], 8);
+    let top = out["top_logits"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    assert_eq!(top[0][0], reference["greedy_ids"][0]);
+    assert!(top.windows(2).all(|w| w[0][1].as_f64() >= w[1][1].as_f64()));
+}
+
+#[test]
+fn peak_memory_stays_under_one_and_a_half_times_the_model_file() {
+    let size = std::fs::metadata(model()).unwrap().len() as f64;
+    let out = run_json(&[
+        "--prompt",
+        "Once upon a time",
+        "-n",
+        "64",
+        "--ignore-eos",
+        "--seed",
+        "1",
+    ]);
+    let rss = out["peak_rss_bytes"].as_f64().expect("peak RSS on Linux");
+    assert!(rss < 1.5 * size, "peak RSS {rss} vs model {size}");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_sample() {
+    let args = [
+        "--prompt",
+        "Once upon a time",
+        "-n",
+        "12",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "42",
+    ];
+    assert_eq!(run_json(&args)["tokens"], run_json(&args)["tokens"]);
+}
+
+#[test]
+fn chat_template_prompts_stop_at_end_of_turn() {
+    let prompt = fixture_prompt("chat");
+    let out = run_json(&[
+        "--prompt",
+        prompt["text"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "-n",
+        "64",
+    ]);
+    assert_eq!(out["prompt_tokens"], prompt["prompt_ids"]);
+    assert_eq!(out["stop_reason"], "eos");
+    assert!(
+        out["text"].as_str().unwrap().contains('4'),
+        "{}",
+        out["text"]
+    );
+}
+
+#[test]
+fn stop_strings_end_generation_and_are_not_printed() {
+    let out = run_json(&[
+        "--prompt",
+        "The capital of France is",
+        "--temperature",
+        "0",
+        "-n",
+        "32",
+        "--stop",
+        ".",
+    ]);
+    assert_eq!(out["stop_reason"], "stop");
+    assert_eq!(out["text"], " Paris");
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_a_clear_error() {
+    let model = model();
+    let long = "word ".repeat(100);
+    let out = synapse(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--ctx-size",
+        "32",
+        "--prompt",
+        &long,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not fit the context of 32 tokens"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_or_corrupt_model_file_names_the_file() {
+    let out = synapse(&[
+        "run",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--prompt",
+        "hi",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model.gguf"));
+
+    let corrupt = std::env::temp_dir().join(format!("synapse-corrupt-{}.gguf", std::process::id()));
+    let bytes = std::fs::read(model()).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    let out = synapse(&[
+        "run",
+        "--model",
+        corrupt.to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
+    std::fs::remove_file(&corrupt).ok();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(corrupt.to_str().unwrap()) && err.contains("outside the file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tokenize_prints_ids_and_pieces() {
+    let model = model();
+    let out = synapse(&[
+        "tokenize",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "<|im_start|>user 12",
+    ]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The special token is one id; smollm splits digits one by one.
+    assert_eq!(v["ids"], serde_json::json!([1, 4093, 216, 33, 34]));
+    assert_eq!(
+        v["pieces"],
+        serde_json::json!(["<|im_start|>", "user", " ", "1", "2"])
+    );
+
+    let out = synapse(&[
+        "tokenize",
+        "--model",
+        model.to_str().unwrap(),
+        "--no-special",
+        "<|im_start|>",
+    ]);
+    let ids = String::from_utf8_lossy(&out.stdout);
+    assert!(ids.split_whitespace().count() > 1, "{ids}");
+}
+
+#[test]
+fn tokenize_works_on_a_vocab_only_file() {
+    let vocab = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/llama-vocab/ggml-vocab-llama-bpe.gguf");
+    if !vocab.exists() {
+        eprintln!("skipped: {} not found (it ships in the llama-cpp-python sdist under vendor/llama.cpp/models/)", vocab.display());
+        return;
+    }
+    let out = synapse(&[
+        "tokenize",
+        "--model",
+        vocab.to_str().unwrap(),
+        "Hello world",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9906 1917");
+}
+
+#[test]
+fn inspect_lists_metadata_and_tensors() {
+    let model = model();
+    let out = synapse(&["inspect", model.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("general.architecture (string) = \"llama\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("token_embd.weight") && text.contains("Q8_0") && text.contains("272 tensors")
+    );
+}
+
+fn chat(stdin: &str) -> String {
+    use std::io::Write;
+    let model = model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synapse"))
+        .args([
+            "chat",
+            "--model",
+            model.to_str().unwrap(),
+            "--temperature",
+            "0",
+            "-n",
+            "48",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn chat_answers_each_line_with_the_models_template() {
+    let text = chat("What is 2+2? Answer briefly.\nAnd 3+3?\n");
+    let turns: Vec<&str> = text.split("> ").filter(|t| !t.is_empty()).collect();
+    assert_eq!(turns.len(), 2, "{text}");
+    // The first reply is exactly what a raw run of the template-rendered prompt gives
+    // (the GGUF template adds SmolLM2's default system prompt).
+    let rendered = fixture_prompt("chat")["text"].as_str().unwrap().to_string();
+    let raw = run_json(&["--prompt", &rendered, "--temperature", "0", "-n", "48"]);
+    let first = turns[0]
+        .strip_prefix("What is 2+2? Answer briefly.\n")
+        .unwrap()
+        .trim_end();
+    assert_eq!(first, raw["text"].as_str().unwrap().trim_end());
+    assert!(first.contains('4'), "{first}");
+    assert!(
+        turns[1].len() > "And 3+3?\n".len(),
+        "second turn answered: {text}"
+    );
+}
+
+#[test]
+fn chat_answers_a_json_conversation() {
+    let messages = r#"[{"role": "user", "content": "What is 2+2? Answer briefly."}]"#;
+    let json_reply = chat(messages);
+    let line_reply = chat("What is 2+2? Answer briefly.\n");
+    assert_eq!(
+        json_reply.trim_end(),
+        line_reply
+            .trim_start_matches("> What is 2+2? Answer briefly.\n")
+            .trim_end()
+    );
+}
