@@ -4,6 +4,7 @@
 //! Nothing here assumes a filesystem, a memory map or threads unless the `native`
 //! feature is on, so the crate builds for `wasm32-unknown-unknown`.
 
+pub mod attention;
 pub mod dtype;
 pub mod gguf;
 pub mod kernels;

@@ -119,7 +119,7 @@ impl Session {
         }
         opts.batch = opts.batch.clamp(1, opts.context);
         let cache = KvCache::new(c.n_layers, c.kv_dim(), opts.context);
-        let act = Activations::new(c, opts.batch, opts.context);
+        let act = Activations::new(c, opts.batch);
         Session {
             model,
             opts,

@@ -5,11 +5,10 @@ use super::{check_config, load_matrix, load_vector};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::KvCache;
+use synapse_core::attention::{causal_attention, AttentionShape};
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::{matmul, MatmulScratch, Precision};
-use synapse_core::ops::{
-    add_assign, rms_norm, rope_adjacent_pairs, rope_inv_freq, softmax, swiglu,
-};
+use synapse_core::ops::{add_assign, rms_norm, rope_adjacent_pairs, rope_inv_freq, swiglu};
 use synapse_core::WeightTensor;
 
 // ---------------------------------------------------------------------------------------
@@ -86,13 +85,12 @@ pub struct Activations {
     proj: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    scores: Vec<f32>,
     pub logits: Vec<f32>,
     matmul: MatmulScratch,
 }
 
 impl Activations {
-    pub fn new(c: &ModelConfig, max_batch: usize, context: usize) -> Activations {
+    pub fn new(c: &ModelConfig, max_batch: usize) -> Activations {
         let t = max_batch;
         Activations {
             max_batch,
@@ -105,7 +103,6 @@ impl Activations {
             proj: vec![0.0; t * c.d_model],
             gate: vec![0.0; t * c.d_ff],
             up: vec![0.0; t * c.d_ff],
-            scores: vec![0.0; context],
             logits: Vec::with_capacity(t * c.vocab_size),
             matmul: MatmulScratch::default(),
         }
@@ -134,6 +131,15 @@ pub struct RunOptions {
 }
 
 impl Llama {
+    fn attention_shape(&self) -> AttentionShape {
+        let c = &self.config;
+        AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        }
+    }
+
     pub fn new(config: ModelConfig, weights: LlamaWeights) -> Llama {
         let inv_freq = rope_inv_freq(config.rope_base, config.rope_dims);
         Llama {
@@ -193,7 +199,16 @@ impl Llama {
             }
             cache.write(layer, pos, k, v);
             let attn = &mut act.attn[..n * qd];
-            self.attention(layer, pos, n, q, cache, &mut act.scores, attn);
+            let (keys, values) = cache.layer(layer, pos + n);
+            causal_attention(
+                q,
+                keys,
+                values,
+                pos,
+                self.attention_shape(),
+                opts.threads,
+                attn,
+            );
             let proj = &mut act.proj[..n * d];
             mm(&lw.wo, attn, proj, &mut act.matmul);
             add_assign(x, proj);
@@ -229,45 +244,5 @@ impl Llama {
             opts.threads,
             &mut act.matmul,
         );
-    }
-
-    /// Causal grouped-query attention of the `n` new queries over all cached positions.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        layer: usize,
-        pos: usize,
-        n: usize,
-        q: &[f32],
-        cache: &KvCache,
-        scores: &mut [f32],
-        out: &mut [f32],
-    ) {
-        let c = &self.config;
-        let (hd, qd, kvd) = (c.head_dim, c.q_dim(), c.kv_dim());
-        let group = c.n_heads / c.n_kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let (keys, values) = cache.layer(layer, pos + n);
-        for t in 0..n {
-            let len = pos + t + 1;
-            for h in 0..c.n_heads {
-                let kv_off = (h / group) * hd;
-                let qh = &q[t * qd + h * hd..][..hd];
-                let s = &mut scores[..len];
-                for (p, sp) in s.iter_mut().enumerate() {
-                    let kh = &keys[p * kvd + kv_off..][..hd];
-                    *sp = qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale;
-                }
-                softmax(s);
-                let oh = &mut out[t * qd + h * hd..][..hd];
-                oh.fill(0.0);
-                for (p, &sp) in s.iter().enumerate() {
-                    let vh = &values[p * kvd + kv_off..][..hd];
-                    for (o, &vv) in oh.iter_mut().zip(vh) {
-                        *o += sp * vv;
-                    }
-                }
-            }
-        }
     }
 }

@@ -1,0 +1,198 @@
+//! Causal multi-head attention with grouped K/V heads, computed tile by tile with an
+//! online softmax (flash-attention style): no score matrix is materialised, so memory
+//! stays constant however long the context, and each key/value row is read once per
+//! group of query heads that share it.
+
+use crate::threads::parallel_chunks_mut;
+
+/// Positions per tile of the online softmax.
+const TILE: usize = 32;
+
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Attention of `n` new queries at positions `pos..pos + n` over the cached keys and values
+/// of positions `0..pos + n` (`[position][n_kv_heads * head_dim]`). `q` and `out` are
+/// `[n][n_heads * head_dim]`.
+pub fn causal_attention(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    pos: usize,
+    shape: AttentionShape,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let AttentionShape {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = shape;
+    let group = n_heads / n_kv_heads;
+    let (qd, kvd) = (n_heads * hd, n_kv_heads * hd);
+    // One unit is one token's group of query heads sharing a K/V head: `group * hd`
+    // contiguous outputs.
+    parallel_chunks_mut(out, group * hd, threads, |units, out| {
+        for (unit, o) in units.zip(out.chunks_exact_mut(group * hd)) {
+            let (t, kv_head) = (unit / n_kv_heads, unit % n_kv_heads);
+            let queries = &q[t * qd + kv_head * group * hd..][..group * hd];
+            let len = pos + t + 1;
+            attend_group(queries, keys, values, len, kvd, kv_head * hd, hd, o);
+        }
+    });
+}
+
+/// Online-softmax attention of `group` query heads over positions `0..len` of one K/V head
+/// at offset `kv_off` in rows of `kvd` values.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_group(
+    queries: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    len: usize,
+    kvd: usize,
+    kv_off: usize,
+    hd: usize,
+    out: &mut [f32],
+) {
+    const MAX_GROUP: usize = 16;
+    let group = queries.len() / hd;
+    assert!(
+        group <= MAX_GROUP,
+        "more than {MAX_GROUP} query heads per K/V head"
+    );
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
+    let mut sum = [0f32; MAX_GROUP];
+    let mut scores = [[0f32; TILE]; MAX_GROUP];
+    out.fill(0.0);
+    for start in (0..len).step_by(TILE) {
+        let tile = TILE.min(len - start);
+        for (h, qh) in queries.chunks_exact(hd).enumerate() {
+            for j in 0..tile {
+                let k = &keys[(start + j) * kvd + kv_off..][..hd];
+                scores[h][j] = dot(qh, k) * scale;
+            }
+            let tile_max = scores[h][..tile]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            let new_max = max[h].max(tile_max);
+            // Rescale what was accumulated under the old maximum.
+            let correction = (max[h] - new_max).exp();
+            max[h] = new_max;
+            sum[h] *= correction;
+            let oh = &mut out[h * hd..(h + 1) * hd];
+            if correction != 1.0 {
+                oh.iter_mut().for_each(|v| *v *= correction);
+            }
+            for j in 0..tile {
+                let p = (scores[h][j] - new_max).exp();
+                sum[h] += p;
+                let v = &values[(start + j) * kvd + kv_off..][..hd];
+                axpy(p, v, oh);
+            }
+        }
+    }
+    for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
+        let inv = 1.0 / sum[h];
+        oh.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain softmax attention, the reference.
+    fn naive(q: &[f32], keys: &[f32], values: &[f32], pos: usize, s: AttentionShape) -> Vec<f32> {
+        let (hd, qd, kvd) = (
+            s.head_dim,
+            s.n_heads * s.head_dim,
+            s.n_kv_heads * s.head_dim,
+        );
+        let n = q.len() / qd;
+        let group = s.n_heads / s.n_kv_heads;
+        let mut out = vec![0f32; q.len()];
+        for t in 0..n {
+            for h in 0..s.n_heads {
+                let qh = &q[t * qd + h * hd..][..hd];
+                let off = (h / group) * hd;
+                let scores: Vec<f64> = (0..=pos + t)
+                    .map(|p| {
+                        qh.iter()
+                            .zip(&keys[p * kvd + off..][..hd])
+                            .map(|(a, b)| (a * b) as f64)
+                            .sum::<f64>()
+                            / (hd as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = w.iter().sum();
+                for (p, wp) in w.iter().enumerate() {
+                    for d in 0..hd {
+                        out[t * qd + h * hd + d] +=
+                            (wp / total * values[p * kvd + off + d] as f64) as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tiled_online_softmax_matches_plain_softmax() {
+        let mut seed = 1u32;
+        let mut rand = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
+        };
+        let shape = AttentionShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 16,
+        };
+        for (pos, n) in [(0, 1), (0, 70), (45, 1), (33, 40)] {
+            let total = pos + n;
+            let q: Vec<f32> = (0..n * 96).map(|_| rand()).collect();
+            let keys: Vec<f32> = (0..total * 32).map(|_| rand()).collect();
+            let values: Vec<f32> = (0..total * 32).map(|_| rand()).collect();
+            let mut out = vec![0f32; n * 96];
+            causal_attention(&q, &keys, &values, pos, shape, 2, &mut out);
+            let want = naive(&q, &keys, &values, pos, shape);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "pos {pos} n {n}: {a} vs {b}");
+            }
+        }
+    }
+}
