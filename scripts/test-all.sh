@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: the wasm32 build of the core crates, then every Rust test.
+# The whole test suite: the wasm32 build of the core crates, every Rust test, and the
+# aarch64 kernels under qemu-user.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +14,6 @@ cargo build --quiet --target wasm32-unknown-unknown -p synapse-core -p synapse-i
 
 echo "== cargo test"
 cargo test --workspace
+
+echo "== aarch64 NEON kernels under qemu"
+./scripts/test-aarch64.sh

@@ -1,5 +1,6 @@
 //! `synapse`: run, chat with, tokenize and inspect local LLMs.
 
+mod bench;
 mod chat;
 mod inspect;
 mod memory;
@@ -33,6 +34,8 @@ enum Command {
     Tokenize(inspect::TokenizeArgs),
     /// Print a GGUF file's metadata and tensor table.
     Inspect(inspect::InspectArgs),
+    /// Measure prefill and decode throughput (like llama-bench), or memory bandwidth.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat::chat(args),
         Command::Tokenize(args) => inspect::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

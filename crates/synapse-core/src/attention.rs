@@ -41,9 +41,32 @@ pub fn causal_attention(
             let (t, kv_head) = (unit / n_kv_heads, unit % n_kv_heads);
             let queries = &q[t * qd + kv_head * group * hd..][..group * hd];
             let len = pos + t + 1;
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features the wrapper is compiled for.
+                unsafe { attend_group_avx2(queries, keys, values, len, kvd, kv_head * hd, hd, o) };
+                continue;
+            }
             attend_group(queries, keys, values, len, kvd, kv_head * hd, hd, o);
         }
     });
+}
+
+/// [`attend_group`] compiled with AVX2 and FMA, so its loops use 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_group_avx2(
+    queries: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    len: usize,
+    kvd: usize,
+    kv_off: usize,
+    hd: usize,
+    out: &mut [f32],
+) {
+    attend_group(queries, keys, values, len, kvd, kv_off, hd, out)
 }
 
 /// Online-softmax attention of `group` query heads over positions `0..len` of one K/V head

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Runs Synapse and llama.cpp alternately on each model variant and thread count and writes
+the benchmark matrix (status/benchmark_matrix.json). Called by bench/vs_llamacpp.sh, which
+installs llama-cpp-python and builds synapse first.
+
+For each (variant, threads), `--pairs` times: `synapse bench --json`, then
+bench/llamacpp_bench.py --json (A B A B ...), each with `--repetitions` timed runs after its
+own warm-up. The runs of all pairs are pooled: the row's numbers are their medians.
+
+decode_bandwidth_fraction = bytes read per decoded token (weights + the KV cache at the average
+decode position) x decode tok/s / measured read bandwidth at the same thread count.
+"""
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the work tree
+from benchlib import stats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(ROOT, "bench")
+FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
+                     "avx512dq", "avx512cd", "avx512ifma", "avx512vbmi", "avx512_vbmi2",
+                     "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
+                     "amx_bf16", "asimd", "asimddp", "i8mm", "sve")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, what, show_stderr=False):
+    """Runs cmd; returns its stdout, or exits (showing its stderr) on failure."""
+    res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=None if show_stderr else subprocess.PIPE,
+                         text=True)
+    if res.returncode != 0:
+        sys.stderr.write((res.stderr or "")[-4000:])
+        raise SystemExit(f"{what} failed (exit {res.returncode}): {' '.join(cmd)}")
+    return res.stdout
+
+
+def run_json(cmd, what, show_stderr=False):
+    out = run(cmd, what, show_stderr)
+    try:
+        return json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise SystemExit(f"{what}: no JSON on stdout of {' '.join(cmd)}:\n{out[-2000:]}")
+
+
+def machine():
+    model, flags, pairs, logical = "unknown", set(), set(), 0
+    try:
+        with open("/proc/cpuinfo") as f:
+            package = core = None
+            for line in list(f) + [""]:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    logical += 1
+                elif key == "model name":
+                    model = value
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                elif key == "physical id":
+                    package = value
+                elif key == "core id":
+                    core = value
+                elif not line.strip():
+                    if package is not None and core is not None:
+                        pairs.add((package, core))
+                    package = core = None
+    except OSError:
+        pass
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": model,
+        "arch": platform.machine(),
+        "physical_cores": len(pairs) or logical,
+        "logical_cpus": logical or os.cpu_count(),
+        "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "memory_bytes": mem,
+        "kernel": platform.release(),
+    }
+
+
+def versions(synapse_bin):
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {
+        "synapse_commit": git("rev-parse", "HEAD"),
+        # Uncommitted changes to tracked files mean the numbers are not those of the commit.
+        "synapse_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "synapse": run([synapse_bin, "--version"], "synapse --version").strip(),
+        "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip(),
+        "llama_cpp_python": importlib.metadata.version("llama_cpp_python"),
+        "python": platform.python_version(),
+    }
+
+
+def load_average():
+    """The 1-minute load average: how busy the machine was around a measurement."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def gguf_shape(path):
+    """(n_layers, kv_dim) from a GGUF's llama.* metadata."""
+    import gguf
+
+    r = gguf.GGUFReader(path)
+    arch = r.fields["general.architecture"].contents()
+    get = lambda k: int(r.fields[f"{arch}.{k}"].contents())
+    heads = get("attention.head_count")
+    kv_heads = get("attention.head_count_kv") if f"{arch}.attention.head_count_kv" in r.fields else heads
+    return get("block_count"), get("embedding_length") // heads * kv_heads
+
+
+def pooled(results):
+    """Merges several bench reports of one engine: runs pooled, medians and spread over them."""
+    out = {}
+    for key in ("prefill", "decode", "decode_after_prompt"):
+        runs = [r for res in results for r in res[f"{key}_runs"]]
+        s = stats(runs)
+        out[f"{key}_tok_s"] = s["median"]
+        out[f"{key}_runs"] = runs
+        out.setdefault("spread", {})[key] = {k: s[k] for k in ("min", "max", "mean", "stddev")}
+        out.setdefault("pair_medians", {})[key] = [res[f"{key}_tok_s"] for res in results]
+    out["peak_rss_bytes"] = max((r.get("peak_rss_bytes") or 0 for r in results), default=None)
+    out["load_ms"] = stats([r["load_ms"] for r in results])["median"]
+    for key in ("kernel", "precision", "batch", "context", "kv_type", "flash_attn"):
+        if key in results[0]:
+            out[key] = results[0][key]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Synapse vs llama.cpp benchmark matrix")
+    ap.add_argument("--variants", default=os.environ.get("BENCH_VARIANTS", "all"),
+                    help="comma-separated (see tools/make_bench_models.py --list) or 'all' [env BENCH_VARIANTS]")
+    ap.add_argument("--threads", default=os.environ.get("BENCH_THREADS", "1,2"),
+                    help="comma-separated thread counts [env BENCH_THREADS; default 1,2]")
+    ap.add_argument("--pairs", type=int, default=int(os.environ.get("BENCH_PAIRS", 3)),
+                    help="alternating Synapse/llama.cpp pairs [env BENCH_PAIRS; default 3]")
+    ap.add_argument("--repetitions", type=int, default=int(os.environ.get("BENCH_REPS", 5)),
+                    help="timed runs per invocation [env BENCH_REPS; default 5]")
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--gen-tokens", type=int, default=128)
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                    help="smoke run: P=64, G=16, 1 pair, 2 repetitions, written to target/bench/ [env BENCH_QUICK=1]")
+    ap.add_argument("--out", default=None, help="[default: status/benchmark_matrix.json]")
+    ap.add_argument("--synapse", default=os.path.join(ROOT, "target", "release", "synapse"))
+    ap.add_argument("--buffer-mib", type=int, default=1024, help="bandwidth test buffer")
+    ap.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""), help="free text kept in the JSON")
+    args = ap.parse_args()
+    if args.quick:
+        args.prompt_tokens, args.gen_tokens, args.pairs, args.repetitions = 64, 16, 1, 2
+    out_path = args.out or os.path.join(
+        ROOT, "target/bench/benchmark_matrix.quick.json" if args.quick else "status/benchmark_matrix.json")
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    p, g = args.prompt_tokens, args.gen_tokens
+    if not os.path.exists(args.synapse):
+        raise SystemExit(f"{args.synapse} is missing: cargo build --release -p synapse-cli")
+
+    only = [] if args.variants == "all" else ["--only", args.variants]
+    log("== models")
+    models = run_json([sys.executable, "tools/make_bench_models.py", "--json", *only], "make_bench_models",
+                      show_stderr=True)
+
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "note": args.note,
+        "machine": machine(),
+        "versions": versions(args.synapse),
+        "settings": {
+            "prompt_tokens": p, "gen_tokens": g, "pairs": args.pairs,
+            "repetitions_per_invocation": args.repetitions, "threads": threads,
+            "llamacpp_n_batch": 512,
+            "method": "fresh cache per repetition, 1 discarded warm-up per invocation; prefill = P synthetic "
+                      "tokens from an empty cache; decode = G single-token evals after 1 token; "
+                      "decode_after_prompt = G single-token evals after the P-token prefill; synthetic "
+                      "tokens fed (no sampling); medians over all pooled runs",
+        },
+        "bandwidth": {},
+        "rows": [],
+    }
+
+    log("== memory read bandwidth")
+    for t in threads:
+        bw = run_json([args.synapse, "bench", "--memory-bandwidth", "--threads", str(t), "--repetitions", "5",
+                       "--buffer-mib", str(args.buffer_mib), "--json"], "bandwidth")
+        report["bandwidth"][str(t)] = bw
+        log(f"   {t} thread(s): {bw['read_gb_s']:.2f} GB/s (best of 5)")
+
+    common = ["--prompt-tokens", str(p), "--gen-tokens", str(g), "--repetitions", str(args.repetitions)]
+    for m in models:
+        n_layers, kv_dim = gguf_shape(m["path"])
+        for t in threads:
+            log(f"== {m['variant']}, {t} thread(s)")
+            syn, lcp, load = [], [], []
+            for i in range(args.pairs):
+                load.append(load_average())
+                syn.append(run_json([args.synapse, "bench", "--model", m["path"], "--threads", str(t), *common,
+                                     "--json"], "synapse bench"))
+                load.append(load_average())
+                lcp.append(run_json([sys.executable, os.path.join(HERE, "llamacpp_bench.py"), "--model", m["path"],
+                                     "--threads", str(t), *common, "--n-batch", "512", "--json"], "llamacpp_bench"))
+                log(f"   pair {i + 1}/{args.pairs}: synapse pp {syn[-1]['prefill_tok_s']:.1f} "
+                    f"tg {syn[-1]['decode_tok_s']:.1f} | llama.cpp pp {lcp[-1]['prefill_tok_s']:.1f} "
+                    f"tg {lcp[-1]['decode_tok_s']:.1f}")
+            s, l = pooled(syn), pooled(lcp)
+            weights = syn[0]["weight_bytes_per_token"]
+            kv_pos = {"synapse": syn[0]["kv_bytes_per_position"], "llamacpp": n_layers * kv_dim * 2 * 2}  # f16 K+V
+            # Average positions attended per decode step: after 1 token, and after the P-token prompt.
+            avg_pos = {"decode": 1 + (g + 1) / 2, "decode_after_prompt": p + (g + 1) / 2}
+            bw = report["bandwidth"][str(t)]["read_gb_s"] * 1e9
+            fraction = {
+                eng: {k: (weights + kv_pos[eng] * avg_pos[k]) * res[f"{k}_tok_s"] / bw for k in avg_pos}
+                for eng, res in (("synapse", s), ("llamacpp", l))
+            }
+            ratio = {k: s[f"{k}_tok_s"] / l[f"{k}_tok_s"] for k in ("prefill", "decode", "decode_after_prompt")}
+            report["rows"].append({
+                "model": m["model"],
+                "variant": m["quant"],
+                "random_weights": m["random_weights"],
+                "file": os.path.basename(m["path"]),
+                "file_bytes": m["file_bytes"],
+                "threads": t,
+                "synapse": s,
+                "llamacpp": l,
+                "ratio": ratio,
+                "weight_bytes_per_token": weights,
+                "kv_bytes_per_position": kv_pos,
+                "decode_bandwidth_fraction": fraction,
+                # Before each invocation, in run order (Synapse, llama.cpp, Synapse, ...).
+                "load_avg_1m_before": load,
+            })
+            log(f"   synapse/llama.cpp: pp {ratio['prefill']:.2f}x, tg {ratio['decode']:.2f}x, "
+                f"tg@pp {ratio['decode_after_prompt']:.2f}x")
+
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    log(f"wrote {os.path.relpath(out_path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

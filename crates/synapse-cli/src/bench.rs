@@ -1,0 +1,456 @@
+//! `synapse bench`: prompt-processing and generation throughput, measured the way
+//! llama-bench measures it, plus a STREAM-like memory read bandwidth mode.
+//!
+//! Every repetition builds fresh sessions and times three things:
+//! - prefill (`pp`): one `eval` of `P` synthetic tokens from an empty cache;
+//! - decode after the prompt (`tg @ pp`): `G` single-token `eval`s right after that prefill;
+//! - decode from a short context (`tg`): in a second fresh session, one untimed token, then
+//!   `G` timed single-token `eval`s.
+//!
+//! The tokens are a fixed pseudo-random sequence of valid ids ([`synthetic_tokens`]), also
+//! fed during decode instead of sampled ones (as llama-bench does), so only model time is
+//! measured: no sampler, no argmax, no detokenization. `bench/llamacpp_bench.py` makes the
+//! same sequence for llama.cpp.
+
+use crate::ModelArgs;
+use clap::Args;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use synapse_inference::{Model, Session, SessionOptions};
+
+/// Seed of the synthetic token sequence (shared with `bench/llamacpp_bench.py`).
+pub const TOKEN_SEED: u64 = 0x5EED;
+
+#[derive(Args)]
+#[command(
+    after_help = "Threads default to the number of physical cores (as llama-bench), \
+    the context to --prompt-tokens + --gen-tokens."
+)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt tokens evaluated from an empty cache (prefill)
+    #[arg(long, short = 'p', default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens generated one at a time (decode)
+    #[arg(long, short = 'n', default_value_t = 128)]
+    gen_tokens: usize,
+    /// Timed repetitions (one more warm-up run is discarded)
+    #[arg(long, short = 'r', default_value_t = 5)]
+    repetitions: usize,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Measure memory read bandwidth instead of running a model
+    #[arg(long)]
+    memory_bandwidth: bool,
+    /// Buffer size for --memory-bandwidth, in MiB (well above the last-level cache)
+    #[arg(long, default_value_t = 1024)]
+    buffer_mib: usize,
+}
+
+pub fn bench(args: BenchArgs) -> Result<(), String> {
+    if args.repetitions == 0 {
+        return Err("--repetitions must be at least 1".into());
+    }
+    // As llama-bench: one thread per physical core unless told otherwise.
+    let threads = args.model.threads.unwrap_or_else(physical_cores).max(1);
+    if args.memory_bandwidth {
+        memory_bandwidth(&args, threads)
+    } else {
+        model_bench(&args, threads)
+    }
+}
+
+/// Per-run throughputs of one measurement, in tokens (or GB) per second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    pub runs: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Sample standard deviation (0 for a single run).
+    pub stddev: f64,
+}
+
+impl Stats {
+    /// Summarizes `runs`; `None` when there are none (or one is NaN).
+    pub fn new(runs: Vec<f64>) -> Option<Stats> {
+        if runs.is_empty() || runs.iter().any(|r| r.is_nan()) {
+            return None;
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let mean = sorted.iter().sum::<f64>() / n as f64;
+        let stddev = if n > 1 {
+            let ss: f64 = sorted.iter().map(|r| (r - mean).powi(2)).sum();
+            (ss / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Stats {
+            median,
+            min: sorted[0],
+            max: sorted[n - 1],
+            mean,
+            stddev,
+            runs,
+        })
+    }
+
+    fn spread_json(&self) -> serde_json::Value {
+        json!({ "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stddev })
+    }
+}
+
+/// Tokens per second for `tokens` done in `seconds`.
+fn rate(tokens: usize, seconds: f64) -> f64 {
+    tokens as f64 / seconds.max(1e-12)
+}
+
+/// `n` pseudo-random token ids below `vocab` (splitmix64 from `seed`, top 32 bits modulo
+/// `vocab`). The same ids on every run and in the llama.cpp driver.
+pub fn synthetic_tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 32) % vocab as u64) as u32
+        })
+        .collect()
+}
+
+/// One repetition's timings in seconds.
+struct RunTimes {
+    prefill: f64,
+    decode_after_prompt: f64,
+    decode: f64,
+}
+
+/// Runs one repetition on fresh sessions. `tokens` holds the prompt (`p` tokens) followed
+/// by the tokens fed one at a time during decode.
+fn run_once(
+    model: &Arc<Model>,
+    opts: SessionOptions,
+    tokens: &[u32],
+    p: usize,
+) -> Result<RunTimes, String> {
+    let err = |e: synapse_inference::Error| e.to_string();
+    let (prompt, feed) = tokens.split_at(p);
+    let mut logits = Vec::new();
+
+    let mut session = Session::new(model.clone(), opts);
+    let start = Instant::now();
+    session.eval_into(prompt, false, &mut logits).map_err(err)?;
+    let prefill = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for token in feed.chunks(1) {
+        session.eval_into(token, false, &mut logits).map_err(err)?;
+    }
+    let decode_after_prompt = start.elapsed().as_secs_f64();
+
+    let mut session = Session::new(model.clone(), opts);
+    session
+        .eval_into(&prompt[..1], false, &mut logits)
+        .map_err(err)?;
+    let start = Instant::now();
+    for token in feed.chunks(1) {
+        session.eval_into(token, false, &mut logits).map_err(err)?;
+    }
+    let decode = start.elapsed().as_secs_f64();
+    std::hint::black_box(&logits);
+    Ok(RunTimes {
+        prefill,
+        decode_after_prompt,
+        decode,
+    })
+}
+
+fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
+    let (p, g) = (args.prompt_tokens, args.gen_tokens);
+    if p == 0 || g == 0 {
+        return Err("--prompt-tokens and --gen-tokens must be at least 1".into());
+    }
+    let path = args.model.resolve_model()?;
+    let model_bytes = std::fs::metadata(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    let load = Instant::now();
+    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let load_ms = load.elapsed().as_secs_f64() * 1000.0;
+
+    let mut opts = args.model.session_options();
+    opts.threads = threads;
+    // As llama-bench: a context just large enough, unless --ctx-size says otherwise.
+    if opts.context == 0 {
+        opts.context = p + g;
+    } else if opts.context < p + g {
+        return Err(format!(
+            "--ctx-size {} is smaller than --prompt-tokens + --gen-tokens ({})",
+            opts.context,
+            p + g
+        ));
+    }
+    let tokens = synthetic_tokens(p + g, model.config.vocab_size, TOKEN_SEED);
+
+    let total = args.repetitions + 1;
+    let mut times = Vec::with_capacity(args.repetitions);
+    for i in 0..total {
+        if !args.json {
+            let what = if i == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("run {i}")
+            };
+            eprint!("\r[bench: {what} of {}]   ", args.repetitions);
+        }
+        let t = run_once(&model, opts, &tokens, p)?;
+        if i > 0 {
+            times.push(t);
+        }
+    }
+    if !args.json {
+        eprint!("\r{:40}\r", "");
+    }
+
+    let stats = |f: fn(&RunTimes) -> f64, n: usize| {
+        Stats::new(times.iter().map(|t| rate(n, f(t))).collect()).expect("at least one run")
+    };
+    let prefill = stats(|t| t.prefill, p);
+    let decode = stats(|t| t.decode, g);
+    let after = stats(|t| t.decode_after_prompt, g);
+
+    let c = &model.config;
+    let kernel = format!("{:?}", synapse_core::kernels::isa());
+    // Bytes a decode step streams from memory: every weight except the embedding table
+    // (one row is read), unless the table doubles as the output projection.
+    let tied = model.gguf.tensor_info("output.weight").is_none();
+    let weight_bytes_per_token: u64 = model
+        .gguf
+        .tensors
+        .iter()
+        .filter(|t| tied || t.name != "token_embd.weight")
+        .map(|t| t.size_bytes)
+        .sum();
+    // The KV cache keeps f32 keys and values (see synapse_inference::kv_cache).
+    let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
+    let peak_rss = crate::memory::peak_rss_bytes();
+
+    if args.json {
+        let report = json!({
+            "engine": "synapse",
+            "model": path.display().to_string(),
+            "model_bytes": model_bytes,
+            "kernel": kernel,
+            "precision": format!("{:?}", opts.precision),
+            "threads": threads,
+            "prompt_tokens": p,
+            "gen_tokens": g,
+            "repetitions": args.repetitions,
+            "warmup_runs": 1,
+            "context": opts.context,
+            "batch": opts.batch,
+            "token_seed": TOKEN_SEED,
+            "load_ms": load_ms,
+            "prefill_tok_s": prefill.median,
+            "decode_tok_s": decode.median,
+            "decode_after_prompt_tok_s": after.median,
+            "prefill_runs": prefill.runs,
+            "decode_runs": decode.runs,
+            "decode_after_prompt_runs": after.runs,
+            "spread": {
+                "prefill": prefill.spread_json(),
+                "decode": decode.spread_json(),
+                "decode_after_prompt": after.spread_json(),
+            },
+            "weight_bytes_per_token": weight_bytes_per_token,
+            "kv_bytes_per_position": kv_bytes_per_position,
+            "peak_rss_bytes": peak_rss,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+
+    println!(
+        "model: {} ({:.1} MiB, {} layers, d_model {}, vocab {})",
+        path.display(),
+        model_bytes as f64 / (1 << 20) as f64,
+        c.n_layers,
+        c.d_model,
+        c.vocab_size
+    );
+    println!(
+        "kernel: {kernel}, precision: {:?}, threads: {threads}, batch: {}, context: {}, \
+         {} repetitions + 1 warm-up",
+        opts.precision, opts.batch, opts.context, args.repetitions
+    );
+    println!();
+    println!(
+        "| {:<14} | {:>10} | {:>10} | {:>10} | {:>8} |",
+        "test", "tok/s", "min", "max", "stddev"
+    );
+    println!(
+        "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
+        "", "", "", "", ""
+    );
+    for (name, s) in [
+        (format!("pp{p}"), &prefill),
+        (format!("tg{g}"), &decode),
+        (format!("tg{g} @ pp{p}"), &after),
+    ] {
+        println!(
+            "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
+            s.median, s.min, s.max, s.stddev
+        );
+    }
+    println!();
+    if let Some(rss) = peak_rss {
+        println!("peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    Ok(())
+}
+
+/// Sums a slice so that the compiler keeps the loads (and vectorizes them).
+fn read_sum(data: &[u64]) -> u64 {
+    data.iter().fold(0u64, |acc, &x| acc.wrapping_add(x))
+}
+
+/// A STREAM-like read test: the best and median rate of summing a buffer much larger than
+/// the caches, split across `threads` threads.
+fn memory_bandwidth(args: &BenchArgs, threads: usize) -> Result<(), String> {
+    let bytes = args.buffer_mib.max(1) << 20;
+    let words = bytes / std::mem::size_of::<u64>();
+    // Writing every element first makes the pages resident before timing.
+    let buffer: Vec<u64> = (0..words as u64).collect();
+    let chunk = words.div_ceil(threads);
+
+    let mut runs = Vec::with_capacity(args.repetitions);
+    for i in 0..=args.repetitions {
+        let start = Instant::now();
+        let sum: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buffer
+                .chunks(chunk)
+                .map(|part| s.spawn(move || read_sum(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("bandwidth thread panicked"))
+                .fold(0, u64::wrapping_add)
+        });
+        let seconds = start.elapsed().as_secs_f64();
+        std::hint::black_box(sum);
+        if i > 0 {
+            runs.push(bytes as f64 / seconds / 1e9);
+        }
+    }
+    let s = Stats::new(runs).expect("at least one run");
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "threads": threads,
+                "buffer_bytes": bytes,
+                "read_gb_s": s.max,
+                "median_gb_s": s.median,
+                "runs_gb_s": s.runs,
+            })
+        );
+    } else {
+        println!(
+            "memory read bandwidth, {threads} thread(s), {} MiB buffer: best {:.2} GB/s, \
+             median {:.2} GB/s ({} runs)",
+            args.buffer_mib,
+            s.max,
+            s.median,
+            s.runs.len()
+        );
+    }
+    Ok(())
+}
+
+/// Physical cores (distinct core ids per package in /proc/cpuinfo), falling back to the
+/// available parallelism where that file says nothing.
+fn physical_cores() -> usize {
+    let logical = synapse_core::threads::default_threads();
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return logical;
+    };
+    let mut cores = std::collections::HashSet::new();
+    let (mut package, mut core) = (None, None);
+    for line in info.lines().chain(std::iter::once("")) {
+        let value = || line.split(':').nth(1).map(|v| v.trim().to_string());
+        if line.starts_with("physical id") {
+            package = value();
+        } else if line.starts_with("core id") {
+            core = value();
+        } else if line.trim().is_empty() {
+            if let (Some(p), Some(c)) = (package.take(), core.take()) {
+                cores.insert((p, c));
+            }
+        }
+    }
+    if cores.is_empty() {
+        logical
+    } else {
+        cores.len().min(logical)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_of_odd_and_even_counts() {
+        let s = Stats::new(vec![3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.mean), (2.0, 1.0, 3.0, 2.0));
+        assert!((s.stddev - 1.0).abs() < 1e-12);
+        assert_eq!(s.runs, vec![3.0, 1.0, 2.0], "runs keep their order");
+
+        let s = Stats::new(vec![4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!(s.median, 3.0);
+        assert_eq!((s.min, s.max), (1.0, 10.0));
+        assert!((s.mean - 4.25).abs() < 1e-12);
+        // Sample variance: (0.0625 + 10.5625 + 5.0625 + 33.0625) / 3.
+        assert!((s.stddev - (48.75f64 / 3.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn stats_of_one_run_and_of_none() {
+        let s = Stats::new(vec![7.5]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.stddev), (7.5, 7.5, 7.5, 0.0));
+        assert!(Stats::new(Vec::new()).is_none());
+        assert!(Stats::new(vec![1.0, f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate(512, 0.5), 1024.0);
+    }
+
+    #[test]
+    fn synthetic_tokens_are_fixed_and_in_range() {
+        let a = synthetic_tokens(1000, 49152, TOKEN_SEED);
+        assert_eq!(a, synthetic_tokens(1000, 49152, TOKEN_SEED));
+        assert!(a.iter().all(|&t| t < 49152));
+        // Not degenerate: many distinct ids.
+        let distinct: std::collections::HashSet<_> = a.iter().collect();
+        assert!(distinct.len() > 900);
+        // Pinned so bench/llamacpp_bench.py (which reimplements it) can check itself.
+        assert_eq!(&a[..4], &SYNTHETIC_FIRST_FOUR);
+    }
+
+    const SYNTHETIC_FIRST_FOUR: [u32; 4] = [32157, 29718, 19014, 7020];
+}
