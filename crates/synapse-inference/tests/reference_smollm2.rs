@@ -137,7 +137,7 @@ fn top_logits_match_transformers() {
                 Precision::Quantized => 1.5 * llama_distance,
             };
             println!(
-                "{:8} {precision:?}: max |synapse - transformers| over its top-10 = {distance:.4} (bound {bound:.4}; llama.cpp {llama_distance:.4}); our top-1 {:?}",
+                "{:8} {precision:?}: max |synapse - transformers| over its top-10 = {distance:.2e} (bound {bound:.4}; llama.cpp {llama_distance:.4}); our top-1 {:?}",
                 p["name"].as_str().unwrap(),
                 top_k_logits(&logits, 1)
             );

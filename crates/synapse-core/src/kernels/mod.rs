@@ -5,7 +5,11 @@
 //! runs integer dot products; [`Precision::F32`] dequantizes weight rows and keeps the
 //! activations in f32, the accuracy reference.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod scalar;
+#[cfg(test)]
+mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -30,6 +34,8 @@ pub struct MatmulScratch {
     q8_0: Vec<BlockQ8_0Act>,
     q8_1: Vec<BlockQ8_1Act>,
     q8_k: Vec<BlockQ8K>,
+    #[cfg(target_arch = "x86_64")]
+    x86: x86::Scratch,
 }
 
 /// One token's activations in the 8-bit block type its weight format pairs with.
@@ -41,44 +47,71 @@ enum ActRow<'a> {
 }
 
 /// The instruction set the kernels run with, picked once from the CPU's features.
-/// `SYNAPSE_KERNEL=scalar` forces the portable path (to test it on any machine).
+/// `SYNAPSE_KERNEL=scalar` forces the portable path (to test it on any machine);
+/// `avx2` or `avx512` caps the x86 choice (a CPU without it runs the best it has).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
+    /// AVX2 with FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 F, BW, VL, VNNI and VBMI (with AVX2, FMA and F16C).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// Baseline NEON, without the dotprod extension.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// NEON with the dotprod extension (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 pub fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
         #[cfg(feature = "native")]
-        if std::env::var("SYNAPSE_KERNEL").is_ok_and(|k| k == "scalar") {
+        let forced = std::env::var("SYNAPSE_KERNEL").ok();
+        #[cfg(not(feature = "native"))]
+        let forced: Option<String> = None;
+        if forced.as_deref() == Some("scalar") {
             return Isa::Scalar;
         }
         #[cfg(target_arch = "x86_64")]
-        if x86::has_avx2() {
-            return Isa::Avx2;
+        if let Some(isa) = x86::best(forced.as_deref()) {
+            return isa;
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return if aarch64::has_dotprod() {
+                Isa::NeonDot
+            } else {
+                Isa::Neon
+            };
         }
         Isa::Scalar
     })
 }
 
-/// Dot product of a quantized weight row with activations of its paired type.
-fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    match isa() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa()` returns Avx2 only when the CPU has AVX2, FMA and F16C.
-        Isa::Avx2 => unsafe { x86::quantized_dot(dtype, w, a) },
-        Isa::Scalar => quantized_dot_portable(dtype, w, a),
+/// Dot product of a quantized weight row with activations of its paired type (x86 SIMD
+/// runs whole matmuls instead: see `x86::matmul`).
+fn quantized_dot(isa: Isa, dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    match isa {
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: `isa()` returns NeonDot only when the CPU has dotprod.
+        Isa::NeonDot => unsafe { aarch64::quantized_dot_dotprod(dtype, w, a) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => aarch64::quantized_dot_neon(dtype, w, a),
+        _ => quantized_dot_portable(dtype, w, a),
     }
 }
 
-fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    match isa() {
+fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
+    match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::dot_f32(w, x) },
+        // SAFETY: `isa()` returns these only when the CPU has AVX2, FMA and F16C.
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::dot_f32(w, x) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => aarch64::dot_f32(w, x),
         Isa::Scalar => scalar::dot_f32(w, x),
     }
 }
@@ -125,11 +158,33 @@ pub fn matmul(
     threads: usize,
     scratch: &mut MatmulScratch,
 ) {
+    matmul_with(isa(), w, x, n_tokens, out, precision, threads, scratch);
+}
+
+/// [`matmul`] with the kernels of `isa`, which the CPU must have.
+#[allow(clippy::too_many_arguments)]
+fn matmul_with(
+    isa: Isa,
+    w: &WeightTensor,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    precision: Precision,
+    threads: usize,
+    scratch: &mut MatmulScratch,
+) {
     let (k, n) = (w.cols, w.rows);
     assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
     assert_eq!(out.len(), n_tokens * n, "{}: output length", w.name);
-    if precision == Precision::F32 || !w.dtype.is_quantized() {
-        return matmul_f32(w, x, n_tokens, out, threads);
+    if precision == Precision::F32 {
+        return matmul_f32(isa, w, x, n_tokens, out, threads);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512) {
+        return x86::matmul(isa, w, x, n_tokens, out, threads, scratch);
+    }
+    if !w.dtype.is_quantized() {
+        return matmul_f32(isa, w, x, n_tokens, out, threads);
     }
     // Quantize every token's activations once; all threads share them.
     let blocks_per_row = k / w.dtype.block_len();
@@ -162,7 +217,7 @@ pub fn matmul(
         for r in rows {
             let row = w.row(r);
             for t in 0..n_tokens {
-                let v = quantized_dot(w.dtype, row, act_row(t));
+                let v = quantized_dot(isa, w.dtype, row, act_row(t));
                 // SAFETY: row r belongs to this thread only; t * n + r < out.len().
                 unsafe { shared.write(t * n + r, v) };
             }
@@ -172,7 +227,14 @@ pub fn matmul(
 
 /// The f32 path: each thread dequantizes its weight rows one at a time and dots them
 /// with every token, so a row is unpacked once per batch.
-fn matmul_f32(w: &WeightTensor, x: &[f32], n_tokens: usize, out: &mut [f32], threads: usize) {
+fn matmul_f32(
+    isa: Isa,
+    w: &WeightTensor,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    threads: usize,
+) {
     let (k, n) = (w.cols, w.rows);
     let shared = SharedOut(out.as_mut_ptr());
     parallel_for(n, threads, 4, |rows| {
@@ -180,7 +242,7 @@ fn matmul_f32(w: &WeightTensor, x: &[f32], n_tokens: usize, out: &mut [f32], thr
         for r in rows {
             dequantize_row(w.dtype, w.row(r), &mut row);
             for t in 0..n_tokens {
-                let v = dot_f32(&row, &x[t * k..(t + 1) * k]);
+                let v = dot_f32(isa, &row, &x[t * k..(t + 1) * k]);
                 // SAFETY: row r belongs to this thread only; t * n + r < out.len().
                 unsafe { shared.write(t * n + r, v) };
             }

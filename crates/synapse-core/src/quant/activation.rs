@@ -36,13 +36,14 @@ pub struct BlockQ8K {
 }
 const _: () = assert!(size_of::<BlockQ8K>() == 292);
 
-/// Quantizes 32 values to bytes with scale max|x|/127; returns the scale.
+/// Quantizes 32 values to bytes with scale max|x|/127; returns the scale. Rounds half to
+/// even, as GGML's x86 and ARM quantizers (and every SIMD quantizer here) do.
 fn quantize_32(x: &[f32], qs: &mut [i8; 32]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round() as i8;
+        *q = (v * id).round_ties_even() as i8;
     }
     d
 }
@@ -76,12 +77,48 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         let iscale = -127.0 / max;
         for (q, &v) in block.qs.iter_mut().zip(chunk) {
-            *q = ((iscale * v).round() as i32).min(127) as i8;
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
         }
         for (sum, group) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
             *sum = group.iter().map(|&q| q as i16).sum();
         }
         block.d = 1.0 / iscale;
+    }
+}
+
+/// Activations of several tokens in 32-value blocks, with the numbers a [`BlockQ8_1Act`]
+/// holds (and the exact sum of each block's codes) but in arrays, so that SIMD kernels load the codes of several blocks, or
+/// their scales, with one instruction. Each token's `cols` codes are contiguous; `d` and
+/// `s` hold one entry per block. Scales are the f16 values GGML's `block_q8_1` stores,
+/// widened to f32.
+#[derive(Default)]
+pub struct Q8Rows {
+    cols: usize,
+    pub codes: Vec<i8>,
+    /// Block scale: `max|x| / 127` rounded to f16.
+    pub d: Vec<f32>,
+    /// `d * sum(codes)` (with `d` before rounding) rounded to f16.
+    pub s: Vec<f32>,
+    /// `sum(codes)`, exact.
+    pub sum: Vec<i32>,
+}
+
+impl Q8Rows {
+    /// Sizes the buffers for `n_tokens` rows of `cols` values (a multiple of 32).
+    pub fn resize(&mut self, n_tokens: usize, cols: usize) {
+        assert!(
+            cols.is_multiple_of(32),
+            "{cols} is not a whole number of blocks"
+        );
+        self.cols = cols;
+        self.codes.resize(n_tokens * cols, 0);
+        self.d.resize(n_tokens * cols / 32, 0.0);
+        self.s.resize(n_tokens * cols / 32, 0.0);
+        self.sum.resize(n_tokens * cols / 32, 0);
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
     }
 }
 

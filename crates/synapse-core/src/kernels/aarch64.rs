@@ -1,0 +1,623 @@
+//! aarch64 kernels with NEON, chosen at run time by `isa()`. Each quantized kernel is
+//! written once over [`I8Dot`], the signed byte dot product, and compiled twice: with the
+//! `sdot` instruction where the CPU has the dotprod extension, and with widening
+//! multiplies (baseline NEON) where it does not.
+//!
+//! `sdot` is emitted with `asm!`: its intrinsic `vdotq_s32` is still unstable
+//! (`stdarch_neon_dotprod`) in the toolchains this crate supports.
+//!
+//! The helpers are `unsafe fn` because NEON intrinsics are unsafe to call outside a
+//! `#[target_feature]` function; apart from `I8Dot::dot` they need nothing beyond NEON,
+//! which every aarch64 CPU has.
+
+use super::{quantized_dot_portable, ActRow};
+use crate::dtype::DType;
+use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
+use crate::quant::as_blocks;
+use crate::quant::blocks::*;
+use half::f16;
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+pub fn has_dotprod() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// Dot product with the `sdot` instruction.
+///
+/// # Safety
+/// The CPU must have the dotprod extension.
+#[target_feature(enable = "dotprod")]
+pub unsafe fn quantized_dot_dotprod(dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    quantized_dot::<Sdot>(dtype, w, a)
+}
+
+/// Dot product with baseline NEON only.
+pub fn quantized_dot_neon(dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    // SAFETY: NEON is part of the aarch64 baseline and `Widening` needs nothing more.
+    unsafe { quantized_dot::<Widening>(dtype, w, a) }
+}
+
+/// # Safety
+/// `D::dot` must run on this CPU.
+#[inline(always)]
+unsafe fn quantized_dot<D: I8Dot>(dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    match (dtype, a) {
+        (DType::Q4_0, ActRow::Q8_0(a)) => dot_q4_0::<D>(as_blocks(w), a),
+        (DType::Q4_1, ActRow::Q8_1(a)) => dot_q4_1::<D>(as_blocks(w), a),
+        (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0::<D>(as_blocks(w), a),
+        (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1::<D>(as_blocks(w), a),
+        (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0::<D>(as_blocks(w), a),
+        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<D>(as_blocks(w), a),
+        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<D>(as_blocks(w), a),
+        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<D>(as_blocks(w), a),
+        _ => quantized_dot_portable(dtype, w, a),
+    }
+}
+
+/// Sixteen signed byte products summed into four i32 lanes and added to `acc`. Which
+/// products land in which lane differs between implementations, so callers only ever
+/// use the sum of all lanes (or scale all lanes alike).
+trait I8Dot {
+    /// # Safety
+    /// The instructions the implementation uses must exist on this CPU.
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t;
+}
+
+/// The dotprod extension's `sdot`: lane i gets the products of bytes 4i..4i + 4.
+struct Sdot;
+
+impl I8Dot for Sdot {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        sdot(acc, a, b)
+    }
+}
+
+/// A separate function so that the assembler sees `sdot` with dotprod enabled; it is
+/// inlined into `quantized_dot_dotprod`, which has the same feature.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: sdot only reads and writes these registers; the caller guarantees dotprod.
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// Baseline NEON: i16 products (|a * b| <= 128 * 128 fits), added pairwise into i32.
+struct Widening;
+
+impl I8Dot for Widening {
+    #[inline(always)]
+    unsafe fn dot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let low = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        vpadalq_s16(vpadalq_s16(acc, low), vmull_high_s8(a, b))
+    }
+}
+
+/// Loads 16 bytes from the start of `s` (bounds-checked by the slice index).
+#[inline(always)]
+unsafe fn load_u8(s: &[u8]) -> uint8x16_t {
+    vld1q_u8(s[..16].as_ptr())
+}
+
+#[inline(always)]
+unsafe fn load_i8(s: &[i8]) -> int8x16_t {
+    vld1q_s8(s[..16].as_ptr())
+}
+
+/// The dot product of 32 codes (as two vectors of 16) with 32 activations, in four lanes.
+#[inline(always)]
+unsafe fn dot32<D: I8Dot>(lo: int8x16_t, hi: int8x16_t, a: &[i8]) -> int32x4_t {
+    D::dot(
+        D::dot(vdupq_n_s32(0), lo, load_i8(a)),
+        hi,
+        load_i8(&a[16..]),
+    )
+}
+
+/// Low and high nibbles of 16 bytes (in Q4_0/Q4_1 blocks, values 0..16 and 16..32), as
+/// signed bytes since they are below 16.
+#[inline(always)]
+unsafe fn nibbles(qs: &[u8]) -> (int8x16_t, int8x16_t) {
+    let v = load_u8(qs);
+    let lo = vandq_u8(v, vdupq_n_u8(0x0F));
+    (
+        vreinterpretq_s8_u8(lo),
+        vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)),
+    )
+}
+
+/// The fifth bits of a Q5_0/Q5_1 block: byte j has 0x10 where bit j of `qh` (as a
+/// little-endian u32) is set, for values 0..16 and 16..32.
+#[inline(always)]
+unsafe fn fifth_bits(qh: [u8; 4]) -> (int8x16_t, int8x16_t) {
+    const LANE_BIT: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    let lane_bit = vld1q_u8(LANE_BIT.as_ptr());
+    let expand = |b0: u8, b1: u8| {
+        let set = vtstq_u8(vcombine_u8(vdup_n_u8(b0), vdup_n_u8(b1)), lane_bit);
+        vreinterpretq_s8_u8(vandq_u8(set, vdupq_n_u8(0x10)))
+    };
+    (expand(qh[0], qh[1]), expand(qh[2], qh[3]))
+}
+
+/// The 32 codes of a 5-bit block minus `offset`, as two vectors.
+#[inline(always)]
+unsafe fn codes_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8) -> (int8x16_t, int8x16_t) {
+    let (lo, hi) = nibbles(qs);
+    let (h0, h1) = fifth_bits(qh);
+    let off = vdupq_n_s8(offset);
+    (
+        vsubq_s8(vorrq_s8(lo, h0), off),
+        vsubq_s8(vorrq_s8(hi, h1), off),
+    )
+}
+
+/// Converts an f16 scale with `fcvt`. half's `to_f32` checks for the fp16 extension at
+/// run time and calls out of line on every use; half-to-single `fcvt` is baseline.
+#[inline(always)]
+fn f32_of(h: f16) -> f32 {
+    let out: f32;
+    // SAFETY: fcvt only reads and writes these registers and is in every aarch64 CPU.
+    unsafe {
+        asm!(
+            "fcvt {out:s}, {h:h}",
+            h = in(vreg) h.to_bits(),
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// Adds `scale * sum(lanes of isum)` to `acc` in f32 lanes.
+#[inline(always)]
+unsafe fn fma_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
+    vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
+}
+
+#[inline(always)]
+unsafe fn dot_q4_0<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    for (w, a) in w.iter().zip(a) {
+        let (lo, hi) = nibbles(&w.qs);
+        let eight = vdupq_n_s8(8);
+        let (lo, hi) = (vsubq_s8(lo, eight), vsubq_s8(hi, eight));
+        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
+    }
+    vaddvq_f32(acc)
+}
+
+#[inline(always)]
+unsafe fn dot_q4_1<D: I8Dot>(w: &[BlockQ4_1], a: &[BlockQ8_1Act]) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let mut offsets = 0f32;
+    for (w, a) in w.iter().zip(a) {
+        let (lo, hi) = nibbles(&w.qs);
+        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
+        offsets += f32_of(w.m) * f32_of(a.s);
+    }
+    vaddvq_f32(acc) + offsets
+}
+
+#[inline(always)]
+unsafe fn dot_q5_0<D: I8Dot>(w: &[BlockQ5_0], a: &[BlockQ8_0Act]) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    for (w, a) in w.iter().zip(a) {
+        let (lo, hi) = codes_5bit(&w.qs, w.qh, 16);
+        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
+    }
+    vaddvq_f32(acc)
+}
+
+#[inline(always)]
+unsafe fn dot_q5_1<D: I8Dot>(w: &[BlockQ5_1], a: &[BlockQ8_1Act]) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let mut offsets = 0f32;
+    for (w, a) in w.iter().zip(a) {
+        let (lo, hi) = codes_5bit(&w.qs, w.qh, 0);
+        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
+        offsets += f32_of(w.m) * f32_of(a.s);
+    }
+    vaddvq_f32(acc) + offsets
+}
+
+#[inline(always)]
+unsafe fn dot_q8_0<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    for (w, a) in w.iter().zip(a) {
+        let isum = dot32::<D>(load_i8(&w.qs), load_i8(&w.qs[16..]), &a.qs);
+        acc = fma_scaled(acc, isum, f32_of(w.d) * f32_of(a.d));
+    }
+    vaddvq_f32(acc)
+}
+
+/// The 6-bit scales of a Q4_K/Q5_K block and `sum(min_j * activation sum of sub-block j)`.
+#[inline(always)]
+unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
+    let mut sc = [0u8; 8];
+    let mut mins = [0i16; 8];
+    for j in 0..8 {
+        let (s, m) = scale_min_k4(j, scales);
+        sc[j] = s;
+        mins[j] = m as i16;
+    }
+    // Pairwise adds turn the 16 sums of 16 activations into the 8 sums of 32
+    // (each at most 32 * 127, so i16 holds them).
+    let sub_sums = vpaddq_s16(
+        vld1q_s16(a.bsums.as_ptr()),
+        vld1q_s16(a.bsums[8..].as_ptr()),
+    );
+    let mins = vld1q_s16(mins.as_ptr());
+    let prod = vmull_s16(vget_low_s16(sub_sums), vget_low_s16(mins));
+    (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
+}
+
+#[inline(always)]
+unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (w, a) in w.iter().zip(a) {
+        let (sc, mins) = k4_scales_and_mins(&w.scales, a);
+        let mut acc = vdupq_n_s32(0);
+        // Each 32 bytes hold sub-block 2 * pair in low nibbles, 2 * pair + 1 in high.
+        for (pair, (q, act)) in w.qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
+            let (lo0, hi0) = nibbles(q);
+            let (lo1, hi1) = nibbles(&q[16..]);
+            let even = dot32::<D>(lo0, lo1, act);
+            let odd = dot32::<D>(hi0, hi1, &act[32..]);
+            acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
+            acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
+        }
+        let scaled = vaddvq_s32(acc);
+        sum += a.d * f32_of(w.d) * scaled as f32 - a.d * f32_of(w.dmin) * mins as f32;
+    }
+    sum
+}
+
+#[inline(always)]
+unsafe fn dot_q5_k<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    let bit4 = vdupq_n_u8(0x10);
+    for (w, a) in w.iter().zip(a) {
+        let (sc, mins) = k4_scales_and_mins(&w.scales, a);
+        let mut acc = vdupq_n_s32(0);
+        // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the
+        // next bit that of the odd one; shift both right by 2 per pair.
+        let mut qh0 = load_u8(&w.qh);
+        let mut qh1 = load_u8(&w.qh[16..]);
+        for (pair, (q, act)) in w.qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
+            let (lo0, hi0) = nibbles(q);
+            let (lo1, hi1) = nibbles(&q[16..]);
+            let code = |nib: int8x16_t, high: uint8x16_t| {
+                vorrq_s8(nib, vreinterpretq_s8_u8(vandq_u8(high, bit4)))
+            };
+            let even = dot32::<D>(
+                code(lo0, vshlq_n_u8::<4>(qh0)),
+                code(lo1, vshlq_n_u8::<4>(qh1)),
+                act,
+            );
+            let odd = dot32::<D>(
+                code(hi0, vshlq_n_u8::<3>(qh0)),
+                code(hi1, vshlq_n_u8::<3>(qh1)),
+                &act[32..],
+            );
+            acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
+            acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
+            qh0 = vshrq_n_u8::<2>(qh0);
+            qh1 = vshrq_n_u8::<2>(qh1);
+        }
+        let scaled = vaddvq_s32(acc);
+        sum += a.d * f32_of(w.d) * scaled as f32 - a.d * f32_of(w.dmin) * mins as f32;
+    }
+    sum
+}
+
+#[inline(always)]
+unsafe fn dot_q6_k<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    let (low4, bits45, offset) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
+    for (w, a) in w.iter().zip(a) {
+        let mut acc = vdupq_n_s32(0);
+        // Each half of 128 values: value l + 32k (l < 32) has its low 4 bits in ql[l]
+        // (k = 0, 2: low, high nibble) or ql[l + 32] (k = 1, 3), and its top 2 bits at
+        // bits 2k, 2k + 1 of qh[l]. Scale g covers values 16g..16g + 16.
+        for half in 0..2 {
+            let ql = &w.ql[64 * half..];
+            let qh = &w.qh[32 * half..];
+            let act = &a.qs[128 * half..];
+            let scales = &w.scales[8 * half..];
+            let qh = [load_u8(qh), load_u8(&qh[16..])];
+            for (g, scale) in scales[..8].iter().enumerate() {
+                let (k, second) = (g / 2, g % 2);
+                let ql = load_u8(&ql[32 * (k % 2) + 16 * second..]);
+                let low = if k < 2 {
+                    vandq_u8(ql, low4)
+                } else {
+                    vshrq_n_u8::<4>(ql)
+                };
+                let h = qh[second];
+                let high = match k {
+                    0 => vshlq_n_u8::<4>(h),
+                    1 => vshlq_n_u8::<2>(h),
+                    2 => h,
+                    _ => vshrq_n_u8::<2>(h),
+                };
+                let q = vsubq_s8(
+                    vreinterpretq_s8_u8(vorrq_u8(low, vandq_u8(high, bits45))),
+                    offset,
+                );
+                let group = D::dot(vdupq_n_s32(0), q, load_i8(&act[16 * g..]));
+                acc = vmlaq_n_s32(acc, group, *scale as i32);
+            }
+        }
+        sum += f32_of(w.d) * a.d * vaddvq_s32(acc) as f32;
+    }
+    sum
+}
+
+pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let (w, x) = (w[..n].chunks_exact(16), x[..n].chunks_exact(16));
+    let tail: f32 = w
+        .remainder()
+        .iter()
+        .zip(x.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    // SAFETY: NEON is part of the aarch64 baseline; each load reads 4 floats at offset
+    // 0, 4, 8 or 12 of a 16-float chunk.
+    unsafe {
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        for (wv, xv) in w.zip(x) {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let (wp, xp) = (wv.as_ptr().add(4 * k), xv.as_ptr().add(4 * k));
+                *acc = vfmaq_f32(*acc, vld1q_f32(wp), vld1q_f32(xp));
+            }
+        }
+        vaddvq_f32(vaddq_f32(
+            vaddq_f32(acc[0], acc[1]),
+            vaddq_f32(acc[2], acc[3]),
+        )) + tail
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{isa, scalar, Isa};
+    use super::*;
+    use crate::dtype::QK_K;
+    use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
+    use crate::quant::{dequantize_row, Block};
+
+    /// splitmix64: reproducible random bits without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        /// Uniform in [lo, hi).
+        fn range(&mut self, lo: f32, hi: f32) -> f32 {
+            lo + (hi - lo) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        }
+        /// Code bytes: all-equal extremes for the first rows (to hit the largest
+        /// products), random after that.
+        fn bytes<const N: usize>(&mut self, row: usize) -> [u8; N] {
+            match row {
+                0 => [0x00; N],
+                1 => [0xFF; N],
+                2 => [0x80; N],
+                3 => [0x7F; N],
+                _ => std::array::from_fn(|_| self.next() as u8),
+            }
+        }
+        /// A positive block scale of the size real models have.
+        fn scale(&mut self) -> f16 {
+            f16::from_f32(self.range(1e-3, 5e-2))
+        }
+    }
+
+    /// The bytes of padding-free `#[repr(C)]` blocks, as a GGUF row holds them.
+    fn row_bytes<B: Block>(blocks: &[B]) -> &[u8] {
+        // SAFETY: the weight blocks are plain bytes and f16s with no padding (their
+        // sizes are asserted in blocks.rs) and the length covers exactly the slice.
+        unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), std::mem::size_of_val(blocks)) }
+    }
+
+    /// A random weight row of `n_blocks` blocks of `dtype`.
+    fn weight_row(dtype: DType, n_blocks: usize, row: usize, rng: &mut Rng) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n_blocks {
+            let bytes = match dtype {
+                DType::Q4_0 => row_bytes(&[BlockQ4_0 {
+                    d: rng.scale(),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q4_1 => row_bytes(&[BlockQ4_1 {
+                    d: rng.scale(),
+                    m: f16::from_f32(rng.range(-0.5, 0.5)),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q5_0 => row_bytes(&[BlockQ5_0 {
+                    d: rng.scale(),
+                    qh: rng.bytes(row),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q5_1 => row_bytes(&[BlockQ5_1 {
+                    d: rng.scale(),
+                    m: f16::from_f32(rng.range(-0.5, 0.5)),
+                    qh: rng.bytes(row),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q8_0 => row_bytes(&[BlockQ8_0 {
+                    d: rng.scale(),
+                    qs: rng.bytes::<32>(row).map(|b| b as i8),
+                }])
+                .to_vec(),
+                DType::Q4K => row_bytes(&[BlockQ4K {
+                    d: rng.scale(),
+                    dmin: rng.scale(),
+                    scales: rng.bytes(row),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q5K => row_bytes(&[BlockQ5K {
+                    d: rng.scale(),
+                    dmin: rng.scale(),
+                    scales: rng.bytes(row),
+                    qh: rng.bytes(row),
+                    qs: rng.bytes(row),
+                }])
+                .to_vec(),
+                DType::Q6K => row_bytes(&[BlockQ6K {
+                    ql: rng.bytes(row),
+                    qh: rng.bytes(row),
+                    scales: rng.bytes::<16>(row).map(|b| b as i8),
+                    d: rng.scale(),
+                }])
+                .to_vec(),
+                _ => unreachable!("{dtype} is not block-quantized"),
+            };
+            out.extend_from_slice(&bytes);
+        }
+        out
+    }
+
+    /// Activations quantized by the same quantizers `matmul` uses.
+    enum Acts {
+        Q8_0(Vec<BlockQ8_0Act>),
+        Q8_1(Vec<BlockQ8_1Act>),
+        Q8K(Vec<BlockQ8K>),
+    }
+
+    impl Acts {
+        fn quantize(dtype: DType, x: &[f32]) -> Acts {
+            match dtype {
+                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+                    let mut a = vec![BlockQ8_0Act::ZERO; x.len() / 32];
+                    quantize_q8_0(x, &mut a);
+                    Acts::Q8_0(a)
+                }
+                DType::Q4_1 | DType::Q5_1 => {
+                    let mut a = vec![BlockQ8_1Act::ZERO; x.len() / 32];
+                    quantize_q8_1(x, &mut a);
+                    Acts::Q8_1(a)
+                }
+                _ => {
+                    let mut a = vec![BlockQ8K::ZERO; x.len() / QK_K];
+                    quantize_q8_k(x, &mut a);
+                    Acts::Q8K(a)
+                }
+            }
+        }
+
+        fn row(&self) -> ActRow<'_> {
+            match self {
+                Acts::Q8_0(a) => ActRow::Q8_0(a),
+                Acts::Q8_1(a) => ActRow::Q8_1(a),
+                Acts::Q8K(a) => ActRow::Q8K(a),
+            }
+        }
+    }
+
+    /// Each format with its largest relative error against the scalar oracle, as a
+    /// fraction of `sum |w_i * x_i|`. The integer sums are exact on both sides; only the
+    /// order of the float operations differs.
+    const CASES: [(DType, f32); 8] = [
+        (DType::Q4_0, 1e-6),
+        (DType::Q4_1, 1e-6),
+        (DType::Q5_0, 1e-6),
+        (DType::Q5_1, 1e-6),
+        (DType::Q8_0, 1e-6),
+        (DType::Q4K, 1e-6),
+        (DType::Q5K, 1e-6),
+        (DType::Q6K, 1e-6),
+    ];
+
+    fn check_against_scalar(path: &str, kernel: fn(DType, &[u8], ActRow) -> f32) {
+        let mut rng = Rng(0x5EED);
+        for (dtype, tol) in CASES {
+            let n_blocks = if dtype.block_len() == QK_K { 3 } else { 12 };
+            let k = n_blocks * dtype.block_len();
+            let mut worst = 0f32;
+            for row in 0..24 {
+                let w = weight_row(dtype, n_blocks, row, &mut rng);
+                let x: Vec<f32> = match row {
+                    // Constant activations quantize to +-127 codes everywhere.
+                    0..4 => vec![if row % 2 == 0 { 1.0 } else { -1.0 }; k],
+                    _ => (0..k).map(|_| rng.range(-2.0, 2.0)).collect(),
+                };
+                let acts = Acts::quantize(dtype, &x);
+                let got = kernel(dtype, &w, acts.row());
+                let want = quantized_dot_portable(dtype, &w, acts.row());
+                let mut wf = vec![0f32; k];
+                dequantize_row(dtype, &w, &mut wf);
+                let magnitude: f32 = wf.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                let err = (got - want).abs() / magnitude.max(f32::MIN_POSITIVE);
+                assert!(
+                    err <= tol,
+                    "{path} {dtype} row {row}: got {got}, scalar {want}, relative error {err:e}"
+                );
+                worst = worst.max(err);
+            }
+            eprintln!("{path} {dtype}: worst relative error {worst:e} (bound {tol:e})");
+        }
+    }
+
+    #[test]
+    fn neon_matches_scalar() {
+        check_against_scalar("neon", quantized_dot_neon);
+    }
+
+    #[test]
+    fn dotprod_matches_scalar() {
+        if !has_dotprod() {
+            eprintln!("skipped: this CPU has no dotprod extension");
+            return;
+        }
+        check_against_scalar("dotprod", |dtype, w, a| {
+            // SAFETY: the CPU has dotprod, checked above.
+            unsafe { quantized_dot_dotprod(dtype, w, a) }
+        });
+    }
+
+    #[test]
+    fn dot_f32_matches_scalar() {
+        let mut rng = Rng(7);
+        for n in [0, 1, 3, 15, 16, 17, 64, 100, 576, 1000] {
+            let w: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+            let x: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+            let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+            let err = (dot_f32(&w, &x) - scalar::dot_f32(&w, &x)).abs();
+            assert!(err <= 1e-6 * magnitude, "n = {n}: error {err:e}");
+        }
+    }
+
+    #[test]
+    fn isa_follows_cpu_features() {
+        let want = if std::env::var("SYNAPSE_KERNEL").is_ok_and(|k| k == "scalar") {
+            Isa::Scalar
+        } else if has_dotprod() {
+            Isa::NeonDot
+        } else {
+            Isa::Neon
+        };
+        assert_eq!(isa(), want);
+    }
+}

@@ -1,0 +1,261 @@
+//! Every ISA's matmul against the scalar oracle, and batched (GEMM) against one token at
+//! a time (GEMV), for every weight type, on random weights and activations.
+
+use super::{isa, matmul_with, scalar, Isa, MatmulScratch, Precision};
+use crate::dtype::DType;
+use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
+use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
+use crate::quant::{as_blocks, dequantize_row};
+use crate::storage::Storage;
+use crate::tensor::WeightTensor;
+use half::{bf16, f16};
+
+/// splitmix64: reproducible random bits without a dependency.
+pub(super) struct Rng(pub(super) u64);
+
+impl Rng {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub(super) fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// The ISAs this CPU runs: the scalar path always, every x86 level it has, and whatever
+/// `isa()` picked elsewhere.
+fn isas() -> Vec<Isa> {
+    let mut isas = vec![Isa::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::x86::has_avx2() {
+            isas.push(Isa::Avx2);
+        }
+        if super::x86::has_avx512() {
+            isas.push(Isa::Avx512);
+        }
+    }
+    if !isas.contains(&isa()) {
+        isas.push(isa());
+    }
+    isas
+}
+
+/// Byte offsets of the f16 scales in one block of `dtype` (random bytes there would be
+/// NaNs, infinities or absurd magnitudes).
+fn scale_offsets(dtype: DType) -> &'static [usize] {
+    match dtype {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
+        DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
+        DType::Q6K => &[208],
+        DType::F32 | DType::F16 | DType::BF16 => &[],
+    }
+}
+
+/// A random `rows x cols` weight of `dtype`. The first rows fill their codes with one
+/// extreme byte each (largest products, sign edge cases); later rows are random.
+fn random_weight(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> WeightTensor {
+    let row_bytes = dtype.row_bytes(cols).expect("whole blocks");
+    let mut bytes = vec![0u8; rows * row_bytes];
+    for (r, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
+        match dtype {
+            DType::F32 => {
+                for v in row.chunks_exact_mut(4) {
+                    v.copy_from_slice(&rng.range(-1.0, 1.0).to_le_bytes());
+                }
+            }
+            DType::F16 => {
+                for v in row.chunks_exact_mut(2) {
+                    v.copy_from_slice(&f16::from_f32(rng.range(-1.0, 1.0)).to_le_bytes());
+                }
+            }
+            DType::BF16 => {
+                for v in row.chunks_exact_mut(2) {
+                    v.copy_from_slice(&bf16::from_f32(rng.range(-1.0, 1.0)).to_le_bytes());
+                }
+            }
+            _ => {
+                let fill = [0x00, 0xFF, 0x80, 0x7F].get(r).copied();
+                for b in row.iter_mut() {
+                    *b = fill.unwrap_or(rng.next() as u8);
+                }
+                for block in row.chunks_exact_mut(dtype.block_bytes()) {
+                    for &at in scale_offsets(dtype) {
+                        let scale = f16::from_f32(rng.range(1e-3, 5e-2));
+                        block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+    let len = bytes.len();
+    WeightTensor::new(
+        dtype.name().into(),
+        dtype,
+        rows,
+        cols,
+        Storage::from_vec(bytes),
+        0..len,
+    )
+}
+
+/// Activations: mostly uniform, some tokens with one large outlier, one all equal.
+fn random_acts(n_tokens: usize, cols: usize, rng: &mut Rng) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.range(-1.0, 1.0)).collect();
+    for (t, row) in x.chunks_exact_mut(cols).enumerate() {
+        match t % 4 {
+            1 => row[(t * 7) % cols] = 30.0,
+            2 => row.fill(-0.5),
+            _ => {}
+        }
+    }
+    x
+}
+
+/// The oracle: dot of weight row `r` with token `x`, by the scalar kernels on the block
+/// quantizers' activations (or in f32 for float weights).
+fn oracle(w: &WeightTensor, r: usize, x: &[f32]) -> f32 {
+    let row = w.row(r);
+    let blocks = w.cols / w.dtype.block_len();
+    match w.dtype {
+        DType::F32 | DType::F16 | DType::BF16 => {
+            let mut deq = vec![0f32; w.cols];
+            dequantize_row(w.dtype, row, &mut deq);
+            scalar::dot_f32(&deq, x)
+        }
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+            let mut a = vec![BlockQ8_0Act::ZERO; blocks];
+            quantize_q8_0(x, &mut a);
+            match w.dtype {
+                DType::Q4_0 => scalar::dot_q4_0(as_blocks(row), &a),
+                DType::Q5_0 => scalar::dot_q5_0(as_blocks(row), &a),
+                _ => scalar::dot_q8_0(as_blocks(row), &a),
+            }
+        }
+        DType::Q4_1 | DType::Q5_1 => {
+            let mut a = vec![BlockQ8_1Act::ZERO; blocks];
+            quantize_q8_1(x, &mut a);
+            match w.dtype {
+                DType::Q4_1 => scalar::dot_q4_1(as_blocks(row), &a),
+                _ => scalar::dot_q5_1(as_blocks(row), &a),
+            }
+        }
+        DType::Q4K | DType::Q5K | DType::Q6K => {
+            let mut a = vec![BlockQ8K::ZERO; blocks];
+            quantize_q8_k(x, &mut a);
+            match w.dtype {
+                DType::Q4K => scalar::dot_q4_k(as_blocks(row), &a),
+                DType::Q5K => scalar::dot_q5_k(as_blocks(row), &a),
+                _ => scalar::dot_q6_k(as_blocks(row), &a),
+            }
+        }
+    }
+}
+
+/// `sum |w_i x_i|` over row `r`: the scale rounding errors are relative to.
+fn magnitude(w: &WeightTensor, r: usize, x: &[f32]) -> f32 {
+    let mut deq = vec![0f32; w.cols];
+    w.dequantize_row(r, &mut deq);
+    deq.iter().zip(x).map(|(a, b)| (a * b).abs()).sum()
+}
+
+/// Row lengths that exercise each kernel's tails: an odd number of 32-value blocks,
+/// several K-quant blocks, float rows that are not a multiple of 16 (or 8) long.
+fn test_cols(dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => 203,
+        DType::Q4K | DType::Q5K | DType::Q6K => 768,
+        _ => 224,
+    }
+}
+
+fn matmul_isa(isa: Isa, w: &WeightTensor, x: &[f32], n_tokens: usize, threads: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n_tokens * w.rows];
+    let mut scratch = MatmulScratch::default();
+    matmul_with(
+        isa,
+        w,
+        x,
+        n_tokens,
+        &mut out,
+        Precision::Quantized,
+        threads,
+        &mut scratch,
+    );
+    out
+}
+
+/// The largest difference from the oracle allowed, relative to the products' magnitude
+/// `sum |w_i x_i|`. Only float rounding separates the kernels from the oracle (they
+/// compute the same integer sums, or the same f32 products); about 1e-7 is typical. The
+/// K-quants and Q4_1/Q5_1 subtract a float offset term, which rounds on a larger value.
+fn tolerance(dtype: DType) -> f32 {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => 1e-6,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q6K => 1e-6,
+        DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => 2e-6,
+    }
+}
+
+#[test]
+fn every_isa_matches_the_scalar_oracle() {
+    let mut rng = Rng(1);
+    // Rows: two 16-row panels and 5 more. Tokens: one (decode), a few (below the panels'
+    // minimum), and a full tile of 8 and 3 more.
+    let rows = 37;
+    for n_tokens in [1, 3, 11] {
+        for isa in isas() {
+            for dtype in DType::ALL {
+                let cols = test_cols(dtype);
+                let w = random_weight(dtype, rows, cols, &mut rng);
+                let x = random_acts(n_tokens, cols, &mut rng);
+                let got = matmul_isa(isa, &w, &x, n_tokens, 2);
+                for t in 0..n_tokens {
+                    let xt = &x[t * cols..(t + 1) * cols];
+                    for r in 0..rows {
+                        let (want, got) = (oracle(&w, r, xt), got[t * rows + r]);
+                        let bound = tolerance(dtype) * magnitude(&w, r, xt) + 1e-6;
+                        assert!(
+                            (got - want).abs() <= bound,
+                            "{isa:?} {dtype} row {r} token {t}/{n_tokens}: {got} vs oracle {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_matmul_equals_one_token_at_a_time() {
+    let mut rng = Rng(2);
+    // More tokens than a token chunk; rows and tokens not multiples of the tiles.
+    let (rows, n_tokens) = (37, 37);
+    for isa in isas() {
+        for dtype in DType::ALL {
+            let cols = test_cols(dtype);
+            let w = random_weight(dtype, rows, cols, &mut rng);
+            let x = random_acts(n_tokens, cols, &mut rng);
+            let batched = matmul_isa(isa, &w, &x, n_tokens, 2);
+            for t in 0..n_tokens {
+                let xt = &x[t * cols..(t + 1) * cols];
+                let single = matmul_isa(isa, &w, xt, 1, 1);
+                for r in 0..rows {
+                    let got = batched[t * rows + r];
+                    let bound = tolerance(dtype) * magnitude(&w, r, xt) + 1e-6;
+                    assert!(
+                        (got - single[r]).abs() <= bound,
+                        "{isa:?} {dtype} row {r} token {t}: batched {got} vs alone {}",
+                        single[r]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,898 @@
+//! AVX2 kernels (with FMA and F16C), for x86 CPUs without the AVX-512 this crate uses.
+//!
+//! Integer kernels work on 32 codes (one block, or one K-quant sub-block) at a time:
+//! `vpmaddubsw` multiplies unsigned weight codes by signed activation codes and sums
+//! pairs into i16 (the codes are small enough not to saturate), `vpmaddwd` sums those
+//! into i32, with K-quant sub-block scales as its multipliers. Formats whose values are
+//! `d * (q - OFFSET)` keep `q` unsigned and take `OFFSET * a` back at i16 precision.
+
+use super::{Acts, Q8Out, Rows, SharedOut};
+use crate::dtype::{DType, QK_K};
+use crate::quant::activation::{BlockQ8K, Q8Rows};
+use crate::tensor::WeightTensor;
+use std::arch::x86_64::*;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+/// Tile shape: 16 registers hold 2 x 4 accumulators and what feeds them.
+const R: usize = 2;
+const T: usize = 4;
+
+/// Computes rows `rows` of the matmul of `w` with `acts` (see [`super::matmul`]).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; no other thread writes these rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn matmul_rows(
+    w: &WeightTensor,
+    acts: Acts,
+    n_tokens: usize,
+    rows: Range<usize>,
+    out: SharedOut,
+    n: usize,
+) {
+    let w_rows = Rows::new(w);
+    // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
+    unsafe {
+        match (w.dtype, acts) {
+            (DType::Q4_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q4_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q4_1, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q4_1>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q5_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q5_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q5_1, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q5_1>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q8_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q8_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q4K, Acts::Q8K(a)) => run(
+                &KTile::<Q4K>::new(w_rows, w.cols, a),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            (DType::Q5K, Acts::Q8K(a)) => run(
+                &KTile::<Q5K>::new(w_rows, w.cols, a),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            (DType::Q6K, Acts::Q8K(a)) => run(
+                &KTile::<Q6K>::new(w_rows, w.cols, a),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            (DType::F32, Acts::F32(x)) => run(
+                &FloatTile::<F32>::new(w_rows, w.cols, x),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            (DType::F16, Acts::F32(x)) => run(
+                &FloatTile::<F16>::new(w_rows, w.cols, x),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            (DType::BF16, Acts::F32(x)) => run(
+                &FloatTile::<BF16>::new(w_rows, w.cols, x),
+                rows,
+                n_tokens,
+                out,
+                n,
+            ),
+            _ => unreachable!("activations are prepared for the weight type {}", w.dtype),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tiles
+// ---------------------------------------------------------------------------------------
+
+/// Tokens per pass over a thread's rows: their activations stay in cache while every
+/// row tile of the pass reads them.
+const TOKEN_CHUNK: usize = 32;
+
+/// A matmul kernel for one weight format and one ISA.
+trait Tile {
+    /// `[t][r]` is the dot product of weight row `r0 + r` with token `t0 + t`.
+    ///
+    /// # Safety
+    /// The CPU has the kernel's ISA; the rows and tokens exist.
+    unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T];
+}
+
+/// Runs `kernel` over weight rows `rows` and tokens `0..n_tokens`, writing
+/// `out[t * n + r]` for an output of `n` values per token, in tiles of [`R`] rows by
+/// [`T`] tokens (rows and tokens left over run in tiles of one row or one token).
+///
+/// # Safety
+/// The CPU has the kernel's ISA; no other thread writes these rows of `out`.
+unsafe fn run<K: Tile>(kernel: &K, rows: Range<usize>, n_tokens: usize, out: SharedOut, n: usize) {
+    // One token: single rows, each read as one sequential stream (interleaved rows
+    // defeat the hardware prefetchers).
+    if n_tokens == 1 {
+        for r in rows {
+            // SAFETY: as the caller guarantees.
+            unsafe { put(out, n, r, 0, kernel.tile::<1, 1>(r, 0)) };
+        }
+        return;
+    }
+    for chunk in (0..n_tokens).step_by(TOKEN_CHUNK) {
+        let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
+        let mut r = rows.start;
+        // SAFETY (both calls): as the caller guarantees; the tiles stay inside `rows`.
+        while r + R <= rows.end {
+            unsafe { row_tile::<K, R>(kernel, r, tokens.clone(), out, n) };
+            r += R;
+        }
+        for r in r..rows.end {
+            unsafe { row_tile::<K, 1>(kernel, r, tokens.clone(), out, n) };
+        }
+    }
+}
+
+/// Rows `r..r + ROWS` times `tokens`, in tiles of [`T`] tokens and then single tokens.
+///
+/// # Safety
+/// As for [`run`], with the rows inside the caller's.
+unsafe fn row_tile<K: Tile, const ROWS: usize>(
+    kernel: &K,
+    r: usize,
+    tokens: Range<usize>,
+    out: SharedOut,
+    n: usize,
+) {
+    let full = tokens.end - tokens.len() % T;
+    // SAFETY (all calls): as the caller guarantees.
+    for t in (tokens.start..full).step_by(T) {
+        unsafe { put(out, n, r, t, kernel.tile::<ROWS, T>(r, t)) };
+    }
+    for t in full..tokens.end {
+        unsafe { put(out, n, r, t, kernel.tile::<ROWS, 1>(r, t)) };
+    }
+}
+
+/// Writes a tile's results to `out[t * n + r]`.
+///
+/// # Safety
+/// The indices are in bounds and no other thread writes them.
+unsafe fn put<const R: usize, const T: usize>(
+    out: SharedOut,
+    n: usize,
+    r0: usize,
+    t0: usize,
+    tile: [[f32; R]; T],
+) {
+    for (t, values) in tile.iter().enumerate() {
+        for (r, &v) in values.iter().enumerate() {
+            // SAFETY: as the caller guarantees.
+            unsafe { out.write((t0 + t) * n + r0 + r, v) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// The sums of a tile's accumulators.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn reduce<const R: usize, const T: usize>(acc: &[[__m256; R]; T]) -> [[f32; R]; T] {
+    let mut out = [[0f32; R]; T];
+    for (o, a) in out.iter_mut().zip(acc) {
+        for (o, &a) in o.iter_mut().zip(a) {
+            *o = hsum(a);
+        }
+    }
+    out
+}
+
+/// An f16 as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f16(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes.
+    let bits = unsafe { p.cast::<i16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(bits)))
+}
+
+/// The 32 4-bit codes of 16 bytes, low nibbles then high nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes.
+    let packed = unsafe { _mm_loadu_si128(p.cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// Adds 16 to the 32 codes whose bit is set in the little-endian u32 `qh` (bit v for value v).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(q: __m256i, qh: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees four readable bytes.
+    let bits = unsafe { qh.cast::<i32>().read_unaligned() };
+    // Byte v takes byte v / 8 of qh, then keeps bit v % 8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(16)))
+}
+
+// ---------------------------------------------------------------------------------------
+// 32-value block formats against Q8Rows
+// ---------------------------------------------------------------------------------------
+
+/// A 32-value block format, decoded one block at a time.
+trait Q32 {
+    /// Bytes per block.
+    const BLOCK: usize;
+    /// Values are `d * (q - OFFSET)` with unsigned codes q; 0 for the others.
+    const OFFSET: u8;
+    /// Values are `d * q + m`.
+    const HAS_M: bool = false;
+    /// Codes are signed bytes (Q8_0): too large for `vpmaddubsw` with an offset.
+    const SIGNED: bool = false;
+    /// The block's codes, `d` and `m` (0 where the format has none).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; the block is readable.
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32);
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Q32 for Q4_0 {
+    const BLOCK: usize = 18;
+    const OFFSET: u8 = 8;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32) {
+        // SAFETY: the caller guarantees the block: d, then 16 code bytes.
+        unsafe { (nibbles(p.add(2)), load_f16(p), 0.0) }
+    }
+}
+
+impl Q32 for Q4_1 {
+    const BLOCK: usize = 20;
+    const OFFSET: u8 = 0;
+    const HAS_M: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32) {
+        // SAFETY: the caller guarantees the block: d, m, then 16 code bytes.
+        unsafe { (nibbles(p.add(4)), load_f16(p), load_f16(p.add(2))) }
+    }
+}
+
+impl Q32 for Q5_0 {
+    const BLOCK: usize = 22;
+    const OFFSET: u8 = 16;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32) {
+        // SAFETY: the caller guarantees the block: d, qh, then 16 code bytes.
+        unsafe { (fifth_bits(nibbles(p.add(6)), p.add(2)), load_f16(p), 0.0) }
+    }
+}
+
+impl Q32 for Q5_1 {
+    const BLOCK: usize = 24;
+    const OFFSET: u8 = 0;
+    const HAS_M: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32) {
+        // SAFETY: the caller guarantees the block: d, m, qh, then 16 code bytes.
+        unsafe {
+            (
+                fifth_bits(nibbles(p.add(8)), p.add(4)),
+                load_f16(p),
+                load_f16(p.add(2)),
+            )
+        }
+    }
+}
+
+impl Q32 for Q8_0 {
+    const BLOCK: usize = 34;
+    const OFFSET: u8 = 0;
+    const SIGNED: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> (__m256i, f32, f32) {
+        // SAFETY: the caller guarantees the block: d, then 32 code bytes.
+        unsafe { (_mm256_loadu_si256(p.add(2).cast()), load_f16(p), 0.0) }
+    }
+}
+
+/// Q4_0 .. Q8_0 weights times [`Q8Rows`] activations.
+struct Q32Tile<'a, F> {
+    w: Rows<'a>,
+    acts: &'a Q8Rows,
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Q32> Q32Tile<'a, F> {
+    fn new(w: Rows<'a>, acts: &'a Q8Rows) -> Self {
+        Q32Tile {
+            w,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
+impl<F: Q32> Tile for Q32Tile<'_, F> {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
+        let cols = self.acts.cols();
+        let blocks = cols / 32;
+        let mut acc = [[_mm256_setzero_ps(); R]; T];
+        for b in 0..blocks {
+            let mut w = [(_mm256_setzero_si256(), 0f32, 0f32); R];
+            for (r, w) in w.iter_mut().enumerate() {
+                // SAFETY: the caller guarantees the row; block b is inside it.
+                *w = unsafe { F::decode(self.w.row(r0 + r).add(b * F::BLOCK)) };
+            }
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let (t, block) = (t0 + t, (t0 + t) * blocks + b);
+                // SAFETY: token t exists; block b's codes are inside its row.
+                let a = unsafe {
+                    _mm256_loadu_si256(self.acts.codes.as_ptr().add(t * cols + 32 * b).cast())
+                };
+                let da = self.acts.d[block];
+                // Each of the 8 lanes gets an eighth of `m * s`.
+                let s = _mm256_set1_ps(self.acts.s[block] * 0.125);
+                let offset = _mm256_maddubs_epi16(_mm256_set1_epi8(F::OFFSET as i8), a);
+                for (acc, &(q, d, m)) in acc.iter_mut().zip(&w) {
+                    let pairs = if F::SIGNED {
+                        _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q))
+                    } else if F::OFFSET != 0 {
+                        _mm256_sub_epi16(_mm256_maddubs_epi16(q, a), offset)
+                    } else {
+                        _mm256_maddubs_epi16(q, a)
+                    };
+                    let dot = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), *acc);
+                    if F::HAS_M {
+                        *acc = _mm256_fmadd_ps(_mm256_set1_ps(m), s, *acc);
+                    }
+                }
+            }
+        }
+        reduce(&acc)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// K-quants against Q8_K
+// ---------------------------------------------------------------------------------------
+
+/// A K-quant format, decoded one block at a time into eight 32-code steps.
+trait QK {
+    /// Bytes per block.
+    const BLOCK: usize;
+    /// The mins term is taken from the integer sum, at scale `d` (Q6_K's code offset);
+    /// otherwise it has its own scale `dmin`.
+    const MINS_AT_D: bool = false;
+    /// Decodes the block at `p`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; the block is readable.
+    unsafe fn decode(p: *const u8) -> DecodedK;
+}
+
+/// A decoded K-quant block.
+struct DecodedK {
+    /// Unsigned codes, 32 values per step.
+    q: [__m256i; 8],
+    /// Per step, the i16 multipliers of its 16 code pairs: its sub-block scales.
+    scale: [__m256i; 8],
+    /// The weight of each of the activations' 16-value sums, subtracted.
+    mins: __m256i,
+    /// Scale of the mins term (unless `MINS_AT_D`).
+    dmin: f32,
+    /// Scale of the codes.
+    d: f32,
+}
+
+/// The 6-bit scales and mins of a Q4_K/Q5_K block (see `scale_min_k4`), as bytes
+/// `[scale 0..8, min 0..8]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales_and_mins_k4(p: *const u8) -> [u8; 16] {
+    // SAFETY: the caller guarantees 12 readable bytes.
+    let [u0, u1, u2] = unsafe { p.cast::<[u32; 3]>().read_unaligned() }.map(u32::from_le);
+    const LOW6: u32 = 0x3F3F_3F3F;
+    const LOW4: u32 = 0x0F0F_0F0F;
+    const TOP2: u32 = 0x0303_0303;
+    let words = [
+        u0 & LOW6,
+        (u2 & LOW4) | (((u0 >> 6) & TOP2) << 4),
+        u1 & LOW6,
+        ((u2 >> 4) & LOW4) | (((u1 >> 6) & TOP2) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Codes, scales and mins of a Q4_K or Q5_K block; `high` adds Q5_K's fifth bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_k4(p: *const u8, qs: usize, high: Option<*const u8>) -> DecodedK {
+    // SAFETY: the caller guarantees the block: d and dmin at 0, scales at 4, codes at
+    // `qs` (128 bytes), fifth bits at `high` (32 bytes).
+    unsafe {
+        let sm = scales_and_mins_k4(p.add(4));
+        let high = high.map(|h| _mm256_loadu_si256(h.cast()));
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut scale = [_mm256_setzero_si256(); 8];
+        for (j, (q, scale)) in q.iter_mut().zip(&mut scale).enumerate() {
+            // 32 code bytes hold sub-block 2i in their low nibbles and 2i + 1 in their high.
+            let v = _mm256_loadu_si256(p.add(qs + 32 * (j / 2)).cast());
+            let v = if j % 2 == 1 {
+                _mm256_srli_epi16::<4>(v)
+            } else {
+                v
+            };
+            *q = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+            if let Some(high) = high {
+                // Byte l of qh holds bit j for value l of sub-block j.
+                let bit = _mm256_set1_epi8((1u8 << j) as i8);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit);
+                *q = _mm256_or_si256(*q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+            }
+            *scale = _mm256_set1_epi16(sm[j] as i16);
+        }
+        // Each 16-value sum takes its sub-block's min: [m0, m0, m1, m1, ..].
+        let mins = _mm_shuffle_epi8(
+            _mm_loadu_si128(sm.as_ptr().cast()),
+            _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
+        );
+        DecodedK {
+            q,
+            scale,
+            mins: _mm256_cvtepu8_epi16(mins),
+            dmin: load_f16(p.add(2)),
+            d: load_f16(p),
+        }
+    }
+}
+
+struct Q4K;
+struct Q5K;
+struct Q6K;
+
+impl QK for Q4K {
+    const BLOCK: usize = 144;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> DecodedK {
+        // SAFETY: the caller guarantees the block; Q4_K's codes are at 16.
+        unsafe { decode_k4(p, 16, None) }
+    }
+}
+
+impl QK for Q5K {
+    const BLOCK: usize = 176;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> DecodedK {
+        // SAFETY: the caller guarantees the block; Q5_K's fifth bits are at 16, codes at 48.
+        unsafe { decode_k4(p, 48, Some(p.add(16))) }
+    }
+}
+
+impl QK for Q6K {
+    const BLOCK: usize = 210;
+    const MINS_AT_D: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode(p: *const u8) -> DecodedK {
+        // SAFETY: the caller guarantees the block: ql at 0 (128 bytes), qh at 128 (64),
+        // 16 signed scales at 192, d at 208.
+        unsafe {
+            let scales: [i8; 16] = p.add(192).cast::<[i8; 16]>().read();
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut scale = [_mm256_setzero_si256(); 8];
+            for (step, (q, scale)) in q.iter_mut().zip(&mut scale).enumerate() {
+                // Step 4h + k holds values 128h + 32k .. + 32: the low nibbles of ql bytes
+                // 64h + 32(k % 2) .. + 32 for k < 2, their high nibbles for k >= 2, and
+                // bits 2k, 2k + 1 of qh bytes 32h .. 32h + 32 as bits 4 and 5.
+                let (h, k) = (step / 4, step % 4);
+                let ql = _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)).cast());
+                let ql = if k >= 2 {
+                    _mm256_srli_epi16::<4>(ql)
+                } else {
+                    ql
+                };
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * h).cast());
+                let top =
+                    _mm256_slli_epi16::<4>(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32)));
+                *q = _mm256_or_si256(
+                    _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
+                    _mm256_and_si256(top, _mm256_set1_epi8(0x30)),
+                );
+                let g = 2 * step;
+                *scale = _mm256_set_m128i(
+                    _mm_set1_epi16(scales[g + 1] as i16),
+                    _mm_set1_epi16(scales[g] as i16),
+                );
+            }
+            // Codes are q - 32 with q unsigned: take 32 * scale * (16-value sum) back.
+            let mins = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                scales.as_ptr().cast(),
+            )));
+            DecodedK {
+                q,
+                scale,
+                mins,
+                dmin: 0.0,
+                d: load_f16(p.add(208)),
+            }
+        }
+    }
+}
+
+/// K-quant weights times [`BlockQ8K`] activations.
+struct KTile<'a, F> {
+    w: Rows<'a>,
+    blocks: usize,
+    acts: &'a [BlockQ8K],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: QK> KTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, acts: &'a [BlockQ8K]) -> Self {
+        KTile {
+            w,
+            blocks: cols / QK_K,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
+impl<F: QK> Tile for KTile<'_, F> {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
+        let mut acc = [[_mm256_setzero_ps(); R]; T];
+        for b in 0..self.blocks {
+            for r in 0..R {
+                // SAFETY: the caller guarantees row r0 + r; block b is inside it.
+                let w = unsafe { F::decode(self.w.row(r0 + r).add(b * F::BLOCK)) };
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let a = &self.acts[(t0 + t) * self.blocks + b];
+                    let mut isum = _mm256_setzero_si256();
+                    for (s, (&q, &scale)) in w.q.iter().zip(&w.scale).enumerate() {
+                        // SAFETY: step s's 32 codes are inside `qs`.
+                        let codes = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(32 * s).cast()) };
+                        let pairs = _mm256_maddubs_epi16(q, codes);
+                        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, scale));
+                    }
+                    // SAFETY: `bsums` is 16 i16s.
+                    let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
+                    let mins = _mm256_madd_epi16(w.mins, bsums);
+                    let acc = &mut acc[r];
+                    if F::MINS_AT_D {
+                        isum = _mm256_sub_epi32(isum, mins);
+                    } else {
+                        let dmin = _mm256_set1_ps(-w.dmin * a.d);
+                        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins), dmin, *acc);
+                    }
+                    *acc =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(w.d * a.d), *acc);
+                }
+            }
+        }
+        reduce(&acc)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Float weights against f32 activations
+// ---------------------------------------------------------------------------------------
+
+/// A float weight type, read 8 values at a time.
+trait Float {
+    /// Bytes per value.
+    const SIZE: usize;
+    /// Loads 8 values at `p` as f32.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; the values are readable.
+    unsafe fn load(p: *const u8) -> __m256;
+    /// One value as f32 (for a row's last `cols % 8`).
+    fn scalar(bytes: &[u8]) -> f32;
+}
+
+struct F32;
+struct F16;
+struct BF16;
+
+impl Float for F32 {
+    const SIZE: usize = 4;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> __m256 {
+        // SAFETY: as the caller guarantees.
+        unsafe { _mm256_loadu_ps(p.cast()) }
+    }
+    fn scalar(b: &[u8]) -> f32 {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl Float for F16 {
+    const SIZE: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> __m256 {
+        // SAFETY: as the caller guarantees.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+    }
+    fn scalar(b: &[u8]) -> f32 {
+        half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+
+impl Float for BF16 {
+    const SIZE: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> __m256 {
+        // SAFETY: as the caller guarantees.
+        let v = unsafe { _mm_loadu_si128(p.cast()) };
+        // A bf16 is the top half of an f32.
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(v)))
+    }
+    fn scalar(b: &[u8]) -> f32 {
+        half::bf16::from_le_bytes([b[0], b[1]]).to_f32()
+    }
+}
+
+/// Float weights times f32 activations.
+struct FloatTile<'a, F> {
+    w: Rows<'a>,
+    cols: usize,
+    x: &'a [f32],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Float> FloatTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, x: &'a [f32]) -> Self {
+        FloatTile {
+            w,
+            cols,
+            x,
+            format: PhantomData,
+        }
+    }
+}
+
+impl<F: Float> Tile for FloatTile<'_, F> {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
+        let cols = self.cols;
+        let full = cols - cols % 8;
+        let mut acc = [[_mm256_setzero_ps(); R]; T];
+        for i in (0..full).step_by(8) {
+            let mut w = [_mm256_setzero_ps(); R];
+            for (r, w) in w.iter_mut().enumerate() {
+                // SAFETY: values i..i + 8 are inside the row.
+                *w = unsafe { F::load(self.w.row(r0 + r).add(i * F::SIZE)) };
+            }
+            for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: values i..i + 8 are inside token t0 + t's row of `x`.
+                let x = unsafe { _mm256_loadu_ps(self.x.as_ptr().add((t0 + t) * cols + i)) };
+                for (acc, &w) in acc.iter_mut().zip(&w) {
+                    *acc = _mm256_fmadd_ps(w, x, *acc);
+                }
+            }
+        }
+        let mut out = reduce(&acc);
+        for (t, out) in out.iter_mut().enumerate() {
+            let x = &self.x[(t0 + t) * cols..(t0 + t + 1) * cols];
+            for (r, out) in out.iter_mut().enumerate() {
+                let row = &self.w.bytes[(r0 + r) * self.w.row_bytes..][..cols * F::SIZE];
+                for i in full..cols {
+                    *out += F::scalar(&row[i * F::SIZE..]) * x[i];
+                }
+            }
+        }
+        out
+    }
+}
+
+/// f32 dot product (the f32 reference path).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let j = i + 8 * k;
+            // SAFETY: j + 8 <= n, inside both slices.
+            let (wv, xv) = unsafe {
+                (
+                    _mm256_loadu_ps(w.as_ptr().add(j)),
+                    _mm256_loadu_ps(x.as_ptr().add(j)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(wv, xv, *acc);
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    hsum(sum)
+        + w[i..n]
+            .iter()
+            .zip(&x[i..n])
+            .map(|(a, b)| a * b)
+            .sum::<f32>()
+}
+
+// ---------------------------------------------------------------------------------------
+// Activation quantizers
+// ---------------------------------------------------------------------------------------
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hmax(v: __m256) -> f32 {
+    let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn abs(v: __m256) -> __m256 {
+    _mm256_andnot_ps(_mm256_set1_ps(-0.0), v)
+}
+
+/// Rounds to f16 precision (to nearest even), as storing an f16 would.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn round_f16(x: f32) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(
+        _mm_set_ss(x),
+    )))
+}
+
+/// Packs four vectors of eight i32 (each within i8) into 32 bytes, in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pack_i8(q: [__m256i; 4]) -> __m256i {
+    // The packs work within 128-bit lanes; the permute puts the dwords back in order.
+    let packed = _mm256_packs_epi16(
+        _mm256_packs_epi32(q[0], q[1]),
+        _mm256_packs_epi32(q[2], q[3]),
+    );
+    _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Quantizes rows of 32-value blocks as `quantize_q8_1` does, into [`Q8Rows`]' arrays.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8(x: &[f32], out: Q8Out) {
+    let blocks = x.chunks_exact(32).zip(out.codes.chunks_exact_mut(32));
+    let scales = out
+        .d
+        .iter_mut()
+        .zip(out.s.iter_mut())
+        .zip(out.sum.iter_mut());
+    for ((x, codes), ((d, s), sum_out)) in blocks.zip(scales) {
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (i, v) in v.iter_mut().enumerate() {
+            // SAFETY: `x` is 32 long.
+            *v = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) };
+        }
+        let amax = hmax(_mm256_max_ps(
+            _mm256_max_ps(abs(v[0]), abs(v[1])),
+            _mm256_max_ps(abs(v[2]), abs(v[3])),
+        ));
+        let scale = amax / 127.0;
+        let inv = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (q, &v) in q.iter_mut().zip(&v) {
+            // The default rounding (MXCSR) is to nearest even.
+            *q = _mm256_cvtps_epi32(_mm256_mul_ps(v, inv));
+        }
+        // SAFETY: `codes` is 32 long.
+        unsafe { _mm256_storeu_si256(codes.as_mut_ptr().cast(), pack_i8(q)) };
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = hsum(_mm256_cvtepi32_ps(sum));
+        *d = round_f16(scale);
+        *s = round_f16(sum * scale);
+        // The codes' sum (at most 32 * 127) is exact in f32.
+        *sum_out = sum as i32;
+    }
+}
+
+/// Quantizes `x` to Q8_K blocks as `quantize_q8_k` does.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (block, x) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let mut amax = _mm256_setzero_ps();
+        for i in (0..QK_K).step_by(8) {
+            // SAFETY: `x` is 256 long.
+            amax = _mm256_max_ps(amax, abs(unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) }));
+        }
+        let amax = hmax(amax);
+        if amax == 0.0 {
+            *block = BlockQ8K::ZERO;
+            continue;
+        }
+        // The first value of largest magnitude, with its sign, maps to -127.
+        let first = *x
+            .iter()
+            .find(|v| v.abs() == amax)
+            .expect("the maximum is one of the values");
+        let iscale = _mm256_set1_ps(-127.0 / first);
+        for (g, codes) in block.qs.chunks_exact_mut(32).enumerate() {
+            let mut q = [_mm256_setzero_si256(); 4];
+            for (i, q) in q.iter_mut().enumerate() {
+                // SAFETY: values 32g + 8i .. + 8 are inside `x`.
+                let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(32 * g + 8 * i)) };
+                *q = _mm256_min_epi32(
+                    _mm256_cvtps_epi32(_mm256_mul_ps(v, iscale)),
+                    _mm256_set1_epi32(127),
+                );
+            }
+            // SAFETY: `codes` is 32 long.
+            unsafe { _mm256_storeu_si256(codes.as_mut_ptr().cast(), pack_i8(q)) };
+            for (half, q) in q.chunks_exact(2).enumerate() {
+                let sum = hsum(_mm256_cvtepi32_ps(_mm256_add_epi32(q[0], q[1])));
+                block.bsums[2 * g + half] = sum as i16;
+            }
+        }
+        block.d = 1.0 / (-127.0 / first);
+    }
+}

@@ -1,0 +1,323 @@
+//! x86-64 kernels, chosen at run time by `isa()`: AVX-512 (with VNNI and VBMI) where the
+//! CPU has it, else AVX2 (with FMA and F16C).
+//!
+//! Activations are quantized once per matmul (on all threads when there are many): to
+//! [`Q8Rows`] for the 32-value block formats, to [`BlockQ8K`] for the K-quants; float
+//! weights use the f32 activations. Threads then split the weight rows.
+//!
+//! With one token (decode) both ISAs read each row as one sequential stream, which the
+//! hardware prefetchers follow (reading several rows side by side halves the bandwidth
+//! on this class of CPU). With several tokens (prefill) AVX-512 packs 16 rows at a time
+//! into a panel and multiplies it with tiles of 8 tokens (see `avx512`); AVX2 computes
+//! tiles of 2 rows by 4 tokens from the rows in place.
+
+mod avx2;
+mod avx512;
+
+use super::{Isa, MatmulScratch, SharedOut};
+use crate::dtype::{DType, QK_K};
+use crate::quant::activation::{BlockQ8K, Q8Rows};
+use crate::tensor::WeightTensor;
+use crate::threads::parallel_for;
+use std::ops::Range;
+
+pub fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// AVX-512 as Ice Lake, Zen 4 and later have it: `vpdpbusd` (VNNI) and `vpermb` (VBMI)
+/// on top of F, BW and VL. Older AVX-512 CPUs (Skylake-X) run the AVX2 kernels.
+pub fn has_avx512() -> bool {
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vbmi")
+}
+
+/// The best x86 ISA this CPU has, no better than `forced` (`"avx2"` or `"avx512"`, from
+/// `SYNAPSE_KERNEL`); `None` without AVX2.
+pub fn best(forced: Option<&str>) -> Option<Isa> {
+    let allow_avx512 = match forced {
+        None | Some("avx512") => true,
+        Some("avx2") => false,
+        Some(other) => {
+            eprintln!("synapse: unknown SYNAPSE_KERNEL={other:?} (scalar, avx2 or avx512)");
+            true
+        }
+    };
+    if allow_avx512 && has_avx512() {
+        Some(Isa::Avx512)
+    } else if has_avx2() {
+        Some(Isa::Avx2)
+    } else {
+        None
+    }
+}
+
+/// The activations a kernel reads: quantized for the block formats, f32 for float weights.
+#[derive(Clone, Copy)]
+enum Acts<'a> {
+    Q8(&'a Q8Rows),
+    Q8K(&'a [BlockQ8K]),
+    F32(&'a [f32]),
+}
+
+/// Weight rows seen as raw bytes: kernels load whole vectors, sometimes across blocks.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    bytes: &'a [u8],
+    row_bytes: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn new(w: &'a WeightTensor) -> Rows<'a> {
+        Rows {
+            bytes: w.bytes(),
+            row_bytes: w.row_bytes(),
+        }
+    }
+
+    /// The first byte of row `r`. The caller keeps its reads inside that row.
+    fn row(&self, r: usize) -> *const u8 {
+        self.bytes[r * self.row_bytes..].as_ptr()
+    }
+}
+
+/// A mutable buffer that threads fill disjoint parts of.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: each thread writes only the elements of its own tokens (see `matmul`).
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    fn new(v: &mut [T]) -> SharedMut<T> {
+        SharedMut(v.as_mut_ptr())
+    }
+
+    /// Elements `range` of the buffer. The caller guarantees they are in bounds and that
+    /// no other live reference covers them.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, range: Range<usize>) -> &mut [T] {
+        // SAFETY: as the caller guarantees.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(range.start), range.len()) }
+    }
+}
+
+/// Where a quantizer writes some tokens' [`Q8Rows`]: `codes` as long as their values,
+/// the others one per 32-value block.
+struct Q8Out<'a> {
+    codes: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    sum: &'a mut [i32],
+}
+
+/// Below this many values, quantizing runs on the calling thread.
+const PARALLEL_QUANTIZE_MIN: usize = 1 << 14;
+
+/// `out[t][r] = dot(weight row r, x[t])` with the kernels of `isa` (Avx2 or Avx512).
+pub(super) fn matmul(
+    isa: Isa,
+    w: &WeightTensor,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    threads: usize,
+    scratch: &mut MatmulScratch,
+) {
+    let k = w.cols;
+    let quantize_threads = if x.len() >= PARALLEL_QUANTIZE_MIN {
+        threads
+    } else {
+        1
+    };
+    let acts = match w.dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Acts::F32(x),
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => {
+            let q = &mut scratch.x86.q8_rows;
+            q.resize(n_tokens, k);
+            let (codes, d, s, sum) = (
+                SharedMut::new(&mut q.codes),
+                SharedMut::new(&mut q.d),
+                SharedMut::new(&mut q.s),
+                SharedMut::new(&mut q.sum),
+            );
+            parallel_for(n_tokens, quantize_threads, 1, |tokens| {
+                let (values, blocks) = (tokens.start * k..tokens.end * k, k / 32);
+                let block_range = tokens.start * blocks..tokens.end * blocks;
+                // SAFETY: token ranges are disjoint, so are these parts of the buffers,
+                // which `resize` made `n_tokens` rows long. `isa` is on this CPU.
+                unsafe {
+                    let out = Q8Out {
+                        codes: codes.slice(values.clone()),
+                        d: d.slice(block_range.clone()),
+                        s: s.slice(block_range.clone()),
+                        sum: sum.slice(block_range),
+                    };
+                    match isa {
+                        Isa::Avx512 => avx512::quantize_q8(&x[values], out),
+                        _ => avx2::quantize_q8(&x[values], out),
+                    }
+                }
+            });
+            Acts::Q8(&scratch.x86.q8_rows)
+        }
+        DType::Q4K | DType::Q5K | DType::Q6K => {
+            let blocks = k / QK_K;
+            scratch.q8_k.resize(n_tokens * blocks, BlockQ8K::ZERO);
+            let q = SharedMut::new(&mut scratch.q8_k);
+            parallel_for(n_tokens, quantize_threads, 1, |tokens| {
+                let values = tokens.start * k..tokens.end * k;
+                // SAFETY: as above.
+                unsafe {
+                    let q = q.slice(tokens.start * blocks..tokens.end * blocks);
+                    match isa {
+                        Isa::Avx512 => avx512::quantize_q8_k(&x[values], q),
+                        _ => avx2::quantize_q8_k(&x[values], q),
+                    }
+                }
+            });
+            Acts::Q8K(&scratch.q8_k)
+        }
+    };
+        if isa == Isa::Avx512 && avx512::uses_panels(w.dtype, n_tokens) {
+        let (per_tile, lanes) = avx512::token_tile(w.dtype, k);
+        let tiles = &mut scratch.x86.tiles;
+        tiles.resize(n_tokens.div_ceil(per_tile) * lanes, Lanes::ZERO);
+        let shared = SharedMut::new(tiles);
+        parallel_for(n_tokens.div_ceil(per_tile), quantize_threads, 1, |range| {
+            // SAFETY: tile ranges are disjoint and inside the buffer sized above.
+            let out = unsafe { shared.slice(range.start * lanes..range.end * lanes) };
+            avx512::pack_tokens(w.dtype, acts, n_tokens, k, range, out);
+        });
+    }
+    let tiles = &scratch.x86.tiles[..];
+    let shared = SharedOut(out.as_mut_ptr());
+    let n = w.rows;
+    // Threads split the rows in whole AVX-512 panels (and AVX2 tiles).
+    parallel_for(n, threads, avx512::PANEL_ROWS, |rows| {
+        // SAFETY: `isa` was chosen from the CPU's features (or a test checked them); each
+        // thread writes only its own rows.
+        unsafe {
+            match isa {
+                Isa::Avx512 => avx512::matmul_rows(w, acts, tiles, n_tokens, rows, shared, n),
+                _ => avx2::matmul_rows(w, acts, n_tokens, rows, shared, n),
+            }
+        }
+    });
+}
+
+/// Buffers the x86 kernels reuse from call to call.
+#[derive(Default)]
+pub(super) struct Scratch {
+    q8_rows: Q8Rows,
+    /// Activations packed for the AVX-512 panels (see `avx512::pack_tokens`).
+    tiles: Vec<Lanes>,
+}
+
+/// 64 bytes, aligned so that a vector load of them is one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Lanes([u32; 16]);
+const _: () = assert!(std::mem::size_of::<Lanes>() == 64);
+
+impl Lanes {
+    const ZERO: Lanes = Lanes([0; 16]);
+}
+
+/// The bytes of `lanes`.
+fn lane_bytes(lanes: &mut [Lanes]) -> &mut [u8] {
+    // SAFETY: `Lanes` is 64 plain bytes with no padding; the length covers the slice.
+    unsafe { std::slice::from_raw_parts_mut(lanes.as_mut_ptr().cast(), 64 * lanes.len()) }
+}
+
+/// f32 dot product for the f32 reference path.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+pub unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { avx2::dot_f32(w, x) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::tests::Rng;
+    use crate::quant::activation::{quantize_q8_1, quantize_q8_k, BlockQ8_1Act};
+
+    /// Rows of activations with the cases quantizers trip on: a zero block, exact ties
+    /// (the largest value 127 makes the scale 1, so 2.5 rounds to even), outliers.
+    fn activations(n: usize, rng: &mut Rng) -> Vec<f32> {
+        let mut x: Vec<f32> = (0..n).map(|_| rng.range(-2.0, 2.0)).collect();
+        x[..32].fill(0.0);
+        x[32..64].copy_from_slice(&[127.0, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5, -126.5].repeat(4));
+        x[300] = -90.0;
+        x[301] = 90.0;
+        x
+    }
+
+    /// The ISAs of this module the CPU has.
+    fn isas() -> Vec<Isa> {
+        [Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&isa| {
+                if isa == Isa::Avx512 {
+                    has_avx512()
+                } else {
+                    has_avx2()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simd_quantizers_match_the_block_quantizers() {
+        let mut rng = Rng(3);
+        let x = activations(8 * QK_K, &mut rng);
+        let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
+        quantize_q8_1(&x, &mut blocks);
+        let mut k_blocks = vec![BlockQ8K::ZERO; x.len() / QK_K];
+        quantize_q8_k(&x, &mut k_blocks);
+        for isa in isas() {
+            let mut q = Q8Rows::default();
+            q.resize(1, x.len());
+            let mut k = vec![BlockQ8K::ZERO; x.len() / QK_K];
+            let out = Q8Out {
+                codes: &mut q.codes,
+                d: &mut q.d,
+                s: &mut q.s,
+                sum: &mut q.sum,
+            };
+            // SAFETY: `isas` keeps the ISAs this CPU has.
+            unsafe {
+                match isa {
+                    Isa::Avx512 => {
+                        avx512::quantize_q8(&x, out);
+                        avx512::quantize_q8_k(&x, &mut k);
+                    }
+                    _ => {
+                        avx2::quantize_q8(&x, out);
+                        avx2::quantize_q8_k(&x, &mut k);
+                    }
+                }
+            }
+            for (i, b) in blocks.iter().enumerate() {
+                assert_eq!(&q.codes[32 * i..32 * i + 32], &b.qs, "{isa:?} block {i}");
+                assert_eq!(q.d[i], b.d.to_f32(), "{isa:?} block {i}");
+                assert_eq!(q.s[i], b.s.to_f32(), "{isa:?} block {i}");
+                assert_eq!(q.sum[i], b.qs.iter().map(|&c| c as i32).sum::<i32>());
+            }
+            for (i, (a, b)) in k.iter().zip(&k_blocks).enumerate() {
+                assert_eq!(a.d.to_bits(), b.d.to_bits(), "{isa:?} Q8_K block {i}");
+                assert_eq!(a.qs, b.qs, "{isa:?} Q8_K block {i}");
+                assert_eq!(a.bsums, b.bsums, "{isa:?} Q8_K block {i}");
+            }
+        }
+    }
+}
