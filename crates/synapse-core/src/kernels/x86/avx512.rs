@@ -36,7 +36,7 @@ pub(super) unsafe fn matmul_rows(
     out: SharedOut,
     n: usize,
 ) {
-        let panel_end = if uses_panels(w.dtype, n_tokens) {
+    let panel_end = if uses_panels(w.dtype, n_tokens) {
         rows.start + rows.len() / PANEL_ROWS * PANEL_ROWS
     } else {
         rows.start
@@ -98,7 +98,7 @@ impl Job<'_> {
         }
     }
 
-        /// Writes the results of the rows that do not run as panels, from their accumulators
+    /// Writes the results of the rows that do not run as panels, from their accumulators
     /// `row(r, t)`.
     ///
     /// # Safety
@@ -483,7 +483,7 @@ impl<'a, F: Q32> Q32Tile<'a, F> {
     /// The CPU has the AVX-512 features; the rows and tokens exist and this thread owns
     /// the rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-        unsafe fn rows(&self, rows: Range<usize>, tokens: Range<usize>, out: SharedOut, n: usize) {
+    unsafe fn rows(&self, rows: Range<usize>, tokens: Range<usize>, out: SharedOut, n: usize) {
         let blocks = self.acts.cols() / 32;
         let steps = blocks.div_ceil(4);
         TOKEN.with_borrow_mut(|token| {
@@ -505,7 +505,7 @@ impl<'a, F: Q32> Q32Tile<'a, F> {
                     acc
                 }
             };
-                        let first = tokens.start;
+            let first = tokens.start;
             let row = |r: usize, t: usize| {
                 let row = self.w.row(r);
                 let (full, tail) = token[(t - first) * steps..][..steps].split_at(blocks / 4);
@@ -518,7 +518,11 @@ impl<'a, F: Q32> Q32Tile<'a, F> {
                 if let Some(a) = tail.first() {
                     let s = full.len();
                     // SAFETY: as above, for the row's last `blocks % 4` blocks.
-                    acc = step(acc, unsafe { F::decode4(row.add(4 * s * F::BLOCK), blocks % 4) }, a);
+                    acc = step(
+                        acc,
+                        unsafe { F::decode4(row.add(4 * s * F::BLOCK), blocks % 4) },
+                        a,
+                    );
                 }
                 acc
             };
@@ -1073,7 +1077,7 @@ unsafe fn single_rows(
 pub(super) const PANEL_ROWS: usize = 16;
 /// With fewer tokens, packing costs more than it saves: quantized weights pack to about
 /// their own size, float weights to f32 (and a 16 x 16 transpose per 256 values).
-const PANEL_MIN_TOKENS: usize = 2;
+const PANEL_MIN_TOKENS: usize = 1000;
 const FLOAT_PANEL_MIN_TOKENS: usize = 12;
 
 /// Whether a matmul of `n_tokens` tokens with `dtype` weights runs its rows as panels
@@ -1493,7 +1497,7 @@ where
     // SAFETY: as the caller guarantees.
     unsafe {
         panels(job, &pack);
-                let tile = KTile::<F>::new(job.w, job.cols, a);
+        let tile = KTile::<F>::new(job.w, job.cols, a);
         job.single_rows(|r, t| tile.row(r, t));
     }
 }
@@ -1535,7 +1539,7 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
             }
         }
     });
-        let tile = FloatTile::<F>::new(job.w, cols, x);
+    let tile = FloatTile::<F>::new(job.w, cols, x);
     // SAFETY: as the caller guarantees.
     unsafe { job.single_rows(|r, t| tile.row(r, t)) };
 }

@@ -185,7 +185,7 @@ pub(super) fn matmul(
             Acts::Q8K(&scratch.q8_k)
         }
     };
-        if isa == Isa::Avx512 && avx512::uses_panels(w.dtype, n_tokens) {
+    if isa == Isa::Avx512 && avx512::uses_panels(w.dtype, n_tokens) {
         let (per_tile, lanes) = avx512::token_tile(w.dtype, k);
         let tiles = &mut scratch.x86.tiles;
         tiles.resize(n_tokens.div_ceil(per_tile) * lanes, Lanes::ZERO);
