@@ -1075,9 +1075,10 @@ unsafe fn single_rows(
 
 /// Rows per panel: one per f32 lane.
 pub(super) const PANEL_ROWS: usize = 16;
-/// With fewer tokens, packing costs more than it saves: quantized weights pack to about
-/// their own size, float weights to f32 (and a 16 x 16 transpose per 256 values).
-const PANEL_MIN_TOKENS: usize = 1000;
+/// With fewer tokens, packing costs more than it saves (measured on Zen 4): quantized
+/// weights pack to about their own size, float weights to f32 with a 16 x 16 transpose
+/// per 256 values.
+const PANEL_MIN_TOKENS: usize = 5;
 const FLOAT_PANEL_MIN_TOKENS: usize = 12;
 
 /// Whether a matmul of `n_tokens` tokens with `dtype` weights runs its rows as panels
@@ -1245,12 +1246,12 @@ fn transpose(rows: [__m512i; 16]) -> [__m512i; 16] {
     out
 }
 
-/// Stores the first `n` of 16 code vectors (from [`transpose`]: four codes of each row)
-/// as groups `g`, `g + 1`, .. of `SUB` vectors.
+/// Stores 16 code vectors (from [`transpose`]: four codes of each row) as groups `g`,
+/// `g + 1`, .. of `SUB` vectors.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-fn store_codes<const SUB: usize>(panel: &mut [Lanes], g: usize, codes: &[__m512i; 16], n: usize) {
-    for (i, &v) in codes[..n].iter().enumerate() {
+fn store_codes<const SUB: usize>(panel: &mut [Lanes], g: usize, codes: &[__m512i; 16]) {
+    for (i, &v) in codes.iter().enumerate() {
         let lanes = &mut panel[(g + i / SUB) * (SUB + 2) + i % SUB];
         // SAFETY: `Lanes` is 64 aligned bytes.
         unsafe { _mm512_store_si512(lanes.0.as_mut_ptr().cast(), v) };
@@ -1345,7 +1346,7 @@ impl<F: QK, const SUB: usize> Pack<SUB> for KPack<'_, F> {
                     // SAFETY: block b is inside row r0 + lane.
                     *q = unsafe { F::codes(self.w.row(r0 + lane).add(b * F::BLOCK), s) };
                 }
-                store_codes::<SUB>(panel, b * per_block + s * per_step, &transpose(q), 16);
+                store_codes::<SUB>(panel, b * per_block + s * per_step, &transpose(q));
             }
             for lane in 0..PANEL_ROWS {
                 for g in 0..per_block {
