@@ -184,11 +184,9 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
         return Err("--prompt-tokens and --gen-tokens must be at least 1".into());
     }
     let path = args.model.resolve_model()?;
-    let model_bytes = std::fs::metadata(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .len();
+    let model_bytes = file_bytes(&path)?;
     let load = Instant::now();
-    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let model = args.model.load()?;
     let load_ms = load.elapsed().as_secs_f64() * 1000.0;
 
     let mut opts = args.model.session_options();
@@ -234,16 +232,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
 
     let c = &model.config;
     let kernel = format!("{:?}", synapse_core::kernels::isa());
-    // Bytes a decode step streams from memory: every weight except the embedding table
-    // (one row is read), unless the table doubles as the output projection.
-    let tied = model.gguf.tensor_info("output.weight").is_none();
-    let weight_bytes_per_token: u64 = model
-        .gguf
-        .tensors
-        .iter()
-        .filter(|t| tied || t.name != "token_embd.weight")
-        .map(|t| t.size_bytes)
-        .sum();
+    let weight_bytes_per_token = model.weight_bytes_per_token();
     // The KV cache keeps f32 keys and values (see synapse_inference::kv_cache).
     let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
     let peak_rss = crate::memory::peak_rss_bytes();
@@ -453,4 +442,21 @@ mod tests {
     }
 
     const SYNTHETIC_FIRST_FOUR: [u32; 4] = [32157, 29718, 19014, 7020];
+}
+
+/// The size of a model file, or of all files in a model directory.
+fn file_bytes(path: &std::path::Path) -> Result<u64, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).map_err(err)? {
+        let meta = entry.map_err(err)?.metadata().map_err(err)?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }

@@ -5,11 +5,9 @@
 use crate::{ModelArgs, SamplingArgs};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::sync::Arc;
 use synapse_inference::chat::ChatMessage;
 use synapse_inference::conversation::Conversation;
 use synapse_inference::generation::GenerateOptions;
-use synapse_inference::Model;
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -26,8 +24,7 @@ pub struct ChatArgs {
 }
 
 pub fn chat(args: ChatArgs) -> Result<(), String> {
-    let path = args.model.resolve_model()?;
-    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let model = args.model.load()?;
     let mut conversation =
         Conversation::new(model, args.model.session_options(), args.system.as_deref())
             .map_err(|e| e.to_string())?;

@@ -4,20 +4,23 @@ mod bench;
 mod chat;
 mod inspect;
 mod memory;
+mod npy;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use synapse_core::kernels::Precision;
 use synapse_inference::generation::sampler::SamplerConfig;
-use synapse_inference::SessionOptions;
+use synapse_inference::model::weights::LoadOptions;
+use synapse_inference::{Model, SessionOptions};
 
 #[derive(Parser)]
 #[command(
     name = "synapse",
     version,
-    about = "Run LLMs locally: fast CPU inference from GGUF files"
+    about = "Run LLMs locally: fast CPU inference from GGUF files and Hugging Face checkpoints"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,9 +44,16 @@ enum Command {
 /// Options shared by the commands that run a model.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// GGUF model file [default: SmolLM2-135M-Instruct Q4_1, fetched on first use]
+    /// GGUF file or Hugging Face model directory [default: SmolLM2-135M-Instruct Q4_1,
+    /// fetched on first use]
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
+    /// Demo mode: random weights at the shapes of --config (output is meaningless)
+    #[arg(long, requires = "config", conflicts_with = "model")]
+    pub random_weights: bool,
+    /// A Hugging Face config.json for --random-weights (see configs/)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Threads for the matrix multiplications [default: available cores]
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -57,10 +67,25 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn resolve_model(&self) -> Result<PathBuf, String> {
-        match &self.model {
-            Some(path) => Ok(path.clone()),
-            None => synapse_inference::default_model::ensure().map_err(|e| e.to_string()),
+        match (&self.model, &self.config) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(config)) if self.random_weights => Ok(config.clone()),
+            _ => synapse_inference::default_model::ensure().map_err(|e| e.to_string()),
         }
+    }
+
+    /// Loads the model the options name.
+    pub fn load(&self) -> Result<Arc<Model>, String> {
+        let path = self.resolve_model()?;
+        let opts = LoadOptions::default();
+        let model = if self.random_weights {
+            let json =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Model::random(&path.display().to_string(), &json, opts)
+        } else {
+            Model::load_with(&path, opts)
+        };
+        model.map(Arc::new).map_err(|e| e.to_string())
     }
 
     pub fn session_options(&self) -> SessionOptions {

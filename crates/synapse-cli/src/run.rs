@@ -4,10 +4,9 @@ use crate::{ModelArgs, SamplingArgs};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 use synapse_inference::generation::{generate, GenerateOptions};
-use synapse_inference::{Model, Session};
+use synapse_inference::Session;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -16,8 +15,15 @@ pub struct RunArgs {
     #[command(flatten)]
     sampling: SamplingArgs,
     /// The prompt text
-    #[arg(long, short = 'p')]
-    prompt: String,
+    #[arg(long, short = 'p', required_unless_present = "prompt_ids")]
+    prompt: Option<String>,
+    /// The prompt as comma-separated token ids (no tokenizer needed)
+    #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
+    prompt_ids: Vec<u32>,
+    /// Write the logits of every prompt position to this file as a float32 .npy array
+    /// [n_prompt, vocab]
+    #[arg(long)]
+    logits_out: Option<std::path::PathBuf>,
     /// Most tokens to generate
     #[arg(long, short = 'n', default_value_t = 128)]
     max_tokens: usize,
@@ -36,12 +42,19 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
-    let path = args.model.resolve_model()?;
     let load = Instant::now();
-    let model = Arc::new(Model::load(&path).map_err(|e| e.to_string())?);
+    let model = args.model.load()?;
     let load_ms = load.elapsed().as_secs_f64() * 1000.0;
 
-    let prompt = model.tokenizer.encode(&args.prompt, true, !args.no_special);
+    let prompt = match &args.prompt {
+        Some(text) => {
+            model
+                .tokenizer()
+                .map_err(|e| e.to_string())?
+                .encode(text, true, !args.no_special)
+        }
+        None => args.prompt_ids.clone(),
+    };
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
         sampler: args.sampling.sampler(),
@@ -50,9 +63,17 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         logits_top: args.logits_top,
     };
     let mut session = Session::new(model.clone(), args.model.session_options());
+    let mut to_generate = &prompt[..];
+    if let Some(file) = &args.logits_out {
+        let logits = session.eval(&prompt, true).map_err(|e| e.to_string())?;
+        crate::npy::write_f32(file, &logits, [prompt.len(), model.config.vocab_size])?;
+        // Generation continues from the last prompt token, evaluated again for its logits.
+        let kept = session.truncate(prompt.len() - 1);
+        to_generate = &prompt[kept..];
+    }
     let stream = !args.json;
     let mut stdout = std::io::stdout();
-    let out = generate(&mut session, &prompt, &opts, |text| {
+    let out = generate(&mut session, to_generate, &opts, |text| {
         if stream {
             let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();

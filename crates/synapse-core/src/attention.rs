@@ -13,6 +13,9 @@ pub struct AttentionShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    pub scale: f32,
+    pub window: Option<usize>,
+    pub softcap: Option<f32>,
 }
 
 /// Attention of `n` new queries at positions `pos..pos + n` over the cached keys and values
@@ -31,6 +34,7 @@ pub fn causal_attention(
         n_heads,
         n_kv_heads,
         head_dim: hd,
+        ..
     } = shape;
     let group = n_heads / n_kv_heads;
     let (qd, kvd) = (n_heads * hd, n_kv_heads * hd);
@@ -238,6 +242,9 @@ mod tests {
             n_heads: 6,
             n_kv_heads: 2,
             head_dim: 16,
+            scale: 0.25,
+            window: None,
+            softcap: None,
         };
         for (pos, n) in [(0, 1), (0, 70), (45, 1), (33, 40)] {
             let total = pos + n;

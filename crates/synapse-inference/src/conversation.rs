@@ -71,13 +71,13 @@ impl Conversation {
         let text = self.template.render(&self.messages, true)?;
         let model = self.session.model.clone();
         let ids = model
-            .tokenizer
+            .tokenizer()?
             .encode(&text, !model.starts_with_bos(&text), true);
         // Keep the cached prefix; at least one token must be evaluated to get logits.
         let cached = self.session.tokens();
         let common = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
         let keep = common.min(ids.len().saturating_sub(1));
-        self.session.truncate(keep);
+        let keep = self.session.truncate(keep);
         let out = generate(&mut self.session, &ids[keep..], opts, on_text)?;
         self.messages
             .push(ChatMessage::new("assistant", out.text.clone()));

@@ -25,6 +25,8 @@ pub enum Error {
         arch: String,
         supported: String,
     },
+    #[error("{file}: tensor {tensor:?} is missing")]
+    MissingTensor { file: String, tensor: String },
     #[error("{file}: tensor {tensor:?} has shape {found}, expected {expected}")]
     BadShape {
         file: String,
@@ -40,6 +42,8 @@ pub enum Error {
     },
     #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
     BadTokenId { id: u32, vocab: usize },
+    #[error("{path}: the model has no tokenizer; give the prompt as token ids")]
+    NoTokenizer { path: String },
     #[error("empty prompt: at least one token is needed")]
     EmptyPrompt,
     #[error("{0}")]

@@ -4,67 +4,137 @@
 use crate::chat::ChatTemplate;
 use crate::config::{Metadata, ModelConfig};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
-use crate::model::llama::{Activations, Llama, LlamaWeights, RunOptions};
-use crate::model::SUPPORTED_ARCHITECTURES;
+use crate::kv_cache::{KvCache, KvType};
+use crate::model::decoder::{Activations, Decoder, RunOptions};
+use crate::model::weights::{LoadOptions, RandomWeights, TensorSource, Weights};
+use crate::model::{family_for_gguf, family_for_hf, supported_architectures};
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::Precision;
 
-/// A model ready to run: configuration and weights (in place in the file's bytes).
+/// Where a model's configuration and weights came from.
+pub enum ModelSource {
+    Gguf(GgufFile),
+    /// Random weights at the shapes of a `config.json` (a labelled demo for benchmarks).
+    Random,
+}
+
+/// A model ready to run: configuration and weights (in place in the file's bytes, unless
+/// quantized at load).
 pub struct Model {
     pub path: String,
     pub config: ModelConfig,
-    pub gguf: GgufFile,
-    pub tokenizer: Tokenizer,
-    net: Llama,
+    /// None for a checkpoint without tokenizer files: it runs on token ids.
+    pub tokenizer: Option<Tokenizer>,
+    pub source: ModelSource,
+    net: Decoder,
 }
 
 impl Model {
     /// Loads a GGUF model file, memory-mapped.
     #[cfg(feature = "native")]
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model> {
-        Model::from_gguf(GgufFile::open(path)?)
+        Model::load_with(path, LoadOptions::default())
+    }
+
+    /// Loads a GGUF file with `opts`.
+    #[cfg(feature = "native")]
+    pub fn load_with(path: impl AsRef<std::path::Path>, opts: LoadOptions) -> Result<Model> {
+        Model::from_gguf_with(GgufFile::open(path)?, opts)
     }
 
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
+        Model::from_gguf_with(gguf, LoadOptions::default())
+    }
+
+    pub fn from_gguf_with(gguf: GgufFile, opts: LoadOptions) -> Result<Model> {
         let arch = Metadata { gguf: &gguf }.string("general.architecture")?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
-            return Err(Error::UnsupportedArchitecture {
-                file: gguf.path.clone(),
-                arch: arch.to_string(),
-                supported: SUPPORTED_ARCHITECTURES.join(", "),
-            });
-        }
-        let config = ModelConfig::from_gguf(&gguf)?;
-        let weights = LlamaWeights::from_gguf(&gguf, &config)?;
+        let family = family_for_gguf(arch).ok_or_else(|| Error::UnsupportedArchitecture {
+            file: gguf.path.clone(),
+            arch: arch.to_string(),
+            supported: supported_architectures(),
+        })?;
+        let config = ModelConfig::from_gguf(&gguf, family)?;
+        let weights = Weights::load(&gguf, &config, opts)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         Ok(Model {
             path: gguf.path.clone(),
-            net: Llama::new(config.clone(), weights),
+            net: Decoder {
+                config: config.clone(),
+                weights,
+            },
             config,
-            tokenizer,
-            gguf,
+            tokenizer: Some(tokenizer),
+            source: ModelSource::Gguf(gguf),
         })
     }
 
-    /// The GGUF's chat template (`tokenizer.chat_template`), or ChatML when it has none.
+    /// A model with random weights at the shapes `config.json` (at `path`) describes:
+    /// a demo for benchmarking without downloads; its output is meaningless.
+    pub fn random(path: &str, config_json: &str, opts: LoadOptions) -> Result<Model> {
+        let json: serde_json::Value =
+            serde_json::from_str(config_json).map_err(|e| Error::BadMetadata {
+                file: path.to_string(),
+                key: "config.json".into(),
+                reason: e.to_string(),
+            })?;
+        let config = hf_config(path, &json)?;
+        let source = RandomWeights {
+            label: format!("random weights for {path}"),
+        };
+        let weights = Weights::load(&source, &config, opts)?;
+        Ok(Model {
+            path: source.origin().to_string(),
+            net: Decoder {
+                config: config.clone(),
+                weights,
+            },
+            config,
+            tokenizer: None,
+            source: ModelSource::Random,
+        })
+    }
+
+    /// The tokenizer, or an error saying the model has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| Error::NoTokenizer {
+            path: self.path.clone(),
+        })
+    }
+
+    /// Tokens that end generation.
+    pub fn end_of_generation_ids(&self) -> &[u32] {
+        self.tokenizer
+            .as_ref()
+            .map_or(&[], |t| t.end_of_generation_ids())
+    }
+
+    /// Bytes of weights a decode step reads: every matrix except the embedding table, of
+    /// which one row is read, unless it doubles as the output projection.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        self.net
+            .weights
+            .bytes_per_token(self.config.tied_embeddings)
+    }
+
+    /// The model's chat template, or ChatML when it has none.
     #[cfg(feature = "chat-template")]
     pub fn chat_template(&self) -> Result<ChatTemplate> {
+        let tokenizer = self.tokenizer()?;
         let token_text = |id: Option<u32>| {
-            id.map(|id| self.tokenizer.piece(id).to_string())
+            id.map(|id| tokenizer.piece(id).to_string())
                 .unwrap_or_default()
         };
-        match self
-            .gguf
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.as_str())
-        {
+        let source = match &self.source {
+            ModelSource::Gguf(gguf) => gguf.get("tokenizer.chat_template").and_then(|v| v.as_str()),
+            ModelSource::Random => None,
+        };
+        match source {
             Some(source) => Ok(ChatTemplate::new(
                 source,
-                &token_text(self.tokenizer.bos_id()),
-                &token_text(self.tokenizer.eos_id()),
+                &token_text(tokenizer.bos_id()),
+                &token_text(tokenizer.eos_id()),
             )?),
             None => Ok(ChatTemplate::chatml()),
         }
@@ -73,8 +143,11 @@ impl Model {
     /// Whether `text` already begins with the BOS token's text (chat templates often
     /// write it themselves, and it must not be added twice).
     pub fn starts_with_bos(&self, text: &str) -> bool {
-        self.tokenizer.bos_id().is_some_and(|id| {
-            let bos = self.tokenizer.piece(id);
+        let Some(tokenizer) = &self.tokenizer else {
+            return false;
+        };
+        tokenizer.bos_id().is_some_and(|id| {
+            let bos = tokenizer.piece(id);
             !bos.is_empty() && text.starts_with(bos)
         })
     }
@@ -118,8 +191,19 @@ impl Session {
             opts.context = c.context_length.min(4096);
         }
         opts.batch = opts.batch.clamp(1, opts.context);
-        let cache = KvCache::new(c.n_layers, c.kv_dim(), opts.context);
-        let act = Activations::new(c, opts.batch);
+        let kv_type = match opts.precision {
+            Precision::F32 => KvType::F32,
+            Precision::Quantized => KvType::F16,
+        };
+        let cache = KvCache::new(
+            c.n_layers,
+            c.kv_dim(),
+            opts.context,
+            c.window,
+            opts.batch,
+            kv_type,
+        );
+        let act = Activations::new(c, opts.batch, opts.context);
         Session {
             model,
             opts,
@@ -142,9 +226,17 @@ impl Session {
         &self.tokens
     }
 
-    /// Forgets everything after the first `len` tokens (their cache entries get overwritten).
-    pub fn truncate(&mut self, len: usize) {
-        self.tokens.truncate(len);
+    /// Forgets everything after the first `len` tokens (their cache entries get
+    /// overwritten) and returns how many are kept: all `len`, or none when a sliding-window
+    /// cache no longer holds what position `len` needs.
+    pub fn truncate(&mut self, len: usize) -> usize {
+        let len = len.min(self.tokens.len());
+        let keep = match self.cache.can_rewind(self.tokens.len(), len) {
+            true => len,
+            false => 0,
+        };
+        self.tokens.truncate(keep);
+        keep
     }
 
     /// Evaluates `tokens` after those already in the session and returns the logits of the
@@ -199,4 +291,21 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The configuration of a `config.json` through its family (`model_type`).
+fn hf_config(path: &str, json: &serde_json::Value) -> Result<ModelConfig> {
+    let model_type = json
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::MissingMetadata {
+            file: path.to_string(),
+            key: "model_type".into(),
+        })?;
+    let family = family_for_hf(model_type).ok_or_else(|| Error::UnsupportedArchitecture {
+        file: path.to_string(),
+        arch: model_type.to_string(),
+        supported: supported_architectures(),
+    })?;
+    ModelConfig::from_hf(path, json, family)
 }

@@ -70,13 +70,13 @@ fn prompt_tokenization_matches_llama_cpp() {
     for p in prompts("llamacpp.json") {
         let text = p["text"].as_str().unwrap();
         assert_eq!(
-            model.tokenizer.encode(text, true, true),
+            model.tokenizer().unwrap().encode(text, true, true),
             ids(&p["prompt_ids"]),
             "{}",
             p["name"]
         );
         assert_eq!(
-            model.tokenizer.encode(text, true, false),
+            model.tokenizer().unwrap().encode(text, true, false),
             ids(&p["prompt_ids_no_special"]),
             "{}",
             p["name"]

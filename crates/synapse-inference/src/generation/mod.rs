@@ -102,7 +102,8 @@ pub fn generate(
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
     let model = session.model.clone();
-    let tokenizer = &model.tokenizer;
+    // Without a tokenizer (a checkpoint run on token ids) there is no text to stream.
+    let tokenizer = model.tokenizer.as_ref();
     let mut timings = Timings {
         prefill_tokens: prompt.len(),
         ..Timings::default()
@@ -134,16 +135,18 @@ pub fn generate(
         let history = session.tokens();
         let recent = &history[history.len().saturating_sub(opts.sampler.repeat_last_n)..];
         let token = sampler.sample(&logits, recent);
-        if !opts.ignore_eos && tokenizer.end_of_generation_ids().contains(&token) {
+        if !opts.ignore_eos && model.end_of_generation_ids().contains(&token) {
             out.stop_reason = StopReason::Eos;
             break;
         }
         out.tokens.push(token);
-        let pushed = stops.push(&decoder.push(tokenizer, token));
-        emit(&pushed.text, &mut out);
-        if pushed.stop.is_some() {
-            out.stop_reason = StopReason::Stop;
-            break;
+        if let Some(tokenizer) = tokenizer {
+            let pushed = stops.push(&decoder.push(tokenizer, token));
+            emit(&pushed.text, &mut out);
+            if pushed.stop.is_some() {
+                out.stop_reason = StopReason::Stop;
+                break;
+            }
         }
         // The last token needs no forward pass; a full context ends generation.
         if out.tokens.len() == opts.max_tokens || session.tokens().len() == session.context() {

@@ -1,0 +1,297 @@
+//! The decoder-only transformer every family is an instance of: embeddings, then blocks
+//! of (norm, attention, residual, norm, feed-forward, residual), then a final norm and
+//! the output projection. Which norm, position scheme, FFN and projections a block uses
+//! comes from the [`ModelConfig`].
+
+use super::weights::{Linear, Norm, QkvWeights, Weights};
+use crate::config::{FfnKind, ModelConfig, NormKind, Position};
+use crate::kv_cache::KvCache;
+use synapse_core::attention::AttentionShape;
+use synapse_core::kernels::{matmul, MatmulScratch, Precision};
+use synapse_core::ops::{
+    activate, add_assign, add_bias, gated, layer_norm, rms_norm, rms_norm_in_place, softcap,
+    RopeStyle, RopeTable,
+};
+use synapse_core::WeightTensor;
+
+/// How to run a forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub precision: Precision,
+    pub threads: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Activations of one forward batch
+// ---------------------------------------------------------------------------------------
+
+/// Buffers for a batch of up to `max_batch` tokens, allocated once per session.
+pub struct Activations {
+    max_batch: usize,
+    x: Vec<f32>,
+    normed: Vec<f32>,
+    /// Fused Q/K/V projection output, split into `q`, `k`, `v`.
+    qkv: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    /// Up projection output (gate and up rows when fused).
+    up: Vec<f32>,
+    pub logits: Vec<f32>,
+    rope: RopeTable,
+    /// RoPE frequencies and attention factor for this session's context length.
+    inv_freq: Vec<f32>,
+    mscale: f32,
+    matmul: MatmulScratch,
+}
+
+impl Activations {
+    pub fn new(c: &ModelConfig, max_batch: usize, context: usize) -> Activations {
+        let t = max_batch;
+        let up_width = match c.fused_gate_up {
+            true => 2 * c.d_ff,
+            false => c.d_ff,
+        };
+        let (inv_freq, mscale) = match &c.position {
+            Position::Rope(rope) => rope.frequencies(context),
+            Position::Learned => (Vec::new(), 1.0),
+        };
+        Activations {
+            max_batch,
+            x: vec![0.0; t * c.d_model],
+            normed: vec![0.0; t * c.d_model],
+            qkv: vec![
+                0.0;
+                if c.fused_qkv {
+                    t * (c.q_dim() + 2 * c.kv_dim())
+                } else {
+                    0
+                }
+            ],
+            q: vec![0.0; t * c.q_dim()],
+            k: vec![0.0; t * c.kv_dim()],
+            v: vec![0.0; t * c.kv_dim()],
+            attn: vec![0.0; t * c.q_dim()],
+            proj: vec![0.0; t * c.d_model],
+            gate: vec![0.0; t * c.d_ff],
+            up: vec![0.0; t * up_width],
+            logits: Vec::with_capacity(t * c.vocab_size),
+            rope: RopeTable::default(),
+            inv_freq,
+            mscale,
+            matmul: MatmulScratch::default(),
+        }
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------
+
+pub struct Decoder {
+    pub config: ModelConfig,
+    pub weights: Weights,
+}
+
+/// The operations of one forward batch of `n` tokens.
+struct Ops<'a> {
+    c: &'a ModelConfig,
+    opts: RunOptions,
+}
+
+impl Ops<'_> {
+    /// `out = x W^T (+ b)` for the batch's rows.
+    fn linear(&self, l: &Linear, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) {
+        self.matmul(&l.weight, x, out, scratch);
+        if let Some(b) = &l.bias {
+            add_bias(out, b);
+        }
+    }
+
+    fn matmul(&self, w: &WeightTensor, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) {
+        let n = x.len() / w.cols;
+        matmul(
+            w,
+            x,
+            n,
+            out,
+            self.opts.precision,
+            self.opts.threads,
+            scratch,
+        );
+    }
+
+    fn norm(&self, norm: &Norm, x: &[f32], out: &mut [f32]) {
+        let d = norm.weight.len();
+        for (o, xi) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            match (self.c.norm, &norm.bias) {
+                (NormKind::Layer, Some(b)) => layer_norm(xi, &norm.weight, b, self.c.norm_eps, o),
+                _ => rms_norm(xi, &norm.weight, self.c.norm_eps, o),
+            }
+        }
+    }
+
+    /// Per-head RMSNorm (Qwen3's Q/K norm), in place.
+    fn head_norm(&self, weight: &[f32], x: &mut [f32]) {
+        for head in x.chunks_exact_mut(weight.len()) {
+            rms_norm_in_place(head, weight, self.c.norm_eps);
+        }
+    }
+
+    fn attention_shape(&self) -> AttentionShape {
+        let c = self.c;
+        AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attention_scale,
+            window: c.window,
+            softcap: c.attention_softcap,
+        }
+    }
+}
+
+impl Decoder {
+    /// Runs `tokens` (at most `act.max_batch()`) at positions `pos..`, appending their keys
+    /// and values to `cache`. Leaves in `act.logits` the logits of every position when
+    /// `all_logits`, else of the last one.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        pos: usize,
+        cache: &mut KvCache,
+        act: &mut Activations,
+        all_logits: bool,
+        opts: RunOptions,
+    ) {
+        let c = &self.config;
+        let w = &self.weights;
+        let n = tokens.len();
+        assert!(n >= 1 && n <= act.max_batch && pos + n <= cache.capacity());
+        let ops = Ops { c, opts };
+        let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
+
+        // Embeddings.
+        let x = &mut act.x[..n * d];
+        for (t, (row, &tok)) in x.chunks_exact_mut(d).zip(tokens).enumerate() {
+            w.token_embd.dequantize_row(tok as usize, row);
+            if let Some(scale) = c.embedding_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+            if let Some(table) = &w.position_embd {
+                let p = &mut act.proj[..d];
+                table.dequantize_row(pos + t, p);
+                add_assign(row, p);
+            }
+        }
+        let rope_style = match &c.position {
+            Position::Rope(rope) => {
+                act.rope.fill(pos, n, &act.inv_freq, act.mscale);
+                Some(rope.style)
+            }
+            Position::Learned => None,
+        };
+
+        for (layer, lw) in w.blocks.iter().enumerate() {
+            // Attention block.
+            let normed = &mut act.normed[..n * d];
+            ops.norm(&lw.attn_norm, x, normed);
+            let (q, k, v) = (
+                &mut act.q[..n * qd],
+                &mut act.k[..n * kvd],
+                &mut act.v[..n * kvd],
+            );
+            match &lw.qkv {
+                QkvWeights::Separate {
+                    q: wq,
+                    k: wk,
+                    v: wv,
+                } => {
+                    ops.linear(wq, normed, q, &mut act.matmul);
+                    ops.linear(wk, normed, k, &mut act.matmul);
+                    ops.linear(wv, normed, v, &mut act.matmul);
+                }
+                QkvWeights::Fused(wqkv) => {
+                    let qkv = &mut act.qkv[..n * (qd + 2 * kvd)];
+                    ops.linear(wqkv, normed, qkv, &mut act.matmul);
+                    for (t, row) in qkv.chunks_exact(qd + 2 * kvd).enumerate() {
+                        q[t * qd..][..qd].copy_from_slice(&row[..qd]);
+                        k[t * kvd..][..kvd].copy_from_slice(&row[qd..qd + kvd]);
+                        v[t * kvd..][..kvd].copy_from_slice(&row[qd + kvd..]);
+                    }
+                }
+            }
+            if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                ops.head_norm(qn, q);
+                ops.head_norm(kn, k);
+            }
+            if let Some(style) = rope_style {
+                rotate(&act.rope, q, qd, c.head_dim, style);
+                rotate(&act.rope, k, kvd, c.head_dim, style);
+            }
+            cache.write(layer, pos, k, v);
+            let attn = &mut act.attn[..n * qd];
+            cache.attention(layer, q, pos, &ops.attention_shape(), opts.threads, attn);
+            let proj = &mut act.proj[..n * d];
+            ops.linear(&lw.attn_output, attn, proj, &mut act.matmul);
+            add_assign(x, proj);
+
+            // Feed-forward block.
+            ops.norm(&lw.ffn_norm, x, normed);
+            let gate = &mut act.gate[..n * ff];
+            let hidden: &[f32] = match (c.ffn, &lw.ffn_gate) {
+                (FfnKind::Gated(f), Some(wg)) => {
+                    let up = &mut act.up[..n * ff];
+                    ops.linear(wg, normed, gate, &mut act.matmul);
+                    ops.linear(&lw.ffn_up, normed, up, &mut act.matmul);
+                    gated(gate, up, f);
+                    gate
+                }
+                (FfnKind::Gated(f), None) => {
+                    let gate_up = &mut act.up[..n * 2 * ff];
+                    ops.linear(&lw.ffn_up, normed, gate_up, &mut act.matmul);
+                    for (g, row) in gate.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
+                        g.copy_from_slice(&row[..ff]);
+                        gated(g, &row[ff..], f);
+                    }
+                    gate
+                }
+                (FfnKind::Plain(f), _) => {
+                    let up = &mut act.up[..n * ff];
+                    ops.linear(&lw.ffn_up, normed, up, &mut act.matmul);
+                    activate(up, f);
+                    up
+                }
+            };
+            ops.linear(&lw.ffn_down, hidden, proj, &mut act.matmul);
+            add_assign(x, proj);
+        }
+
+        // Output.
+        let first = if all_logits { 0 } else { n - 1 };
+        let rows = n - first;
+        let normed = &mut act.normed[..rows * d];
+        ops.norm(&w.output_norm, &x[first * d..], normed);
+        act.logits.resize(rows * c.vocab_size, 0.0);
+        ops.matmul(&w.output, normed, &mut act.logits, &mut act.matmul);
+        if let Some(cap) = c.final_softcap {
+            softcap(&mut act.logits, cap);
+        }
+    }
+}
+
+/// RoPE on every head of every token of `x` (rows of `width` values).
+fn rotate(table: &RopeTable, x: &mut [f32], width: usize, head_dim: usize, style: RopeStyle) {
+    for (t, row) in x.chunks_exact_mut(width).enumerate() {
+        for head in row.chunks_exact_mut(head_dim) {
+            table.apply(head, t, style);
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Loading a family's weights by their GGUF names from any [`TensorSource`]: a GGUF file,
+//! a Hugging Face checkpoint (through the family's name mapping), or random values.
+
+use crate::config::{FfnKind, ModelConfig, NormKind, Position};
+use crate::error::{Error, Result};
+use synapse_core::gguf::GgufFile;
+use synapse_core::{DType, Storage, WeightTensor};
+
+/// Where tensors come from. Names are GGUF's (`blk.3.attn_q.weight`).
+pub trait TensorSource {
+    /// The file or directory, for error messages.
+    fn origin(&self) -> &str;
+    /// The tensor called `name`, if the source has it. `rows` and `cols` are what the
+    /// model expects (a random source makes that shape; files are checked against it).
+    fn tensor(&self, name: &str, rows: usize, cols: usize) -> Result<Option<WeightTensor>>;
+    /// Added to norm weights as they load (Gemma's `(1 + w)` in Hugging Face files).
+    fn norm_offset(&self) -> f32 {
+        0.0
+    }
+}
+
+impl TensorSource for GgufFile {
+    fn origin(&self) -> &str {
+        &self.path
+    }
+
+    fn tensor(&self, name: &str, _rows: usize, _cols: usize) -> Result<Option<WeightTensor>> {
+        match self.tensor_info(name) {
+            Some(_) => Ok(Some(GgufFile::tensor(self, name)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A labelled demo source: every matrix uniform in ±0.05 (std ≈ 0.029), norms 1, biases
+/// 0, from a fixed seed per tensor name, at the configuration's real shapes.
+pub struct RandomWeights {
+    pub label: String,
+}
+
+impl TensorSource for RandomWeights {
+    fn origin(&self) -> &str {
+        &self.label
+    }
+
+    fn tensor(&self, name: &str, rows: usize, cols: usize) -> Result<Option<WeightTensor>> {
+        let is_norm = name.contains("norm");
+        let is_bias = name.ends_with(".bias");
+        let mut state = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+        });
+        let mut bytes = Vec::with_capacity(rows * cols * 4);
+        for _ in 0..rows * cols {
+            let v = if is_norm && !is_bias {
+                1.0
+            } else if is_bias {
+                0.0
+            } else {
+                // splitmix64, top 24 bits to a uniform in [-0.05, 0.05).
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+            };
+            bytes.extend_from_slice(&f32::to_le_bytes(v));
+        }
+        let len = bytes.len();
+        Ok(Some(WeightTensor::new(
+            name.to_string(),
+            DType::F32,
+            rows,
+            cols,
+            Storage::from_vec(bytes),
+            0..len,
+        )))
+    }
+}
+
+/// A linear layer: `y = W x (+ b)`.
+pub struct Linear {
+    pub weight: WeightTensor,
+    pub bias: Option<Vec<f32>>,
+}
+
+pub struct Norm {
+    pub weight: Vec<f32>,
+    /// LayerNorm's shift.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// The attention input projections.
+pub enum QkvWeights {
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+    /// One weight whose output rows are Q, then K, then V.
+    Fused(Linear),
+}
+
+pub struct BlockWeights {
+    pub attn_norm: Norm,
+    pub qkv: QkvWeights,
+    /// Per-head RMSNorm weights of queries and keys (Qwen3).
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    pub attn_output: Linear,
+    pub ffn_norm: Norm,
+    /// The gate of a gated FFN with separate weights.
+    pub ffn_gate: Option<Linear>,
+    /// The up projection; with a fused gate it holds the gate rows first.
+    pub ffn_up: Linear,
+    pub ffn_down: Linear,
+}
+
+pub struct Weights {
+    pub token_embd: WeightTensor,
+    /// Learned absolute positions (GPT-2).
+    pub position_embd: Option<WeightTensor>,
+    pub blocks: Vec<BlockWeights>,
+    pub output_norm: Norm,
+    /// The output projection; the embedding table itself when the model ties them.
+    pub output: WeightTensor,
+}
+
+/// How weights are stored once loaded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Quantize f32/f16/bf16 matrices to this type while loading (a matrix whose rows do
+    /// not divide into its blocks stays as it is).
+    pub quantize: Option<DType>,
+}
+
+struct Loader<'a> {
+    source: &'a dyn TensorSource,
+    opts: LoadOptions,
+}
+
+impl Loader<'_> {
+    fn get(&self, name: &str, rows: usize, cols: usize) -> Result<Option<WeightTensor>> {
+        let Some(w) = self.source.tensor(name, rows, cols)? else {
+            return Ok(None);
+        };
+        if w.rows != rows || w.cols != cols {
+            return Err(Error::BadShape {
+                file: self.source.origin().to_string(),
+                tensor: name.to_string(),
+                found: format!("[{} x {}]", w.rows, w.cols),
+                expected: format!("[{rows} x {cols}]"),
+            });
+        }
+        Ok(Some(w))
+    }
+
+    fn required(&self, name: &str, rows: usize, cols: usize) -> Result<WeightTensor> {
+        self.get(name, rows, cols)?
+            .ok_or_else(|| Error::MissingTensor {
+                file: self.source.origin().to_string(),
+                tensor: name.to_string(),
+            })
+    }
+
+    /// A weight matrix, quantized if the options ask for it.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightTensor> {
+        let w = self.required(name, rows, cols)?;
+        // QUANTIZE-AT-LOAD: wired to synapse_core::quant::quantize once merged.
+        let _ = self.opts.quantize;
+        Ok(w)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        Ok(self.required(name, 1, len)?.to_f32())
+    }
+
+    fn linear(&self, stem: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.matrix(&format!("{stem}.weight"), rows, cols)?,
+            bias: match bias {
+                true => Some(self.vector(&format!("{stem}.bias"), rows)?),
+                false => None,
+            },
+        })
+    }
+
+    fn norm(&self, stem: &str, len: usize, kind: NormKind) -> Result<Norm> {
+        let offset = self.source.norm_offset();
+        let mut weight = self.vector(&format!("{stem}.weight"), len)?;
+        weight.iter_mut().for_each(|w| *w += offset);
+        Ok(Norm {
+            weight,
+            bias: match kind {
+                NormKind::Layer => Some(self.vector(&format!("{stem}.bias"), len)?),
+                NormKind::Rms => None,
+            },
+        })
+    }
+}
+
+impl Weights {
+    pub fn load(source: &dyn TensorSource, c: &ModelConfig, opts: LoadOptions) -> Result<Weights> {
+        let l = Loader { source, opts };
+        let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
+        let token_embd = l.matrix("token_embd.weight", c.vocab_size, d)?;
+        let blocks = (0..c.n_layers)
+            .map(|i| {
+                let name = |t: &str| format!("blk.{i}.{t}");
+                let qkv_bias = c.qkv_bias || c.linear_bias;
+                let qkv = if c.fused_qkv {
+                    QkvWeights::Fused(l.linear(&name("attn_qkv"), qd + 2 * kvd, d, qkv_bias)?)
+                } else {
+                    QkvWeights::Separate {
+                        q: l.linear(&name("attn_q"), qd, d, qkv_bias)?,
+                        k: l.linear(&name("attn_k"), kvd, d, qkv_bias)?,
+                        v: l.linear(&name("attn_v"), kvd, d, qkv_bias)?,
+                    }
+                };
+                let head_norm = |t: &str| -> Result<Option<Vec<f32>>> {
+                    match c.qk_norm {
+                        true => Ok(Some(l.norm(&name(t), c.head_dim, NormKind::Rms)?.weight)),
+                        false => Ok(None),
+                    }
+                };
+                let gated = matches!(c.ffn, FfnKind::Gated(_));
+                let up_rows = if gated && c.fused_gate_up { 2 * ff } else { ff };
+                Ok(BlockWeights {
+                    attn_norm: l.norm(&name("attn_norm"), d, c.norm)?,
+                    qkv,
+                    q_norm: head_norm("attn_q_norm")?,
+                    k_norm: head_norm("attn_k_norm")?,
+                    attn_output: l.linear(&name("attn_output"), d, qd, c.linear_bias)?,
+                    ffn_norm: l.norm(&name("ffn_norm"), d, c.norm)?,
+                    ffn_gate: match gated && !c.fused_gate_up {
+                        true => Some(l.linear(&name("ffn_gate"), ff, d, c.linear_bias)?),
+                        false => None,
+                    },
+                    ffn_up: l.linear(&name("ffn_up"), up_rows, d, c.linear_bias)?,
+                    ffn_down: l.linear(&name("ffn_down"), d, ff, c.linear_bias)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = match c.tied_embeddings {
+            true => token_embd.clone(),
+            false => l.matrix("output.weight", c.vocab_size, d)?,
+        };
+        Ok(Weights {
+            position_embd: match c.position {
+                Position::Learned => {
+                    Some(l.required("position_embd.weight", c.context_length, d)?)
+                }
+                Position::Rope(_) => None,
+            },
+            token_embd,
+            blocks,
+            output_norm: l.norm("output_norm", d, c.norm)?,
+            output,
+        })
+    }
+}
+
+impl Weights {
+    /// Bytes of weights a decode step reads: every matrix except the embedding table, of
+    /// which one row is read, unless it doubles as the output projection.
+    pub fn bytes_per_token(&self, tied: bool) -> u64 {
+        let linear = |l: &Linear| l.weight.bytes().len() as u64;
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let qkv = match &b.qkv {
+                    QkvWeights::Separate { q, k, v } => linear(q) + linear(k) + linear(v),
+                    QkvWeights::Fused(w) => linear(w),
+                };
+                qkv + linear(&b.attn_output)
+                    + b.ffn_gate.as_ref().map_or(0, linear)
+                    + linear(&b.ffn_up)
+                    + linear(&b.ffn_down)
+            })
+            .sum();
+        let embd_row = self.token_embd.row_bytes() as u64;
+        let output = self.output.bytes().len() as u64;
+        blocks + output + if tied { 0 } else { embd_row }
+    }
+}
