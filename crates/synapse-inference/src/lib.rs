@@ -11,6 +11,7 @@ pub mod conversation;
 pub mod default_model;
 pub mod error;
 pub mod generation;
+pub mod hf;
 pub mod kv_cache;
 pub mod model;
 pub mod session;
