@@ -10,6 +10,9 @@
   written as F16 with the `gguf` package (random-1b.F16.gguf, kept as the quantizer's source)
   and quantized by llama.cpp. Its tokenizer is SmolLM2's, padded to 128256 tokens with unique
   unused (type 5) dummies. It produces noise: it exists to time a 1B-sized forward pass.
+- random-qwen3-0.6b.{Q8_0,Q4_K_M}.gguf: the same for Qwen3-0.6B's shapes and architecture
+  (configs/qwen3-0.6b.json: hidden 1024, 28 layers, 16 query / 8 KV heads of 128, FFN 3072,
+  vocab 151936, per-head Q/K RMSNorm, tied embeddings, RoPE base 1e6).
 
 Idempotent: files that exist are kept (outputs are written to a temporary name and renamed).
 Prints what it made or found, with sizes, on stderr; --json also prints the list as one JSON line on stdout.
@@ -31,6 +34,7 @@ DEFAULT_OUT = os.path.join(SYNAPSE_HOME, "bench")
 # variant name -> (model family, quantization)
 SMOLLM2 = "smollm2-135m"
 RANDOM_1B = "random-1b"
+RANDOM_QWEN3 = "random-qwen3-0.6b"
 VARIANTS = [
     (SMOLLM2, "Q4_1"),
     (SMOLLM2, "Q4_0"),
@@ -39,12 +43,18 @@ VARIANTS = [
     (SMOLLM2, "F16"),
     (RANDOM_1B, "Q8_0"),
     (RANDOM_1B, "Q4_K_M"),
+    (RANDOM_QWEN3, "Q8_0"),
+    (RANDOM_QWEN3, "Q4_K_M"),
 ]
 
-# LLaMA-3.2-1B's shapes.
-R_HIDDEN, R_LAYERS, R_HEADS, R_KV_HEADS, R_FFN, R_VOCAB = 2048, 16, 32, 8, 8192, 128256
-R_CONTEXT = 8192
-R_ROPE_BASE = 500000.0
+# Shapes of the random-weight models: GGUF architecture, hidden, layers, query heads, KV heads,
+# head size, FFN, vocabulary, context, RoPE base, per-head Q/K norm.
+RANDOM_SHAPES = {
+    RANDOM_1B: dict(arch="llama", hidden=2048, layers=16, heads=32, kv_heads=8, head_dim=64,
+                    ffn=8192, vocab=128256, context=8192, rope_base=500000.0, qk_norm=False),
+    RANDOM_QWEN3: dict(arch="qwen3", hidden=1024, layers=28, heads=16, kv_heads=8, head_dim=128,
+                       ffn=3072, vocab=151936, context=40960, rope_base=1000000.0, qk_norm=True),
+}
 R_SCALE = 0.02
 R_SEED = 1234
 TOKEN_TYPE_UNUSED = 5
@@ -111,47 +121,53 @@ def copy_tokenizer(reader, writer, vocab):
         writer.add_key_value(key, value, vtype, sub)
 
 
-def write_random_f16(dst):
-    """Writes the random-weight 1B-shaped model as F16 (norm weights F32), tensor by tensor."""
+def write_random_f16(dst, family):
+    """Writes a random-weight model of `family`'s shapes as F16 (norm weights F32), tensor by tensor."""
     import gguf
 
+    r = RANDOM_SHAPES[family]
+    hidden, heads, kv_heads, hd = r["hidden"], r["heads"], r["kv_heads"], r["head_dim"]
     reader = gguf.GGUFReader(SOURCE)
     tmp = dst + ".tmp"
-    w = gguf.GGUFWriter(tmp, "llama")
-    w.add_name("RANDOM-WEIGHT benchmark model (LLaMA-3.2-1B shapes, not a language model)")
+    w = gguf.GGUFWriter(tmp, r["arch"])
+    w.add_name(f"RANDOM-WEIGHT benchmark model ({family} shapes, not a language model)")
     w.add_description(
         "Random normal*0.02 weights written by synapse tools/make_bench_models.py "
-        "to time a 1B-sized forward pass; its output is noise."
+        "to time a forward pass of this size; its output is noise."
     )
-    w.add_block_count(R_LAYERS)
-    w.add_context_length(R_CONTEXT)
-    w.add_embedding_length(R_HIDDEN)
-    w.add_feed_forward_length(R_FFN)
-    w.add_head_count(R_HEADS)
-    w.add_head_count_kv(R_KV_HEADS)
-    w.add_rope_dimension_count(R_HIDDEN // R_HEADS)
-    w.add_rope_freq_base(R_ROPE_BASE)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(R_VOCAB)
+    w.add_block_count(r["layers"])
+    w.add_context_length(r["context"])
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(r["ffn"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_key_length(hd)
+    w.add_value_length(hd)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_freq_base(r["rope_base"])
+    w.add_layer_norm_rms_eps(1e-6 if r["qk_norm"] else 1e-5)
+    w.add_vocab_size(r["vocab"])
     w.add_file_type(1)  # mostly F16
-    copy_tokenizer(reader, w, R_VOCAB)
+    copy_tokenizer(reader, w, r["vocab"])
 
-    kv = R_HIDDEN // R_HEADS * R_KV_HEADS
+    q, kv = heads * hd, kv_heads * hd
     # (name, numpy shape (rows, row length)); 1-D tensors are norm weights.
-    shapes = [("token_embd.weight", (R_VOCAB, R_HIDDEN)), ("output_norm.weight", (R_HIDDEN,))]
-    for i in range(R_LAYERS):
+    shapes = [("token_embd.weight", (r["vocab"], hidden)), ("output_norm.weight", (hidden,))]
+    for i in range(r["layers"]):
         b = f"blk.{i}."
         shapes += [
-            (b + "attn_norm.weight", (R_HIDDEN,)),
-            (b + "attn_q.weight", (R_HIDDEN, R_HIDDEN)),
-            (b + "attn_k.weight", (kv, R_HIDDEN)),
-            (b + "attn_v.weight", (kv, R_HIDDEN)),
-            (b + "attn_output.weight", (R_HIDDEN, R_HIDDEN)),
-            (b + "ffn_norm.weight", (R_HIDDEN,)),
-            (b + "ffn_gate.weight", (R_FFN, R_HIDDEN)),
-            (b + "ffn_up.weight", (R_FFN, R_HIDDEN)),
-            (b + "ffn_down.weight", (R_HIDDEN, R_FFN)),
+            (b + "attn_norm.weight", (hidden,)),
+            (b + "attn_q.weight", (q, hidden)),
+            (b + "attn_k.weight", (kv, hidden)),
+            (b + "attn_v.weight", (kv, hidden)),
+            (b + "attn_output.weight", (hidden, q)),
+            (b + "ffn_norm.weight", (hidden,)),
+            (b + "ffn_gate.weight", (r["ffn"], hidden)),
+            (b + "ffn_up.weight", (r["ffn"], hidden)),
+            (b + "ffn_down.weight", (hidden, r["ffn"])),
         ]
+        if r["qk_norm"]:
+            shapes += [(b + "attn_q_norm.weight", (hd,)), (b + "attn_k_norm.weight", (hd,))]
     for name, shape in shapes:
         dtype = np.float32 if len(shape) == 1 else np.float16
         w.add_tensor_info(name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
@@ -181,10 +197,10 @@ def make(out_dir, family, quant):
         else:
             quantize(SOURCE, path, quant)
     else:
-        f16 = os.path.join(out_dir, f"{RANDOM_1B}.F16.gguf")
+        f16 = os.path.join(out_dir, f"{family}.F16.gguf")
         if not os.path.exists(f16):
-            log(f"writing {f16} (random weights, ~2.5 GB) ...")
-            write_random_f16(f16)
+            log(f"writing {f16} (random weights) ...")
+            write_random_f16(f16, family)
         quantize(f16, path, quant)
     return path, True
 
@@ -225,7 +241,7 @@ def main():
             "variant": name,
             "model": family,
             "quant": quant,
-            "random_weights": family == RANDOM_1B,
+            "random_weights": family in RANDOM_SHAPES,
             "path": path,
             "file_bytes": size,
         })

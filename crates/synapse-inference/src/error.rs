@@ -7,6 +7,8 @@ pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error(transparent)]
+    Hf(#[from] crate::hf::Error),
+    #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[cfg(feature = "chat-template")]
     #[error(transparent)]

@@ -6,8 +6,9 @@ use crate::config::{Metadata, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvType};
 use crate::model::decoder::{Activations, Decoder, RunOptions};
-use crate::model::weights::{LoadOptions, RandomWeights, TensorSource, Weights};
-use crate::model::{family_for_gguf, family_for_hf, supported_architectures};
+use crate::hf::HfDir;
+use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
+use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
@@ -16,6 +17,8 @@ use synapse_core::kernels::Precision;
 /// Where a model's configuration and weights came from.
 pub enum ModelSource {
     Gguf(GgufFile),
+    /// A Hugging Face directory: config.json, safetensors, tokenizer files.
+    HfDir(HfDir),
     /// Random weights at the shapes of a `config.json` (a labelled demo for benchmarks).
     Random,
 }
@@ -28,6 +31,8 @@ pub struct Model {
     /// None for a checkpoint without tokenizer files: it runs on token ids.
     pub tokenizer: Option<Tokenizer>,
     pub source: ModelSource,
+    /// Tokens that end generation: the tokenizer's, and generation_config.json's.
+    end_of_generation: Vec<u32>,
     net: Decoder,
 }
 
@@ -38,10 +43,59 @@ impl Model {
         Model::load_with(path, LoadOptions::default())
     }
 
-    /// Loads a GGUF file with `opts`.
+    /// Loads a GGUF file or a Hugging Face model directory with `opts`.
     #[cfg(feature = "native")]
     pub fn load_with(path: impl AsRef<std::path::Path>, opts: LoadOptions) -> Result<Model> {
-        Model::from_gguf_with(GgufFile::open(path)?, opts)
+        let path = path.as_ref();
+        match path.is_dir() {
+            true => Model::from_hf_dir(HfDir::open(path)?, opts),
+            false => Model::from_gguf_with(GgufFile::open(path)?, opts),
+        }
+    }
+
+    /// A Hugging Face checkpoint (memory-mapped safetensors); the family comes from
+    /// `model_type` in config.json.
+    pub fn from_hf_dir(dir: HfDir, opts: LoadOptions) -> Result<Model> {
+        let path = dir.dir.display().to_string();
+        let config_file = dir.dir.join("config.json").display().to_string();
+        let (family, config) = hf_config(&config_file, &dir.config)?;
+        let checkpoint = dir.checkpoint()?;
+        let source = HfSource {
+            checkpoint: &checkpoint,
+            family,
+            origin: path.clone(),
+        };
+        let weights = Weights::load(&source, &config, opts)?;
+        let tokenizer = None;
+        let mut end_of_generation = dir.generation.eos_token_ids.clone();
+        end_of_generation.retain(|&id| (id as usize) < config.vocab_size);
+        Ok(Model::new(path, config, weights, tokenizer, end_of_generation, ModelSource::HfDir(dir)))
+    }
+
+    fn new(
+        path: String,
+        config: ModelConfig,
+        weights: Weights,
+        tokenizer: Option<Tokenizer>,
+        mut end_of_generation: Vec<u32>,
+        source: ModelSource,
+    ) -> Model {
+        if let Some(t) = &tokenizer {
+            end_of_generation.extend_from_slice(t.end_of_generation_ids());
+        }
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+        Model {
+            path,
+            net: Decoder {
+                config: config.clone(),
+                weights,
+            },
+            config,
+            tokenizer,
+            source,
+            end_of_generation,
+        }
     }
 
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
@@ -58,16 +112,14 @@ impl Model {
         let config = ModelConfig::from_gguf(&gguf, family)?;
         let weights = Weights::load(&gguf, &config, opts)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        Ok(Model {
-            path: gguf.path.clone(),
-            net: Decoder {
-                config: config.clone(),
-                weights,
-            },
+        Ok(Model::new(
+            gguf.path.clone(),
             config,
-            tokenizer: Some(tokenizer),
-            source: ModelSource::Gguf(gguf),
-        })
+            weights,
+            Some(tokenizer),
+            Vec::new(),
+            ModelSource::Gguf(gguf),
+        ))
     }
 
     /// A model with random weights at the shapes `config.json` (at `path`) describes:
@@ -79,21 +131,19 @@ impl Model {
                 key: "config.json".into(),
                 reason: e.to_string(),
             })?;
-        let config = hf_config(path, &json)?;
+        let (_, config) = hf_config(path, &json)?;
         let source = RandomWeights {
             label: format!("random weights for {path}"),
         };
         let weights = Weights::load(&source, &config, opts)?;
-        Ok(Model {
-            path: source.origin().to_string(),
-            net: Decoder {
-                config: config.clone(),
-                weights,
-            },
+        Ok(Model::new(
+            source.origin().to_string(),
             config,
-            tokenizer: None,
-            source: ModelSource::Random,
-        })
+            weights,
+            None,
+            Vec::new(),
+            ModelSource::Random,
+        ))
     }
 
     /// The tokenizer, or an error saying the model has none.
@@ -105,9 +155,7 @@ impl Model {
 
     /// Tokens that end generation.
     pub fn end_of_generation_ids(&self) -> &[u32] {
-        self.tokenizer
-            .as_ref()
-            .map_or(&[], |t| t.end_of_generation_ids())
+        &self.end_of_generation
     }
 
     /// Bytes of weights a decode step reads: every matrix except the embedding table, of
@@ -128,7 +176,7 @@ impl Model {
         };
         let source = match &self.source {
             ModelSource::Gguf(gguf) => gguf.get("tokenizer.chat_template").and_then(|v| v.as_str()),
-            ModelSource::Random => None,
+            ModelSource::HfDir(_) | ModelSource::Random => None,
         };
         match source {
             Some(source) => Ok(ChatTemplate::new(
@@ -221,6 +269,11 @@ impl Session {
         &self.opts
     }
 
+    /// Bytes the key/value cache has allocated.
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.allocated_bytes()
+    }
+
     /// Tokens evaluated so far.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
@@ -293,8 +346,8 @@ impl Session {
     }
 }
 
-/// The configuration of a `config.json` through its family (`model_type`).
-fn hf_config(path: &str, json: &serde_json::Value) -> Result<ModelConfig> {
+/// The family (by `model_type`) and configuration of a `config.json`.
+fn hf_config(path: &str, json: &serde_json::Value) -> Result<(&'static Family, ModelConfig)> {
     let model_type = json
         .get("model_type")
         .and_then(|v| v.as_str())
@@ -307,5 +360,5 @@ fn hf_config(path: &str, json: &serde_json::Value) -> Result<ModelConfig> {
         arch: model_type.to_string(),
         supported: supported_architectures(),
     })?;
-    ModelConfig::from_hf(path, json, family)
+    Ok((family, ModelConfig::from_hf(path, json, family)?))
 }

@@ -32,6 +32,38 @@ impl TensorSource for GgufFile {
     }
 }
 
+/// A Hugging Face checkpoint, read through a family's name mapping.
+pub struct HfSource<'a> {
+    pub checkpoint: &'a crate::hf::Checkpoint,
+    pub family: &'static super::Family,
+    pub origin: String,
+}
+
+impl TensorSource for HfSource<'_> {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn tensor(&self, name: &str, _rows: usize, _cols: usize) -> Result<Option<WeightTensor>> {
+        let Some(hf_name) = self.family.hf_names.map(name) else {
+            return Ok(None);
+        };
+        if !self.checkpoint.contains(&hf_name) {
+            return Ok(None);
+        }
+        let w = self.checkpoint.tensor(&hf_name)?;
+        let conv1d = self.family.hf_transposed && name.starts_with("blk.") && w.rows > 1;
+        Ok(Some(match conv1d {
+            true => crate::hf::transposed(&w),
+            false => w,
+        }))
+    }
+
+    fn norm_offset(&self) -> f32 {
+        self.family.hf_norm_offset
+    }
+}
+
 /// A labelled demo source: every matrix uniform in ±0.05 (std ≈ 0.029), norms 1, biases
 /// 0, from a fixed seed per tensor name, at the configuration's real shapes.
 pub struct RandomWeights {

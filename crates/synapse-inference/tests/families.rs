@@ -1,0 +1,180 @@
+//! Every model family against Hugging Face transformers, from its Hugging Face directory
+//! and from llama.cpp's GGUF conversion of the same random weights
+//! (tests/fixtures/families/FAMILY/{hf/, model.gguf, reference.json}, made by
+//! tools/reference/make_family_fixtures.py): the logits of all 16 prompt positions within
+//! 1e-4 (f32 weights, f32 activations), and the 20-token greedy continuation with the KV
+//! cache, token for token.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use synapse_core::kernels::Precision;
+use synapse_inference::{Model, Session, SessionOptions};
+
+const LOGIT_TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    match std::env::var_os("SYNAPSE_FAMILY_FIXTURES") {
+        Some(dir) => dir.into(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/families"),
+    }
+}
+
+struct Reference {
+    input_ids: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+    greedy: Vec<u32>,
+}
+
+fn reference(family: &str) -> Reference {
+    let path = fixtures().join(family).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let ids = |k: &str| -> Vec<u32> {
+        json[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+    Reference {
+        input_ids: ids("input_ids"),
+        greedy: ids("greedy"),
+        logits: json["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Checks the model at `path` against the family's reference; returns the largest logit
+/// difference.
+fn check(path: &Path, r: &Reference, threads: usize) -> f32 {
+    let model = Arc::new(Model::load(path).unwrap_or_else(|e| panic!("{e}")));
+    let opts = SessionOptions {
+        context: 64,
+        threads,
+        precision: Precision::F32,
+        batch: 64,
+    };
+    let mut session = Session::new(model.clone(), opts);
+    let vocab = model.config.vocab_size;
+    let logits = session.eval(&r.input_ids, true).unwrap();
+    let mut worst = 0f32;
+    for (t, want) in r.logits.iter().enumerate() {
+        assert_eq!(want.len(), vocab);
+        for (a, b) in logits[t * vocab..(t + 1) * vocab].iter().zip(want) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(
+        worst <= LOGIT_TOLERANCE,
+        "{}: logits differ by {worst} (> {LOGIT_TOLERANCE})",
+        path.display()
+    );
+    let mut next = argmax(&logits[(r.input_ids.len() - 1) * vocab..]);
+    let mut greedy = Vec::new();
+    for _ in 0..r.greedy.len() {
+        greedy.push(next);
+        let step = session.eval(&[next], false).unwrap();
+        next = argmax(&step);
+    }
+    assert_eq!(greedy, r.greedy, "{}: greedy continuation", path.display());
+    worst
+}
+
+fn check_family(family: &str) {
+    let r = reference(family);
+    let dir = fixtures().join(family);
+    for threads in [1, 2] {
+        let hf = check(&dir.join("hf"), &r, threads);
+        eprintln!("{family} hf, {threads} threads: max |logit diff| {hf:.2e}");
+    }
+    let gguf = dir.join("model.gguf");
+    if gguf.exists() {
+        let d = check(&gguf, &r, 2);
+        eprintln!("{family} gguf: max |logit diff| {d:.2e}");
+    }
+}
+
+#[test]
+fn llama3() {
+    check_family("llama3");
+}
+
+#[test]
+fn mistral_sliding_window() {
+    check_family("mistral");
+}
+
+#[test]
+fn qwen2() {
+    check_family("qwen2");
+}
+
+#[test]
+fn qwen3() {
+    check_family("qwen3");
+}
+
+#[test]
+fn phi3() {
+    check_family("phi3");
+}
+
+#[test]
+fn gemma() {
+    check_family("gemma");
+}
+
+#[test]
+fn gpt2() {
+    check_family("gpt2");
+}
+
+/// Mistral's sliding window with a ring-buffer cache: over a generation four windows long
+/// the cache never grows, and stays within the window (plus one batch) per layer.
+#[test]
+fn sliding_window_cache_stays_bounded() {
+    let dir = fixtures().join("mistral/hf");
+    let model = Arc::new(Model::load(&dir).unwrap_or_else(|e| panic!("{e}")));
+    let c = &model.config;
+    let window = c.window.expect("the Mistral fixture has a sliding window");
+    let batch = 4;
+    let opts = SessionOptions {
+        context: 64.max(8 * window),
+        threads: 1,
+        precision: Precision::F32,
+        batch,
+    };
+    let mut session = Session::new(model.clone(), opts);
+    let bound = c.n_layers * (window + batch - 1) * c.kv_dim() * 2 * std::mem::size_of::<f32>();
+    let start = session.kv_cache_bytes();
+    assert!(start <= bound, "{start} bytes allocated for a window of {window}, bound {bound}");
+    let mut token = 1;
+    for _ in 0..4 * window {
+        let logits = session.eval(&[token], false).unwrap();
+        token = argmax(&logits);
+        assert_eq!(session.kv_cache_bytes(), start);
+    }
+    assert_eq!(session.tokens().len(), 4 * window);
+}
