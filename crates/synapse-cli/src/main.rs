@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod inspect;
 mod memory;
+mod quantize;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +37,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prefill and decode throughput (like llama-bench), or memory bandwidth.
     Bench(bench::BenchArgs),
+    /// Write a copy of a GGUF model with its weights in another type.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => inspect::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Quantize(args) => quantize::quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,17 +85,30 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
 /// owned storage. Fails (naming the tensor) when a row is not a whole number of the
 /// target's blocks, so the caller can keep the original.
 pub fn quantize_tensor(w: &WeightTensor, target: DType) -> Result<WeightTensor, QuantizeError> {
-    let in_tensor = |source| QuantizeError::Tensor {
-        tensor: w.name.clone(),
-        source: Box::new(source),
-    };
-    let row_bytes = target.row_bytes(w.cols).ok_or_else(|| {
-        in_tensor(QuantizeError::BlockSize {
-            dtype: target,
-            len: w.cols,
-            block: target.block_len(),
-        })
-    })?;
+    let bytes = quantize_tensor_bytes(w, target)?;
+    let len = bytes.len();
+    Ok(WeightTensor::new(
+        w.name.clone(),
+        target,
+        w.rows,
+        w.cols,
+        Storage::from_vec(bytes),
+        0..len,
+    ))
+}
+
+/// The bytes of [`quantize_tensor`]'s result.
+pub fn quantize_tensor_bytes(w: &WeightTensor, target: DType) -> Result<Vec<u8>, QuantizeError> {
+    let row_bytes = target
+        .row_bytes(w.cols)
+        .ok_or_else(|| QuantizeError::Tensor {
+            tensor: w.name.clone(),
+            source: Box::new(QuantizeError::BlockSize {
+                dtype: target,
+                len: w.cols,
+                block: target.block_len(),
+            }),
+        })?;
     let mut out = vec![0u8; row_bytes * w.rows];
     let threads = crate::threads::default_threads();
     crate::threads::parallel_chunks_mut(&mut out, row_bytes, threads, |rows, part| {
@@ -105,15 +118,7 @@ pub fn quantize_tensor(w: &WeightTensor, target: DType) -> Result<WeightTensor, 
             quantize_row(target, &row, dst).expect("row length and size checked above");
         }
     });
-    let len = out.len();
-    Ok(WeightTensor::new(
-        w.name.clone(),
-        target,
-        w.rows,
-        w.cols,
-        Storage::from_vec(out),
-        0..len,
-    ))
+    Ok(out)
 }
 
 /// GGML's f32 to bf16: round to nearest even, NaNs kept quiet.
