@@ -150,3 +150,32 @@ fn synapse_q8_0_keeps_the_f32_models_top_token() {
     );
     assert!(rate >= 0.95, "agreement {:.1}%", 100.0 * rate);
 }
+
+/// The writer lays a file out as llama.cpp's converter did: copying every key and tensor
+/// of the default model reproduces it byte for byte.
+#[test]
+fn a_verbatim_copy_of_the_default_model_is_byte_identical() {
+    use synapse_core::gguf::{GgufFile, GgufWriter};
+    let path = model();
+    let gguf = GgufFile::open(&path).unwrap();
+    let mut writer = GgufWriter::new();
+    for (key, value) in &gguf.metadata {
+        writer.set(key, value.clone()).unwrap();
+    }
+    for t in &gguf.tensors {
+        writer.add_tensor(&t.name, &t.dims, t.dtype).unwrap();
+    }
+    let mut out = Vec::new();
+    writer
+        .write(&mut out, |i| {
+            let t = &gguf.tensors[i];
+            let start = t.offset as usize;
+            Ok(std::borrow::Cow::Borrowed(
+                &gguf.storage()[start..start + t.size_bytes as usize],
+            ))
+        })
+        .unwrap();
+    let original = std::fs::read(&path).unwrap();
+    assert_eq!(out.len(), original.len());
+    assert!(out == original, "the copy differs from {}", path.display());
+}
