@@ -5,6 +5,7 @@ mod chat;
 mod inspect;
 mod memory;
 mod npy;
+mod quantize;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use synapse_core::kernels::Precision;
+use synapse_core::DType;
 use synapse_inference::generation::sampler::SamplerConfig;
 use synapse_inference::model::weights::LoadOptions;
 use synapse_inference::{Model, SessionOptions};
@@ -39,6 +41,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prefill and decode throughput (like llama-bench), or memory bandwidth.
     Bench(bench::BenchArgs),
+    /// Write a copy of a GGUF model with its weights in another type.
+    Quantize(quantize::QuantizeArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -54,6 +58,9 @@ pub struct ModelArgs {
     /// A Hugging Face config.json for --random-weights (see configs/)
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Quantize f32/f16/bf16 weight matrices while loading: q8_0, q4_0, q4_k or int8
+    #[arg(long, value_parser = parse_load_quantization)]
+    pub quantize: Option<DType>,
     /// Threads for the matrix multiplications [default: available cores]
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -77,7 +84,9 @@ impl ModelArgs {
     /// Loads the model the options name.
     pub fn load(&self) -> Result<Arc<Model>, String> {
         let path = self.resolve_model()?;
-        let opts = LoadOptions::default();
+        let opts = LoadOptions {
+            quantize: self.quantize,
+        };
         let model = if self.random_weights {
             let json =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -100,6 +109,13 @@ impl ModelArgs {
             opts.precision = Precision::F32;
         }
         opts
+    }
+}
+
+fn parse_load_quantization(name: &str) -> Result<DType, String> {
+    match DType::from_name(name) {
+        Some(t @ (DType::Q8_0 | DType::Q4_0 | DType::Q4K | DType::Int8)) => Ok(t),
+        _ => Err(format!("{name:?}: expected q8_0, q4_0, q4_k or int8")),
     }
 }
 
@@ -154,6 +170,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => inspect::tokenize(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Quantize(args) => quantize::quantize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

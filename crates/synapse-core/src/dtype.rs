@@ -16,13 +16,21 @@ pub enum DType {
     Q4K,
     Q5K,
     Q6K,
+    /// Per-row symmetric int8, a load-time format that never appears in GGUF files. A row
+    /// of `cols` values is an f32 scale (little-endian) followed by `cols` signed bytes
+    /// (value = scale * q); `cols` is a multiple of 32 so that the codes pair with Q8_0
+    /// activation blocks, and rows stay 4-byte aligned for the scale.
+    Int8,
 }
+
+/// Bytes before the codes of an [`DType::Int8`] row: its f32 scale.
+pub const INT8_ROW_HEADER: usize = 4;
 
 /// Values per block of the K-quant formats.
 pub const QK_K: usize = 256;
 
 impl DType {
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 12] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -34,6 +42,7 @@ impl DType {
         DType::Q4K,
         DType::Q5K,
         DType::Q6K,
+        DType::Int8,
     ];
 
     /// The type for a GGML type id, or `None` when Synapse cannot load it.
@@ -54,8 +63,9 @@ impl DType {
         })
     }
 
-    pub fn ggml_id(self) -> u32 {
-        match self {
+    /// The GGML type id, `None` for [`DType::Int8`] (which GGUF files cannot hold).
+    pub fn ggml_id(self) -> Option<u32> {
+        Some(match self {
             DType::F32 => 0,
             DType::F16 => 1,
             DType::Q4_0 => 2,
@@ -67,7 +77,8 @@ impl DType {
             DType::Q5K => 13,
             DType::Q6K => 14,
             DType::BF16 => 30,
-        }
+            DType::Int8 => return None,
+        })
     }
 
     /// Name of a GGML type id for error messages, including types Synapse cannot load.
@@ -104,7 +115,15 @@ impl DType {
             DType::Q4K => "Q4_K",
             DType::Q5K => "Q5_K",
             DType::Q6K => "Q6_K",
+            DType::Int8 => "INT8",
         }
+    }
+
+    /// The type named `name` as [`DType::name`] spells it, in any case (`q4_k`, `int8`).
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Number of values one block holds (1 for plain float types).
@@ -112,6 +131,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
+            DType::Int8 => 32,
             DType::Q4K | DType::Q5K | DType::Q6K => QK_K,
         }
     }
@@ -131,6 +151,8 @@ impl DType {
             DType::Q4K => size_of::<BlockQ4K>(),
             DType::Q5K => size_of::<BlockQ5K>(),
             DType::Q6K => size_of::<BlockQ6K>(),
+            // 32 codes; each row adds its INT8_ROW_HEADER.
+            DType::Int8 => 32,
         }
     }
 
@@ -140,7 +162,11 @@ impl DType {
         if !len.is_multiple_of(self.block_len()) {
             return None;
         }
-        (len / self.block_len()).checked_mul(self.block_bytes())
+        let codes = (len / self.block_len()).checked_mul(self.block_bytes())?;
+        match self {
+            DType::Int8 => codes.checked_add(INT8_ROW_HEADER),
+            _ => Some(codes),
+        }
     }
 
     pub fn is_quantized(self) -> bool {

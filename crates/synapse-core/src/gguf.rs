@@ -1,9 +1,16 @@
-//! GGUF reader (versions 2 and 3): metadata, tensor infos and tensor data used in place.
+//! GGUF reader (versions 2 and 3): metadata, tensor infos and tensor data used in place;
+//! and a writer (see [`GgufWriter`]) with [`quantize_file`] built on both.
 //!
 //! Every length, count and offset read from the file is checked against the bytes that
 //! are actually there before it is used, so a truncated or corrupt file gives a
 //! [`GgufError`] naming the file and the field or tensor, never a panic or a huge
 //! allocation.
+
+mod quantize;
+mod write;
+
+pub use quantize::*;
+pub use write::*;
 
 use crate::dtype::DType;
 use crate::storage::Storage;

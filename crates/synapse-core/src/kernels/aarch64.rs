@@ -15,6 +15,7 @@ use crate::dtype::DType;
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
 use crate::quant::blocks::*;
+use crate::quant::int8_row;
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -51,6 +52,7 @@ unsafe fn quantized_dot<D: I8Dot>(dtype: DType, w: &[u8], a: ActRow) -> f32 {
         (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<D>(as_blocks(w), a),
         (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<D>(as_blocks(w), a),
         (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<D>(as_blocks(w), a),
+        (DType::Int8, ActRow::Q8_0(a)) => dot_int8::<D>(w, a),
         _ => quantized_dot_portable(dtype, w, a),
     }
 }
@@ -238,6 +240,18 @@ unsafe fn dot_q8_0<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
         acc = fma_scaled(acc, isum, f32_of(w.d) * f32_of(a.d));
     }
     vaddvq_f32(acc)
+}
+
+/// An INT8 row: blocks of 32 codes at their activation block's scale, then the row scale.
+#[inline(always)]
+unsafe fn dot_int8<D: I8Dot>(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
+    let (scale, codes) = int8_row(w);
+    let mut acc = vdupq_n_f32(0.0);
+    for (q, a) in codes.chunks_exact(32).zip(a) {
+        let isum = dot32::<D>(load_i8(q), load_i8(&q[16..]), &a.qs);
+        acc = fma_scaled(acc, isum, f32_of(a.d));
+    }
+    scale * vaddvq_f32(acc)
 }
 
 /// The 6-bit scales of a Q4_K/Q5_K block and `sum(min_j * activation sum of sub-block j)`.
@@ -438,7 +452,11 @@ mod tests {
 
     /// A random weight row of `n_blocks` blocks of `dtype`.
     fn weight_row(dtype: DType, n_blocks: usize, row: usize, rng: &mut Rng) -> Vec<u8> {
-        let mut out = Vec::new();
+        // An INT8 row starts with its f32 scale.
+        let mut out = match dtype {
+            DType::Int8 => rng.range(1e-3, 5e-2).to_le_bytes().to_vec(),
+            _ => Vec::new(),
+        };
         for _ in 0..n_blocks {
             let bytes = match dtype {
                 DType::Q4_0 => row_bytes(&[BlockQ4_0 {
@@ -492,6 +510,7 @@ mod tests {
                     d: rng.scale(),
                 }])
                 .to_vec(),
+                DType::Int8 => rng.bytes::<32>(row).to_vec(),
                 _ => unreachable!("{dtype} is not block-quantized"),
             };
             out.extend_from_slice(&bytes);
@@ -509,7 +528,7 @@ mod tests {
     impl Acts {
         fn quantize(dtype: DType, x: &[f32]) -> Acts {
             match dtype {
-                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
                     let mut a = vec![BlockQ8_0Act::ZERO; x.len() / 32];
                     quantize_q8_0(x, &mut a);
                     Acts::Q8_0(a)
@@ -539,7 +558,7 @@ mod tests {
     /// Each format with its largest relative error against the scalar oracle, as a
     /// fraction of `sum |w_i * x_i|`. The integer sums are exact on both sides; only the
     /// order of the float operations differs.
-    const CASES: [(DType, f32); 8] = [
+    const CASES: [(DType, f32); 9] = [
         (DType::Q4_0, 1e-6),
         (DType::Q4_1, 1e-6),
         (DType::Q5_0, 1e-6),
@@ -548,6 +567,7 @@ mod tests {
         (DType::Q4K, 1e-6),
         (DType::Q5K, 1e-6),
         (DType::Q6K, 1e-6),
+        (DType::Int8, 1e-6),
     ];
 
     fn check_against_scalar(path: &str, kernel: fn(DType, &[u8], ActRow) -> f32) {

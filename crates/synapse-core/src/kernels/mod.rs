@@ -127,6 +127,7 @@ fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
         (DType::Q4K, ActRow::Q8K(a)) => scalar::dot_q4_k(as_blocks(w), a),
         (DType::Q5K, ActRow::Q8K(a)) => scalar::dot_q5_k(as_blocks(w), a),
         (DType::Q6K, ActRow::Q8K(a)) => scalar::dot_q6_k(as_blocks(w), a),
+        (DType::Int8, ActRow::Q8_0(a)) => scalar::dot_int8(w, a),
         _ => unreachable!("activations are quantized to the type {dtype} pairs with"),
     }
 }
@@ -190,7 +191,7 @@ fn matmul_with(
     let blocks_per_row = k / w.dtype.block_len();
     let len = n_tokens * blocks_per_row;
     match w.dtype {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
             scratch.q8_0.resize(len, BlockQ8_0Act::ZERO);
             quantize_q8_0(x, &mut scratch.q8_0);
         }
@@ -207,7 +208,9 @@ fn matmul_with(
     let act_row = |t: usize| {
         let blocks = t * blocks_per_row..(t + 1) * blocks_per_row;
         match w.dtype {
-            DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => ActRow::Q8_0(&scratch.q8_0[blocks]),
+            DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
+                ActRow::Q8_0(&scratch.q8_0[blocks])
+            }
             DType::Q4_1 | DType::Q5_1 => ActRow::Q8_1(&scratch.q8_1[blocks]),
             _ => ActRow::Q8K(&scratch.q8_k[blocks]),
         }

@@ -7,6 +7,7 @@
 
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::blocks::*;
+use crate::quant::int8_row;
 
 /// Sum of products of 32 signed bytes; written so the compiler vectorises it.
 #[inline(always)]
@@ -87,6 +88,19 @@ pub fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
         .zip(a)
         .map(|(w, a)| dot32(&w.qs, &a.qs) as f32 * (w.d.to_f32() * a.d.to_f32()))
         .sum()
+}
+
+/// An INT8 row (f32 row scale, then codes) against Q8_0 activation blocks: the row scale
+/// times the sum over blocks of each block's integer dot product at its activation scale.
+#[inline(always)]
+pub fn dot_int8(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
+    let (scale, codes) = int8_row(w);
+    let sum: f32 = codes
+        .chunks_exact(32)
+        .zip(a)
+        .map(|(q, a)| dot32(q.try_into().expect("32 codes"), &a.qs) as f32 * a.d.to_f32())
+        .sum();
+    scale * sum
 }
 
 /// The 32 activation codes of sub-block `sub` of a Q8_K block.

@@ -54,7 +54,7 @@ fn scale_offsets(dtype: DType) -> &'static [usize] {
         DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => &[0],
         DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => &[0, 2],
         DType::Q6K => &[208],
-        DType::F32 | DType::F16 | DType::BF16 => &[],
+        DType::F32 | DType::F16 | DType::BF16 | DType::Int8 => &[],
     }
 }
 
@@ -90,6 +90,10 @@ fn random_weight(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> Weigh
                         let scale = f16::from_f32(rng.range(1e-3, 5e-2));
                         block[at..at + 2].copy_from_slice(&scale.to_le_bytes());
                     }
+                }
+                if dtype == DType::Int8 {
+                    // The row's f32 scale comes first.
+                    row[..4].copy_from_slice(&rng.range(1e-3, 5e-2).to_le_bytes());
                 }
             }
         }
@@ -129,12 +133,13 @@ fn oracle(w: &WeightTensor, r: usize, x: &[f32]) -> f32 {
             dequantize_row(w.dtype, row, &mut deq);
             scalar::dot_f32(&deq, x)
         }
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => {
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
             let mut a = vec![BlockQ8_0Act::ZERO; blocks];
             quantize_q8_0(x, &mut a);
             match w.dtype {
                 DType::Q4_0 => scalar::dot_q4_0(as_blocks(row), &a),
                 DType::Q5_0 => scalar::dot_q5_0(as_blocks(row), &a),
+                DType::Int8 => scalar::dot_int8(row, &a),
                 _ => scalar::dot_q8_0(as_blocks(row), &a),
             }
         }
@@ -165,7 +170,8 @@ fn magnitude(w: &WeightTensor, r: usize, x: &[f32]) -> f32 {
     deq.iter().zip(x).map(|(a, b)| (a * b).abs()).sum()
 }
 
-/// Row lengths that exercise each kernel's tails: an odd number of 32-value blocks,
+/// Row lengths that exercise each kernel's tails: an odd number of 32-value blocks (for
+/// INT8, a last AVX-512 step of one block),
 /// several K-quant blocks, float rows that are not a multiple of 16 (or 8) long.
 fn test_cols(dtype: DType) -> usize {
     match dtype {
@@ -198,7 +204,7 @@ fn matmul_isa(isa: Isa, w: &WeightTensor, x: &[f32], n_tokens: usize, threads: u
 fn tolerance(dtype: DType) -> f32 {
     match dtype {
         DType::F32 | DType::F16 | DType::BF16 => 1e-6,
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q6K => 1e-6,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q6K | DType::Int8 => 1e-6,
         DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => 2e-6,
     }
 }

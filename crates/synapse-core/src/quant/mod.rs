@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod blocks;
+pub mod quantize;
 
 use crate::dtype::DType;
 use blocks::*;
@@ -71,5 +72,21 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         DType::Q4K => dequantize_blocks::<BlockQ4K>(bytes, out),
         DType::Q5K => dequantize_blocks::<BlockQ5K>(bytes, out),
         DType::Q6K => dequantize_blocks::<BlockQ6K>(bytes, out),
+        DType::Int8 => {
+            let (scale, codes) = int8_row(bytes);
+            for (o, &q) in out.iter_mut().zip(codes) {
+                *o = q as f32 * scale;
+            }
+        }
     }
+}
+
+/// An [`DType::Int8`] row's scale and codes.
+#[inline]
+pub fn int8_row(bytes: &[u8]) -> (f32, &[i8]) {
+    let (scale, codes) = bytes.split_at(crate::dtype::INT8_ROW_HEADER);
+    let scale = f32::from_le_bytes(scale.try_into().expect("4 scale bytes"));
+    // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern is valid.
+    let codes = unsafe { std::slice::from_raw_parts(codes.as_ptr().cast::<i8>(), codes.len()) };
+    (scale, codes)
 }

@@ -4,6 +4,7 @@
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
 use crate::error::{Error, Result};
 use synapse_core::gguf::GgufFile;
+use synapse_core::quant::quantize::quantize_tensor;
 use synapse_core::{DType, Storage, WeightTensor};
 
 /// Where tensors come from. Names are GGUF's (`blk.3.attn_q.weight`).
@@ -198,9 +199,12 @@ impl Loader<'_> {
     /// A weight matrix, quantized if the options ask for it.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightTensor> {
         let w = self.required(name, rows, cols)?;
-        // QUANTIZE-AT-LOAD: wired to synapse_core::quant::quantize once merged.
-        let _ = self.opts.quantize;
-        Ok(w)
+        let float = matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16);
+        match self.opts.quantize {
+            // A matrix whose rows do not divide into blocks keeps its type.
+            Some(target) if float => Ok(quantize_tensor(&w, target).unwrap_or(w)),
+            _ => Ok(w),
+        }
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {

@@ -13,6 +13,7 @@
 
 mod avx2;
 mod avx512;
+mod int8;
 
 use super::{Isa, MatmulScratch, SharedOut};
 use crate::dtype::{DType, QK_K};
@@ -138,7 +139,7 @@ pub(super) fn matmul(
     };
     let acts = match w.dtype {
         DType::F32 | DType::F16 | DType::BF16 => Acts::F32(x),
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => {
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Int8 => {
             let q = &mut scratch.x86.q8_rows;
             q.resize(n_tokens, k);
             let (codes, d, s, sum) = (
@@ -185,6 +186,15 @@ pub(super) fn matmul(
             Acts::Q8K(&scratch.q8_k)
         }
     };
+    if let (DType::Int8, Acts::Q8(a)) = (w.dtype, acts) {
+        let shared = SharedOut(out.as_mut_ptr());
+        let n = w.rows;
+        parallel_for(n, threads, 4, |rows| {
+            // SAFETY: `isa` is on this CPU; each thread writes only its own rows.
+            unsafe { int8::matmul_rows(isa, w, a, n_tokens, rows, shared, n) }
+        });
+        return;
+    }
     if isa == Isa::Avx512 && avx512::uses_panels(w.dtype, n_tokens) {
         let (per_tile, lanes) = avx512::token_tile(w.dtype, k);
         let tiles = &mut scratch.x86.tiles;
