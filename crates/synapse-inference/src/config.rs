@@ -263,9 +263,10 @@ impl ModelConfig {
         c.qkv_bias = has("blk.0.attn_q.bias") || has("blk.0.attn_qkv.bias");
         c.fused_qkv = has("blk.0.attn_qkv.weight");
         c.fused_gate_up = family.gated() && !has("blk.0.ffn_gate.weight");
-        c.window = match gguf.get(&key("attention.sliding_window")) {
+        // llama.cpp's converter writes 0 for "no window" (Phi-3).
+        c.window = match gguf.get(&key("attention.sliding_window")).and_then(|v| v.as_u64()) {
+            Some(0) | None => None,
             Some(_) => Some(meta.count(&key("attention.sliding_window"))?),
-            None => None,
         };
         c.attention_softcap = meta.optional_float(&key("attn_logit_softcapping"))?;
         c.final_softcap = meta.optional_float(&key("final_logit_softcapping"))?;
