@@ -125,11 +125,13 @@ impl ModelConfig {
         }
     }
 
-    /// Checks the sizes against each other before any buffer is sized by them.
-    fn validate(self, bad: impl Fn(&str, String) -> Error) -> Result<ModelConfig> {
+    /// Checks the sizes against each other before any buffer is sized by them. `keys`
+    /// names the KV-head count, the RoPE dimensions and the window as the source spells
+    /// them.
+    fn validate(self, keys: [&str; 3], bad: impl Fn(&str, String) -> Error) -> Result<ModelConfig> {
         if self.n_heads % self.n_kv_heads != 0 {
             return Err(bad(
-                "head_count_kv",
+                keys[0],
                 format!(
                     "{} does not divide the {} query heads",
                     self.n_kv_heads, self.n_heads
@@ -139,13 +141,13 @@ impl ModelConfig {
         if let Position::Rope(rope) = &self.position {
             if rope.dims > self.head_dim || rope.dims % 2 != 0 || rope.dims == 0 {
                 return Err(bad(
-                    "rope dimensions",
+                    keys[1],
                     format!("{} for heads of {}", rope.dims, self.head_dim),
                 ));
             }
         }
         if self.window == Some(0) {
-            return Err(bad("sliding_window", "0".into()));
+            return Err(bad(keys[2], "0".into()));
         }
         Ok(self)
     }
@@ -309,7 +311,14 @@ impl ModelConfig {
                 scaling,
             });
         }
-        c.validate(|k, reason| meta.bad(&key(k), reason))
+        c.validate(
+            [
+                "attention.head_count_kv",
+                "rope.dimension_count",
+                "attention.sliding_window",
+            ],
+            |k, reason| meta.bad(&key(k), reason),
+        )
     }
 }
 
@@ -445,7 +454,10 @@ impl ModelConfig {
         if family.rope {
             c.position = Position::Rope(hf_rope(&hf, &c)?);
         }
-        c.validate(|k, reason| hf.bad(k, reason))
+        c.validate(
+            ["num_key_value_heads", "partial_rotary_factor", "sliding_window"],
+            |k, reason| hf.bad(k, reason),
+        )
     }
 }
 

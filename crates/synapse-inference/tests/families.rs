@@ -183,3 +183,48 @@ fn sliding_window_cache_stays_bounded() {
     }
     assert_eq!(session.tokens().len(), 4 * window);
 }
+
+/// A copy of a fixture's Hugging Face directory with `config.json` edited by `edit`.
+fn edited_copy(family: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+    let from = fixtures().join(family).join("hf");
+    let to = std::env::temp_dir().join(format!(
+        "synapse-families-{family}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let config = to.join("config.json");
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&config, json.to_string()).unwrap();
+    to
+}
+
+#[test]
+fn bad_checkpoints_get_errors_naming_the_problem() {
+    let err = |dir: &Path| Model::load(dir).err().expect("an error").to_string();
+
+    let dir = edited_copy("qwen3", |j| j["model_type"] = "zzz".into());
+    let e = err(&dir);
+    assert!(e.contains("\"zzz\"") && e.contains("qwen3") && e.contains("gpt2"), "{e}");
+
+    let dir = edited_copy("qwen3", |j| j["num_hidden_layers"] = 3.into());
+    let e = err(&dir);
+    assert!(e.contains("\"model.layers.2.") && e.contains("is missing"), "{e}");
+
+    let dir = edited_copy("qwen2", |j| j["intermediate_size"] = 96.into());
+    let e = err(&dir);
+    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[96 x 64]"), "{e}");
+
+    let dir = edited_copy("llama3", |j| j["rope_parameters"]["rope_type"] = "wobbly".into());
+    let e = err(&dir);
+    assert!(e.contains("config.json") && e.contains("wobbly"), "{e}");
+
+    let dir = edited_copy("qwen3", |j| j["num_key_value_heads"] = 3.into());
+    let e = err(&dir);
+    assert!(e.contains("config.json") && e.contains("num_key_value_heads"), "{e}");
+}

@@ -18,6 +18,10 @@ pub trait TensorSource {
     fn norm_offset(&self) -> f32 {
         0.0
     }
+    /// What the file itself calls tensor `name`, for error messages.
+    fn file_name(&self, name: &str) -> String {
+        name.to_string()
+    }
 }
 
 impl TensorSource for GgufFile {
@@ -62,6 +66,10 @@ impl TensorSource for HfSource<'_> {
 
     fn norm_offset(&self) -> f32 {
         self.family.hf_norm_offset
+    }
+
+    fn file_name(&self, name: &str) -> String {
+        self.family.hf_names.map(name).unwrap_or_else(|| name.to_string())
     }
 }
 
@@ -180,7 +188,7 @@ impl Loader<'_> {
         if w.rows != rows || w.cols != cols {
             return Err(Error::BadShape {
                 file: self.source.origin().to_string(),
-                tensor: name.to_string(),
+                tensor: self.source.file_name(name),
                 found: format!("[{} x {}]", w.rows, w.cols),
                 expected: format!("[{rows} x {cols}]"),
             });
@@ -192,7 +200,7 @@ impl Loader<'_> {
         self.get(name, rows, cols)?
             .ok_or_else(|| Error::MissingTensor {
                 file: self.source.origin().to_string(),
-                tensor: name.to_string(),
+                tensor: self.source.file_name(name),
             })
     }
 
