@@ -56,9 +56,11 @@ fn check_vocab(name: &str) {
     for (i, text) in cases.iter().enumerate() {
         let want = expected.get(i).cloned().unwrap_or_default();
         let got = tok.encode(text, false, false);
-        if got != want {
+        // Decoding gives the text back (llama.cpp's test checks the same).
+        let decoded = tok.decode(&got);
+        if got != want || decoded != *text {
             failures.push(format!(
-                "case {i} {text:?}\n  expected {want:?}\n  got      {got:?}"
+                "case {i} {text:?}\n  expected {want:?}\n  got      {got:?}\n  decoded  {decoded:?}"
             ));
         }
     }
@@ -90,6 +92,16 @@ fn qwen35() {
 #[test]
 fn gpt2() {
     check_vocab("gpt-2");
+}
+
+#[test]
+fn llama_spm() {
+    check_vocab("llama-spm");
+}
+
+#[test]
+fn phi3() {
+    check_vocab("phi-3");
 }
 
 /// SmolLM2-135M-Instruct Q4_1: `$SYNAPSE_MODEL`, else in `$SYNAPSE_HOME` or `~/.cache/synapse`.

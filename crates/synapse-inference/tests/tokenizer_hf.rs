@@ -1,0 +1,165 @@
+//! Hugging Face `tokenizer.json` files against the `tokenizers` library: the fixtures in
+//! tests/fixtures/tokenizers/NAME/ (made by tools/reference/make_tokenizer_fixtures.py)
+//! hold a tokenizer and the ids `tokenizers` gave for 3000 varied lines.
+
+use flate2::read::GzDecoder;
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use synapse_inference::tokenizer::Tokenizer;
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tokenizers")
+        .join(name)
+}
+
+fn gunzip(path: &Path) -> String {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text
+}
+
+/// A fresh empty folder under the system's temporary folder.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "synapse-tokenizer-hf-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary folder");
+    dir
+}
+
+/// The fixture as a model folder: tokenizer.json unpacked next to the other files.
+fn model_dir(name: &str) -> PathBuf {
+    let src = fixture_dir(name);
+    let dir = scratch_dir(name);
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        gunzip(&src.join("tokenizer.json.gz")),
+    )
+    .expect("write tokenizer.json");
+    for extra in ["tokenizer_config.json", "chat_template.jinja"] {
+        if src.join(extra).is_file() {
+            std::fs::copy(src.join(extra), dir.join(extra)).expect("copy");
+        }
+    }
+    dir
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// Encodes every case; returns (cases, failures described).
+fn check(name: &str) -> Tokenizer {
+    let dir = model_dir(name);
+    let tok = Tokenizer::from_hf_dir(&dir)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .expect("a tokenizer");
+    let _ = std::fs::remove_dir_all(&dir);
+    let fixture: Value =
+        serde_json::from_str(&gunzip(&fixture_dir(name).join("cases.json.gz"))).expect("JSON");
+    let cases = fixture["cases"].as_array().expect("cases");
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let text = case["text"].as_str().expect("text");
+        let want = ids(&case["ids"]);
+        let got = tok.encode(text, false, true);
+        let mut problems = Vec::new();
+        if got != want {
+            problems.push(format!("ids\n    expected {want:?}\n    got      {got:?}"));
+        }
+        if let Some(special) = case.get("ids_special") {
+            let (want, got) = (ids(special), tok.encode(text, true, true));
+            if got != want {
+                problems.push(format!(
+                    "ids with BOS/EOS\n    expected {want:?}\n    got      {got:?}"
+                ));
+            }
+        }
+        let decoded = tok.decode(&want);
+        if decoded != case["decoded"].as_str().expect("decoded") {
+            problems.push(format!(
+                "decoded {decoded:?}, expected {:?}",
+                case["decoded"]
+            ));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("case {i} {text:?}: {}", problems.join("; ")));
+        }
+    }
+    eprintln!(
+        "{name}: {} of {} cases match tokenizers {}",
+        cases.len() - failures.len(),
+        cases.len(),
+        fixture["tokenizers"]
+    );
+    let shown: Vec<_> = failures.iter().take(20).cloned().collect();
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        shown.join("\n")
+    );
+    tok
+}
+
+#[test]
+fn llama_bpe() {
+    let tok = check("llama-bpe");
+    assert_eq!(tok.piece(tok.bos_id().expect("bos")), "<|begin_of_text|>");
+}
+
+#[test]
+fn qwen2() {
+    let tok = check("qwen2");
+    assert!(tok
+        .chat_template()
+        .expect("template")
+        .contains("<|im_start|>"));
+    let im_end = tok.token_id("<|im_end|>").expect("<|im_end|>");
+    assert!(tok.end_of_generation_ids().contains(&im_end));
+}
+
+#[test]
+fn gpt2() {
+    check("gpt-2");
+}
+
+#[test]
+fn llama_spm() {
+    let tok = check("llama-spm");
+    assert_eq!(tok.encode("Hello", true, false), [1, 15043]);
+}
+
+#[test]
+fn phi3() {
+    let tok = check("phi-3");
+    assert!(tok.chat_template().expect("template").contains("<|user|>"));
+}
+
+#[test]
+fn a_folder_without_tokenizer_files_has_none() {
+    let dir = scratch_dir("empty");
+    assert!(Tokenizer::from_hf_dir(&dir).expect("no error").is_none());
+    std::fs::write(dir.join("tokenizer.json"), "{\"model\": 3}").unwrap();
+    let err = Tokenizer::from_hf_dir(&dir)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.contains("model"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
