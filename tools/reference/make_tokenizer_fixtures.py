@@ -5,7 +5,9 @@ crates/synapse-inference/tests/tokenizer_hf.rs).
 
 There is no model hub here, so the tokenizers are derived from llama.cpp's vocabulary files
 (../shared/data/llama-vocab/ggml-vocab-NAME.gguf) with transformers' GGUF -> fast tokenizer
-conversion, and saved with `save_pretrained`. Each NAME/ folder gets:
+conversion, and saved with `save_pretrained`. Two edits make them like the published files:
+qwen2 gets Qwen2/Qwen3's NFC normalizer, and phi-3's chat tokens (and </s>) swallow the
+whitespace after them (rstrip), as in Phi-3's tokenizer.json. Each NAME/ folder gets:
   tokenizer.json.gz       the tokenizer, compact JSON, gzipped (gunzip it to get a model folder)
   tokenizer_config.json   bos/eos/unk/pad, chat_template (as transformers wrote it)
   chat_template.jinja     where transformers wrote one
@@ -53,7 +55,7 @@ UNICODE = [
     "日本語のテキスト", "中文分词测试", "한국어 문장", "Привет, мир", "Γειά σου Κόσμε", "مرحبا بالعالم",
     "שלום עולם", "हिन्दी पाठ", "ภาษาไทย", "Tiếng Việt có dấu", "😀", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "❤️",
     "∑∫√∞≠≤", "½ ¾ ² ³", "Ⅻ ⅷ", "①②③", "e\u0301", "\u00a0", "\u3000", "\u200b", "\u2028", "\ufeff",
-    "ﬁ ﬂ", "ｆｕｌｌｗｉｄｔｈ", "\u2581", "▁▁x", "Ġhello", "ĊĠ",
+    "ﬁ ﬂ", "ｆｕｌｌｗｉｄｔｈ", "A\u030a", "\u1112\u1161\u11ab", "o\u0308\u0301", "\u2581", "▁▁x", "Ġhello", "ĊĠ",
 ]
 PUNCT = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + ["...", "--", "—", "“quoted”", "«»", "¿¡", "''", "'s", "'S"]
 SPACES = [" ", "  ", "   ", "\t", "\n", "\n\n", " \n ", "\r\n", "\t\t ", "        ", " \n\n\n  "]
@@ -109,6 +111,17 @@ def make_lines(seed=20260101):
     return lines
 
 
+def patch(name, tokenizer):
+    """The edits that make a converted tokenizer like the published one."""
+    if name == "qwen2":
+        tokenizer["normalizer"] = {"type": "NFC"}
+    if name == "phi-3":
+        for token in tokenizer["added_tokens"]:
+            if token["id"] >= 32000 and token["content"] != "<|endoftext|>" or token["content"] == "</s>":
+                token["rstrip"] = True
+    return tokenizer
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--vocab-dir", default="../shared/data/llama-vocab")
@@ -119,12 +132,12 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             hf = AutoTokenizer.from_pretrained(args.vocab_dir, gguf_file=f"ggml-vocab-{name}.gguf")
             hf.save_pretrained(tmp)
-            tok = tokenizers.Tokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
             out = os.path.join(OUT, name)
             shutil.rmtree(out, ignore_errors=True)
             os.makedirs(out)
             with open(os.path.join(tmp, "tokenizer.json"), encoding="utf-8") as f:
-                compact = json.dumps(json.load(f), ensure_ascii=False, separators=(",", ":"))
+                compact = json.dumps(patch(name, json.load(f)), ensure_ascii=False, separators=(",", ":"))
+            tok = tokenizers.Tokenizer.from_str(compact)
             with gzip.GzipFile(os.path.join(out, "tokenizer.json.gz"), "wb", mtime=0) as f:
                 f.write(compact.encode())
             for extra in ["tokenizer_config.json", "chat_template.jinja"]:

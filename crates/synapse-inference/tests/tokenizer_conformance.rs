@@ -159,3 +159,45 @@ fn smollm2_prompts_match_llama_cpp() {
     }
     eprintln!("smollm2: {} prompts match", prompts.len());
 }
+
+/// Special-token text in SentencePiece vocabularies, with the ids llama.cpp gave
+/// (llama-cpp-python 0.3.36, `tokenize(text, add_bos, special=True)`). Phi-3's special
+/// tokens swallow the whitespace after them; a ▁ goes before every stretch of text.
+#[test]
+fn spm_special_tokens_match_llama_cpp() {
+    let Some(dir) = vocab_dir() else { return };
+    let cases: [(&str, &str, bool, &[u32]); 6] = [
+        ("phi-3", "a <|user|>  b", false, &[263, 29871, 32010, 289]),
+        (
+            "phi-3",
+            "x<|endoftext|> y",
+            false,
+            &[921, 32000, 29871, 343],
+        ),
+        (
+            "phi-3",
+            "<|user|>\nHello<|end|>\n<|assistant|>",
+            false,
+            &[32010, 15043, 32007, 32001],
+        ),
+        (
+            "phi-3",
+            "a\u{a0}<|end|>\u{a0} b",
+            false,
+            &[263, 30081, 32007, 20246, 289],
+        ),
+        (
+            "llama-spm",
+            "<s>\nHello</s> x",
+            true,
+            &[1, 1, 29871, 13, 10994, 2, 29871, 921],
+        ),
+        ("llama-spm", " Hello", true, &[1, 29871, 15043]),
+    ];
+    for (name, text, add_bos, want) in cases {
+        let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+        let gguf = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(tok.encode(text, add_bos, true), want, "{name} {text:?}");
+    }
+}

@@ -3,6 +3,7 @@
 
 use super::bpe::Merges;
 use super::pretokenize::PreTokenizer;
+use super::special::Special;
 use super::spm::{byte_of_piece, byte_tokens};
 use super::{Model, Parts, Prepend, SpAlgorithm, TokenKind, Tokenizer, TokenizerError};
 use serde_json::Value;
@@ -220,7 +221,6 @@ fn tokenizer_json(
     let as_id = |v: &Value, field: &str| -> Result<u32, TokenizerError> {
         v.as_u64()
             .and_then(|id| u32::try_from(id).ok())
-            .filter(|&id| id < u32::MAX / 2)
             .ok_or_else(|| file.error(field, format!("{v} is not a token id")))
     };
     for (text, id) in vocab {
@@ -243,9 +243,14 @@ fn tokenizer_json(
             token.get("content").unwrap_or(&Value::Null),
             &format!("{field}.content"),
         )?;
-        let special = file.bool(token, "special")?.unwrap_or(false);
         entries.push((content.to_string(), id));
-        added.push((id, special));
+        added.push(Special {
+            id,
+            text: content.to_string(),
+            parse_only: file.bool(token, "special")?.unwrap_or(false),
+            lstrip: file.bool(token, "lstrip")?.unwrap_or(false),
+            rstrip: file.bool(token, "rstrip")?.unwrap_or(false),
+        });
     }
     let n = entries
         .iter()
@@ -286,7 +291,7 @@ fn tokenizer_json(
         Some(v) => Some(file.str(v, "model.unk_token")?),
     };
 
-    let model = build_model(
+    let (model, nfc) = build_model(
         file,
         root,
         merges,
@@ -304,8 +309,8 @@ fn tokenizer_json(
             *kind = TokenKind::Byte;
         }
     }
-    for &(id, special) in &added {
-        kinds[id as usize] = if special {
+    for token in &added {
+        kinds[token.id as usize] = if token.parse_only {
             TokenKind::Control
         } else {
             TokenKind::UserDefined
@@ -350,6 +355,8 @@ fn tokenizer_json(
         ids,
         model,
         added: Some(added),
+        phi3: false,
+        nfc,
         bos,
         eos,
         extra_eog: Vec::new(),
@@ -391,7 +398,8 @@ fn parse_merges(file: &File, merges: &Value) -> Result<Vec<(String, String)>, To
 }
 
 /// The model from the normalizer and pre-tokenizer: byte-level BPE when a ByteLevel
-/// pre-tokenizer is there, else SentencePiece-style BPE with spaces as ▁.
+/// pre-tokenizer is there, else SentencePiece-style BPE with spaces as ▁; and whether
+/// text is put in NFC first.
 fn build_model(
     file: &File,
     root: &Value,
@@ -400,15 +408,16 @@ fn build_model(
     byte_fallback: bool,
     fuse_unk: bool,
     ids: &HashMap<String, u32>,
-) -> Result<Model, TokenizerError> {
+) -> Result<(Model, bool), TokenizerError> {
     let normalizers = steps(file, root.get("normalizer"), "normalizer")?;
     let pre_tokenizers = steps(file, root.get("pre_tokenizer"), "pre_tokenizer")?;
     let is_replacement = |v: Option<&Value>| v.and_then(Value::as_str) == Some("\u{2581}");
 
-    // Normalizers: only the SentencePiece pair Prepend("▁") + Replace(" ", "▁").
-    let (mut prepend, mut escapes_spaces) = (Prepend::Never, false);
+    // Normalizers: NFC, and the SentencePiece pair Prepend("▁") + Replace(" ", "▁").
+    let (mut prepend, mut escapes_spaces, mut nfc) = (Prepend::Never, false, false);
     for step in normalizers {
         match type_of(step) {
+            "NFC" => nfc = true,
             "Prepend" if is_replacement(step.get("prepend")) => prepend = Prepend::Unconditional,
             "Replace"
                 if step.pointer("/pattern/String").and_then(Value::as_str) == Some(" ")
@@ -477,12 +486,13 @@ fn build_model(
             }
             _ => return Err(unsupported()),
         };
-        return Ok(Model::ByteLevel {
+        let model = Model::ByteLevel {
             merges,
             pre,
             ignore_merges,
             add_prefix_space,
-        });
+        };
+        return Ok((model, nfc));
     }
 
     let mut split = false;
@@ -528,16 +538,20 @@ fn build_model(
             "neither a ByteLevel pre-tokenizer nor spaces written as \u{2581} (Metaspace, or a Replace normalizer): not supported",
         ));
     }
-    Ok(Model::SentencePiece {
-        prepend,
-        split,
-        algorithm: SpAlgorithm::Bpe {
-            merges,
-            bytes: byte_fallback.then(|| byte_tokens(ids)),
-            fuse_unk,
-            ignore_merges,
+    let algorithm = SpAlgorithm::Bpe {
+        merges,
+        bytes: byte_fallback.then(|| byte_tokens(ids)),
+        fuse_unk,
+        ignore_merges,
+    };
+    Ok((
+        Model::SentencePiece {
+            prepend,
+            split,
+            algorithm,
         },
-    })
+        nfc,
+    ))
 }
 
 /// The BOS and EOS tokens that a `TemplateProcessing` post-processor puts around a single

@@ -19,11 +19,12 @@ pub use stream::StreamDecoder;
 
 use bpe::Merges;
 use pretokenize::PreTokenizer;
-use special::{Fragment, SpecialTokens};
+use special::{Fragment, Special, SpecialTokens};
 use spm::{Spm, SPACE};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use synapse_core::gguf::{GgufFile, Value};
+use unicode_normalization::UnicodeNormalization;
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -219,6 +220,7 @@ pub struct Tokenizer {
     add_eos: bool,
     end_of_generation: Vec<u32>,
     chat_template: Option<String>,
+    nfc: bool,
 }
 
 /// The parts of a tokenizer that every source gives; [`Tokenizer::assemble`] finishes it.
@@ -227,8 +229,12 @@ struct Parts {
     kinds: Vec<TokenKind>,
     ids: HashMap<String, u32>,
     model: Model,
-    /// Added tokens of a `tokenizer.json`: (id, whether special); None: from the kinds.
-    added: Option<Vec<(u32, bool)>>,
+    /// Added tokens of a `tokenizer.json`; None: from the kinds, as llama.cpp does.
+    added: Option<Vec<Special>>,
+    /// llama.cpp's Phi-3 rule: special tokens swallow the whitespace after them.
+    phi3: bool,
+    /// Text is put in Unicode normalization form C first (a `NFC` normalizer).
+    nfc: bool,
     bos: Option<u32>,
     eos: Option<u32>,
     /// EOT, EOM and the FIM padding/repository/separator tokens.
@@ -379,6 +385,14 @@ impl Tokenizer {
             ids,
             model,
             added: None,
+            phi3: meta
+                .optional("general.name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| {
+                    let name = name.to_lowercase();
+                    name.contains("phi-3") || name.contains("phi3")
+                }),
+            nfc: false,
             bos,
             eos,
             extra_eog,
@@ -397,6 +411,8 @@ impl Tokenizer {
             ids,
             model,
             added,
+            phi3,
+            nfc,
             bos,
             eos,
             extra_eog,
@@ -409,20 +425,30 @@ impl Tokenizer {
         let by_id = [eos].into_iter().chain(extra_eog).flatten().collect();
         let end_of_generation = end_of_generation_ids(&ids, &mut kinds, by_id);
         let specials = match added {
-            Some(added) => SpecialTokens::new(
-                added
-                    .into_iter()
-                    .map(|(id, special)| (id, pieces[id as usize].clone(), special)),
-            ),
-            None => SpecialTokens::new(kinds.iter().zip(&pieces).enumerate().filter_map(
-                |(id, (kind, text))| match kind {
-                    TokenKind::Control | TokenKind::Unknown => {
-                        Some((id as u32, text.clone(), true))
-                    }
-                    TokenKind::UserDefined => Some((id as u32, text.clone(), false)),
-                    _ => None,
-                },
-            )),
+            Some(added) => SpecialTokens::new(added, true),
+            None => {
+                let specials =
+                    kinds
+                        .iter()
+                        .zip(&pieces)
+                        .enumerate()
+                        .filter_map(|(id, (kind, text))| {
+                            let parse_only = match kind {
+                                TokenKind::Control | TokenKind::Unknown => true,
+                                TokenKind::UserDefined => false,
+                                _ => return None,
+                            };
+                            Some(Special {
+                                id: id as u32,
+                                text: text.clone(),
+                                parse_only,
+                                lstrip: false,
+                                rstrip: phi3
+                                    && !["<unk>", "<s>", "<|endoftext|>"].contains(&text.as_str()),
+                            })
+                        });
+                SpecialTokens::new(specials, false)
+            }
         };
         Tokenizer {
             pieces,
@@ -438,6 +464,7 @@ impl Tokenizer {
             add_eos,
             end_of_generation,
             chat_template,
+            nfc,
         }
     }
 
@@ -455,7 +482,12 @@ impl Tokenizer {
                 Fragment::Token(id) => out.push(id),
                 Fragment::Text(piece) => {
                     let at_start = std::ptr::eq(piece.as_ptr(), text.as_ptr());
-                    self.encode_text(piece, at_start, &mut out)
+                    if self.nfc {
+                        let piece: String = piece.nfc().collect();
+                        self.encode_text(&piece, at_start, &mut out)
+                    } else {
+                        self.encode_text(piece, at_start, &mut out)
+                    }
                 }
             }
         }
@@ -906,7 +938,7 @@ mod tests {
             .filter(|(k, _)| *k != KEY_MERGES)
             .collect();
         assert!(err(missing).contains(KEY_MERGES));
-        assert!(err(with(KEY_MODEL, Value::String("llama".into()))).contains(KEY_MODEL));
+        assert!(err(with(KEY_MODEL, Value::String("bert".into()))).contains(KEY_MODEL));
         assert!(err(with(KEY_PRE, Value::String("nonsense".into()))).contains("nonsense"));
         assert!(err(with(KEY_TOKENS, Value::U32(3))).contains(KEY_TOKENS));
         let merge = |m: &str| with(KEY_MERGES, Value::Array(vec![Value::String(m.into())]));
