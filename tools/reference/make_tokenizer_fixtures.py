@@ -11,10 +11,14 @@ whitespace after them (rstrip), as in Phi-3's tokenizer.json. Each NAME/ folder 
   tokenizer.json.gz       the tokenizer, compact JSON, gzipped (gunzip it to get a model folder)
   tokenizer_config.json   bos/eos/unk/pad, chat_template (as transformers wrote it)
   chat_template.jinja     where transformers wrote one
-  cases.json.gz           {"tokenizers": version, "cases": [{"text", "ids", "decoded",
+  cases.json.gz           {"reference": "tokenizers VERSION", "parse_special": true,
+                           "cases": [{"text", "ids", "decoded",
                            "ids_special"?}]}: ids = encode(text, add_special_tokens=False)
                            with added tokens recognised; decoded = decode(ids); every 7th
                            case also has ids_special = encode(text, add_special_tokens=True).
+One more folder, llama-spm-model/, holds a SentencePiece tokenizer.model (BPE, written by
+hand from llama-spm's pieces, scores and types, as Llama 2's) gzipped, with the ids that the
+`sentencepiece` library gives (it reads no special-token text: "parse_special": false).
 
 Run from the repo root:  python3 tools/reference/make_tokenizer_fixtures.py [--vocab-dir DIR]
 """
@@ -25,9 +29,12 @@ import json
 import os
 import random
 import shutil
+import struct
 import tempfile
 
+import sentencepiece
 import tokenizers
+from gguf import GGUFReader
 from transformers import AutoTokenizer
 
 VOCABS = ["llama-bpe", "qwen2", "gpt-2", "llama-spm", "phi-3"]
@@ -122,6 +129,55 @@ def patch(name, tokenizer):
     return tokenizer
 
 
+def varint(n):
+    n &= (1 << 64) - 1  # negative int32 values are sent as 64-bit two's complement
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def pb_varint(number, value):
+    return varint(number << 3) + varint(value)
+
+
+def pb_bytes(number, data):
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def sentencepiece_model(gguf_path):
+    """A BPE ModelProto with the GGUF's pieces, scores and types (as Llama 2's tokenizer.model)."""
+    reader = GGUFReader(gguf_path)
+    field = lambda key: reader.fields[key]
+    tokens = [bytes(field("tokenizer.ggml.tokens").parts[i]).decode() for i in field("tokenizer.ggml.tokens").data]
+    scores = [float(field("tokenizer.ggml.scores").parts[i][0]) for i in field("tokenizer.ggml.scores").data]
+    types = [int(field("tokenizer.ggml.token_type").parts[i][0]) for i in field("tokenizer.ggml.token_type").data]
+    proto = bytearray()
+    for text, score, kind in zip(tokens, scores, types):
+        piece = pb_bytes(1, text.encode()) + varint(2 << 3 | 5) + struct.pack("<f", score)
+        if kind != 1:
+            piece += pb_varint(3, kind)
+        proto += pb_bytes(1, piece)
+    trainer = pb_varint(3, 2) + pb_varint(35, 1) + pb_varint(40, 0) + pb_varint(41, 1) + pb_varint(42, 2) + pb_varint(43, -1)
+    proto += pb_bytes(2, trainer)
+    normalizer = pb_bytes(1, b"identity") + pb_varint(3, 1) + pb_varint(4, 0) + pb_varint(5, 1)
+    proto += pb_bytes(3, normalizer)
+    return bytes(proto)
+
+
+def write_cases(out, reference, parse_special, cases):
+    with gzip.GzipFile(os.path.join(out, "cases.json.gz"), "wb", mtime=0) as f:
+        data = {"reference": reference, "parse_special": parse_special, "cases": cases}
+        f.write(json.dumps(data, ensure_ascii=False).encode())
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"{os.path.basename(out)}: {len(cases)} cases, {size / 1e6:.2f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--vocab-dir", default="../shared/data/llama-vocab")
@@ -150,10 +206,21 @@ def main():
             if i % 7 == 0:
                 case["ids_special"] = tok.encode(text, add_special_tokens=True).ids
             cases.append(case)
-        with gzip.GzipFile(os.path.join(out, "cases.json.gz"), "wb", mtime=0) as f:
-            f.write(json.dumps({"tokenizers": version, "cases": cases}, ensure_ascii=False).encode())
-        size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
-        print(f"{name}: {len(cases)} cases, {size / 1e6:.2f} MB")
+        write_cases(out, f"tokenizers {version}", True, cases)
+
+    proto = sentencepiece_model(os.path.join(args.vocab_dir, "ggml-vocab-llama-spm.gguf"))
+    sp = sentencepiece.SentencePieceProcessor(model_proto=proto)
+    out = os.path.join(OUT, "llama-spm-model")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    with gzip.GzipFile(os.path.join(out, "tokenizer.model.gz"), "wb", mtime=0) as f:
+        f.write(proto)
+    shutil.copy(os.path.join(OUT, "llama-spm", "tokenizer_config.json"), out)
+    cases = []
+    for text in lines:
+        ids = sp.encode(text)
+        cases.append({"text": text, "ids": ids, "decoded": sp.decode(ids)})
+    write_cases(out, f"sentencepiece {importlib.metadata.version('sentencepiece')}", False, cases)
 
 
 if __name__ == "__main__":

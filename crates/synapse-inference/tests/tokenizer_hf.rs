@@ -1,6 +1,7 @@
 //! Hugging Face `tokenizer.json` files against the `tokenizers` library: the fixtures in
 //! tests/fixtures/tokenizers/NAME/ (made by tools/reference/make_tokenizer_fixtures.py)
-//! hold a tokenizer and the ids `tokenizers` gave for 3000 varied lines.
+//! hold a tokenizer and the ids `tokenizers` gave for 3000 varied lines; llama-spm-model/
+//! holds a SentencePiece tokenizer.model and the ids the `sentencepiece` library gave.
 
 use flate2::read::GzDecoder;
 use serde_json::Value;
@@ -14,13 +15,13 @@ fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn gunzip(path: &Path) -> String {
+fn gunzip(path: &Path) -> Vec<u8> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     GzDecoder::new(file)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text
+    bytes
 }
 
 /// A fresh empty folder under the system's temporary folder.
@@ -34,15 +35,16 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The fixture as a model folder: tokenizer.json unpacked next to the other files.
+/// The fixture as a model folder: the tokenizer unpacked next to the other files.
 fn model_dir(name: &str) -> PathBuf {
     let src = fixture_dir(name);
     let dir = scratch_dir(name);
-    std::fs::write(
-        dir.join("tokenizer.json"),
-        gunzip(&src.join("tokenizer.json.gz")),
-    )
-    .expect("write tokenizer.json");
+    for file in ["tokenizer.json", "tokenizer.model"] {
+        let packed = src.join(format!("{file}.gz"));
+        if packed.is_file() {
+            std::fs::write(dir.join(file), gunzip(&packed)).expect("write the tokenizer");
+        }
+    }
     for extra in ["tokenizer_config.json", "chat_template.jinja"] {
         if src.join(extra).is_file() {
             std::fs::copy(src.join(extra), dir.join(extra)).expect("copy");
@@ -67,19 +69,20 @@ fn check(name: &str) -> Tokenizer {
         .expect("a tokenizer");
     let _ = std::fs::remove_dir_all(&dir);
     let fixture: Value =
-        serde_json::from_str(&gunzip(&fixture_dir(name).join("cases.json.gz"))).expect("JSON");
+        serde_json::from_slice(&gunzip(&fixture_dir(name).join("cases.json.gz"))).expect("JSON");
     let cases = fixture["cases"].as_array().expect("cases");
+    let parse_special = fixture["parse_special"].as_bool().expect("parse_special");
     let mut failures = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().expect("text");
         let want = ids(&case["ids"]);
-        let got = tok.encode(text, false, true);
+        let got = tok.encode(text, false, parse_special);
         let mut problems = Vec::new();
         if got != want {
             problems.push(format!("ids\n    expected {want:?}\n    got      {got:?}"));
         }
         if let Some(special) = case.get("ids_special") {
-            let (want, got) = (ids(special), tok.encode(text, true, true));
+            let (want, got) = (ids(special), tok.encode(text, true, parse_special));
             if got != want {
                 problems.push(format!(
                     "ids with BOS/EOS\n    expected {want:?}\n    got      {got:?}"
@@ -98,10 +101,10 @@ fn check(name: &str) -> Tokenizer {
         }
     }
     eprintln!(
-        "{name}: {} of {} cases match tokenizers {}",
+        "{name}: {} of {} cases match {}",
         cases.len() - failures.len(),
         cases.len(),
-        fixture["tokenizers"]
+        fixture["reference"]
     );
     let shown: Vec<_> = failures.iter().take(20).cloned().collect();
     assert!(
@@ -146,6 +149,16 @@ fn llama_spm() {
 fn phi3() {
     let tok = check("phi-3");
     assert!(tok.chat_template().expect("template").contains("<|user|>"));
+}
+
+#[test]
+fn sentencepiece_model() {
+    let tok = check("llama-spm-model");
+    // llama.cpp's ids for the same pieces (ggml-vocab-llama-spm.gguf.out).
+    assert_eq!(
+        tok.encode(" Hello world", true, false),
+        [1, 29871, 15043, 3186]
+    );
 }
 
 #[test]

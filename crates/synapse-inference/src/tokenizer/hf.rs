@@ -3,6 +3,7 @@
 
 use super::bpe::Merges;
 use super::pretokenize::PreTokenizer;
+use super::sp_model;
 use super::special::Special;
 use super::spm::{byte_of_piece, byte_tokens};
 use super::{Model, Parts, Prepend, SpAlgorithm, TokenKind, Tokenizer, TokenizerError};
@@ -32,10 +33,10 @@ const SPLIT_PATTERNS: &[(&str, PreTokenizer)] = &[
 
 pub(super) fn load_dir(dir: &Path) -> Result<Option<Tokenizer>, TokenizerError> {
     let json_path = dir.join("tokenizer.json");
-    if !json_path.is_file() {
+    let model_path = dir.join("tokenizer.model");
+    if !json_path.is_file() && !model_path.is_file() {
         return Ok(None);
     }
-    let json = read_json(&json_path)?;
     let config_path = dir.join("tokenizer_config.json");
     let config = if config_path.is_file() {
         Some(read_json(&config_path)?)
@@ -52,6 +53,10 @@ pub(super) fn load_dir(dir: &Path) -> Result<Option<Tokenizer>, TokenizerError> 
     } else {
         chat_template(&config)?
     };
+    if !json_path.is_file() {
+        return sp_model_tokenizer(&model_path, &config, chat_template).map(Some);
+    }
+    let json = read_json(&json_path)?;
     let parts = tokenizer_json(
         &File {
             path: &json_path,
@@ -61,6 +66,51 @@ pub(super) fn load_dir(dir: &Path) -> Result<Option<Tokenizer>, TokenizerError> 
         chat_template,
     )?;
     Ok(Some(Tokenizer::assemble(parts)))
+}
+
+/// A SentencePiece model, through the same path as a GGUF vocabulary converted from it.
+fn sp_model_tokenizer(
+    path: &Path,
+    config: &File,
+    chat_template: Option<String>,
+) -> Result<Tokenizer, TokenizerError> {
+    use synapse_core::gguf::Value as G;
+    let model = sp_model::load(path)?;
+    let (mut tokens, mut scores, mut types) = (Vec::new(), Vec::new(), Vec::new());
+    for (text, score, kind) in model.pieces {
+        tokens.push(G::String(text));
+        scores.push(G::F32(score));
+        types.push(G::I64(kind));
+    }
+    let mut meta = vec![
+        (super::KEY_MODEL, G::String("llama".into())),
+        (super::KEY_TOKENS, G::Array(tokens)),
+        (super::KEY_SCORES, G::Array(scores)),
+        (super::KEY_TOKEN_TYPE, G::Array(types)),
+        (super::KEY_ADD_SPACE_PREFIX, G::Bool(model.add_dummy_prefix)),
+        (super::KEY_BOS, G::I64(model.bos)),
+        (super::KEY_EOS, G::I64(model.eos)),
+        (super::KEY_UNK, G::I64(model.unk)),
+        ("tokenizer.ggml.padding_token_id", G::I64(model.pad)),
+    ];
+    for (field, key) in [
+        ("add_bos_token", super::KEY_ADD_BOS),
+        ("add_eos_token", super::KEY_ADD_EOS),
+    ] {
+        if let Some(flag) = config.bool(config.root, field)? {
+            meta.push((key, G::Bool(flag)));
+        }
+    }
+    if let Some(template) = chat_template {
+        meta.push((super::KEY_CHAT_TEMPLATE, G::String(template)));
+    }
+    Tokenizer::from_metadata(|key| meta.iter().find(|(k, _)| *k == key).map(|(_, v)| v)).map_err(
+        |e| TokenizerError::BadField {
+            path: path.to_path_buf(),
+            field: "pieces".into(),
+            problem: e.to_string(),
+        },
+    )
 }
 
 fn read(path: &Path) -> Result<String, TokenizerError> {

@@ -11,6 +11,7 @@ mod bpe;
 mod byte_level;
 mod hf;
 mod pretokenize;
+mod sp_model;
 mod special;
 mod spm;
 mod stream;
