@@ -307,6 +307,11 @@ fn tokenizer_json(
         .map(|&(_, id)| id as usize + 1)
         .max()
         .unwrap_or(0);
+    // Ids index a table: a few holes are fine, an id far past the vocabulary is not.
+    if n > 2 * entries.len() + 1024 {
+        let problem = format!("id {} is far past the {} tokens", n - 1, entries.len());
+        return Err(file.error("model.vocab", problem));
+    }
     let mut pieces = vec![String::new(); n];
     let mut ids = HashMap::with_capacity(n);
     for (text, id) in entries {
@@ -658,4 +663,99 @@ fn post_processor(
         }
     }
     Ok((None, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load(json: Value, config: Value) -> Result<Tokenizer, TokenizerError> {
+        let (json_path, config_path) = (Path::new("tokenizer.json"), Path::new("config.json"));
+        let file = File {
+            path: json_path,
+            root: &json,
+        };
+        let config = File {
+            path: config_path,
+            root: &config,
+        };
+        let template = chat_template(&config)?;
+        tokenizer_json(&file, &config, template).map(Tokenizer::assemble)
+    }
+
+    /// SentencePiece-style BPE: ▁, a, b, ▁a, ab, two byte tokens, an added token.
+    fn sentencepiece() -> Value {
+        json!({
+            "added_tokens": [
+                {"id": 0, "content": "<s>", "special": true},
+                {"id": 9, "content": "<tool>", "special": false, "rstrip": true},
+            ],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}",
+                              "prepend_scheme": "always", "split": true},
+            "post_processor": {"type": "TemplateProcessing",
+                               "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}]},
+            "model": {
+                "type": "BPE", "byte_fallback": true, "fuse_unk": true, "unk_token": null,
+                "vocab": {"<s>": 0, "\u{2581}": 1, "a": 2, "b": 3, "\u{2581}a": 4, "ab": 5,
+                          "<0xC3>": 6, "<0xA9>": 7},
+                // Both forms of merges.
+                "merges": ["\u{2581} a", ["a", "b"]],
+            },
+        })
+    }
+
+    #[test]
+    fn sentencepiece_bpe_with_byte_fallback() {
+        let templates = json!({"chat_template": [
+            {"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]});
+        let tok = load(sentencepiece(), templates).unwrap();
+        // "▁a" outranks "ab"; each ▁ starts a piece; é is not a token: its bytes.
+        assert_eq!(tok.encode("ab é", true, false), [0, 4, 3, 1, 6, 7]);
+        assert_eq!(tok.decode(&[4, 3, 1, 6, 7]), "ab é");
+        // The added token is always recognised and swallows the spaces after it.
+        assert_eq!(tok.encode("b<tool>  ab", false, false), [1, 3, 9, 4, 3]);
+        assert_eq!(tok.chat_template(), Some("D"));
+        assert_eq!(tok.bos_id(), Some(0));
+    }
+
+    #[test]
+    fn unusable_fields_are_errors_naming_them() {
+        let err = |json: Value, config: Value| {
+            let what = format!("{json} {config}");
+            let result = load(json, config);
+            result
+                .err()
+                .unwrap_or_else(|| panic!("no error: {what}"))
+                .to_string()
+        };
+        let with = |pointer: &str, value: Value| {
+            let mut json = sentencepiece();
+            *json.pointer_mut(pointer).expect(pointer) = value;
+            json
+        };
+        let e = err(with("/model/type", json!("Unigram")), json!({}));
+        assert!(e.contains("tokenizer.json: model.type"), "{e}");
+        let e = err(with("/model/merges", json!([["a"]])), json!({}));
+        assert!(e.contains("model.merges[0]"), "{e}");
+        let e = err(with("/model/vocab/b", json!(2)), json!({}));
+        assert!(e.contains("model.vocab"), "{e}");
+        let e = err(with("/model/vocab/b", json!(1_000_000)), json!({}));
+        assert!(e.contains("far past"), "{e}");
+        let regex = json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"},
+            {"type": "ByteLevel", "use_regex": false}]});
+        let e = err(with("/pre_tokenizer", regex), json!({}));
+        assert!(
+            e.contains("pre_tokenizer.pattern.Regex") && e.contains("\\\\w+"),
+            "{e}"
+        );
+        let e = err(sentencepiece(), json!({"add_eos_token": true}));
+        assert!(e.contains("config.json: add_eos_token"), "{e}");
+        let e = err(sentencepiece(), json!({"bos_token": {"content": "<nope>"}}));
+        assert!(e.contains("bos_token"), "{e}");
+        let e = err(with("/normalizer", json!({"type": "Lowercase"})), json!({}));
+        assert!(e.contains("normalizer"), "{e}");
+    }
 }

@@ -959,4 +959,40 @@ mod tests {
             [b'x', b'y', b'z'].map(u32::from)
         );
     }
+
+    #[test]
+    fn sentencepiece_vocabulary_from_gguf() {
+        let words = [
+            ("<unk>", 2),
+            ("<s>", 3),
+            ("</s>", 3),
+            ("\u{2581}", 1),
+            ("a", 1),
+            ("\u{2581}a", 1),
+            ("<0xC3>", 6),
+            ("<0xA9>", 6),
+        ];
+        let strings = |f: fn(&(&str, i32)) -> Value| Value::Array(words.iter().map(f).collect());
+        let mut meta = vec![
+            (KEY_MODEL, Value::String("llama".into())),
+            (KEY_TOKENS, strings(|w| Value::String(w.0.into()))),
+            (KEY_TOKEN_TYPE, strings(|w| Value::I32(w.1))),
+        ];
+        let tok = load(&meta).unwrap();
+        // BOS by default (id 1), a ▁ before the text, bytes for what is not a token.
+        assert_eq!(tok.encode("a é", true, false), [1, 5, 3, 6, 7]);
+        assert_eq!(tok.decode(&[5, 3, 6, 7]), "a é");
+        assert_eq!((tok.eos_id(), tok.unk_id()), (Some(2), Some(0)));
+        // The unknown token stands in for bytes without a token.
+        assert_eq!(tok.encode("ü", false, false), [3, 6, 0]); // C3 BC
+
+        meta.push((KEY_ADD_SPACE_PREFIX, Value::Bool(false)));
+        let tok = load(&meta).unwrap();
+        assert_eq!(tok.encode("aa", false, false), [4, 4]);
+        assert_eq!(tok.decode(&[3, 4]), " a");
+
+        meta.push((KEY_SCORES, Value::Array(vec![Value::F32(0.0)])));
+        let err = load(&meta).err().expect("an error").to_string();
+        assert!(err.contains(KEY_SCORES), "{err}");
+    }
 }
