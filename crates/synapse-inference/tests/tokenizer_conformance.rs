@@ -201,3 +201,31 @@ fn spm_special_tokens_match_llama_cpp() {
         assert_eq!(tok.encode(text, add_bos, true), want, "{name} {text:?}");
     }
 }
+
+/// SentencePiece vocabularies give arbitrary text back (spaces, bytes, the leading ▁).
+#[test]
+fn spm_round_trips_arbitrary_text() {
+    let Some(dir) = vocab_dir() else { return };
+    let alphabet: Vec<char> =
+        "aZ09 \t\n\r'.,!?-_()[]{}éüß漢字ひらがな😀👍🏽\u{200d}\u{0301}\u{00a0}\u{3000}#$%^&*\"\\/<>|"
+            .chars()
+            .collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut below = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for name in ["llama-spm", "phi-3"] {
+        let gguf = GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for _ in 0..1000 {
+            let len = below(30);
+            let text: String = (0..len).map(|_| alphabet[below(alphabet.len())]).collect();
+            let ids = tok.encode(&text, false, false);
+            assert_eq!(tok.decode(&ids), text, "{name}: ids {ids:?}");
+        }
+    }
+}

@@ -3,6 +3,9 @@
 //! hold a tokenizer and the ids `tokenizers` gave for 3000 varied lines; llama-spm-model/
 //! holds a SentencePiece tokenizer.model and the ids the `sentencepiece` library gave.
 
+mod common;
+
+use common::TestRng;
 use flate2::read::GzDecoder;
 use serde_json::Value;
 use std::io::Read;
@@ -175,4 +178,95 @@ fn a_folder_without_tokenizer_files_has_none() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A random JSON value, mostly of the kinds tokenizer.json fields hold.
+fn random_value(rng: &mut TestRng) -> Value {
+    match rng.below(9) {
+        0 => Value::Null,
+        1 => Value::Bool(rng.below(2) == 0),
+        2 => Value::from(rng.below(70_000)),
+        3 => Value::from(-(rng.below(5) as i64)),
+        4 => Value::from(u64::MAX - rng.below(3)),
+        5 => Value::from(
+            ["", " ", "a b", "\u{2581}", "<0x41>", "BPE", "ByteLevel"][rng.below(7) as usize],
+        ),
+        6 => serde_json::json!([]),
+        7 => serde_json::json!({}),
+        _ => serde_json::json!(["a", "b"]),
+    }
+}
+
+/// Replaces, deletes or duplicates something at a random place in `value`.
+fn mutate(value: &mut Value, rng: &mut TestRng, depth: u32) {
+    let descend = rng.below(4) != 0 && depth < 6;
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map
+                .keys()
+                .nth(rng.below(map.len() as u64) as usize)
+                .unwrap()
+                .clone();
+            if descend {
+                mutate(map.get_mut(&key).unwrap(), rng, depth + 1);
+            } else if rng.below(3) == 0 {
+                map.remove(&key);
+            } else {
+                map.insert(key, random_value(rng));
+            }
+        }
+        Value::Array(list) if !list.is_empty() => {
+            let at = rng.below(list.len() as u64) as usize;
+            if descend {
+                mutate(&mut list[at], rng, depth + 1);
+            } else if rng.below(2) == 0 {
+                let copy = list[rng.below(list.len() as u64) as usize].clone();
+                list[at] = copy;
+            } else {
+                list[at] = random_value(rng);
+            }
+        }
+        _ => *value = random_value(rng),
+    }
+}
+
+/// Mutated tokenizer.json files load or fail with an error, never panic; those that load
+/// tokenize and decode.
+#[test]
+fn mutated_tokenizer_json_never_panics() {
+    let dir = scratch_dir("fuzz");
+    let mut rng = TestRng(11);
+    let (mut loaded, mut rejected) = (0, 0);
+    for name in ["llama-spm", "gpt-2", "phi-3"] {
+        let original: Value =
+            serde_json::from_slice(&gunzip(&fixture_dir(name).join("tokenizer.json.gz")))
+                .expect("JSON");
+        for _ in 0..40 {
+            let mut json = original.clone();
+            for _ in 0..1 + rng.below(3) {
+                mutate(&mut json, &mut rng, 0);
+            }
+            std::fs::write(dir.join("tokenizer.json"), json.to_string()).unwrap();
+            let mut config = serde_json::json!({"bos_token": "<s>", "chat_template": "x"});
+            if rng.below(2) == 0 {
+                mutate(&mut config, &mut rng, 0);
+            }
+            std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+            match Tokenizer::from_hf_dir(&dir) {
+                Ok(Some(tok)) => {
+                    loaded += 1;
+                    let ids = tok.encode("Hello <s> wörld 123 ☃ <|endoftext|>", true, true);
+                    let _ = tok.decode(&ids);
+                }
+                Ok(None) => panic!("the folder has a tokenizer.json"),
+                Err(e) => {
+                    assert!(e.to_string().contains(".json"), "{e}");
+                    rejected += 1;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{loaded} mutated tokenizer.json files loaded, {rejected} rejected with an error");
+    assert!(loaded > 0 && rejected > 0);
 }
