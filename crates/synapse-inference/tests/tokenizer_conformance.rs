@@ -104,6 +104,11 @@ fn phi3() {
     check_vocab("phi-3");
 }
 
+#[test]
+fn gemma4() {
+    check_vocab("gemma-4");
+}
+
 /// SmolLM2-135M-Instruct Q4_1: `$SYNAPSE_MODEL`, else in `$SYNAPSE_HOME` or `~/.cache/synapse`.
 fn smollm2_path() -> Option<PathBuf> {
     let path = match std::env::var_os("SYNAPSE_MODEL") {

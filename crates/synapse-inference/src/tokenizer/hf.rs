@@ -6,7 +6,7 @@ use super::pretokenize::PreTokenizer;
 use super::sp_model;
 use super::special::Special;
 use super::spm::{byte_of_piece, byte_tokens};
-use super::{Model, Parts, Prepend, SpAlgorithm, TokenKind, Tokenizer, TokenizerError};
+use super::{Model, Parts, Prepend, SpAlgorithm, SpSplit, TokenKind, Tokenizer, TokenizerError};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -550,7 +550,7 @@ fn build_model(
         return Ok((model, nfc));
     }
 
-    let mut split = false;
+    let mut split = SpSplit::None;
     match pre_tokenizers.as_slice() {
         [] => {}
         [m] if type_of(m) == "Metaspace" => {
@@ -561,7 +561,9 @@ fn build_model(
                 ));
             }
             escapes_spaces = true;
-            split = file.bool(m, "split")?.unwrap_or(true);
+            if file.bool(m, "split")?.unwrap_or(true) {
+                split = SpSplit::BeforeSpaces;
+            }
             prepend = match m.get("prepend_scheme").and_then(Value::as_str) {
                 Some("first") => Prepend::First,
                 Some("always") => Prepend::Always,

@@ -172,6 +172,16 @@ enum Prepend {
     Unconditional,
 }
 
+/// How SentencePiece-style text is cut before the model sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SpSplit {
+    None,
+    /// Each ▁ starts a new piece (Metaspace `split: true`).
+    BeforeSpaces,
+    /// Runs of newlines apart from the rest (llama.cpp's Gemma 4, `[^\n]+|[\n]+`).
+    Newlines,
+}
+
 /// How a piece of SentencePiece-style text becomes tokens.
 enum SpAlgorithm {
     /// llama.cpp's: by token scores, bytes for the rest.
@@ -200,8 +210,7 @@ enum Model {
     /// Spaces written as ▁.
     SentencePiece {
         prepend: Prepend,
-        /// Each ▁ starts a new piece (Metaspace `split: true`).
-        split: bool,
+        split: SpSplit,
         algorithm: SpAlgorithm,
     },
 }
@@ -247,14 +256,18 @@ struct Parts {
     chat_template: Option<String>,
 }
 
-/// The id of each piece; empty pieces (broken conversions) cannot be looked up.
-fn index_pieces(pieces: &[String]) -> Result<HashMap<String, u32>, TokenizerError> {
+/// The id of each piece; empty pieces (broken conversions) cannot be looked up. A repeated
+/// piece is an error unless `last_wins`.
+fn index_pieces(
+    pieces: &[String],
+    last_wins: bool,
+) -> Result<HashMap<String, u32>, TokenizerError> {
     let mut ids = HashMap::with_capacity(pieces.len());
     for (id, text) in pieces.iter().enumerate() {
         if text.is_empty() {
             continue;
         }
-        if let Some(first) = ids.insert(text.clone(), id as u32) {
+        if let Some(first) = ids.insert(text.clone(), id as u32).filter(|_| !last_wins) {
             return Err(TokenizerError::DuplicateToken {
                 text: text.clone(),
                 first,
@@ -282,9 +295,10 @@ impl Tokenizer {
     ) -> Result<Tokenizer, TokenizerError> {
         let meta = Metadata(&get);
         let model_name = meta.string(KEY_MODEL)?;
-        let spm = match model_name {
-            "gpt2" => false,
-            "llama" => true,
+        let (spm, gemma4) = match model_name {
+            "gpt2" => (false, false),
+            "llama" => (true, false),
+            "gemma4" => (false, true),
             _ => return Err(TokenizerError::UnsupportedModel(model_name.to_string())),
         };
 
@@ -298,7 +312,8 @@ impl Tokenizer {
             })
             .collect::<Result<_, _>>()?;
         let n = pieces.len();
-        let ids = index_pieces(&pieces)?;
+        // Gemma 4's vocabulary repeats a few strings; llama.cpp keeps the last id.
+        let ids = index_pieces(&pieces, gemma4)?;
 
         let mut kinds = vec![TokenKind::Normal; n];
         if let Some(types) = meta.entries(KEY_TOKEN_TYPE, n)? {
@@ -315,7 +330,7 @@ impl Tokenizer {
         let bos = meta.token_id(KEY_BOS, n)?.or(default_id(1));
         let eos = meta.token_id(KEY_EOS, n)?.or(default_id(2));
         let unk = meta.token_id(KEY_UNK, n)?.or(default_id(0));
-        let (model, llama3) = if spm {
+        let (model, bos_by_default) = if spm {
             let mut scores = vec![0.0; n];
             if let Some(values) = meta.entries(KEY_SCORES, n)? {
                 for (score, v) in scores.iter_mut().zip(values) {
@@ -332,10 +347,24 @@ impl Tokenizer {
                 } else {
                     Prepend::Never
                 },
-                split: false,
+                split: SpSplit::None,
                 algorithm: SpAlgorithm::Scores(Spm::new(&ids, scores, unk)),
             };
             (model, false)
+        } else if gemma4 {
+            // BPE over characters with spaces as ▁, bytes for characters without a token,
+            // and a piece that is a whole token (a newline run) taken as is.
+            let model = Model::SentencePiece {
+                prepend: Prepend::Never,
+                split: SpSplit::Newlines,
+                algorithm: SpAlgorithm::Bpe {
+                    merges: gguf_merges(meta.array(KEY_MERGES)?, &ids, n)?,
+                    bytes: Some(spm::byte_tokens(&ids)),
+                    fuse_unk: false,
+                    ignore_merges: true,
+                },
+            };
+            (model, true)
         } else {
             let pre_name = meta.string(KEY_PRE)?;
             let (pre, llama3) = PreTokenizer::from_name(pre_name)
@@ -350,8 +379,8 @@ impl Tokenizer {
             (model, llama3)
         };
 
-        // llama.cpp adds BOS by default for SentencePiece and LLaMA 3 vocabularies.
-        let add_bos = meta.bool(KEY_ADD_BOS)?.unwrap_or(spm || llama3);
+        // llama.cpp adds BOS by default for SentencePiece, Gemma 4 and LLaMA 3 vocabularies.
+        let add_bos = meta.bool(KEY_ADD_BOS)?.unwrap_or(spm || bos_by_default);
         let add_eos = meta.bool(KEY_ADD_EOS)?.unwrap_or(false);
         if add_bos && bos.is_none() {
             return Err(TokenizerError::MissingSpecialToken {
@@ -544,17 +573,22 @@ impl Tokenizer {
                     escaped.push(SPACE);
                 }
                 escaped.extend(text.chars().map(|c| if c == ' ' { SPACE } else { c }));
-                if *split {
-                    // Each ▁ begins a piece.
-                    let mut start = 0;
-                    for (i, _) in escaped.match_indices(SPACE).filter(|&(i, _)| i > 0) {
+                // Piece boundaries: where a piece starts, given the previous character.
+                let starts = |prev: char, c: char| match split {
+                    SpSplit::None => false,
+                    SpSplit::BeforeSpaces => c == SPACE,
+                    SpSplit::Newlines => (prev == '\n') != (c == '\n'),
+                };
+                let mut start = 0;
+                let mut prev = None;
+                for (i, c) in escaped.char_indices() {
+                    if prev.is_some_and(|p| starts(p, c)) {
                         self.encode_sp_piece(algorithm, &escaped[start..i], out);
                         start = i;
                     }
-                    self.encode_sp_piece(algorithm, &escaped[start..], out);
-                } else {
-                    self.encode_sp_piece(algorithm, &escaped, out);
+                    prev = Some(c);
                 }
+                self.encode_sp_piece(algorithm, &escaped[start..], out);
             }
         }
     }
