@@ -97,7 +97,7 @@ fn sp_model_tokenizer(
         ("add_bos_token", super::KEY_ADD_BOS),
         ("add_eos_token", super::KEY_ADD_EOS),
     ] {
-        if let Some(flag) = config.bool(config.root, field)? {
+        if let Some(flag) = config.bool(config.root, "", field)? {
             meta.push((key, G::Bool(flag)));
         }
     }
@@ -149,12 +149,25 @@ impl File<'_> {
             .ok_or_else(|| self.error(field, format!("expected a string, found {value}")))
     }
 
-    /// An optional bool field of `object`: absent or null gives None.
-    fn bool(&self, object: &Value, field: &str) -> Result<Option<bool>, TokenizerError> {
-        match object.get(field) {
+    /// An optional bool field `key` of `object` (found at `parent`, "" for the top
+    /// level): absent or null gives None.
+    fn bool(
+        &self,
+        object: &Value,
+        parent: &str,
+        key: &str,
+    ) -> Result<Option<bool>, TokenizerError> {
+        match object.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.error(field, format!("expected true or false, found {v}"))),
+            Some(v) => {
+                let field = if parent.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{parent}.{key}")
+                };
+                Err(self.error(&field, format!("expected true or false, found {v}")))
+            }
         }
     }
 
@@ -297,9 +310,9 @@ fn tokenizer_json(
         added.push(Special {
             id,
             text: content.to_string(),
-            parse_only: file.bool(token, "special")?.unwrap_or(false),
-            lstrip: file.bool(token, "lstrip")?.unwrap_or(false),
-            rstrip: file.bool(token, "rstrip")?.unwrap_or(false),
+            parse_only: file.bool(token, &field, "special")?.unwrap_or(false),
+            lstrip: file.bool(token, &field, "lstrip")?.unwrap_or(false),
+            rstrip: file.bool(token, &field, "rstrip")?.unwrap_or(false),
         });
     }
     let n = entries
@@ -338,9 +351,9 @@ fn tokenizer_json(
         n as u32,
         merges.iter().map(|(a, b)| (a.as_str(), b.as_str())),
     );
-    let ignore_merges = file.bool(model, "ignore_merges")?.unwrap_or(false);
-    let byte_fallback = file.bool(model, "byte_fallback")?.unwrap_or(false);
-    let fuse_unk = file.bool(model, "fuse_unk")?.unwrap_or(false);
+    let ignore_merges = file.bool(model, "model", "ignore_merges")?.unwrap_or(false);
+    let byte_fallback = file.bool(model, "model", "byte_fallback")?.unwrap_or(false);
+    let fuse_unk = file.bool(model, "model", "fuse_unk")?.unwrap_or(false);
     let model_unk = match model.get("unk_token") {
         None | Some(Value::Null) => None,
         Some(v) => Some(file.str(v, "model.unk_token")?),
@@ -390,10 +403,10 @@ fn tokenizer_json(
     let eos = lookup("eos_token", token_text(config, "eos_token")?)?;
     let pad = lookup("pad_token", token_text(config, "pad_token")?)?;
     let add_bos = config
-        .bool(config.root, "add_bos_token")?
+        .bool(config.root, "", "add_bos_token")?
         .unwrap_or(template_bos.is_some());
     let add_eos = config
-        .bool(config.root, "add_eos_token")?
+        .bool(config.root, "", "add_eos_token")?
         .unwrap_or(template_eos.is_some());
     let bos = if add_bos { bos.or(template_bos) } else { bos };
     let eos = if add_eos { eos.or(template_eos) } else { eos };
@@ -508,21 +521,24 @@ fn build_model(
             [s, b] if type_of(b) == "ByteLevel" => (Some(*s), *b),
             _ => return Err(unsupported()),
         };
-        let use_regex = file.bool(byte_level_step, "use_regex")?.unwrap_or(true);
+        let use_regex = file
+            .bool(byte_level_step, "pre_tokenizer", "use_regex")?
+            .unwrap_or(true);
         let add_prefix_space = file
-            .bool(byte_level_step, "add_prefix_space")?
+            .bool(byte_level_step, "pre_tokenizer", "add_prefix_space")?
             .unwrap_or(false);
         let pre = match (split, use_regex) {
             (None, true) => PreTokenizer::Gpt2,
             (Some(d), true)
-                if type_of(d) == "Digits" && file.bool(d, "individual_digits")? == Some(true) =>
+                if type_of(d) == "Digits"
+                    && file.bool(d, "pre_tokenizer", "individual_digits")? == Some(true) =>
             {
                 PreTokenizer::Gpt2Digits
             }
             (Some(s), false)
                 if type_of(s) == "Split"
                     && s.get("behavior").and_then(Value::as_str) == Some("Isolated")
-                    && file.bool(s, "invert")? != Some(true) =>
+                    && file.bool(s, "pre_tokenizer", "invert")? != Some(true) =>
             {
                 let regex = s
                     .pointer("/pattern/Regex")
@@ -561,7 +577,7 @@ fn build_model(
                 ));
             }
             escapes_spaces = true;
-            if file.bool(m, "split")?.unwrap_or(true) {
+            if file.bool(m, "pre_tokenizer", "split")?.unwrap_or(true) {
                 split = SpSplit::BeforeSpaces;
             }
             prepend = match m.get("prepend_scheme").and_then(Value::as_str) {
@@ -569,7 +585,9 @@ fn build_model(
                 Some("always") => Prepend::Always,
                 Some("never") => Prepend::Never,
                 // Files before prepend_scheme: add_prefix_space.
-                None if file.bool(m, "add_prefix_space")? != Some(false) => Prepend::Always,
+                None if file.bool(m, "pre_tokenizer", "add_prefix_space")? != Some(false) => {
+                    Prepend::Always
+                }
                 None => Prepend::Never,
                 Some(other) => {
                     return Err(file.error(
