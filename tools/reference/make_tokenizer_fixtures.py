@@ -5,9 +5,10 @@ crates/synapse-inference/tests/tokenizer_hf.rs).
 
 There is no model hub here, so the tokenizers are derived from llama.cpp's vocabulary files
 (../shared/data/llama-vocab/ggml-vocab-NAME.gguf) with transformers' GGUF -> fast tokenizer
-conversion, and saved with `save_pretrained`. Two edits make them like the published files:
-qwen2 gets Qwen2/Qwen3's NFC normalizer, and phi-3's chat tokens (and </s>) swallow the
-whitespace after them (rstrip), as in Phi-3's tokenizer.json. Each NAME/ folder gets:
+conversion, and saved with `save_pretrained`. Three edits make them like the published
+files: llama-bpe takes a piece that is a whole token without merging (ignore_merges, as in
+LLaMA 3's), qwen2 gets Qwen2/Qwen3's NFC normalizer, and phi-3's chat tokens (and </s>)
+swallow the whitespace after them (rstrip), as in Phi-3's tokenizer.json. Each NAME/ folder gets:
   tokenizer.json.gz       the tokenizer, compact JSON, gzipped (gunzip it to get a model folder)
   tokenizer_config.json   bos/eos/unk/pad, chat_template (as transformers wrote it)
   chat_template.jinja     where transformers wrote one
@@ -120,6 +121,8 @@ def make_lines(seed=20260101):
 
 def patch(name, tokenizer):
     """The edits that make a converted tokenizer like the published one."""
+    if name == "llama-bpe":
+        tokenizer["model"]["ignore_merges"] = True
     if name == "qwen2":
         tokenizer["normalizer"] = {"type": "NFC"}
     if name == "phi-3":
