@@ -8,8 +8,9 @@ use synapse_core::gguf::GgufFile;
 use synapse_core::Storage;
 use synapse_inference::tokenizer::Tokenizer;
 
-fn llama_bpe_vocab() -> Option<Vec<u8>> {
-    let path = common::repo_root().join("../shared/data/llama-vocab/ggml-vocab-llama-bpe.gguf");
+fn vocab(name: &str) -> Option<Vec<u8>> {
+    let path =
+        common::repo_root().join(format!("../shared/data/llama-vocab/ggml-vocab-{name}.gguf"));
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
         Err(_) => {
@@ -21,7 +22,16 @@ fn llama_bpe_vocab() -> Option<Vec<u8>> {
 
 #[test]
 fn mutated_vocabularies_never_panic() {
-    let Some(bytes) = llama_bpe_vocab() else {
+    mutate_vocabulary("llama-bpe");
+}
+
+#[test]
+fn mutated_sentencepiece_vocabularies_never_panic() {
+    mutate_vocabulary("llama-spm");
+}
+
+fn mutate_vocabulary(name: &str) {
+    let Some(bytes) = vocab(name) else {
         return;
     };
     let mut rng = TestRng(3);
@@ -52,18 +62,19 @@ fn mutated_vocabularies_never_panic() {
             Ok(tok) => {
                 loaded += 1;
                 // A vocabulary that loads must also tokenize without panicking.
-                let _ = tok.encode("Hello <|begin_of_text|> world 123 ☃", true, true);
+                let ids = tok.encode("Hello <|begin_of_text|> <s> world 123 ☃", true, true);
+                let _ = tok.decode(&ids);
             }
             Err(_) => rejected += 1,
         }
     }
-    println!("{loaded} mutated vocabularies loaded, {rejected} rejected with an error");
+    println!("{name}: {loaded} mutated vocabularies loaded, {rejected} rejected with an error");
     assert!(rejected > 0);
 }
 
 #[test]
 fn byte_level_bpe_round_trips_arbitrary_text() {
-    let Some(bytes) = llama_bpe_vocab() else {
+    let Some(bytes) = vocab("llama-bpe") else {
         return;
     };
     let gguf = GgufFile::parse("llama-bpe".into(), Storage::from_vec(bytes)).unwrap();

@@ -56,9 +56,11 @@ fn check_vocab(name: &str) {
     for (i, text) in cases.iter().enumerate() {
         let want = expected.get(i).cloned().unwrap_or_default();
         let got = tok.encode(text, false, false);
-        if got != want {
+        // Decoding gives the text back (llama.cpp's test checks the same).
+        let decoded = tok.decode(&got);
+        if got != want || decoded != *text {
             failures.push(format!(
-                "case {i} {text:?}\n  expected {want:?}\n  got      {got:?}"
+                "case {i} {text:?}\n  expected {want:?}\n  got      {got:?}\n  decoded  {decoded:?}"
             ));
         }
     }
@@ -90,6 +92,21 @@ fn qwen35() {
 #[test]
 fn gpt2() {
     check_vocab("gpt-2");
+}
+
+#[test]
+fn llama_spm() {
+    check_vocab("llama-spm");
+}
+
+#[test]
+fn phi3() {
+    check_vocab("phi-3");
+}
+
+#[test]
+fn gemma4() {
+    check_vocab("gemma-4");
 }
 
 /// SmolLM2-135M-Instruct Q4_1: `$SYNAPSE_MODEL`, else in `$SYNAPSE_HOME` or `~/.cache/synapse`.
@@ -146,4 +163,74 @@ fn smollm2_prompts_match_llama_cpp() {
         );
     }
     eprintln!("smollm2: {} prompts match", prompts.len());
+}
+
+/// Special-token text in SentencePiece vocabularies, with the ids llama.cpp gave
+/// (llama-cpp-python 0.3.36, `tokenize(text, add_bos, special=True)`). Phi-3's special
+/// tokens swallow the whitespace after them; a ▁ goes before every stretch of text.
+#[test]
+fn spm_special_tokens_match_llama_cpp() {
+    let Some(dir) = vocab_dir() else { return };
+    let cases: [(&str, &str, bool, &[u32]); 6] = [
+        ("phi-3", "a <|user|>  b", false, &[263, 29871, 32010, 289]),
+        (
+            "phi-3",
+            "x<|endoftext|> y",
+            false,
+            &[921, 32000, 29871, 343],
+        ),
+        (
+            "phi-3",
+            "<|user|>\nHello<|end|>\n<|assistant|>",
+            false,
+            &[32010, 15043, 32007, 32001],
+        ),
+        (
+            "phi-3",
+            "a\u{a0}<|end|>\u{a0} b",
+            false,
+            &[263, 30081, 32007, 20246, 289],
+        ),
+        (
+            "llama-spm",
+            "<s>\nHello</s> x",
+            true,
+            &[1, 1, 29871, 13, 10994, 2, 29871, 921],
+        ),
+        ("llama-spm", " Hello", true, &[1, 29871, 15043]),
+    ];
+    for (name, text, add_bos, want) in cases {
+        let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+        let gguf = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(tok.encode(text, add_bos, true), want, "{name} {text:?}");
+    }
+}
+
+/// SentencePiece vocabularies give arbitrary text back (spaces, bytes, the leading ▁).
+#[test]
+fn spm_round_trips_arbitrary_text() {
+    let Some(dir) = vocab_dir() else { return };
+    let alphabet: Vec<char> =
+        "aZ09 \t\n\r'.,!?-_()[]{}éüß漢字ひらがな😀👍🏽\u{200d}\u{0301}\u{00a0}\u{3000}#$%^&*\"\\/<>|"
+            .chars()
+            .collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut below = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for name in ["llama-spm", "phi-3"] {
+        let gguf = GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for _ in 0..1000 {
+            let len = below(30);
+            let text: String = (0..len).map(|_| alphabet[below(alphabet.len())]).collect();
+            let ids = tok.encode(&text, false, false);
+            assert_eq!(tok.decode(&ids), text, "{name}: ids {ids:?}");
+        }
+    }
 }

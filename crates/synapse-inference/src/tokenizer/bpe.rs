@@ -18,7 +18,7 @@ pub(crate) struct Merges {
     /// (left, right) -> (rank, merged symbol).
     pairs: HashMap<(u32, u32), (u32, u32)>,
     /// The symbol each byte starts as (the byte-level character for it).
-    byte_symbol: [u32; 256],
+    byte_symbol: Box<[u32; 256]>,
 }
 
 impl Merges {
@@ -47,9 +47,9 @@ impl Merges {
             let merged = intern(&joined);
             pairs.entry(key).or_insert((rank as u32, merged));
         }
-        let byte_symbol = std::array::from_fn(|b| {
+        let byte_symbol = Box::new(std::array::from_fn(|b| {
             intern(byte_level::byte_to_char(b as u8).encode_utf8(&mut [0; 4]))
-        });
+        }));
         Merges {
             n_vocab,
             pairs,
@@ -57,14 +57,22 @@ impl Merges {
         }
     }
 
-    /// Appends the tokens for the raw bytes of one piece to `out`. A final symbol that is
-    /// not a token falls back to the tokens of its bytes' characters.
+    /// Appends the tokens for the raw bytes of one piece to `out` (byte-level BPE). A
+    /// final symbol that is not a token falls back to the tokens of its bytes' characters.
     pub(crate) fn encode(&self, bytes: &[u8], out: &mut Vec<u32>) {
-        let n = bytes.len();
-        let mut ids: Vec<u32> = bytes
+        let units: Vec<u32> = bytes
             .iter()
             .map(|&b| self.byte_symbol[b as usize])
             .collect();
+        self.encode_units(&units, out);
+    }
+
+    /// Merges `units` (the starting symbols, e.g. one per character) and appends the
+    /// resulting tokens to `out`. A final symbol that is not a token falls back to the
+    /// units it was made of; units outside the vocabulary are dropped.
+    pub(crate) fn encode_units(&self, units: &[u32], out: &mut Vec<u32>) {
+        let n = units.len();
+        let mut ids = units.to_vec();
         let mut prev: Vec<usize> = (0..n).map(|i| i.checked_sub(1).unwrap_or(NONE)).collect();
         let mut next: Vec<usize> = (1..=n).map(|i| if i < n { i } else { NONE }).collect();
 
@@ -100,8 +108,7 @@ impl Merges {
                 out.push(ids[i]);
             } else {
                 let end = if next[i] == NONE { n } else { next[i] };
-                let tokens = bytes[i..end].iter().map(|&b| self.byte_symbol[b as usize]);
-                out.extend(tokens.filter(|&t| t < self.n_vocab));
+                out.extend(units[i..end].iter().filter(|&&t| t < self.n_vocab));
             }
             i = next[i];
         }

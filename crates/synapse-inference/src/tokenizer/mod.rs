@@ -1,33 +1,45 @@
-//! Tokenizers: text to token ids and back, from a GGUF file's `tokenizer.ggml.*` metadata.
+//! Tokenizers: text to token ids and back, from a GGUF file's `tokenizer.ggml.*` metadata
+//! or a Hugging Face model folder (`tokenizer.json`, `tokenizer_config.json`).
 //!
-//! Byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, LLaMA 3, Qwen, SmolLM, ...)
-//! tokenizes exactly as llama.cpp does; tests/tokenizer_conformance.rs runs llama.cpp's
-//! own test vocabularies.
+//! Byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, LLaMA 3, Qwen, SmolLM, ...) and
+//! SentencePiece-style vocabularies (`"llama"`: Llama 2, Mistral, Phi-3) tokenize exactly
+//! as llama.cpp does (tests/tokenizer_conformance.rs runs llama.cpp's own test
+//! vocabularies); `tokenizer.json` files tokenize as Hugging Face's `tokenizers` does
+//! (tests/tokenizer_hf.rs).
 
 mod bpe;
 mod byte_level;
+mod hf;
 mod pretokenize;
+mod sp_model;
 mod special;
+mod spm;
 mod stream;
 
 pub use stream::StreamDecoder;
 
 use bpe::Merges;
 use pretokenize::PreTokenizer;
-use special::{Fragment, SpecialTokens};
+use special::{Fragment, Special, SpecialTokens};
+use spm::{Spm, SPACE};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use synapse_core::gguf::{GgufFile, Value};
+use unicode_normalization::UnicodeNormalization;
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
 const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
+const KEY_SCORES: &str = "tokenizer.ggml.scores";
 const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
 const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
 const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
+const KEY_UNK: &str = "tokenizer.ggml.unknown_token_id";
 const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 const KEY_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
-
+const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+const KEY_CHAT_TEMPLATE: &str = "tokenizer.chat_template";
 /// Texts of tokens that end generation (llama.cpp's list, FIM padding/separators
 /// included); such tokens are treated as control tokens whatever their type says.
 const END_OF_GENERATION_TEXTS: &[&str] = &[
@@ -76,7 +88,7 @@ pub enum TokenizerError {
         expected: &'static str,
         found: String,
     },
-    #[error("{KEY_MODEL} = {0:?} is not supported yet (only \"gpt2\", byte-level BPE)")]
+    #[error("{KEY_MODEL} = {0:?} is not supported (only \"gpt2\", byte-level BPE, and \"llama\", SentencePiece)")]
     UnsupportedModel(String),
     #[error("{KEY_PRE} = {0:?} is not a pre-tokenizer Synapse knows")]
     UnsupportedPreTokenizer(String),
@@ -86,14 +98,36 @@ pub enum TokenizerError {
         first: u32,
         second: u32,
     },
-    #[error("{KEY_TOKEN_TYPE} has {found} entries for {expected} tokens")]
-    TooFewTokenTypes { expected: usize, found: usize },
+    #[error("{key} has {found} entries for {expected} tokens")]
+    TooFewEntries {
+        key: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("{KEY_MERGES}[{index}] = {text:?} is not two symbols separated by a space")]
     MalformedMerge { index: usize, text: String },
     #[error("{flag} is true but {id_key} is not set to a token id")]
     MissingSpecialToken {
         flag: &'static str,
         id_key: &'static str,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not valid JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A field of a Hugging Face tokenizer file (or SentencePiece model) that Synapse
+    /// cannot use.
+    #[error("{}: {field}: {problem}", path.display())]
+    BadField {
+        path: PathBuf,
+        field: String,
+        problem: String,
     },
 }
 
@@ -123,15 +157,70 @@ impl TokenKind {
     }
 }
 
-/// A byte-level BPE tokenizer.
+/// When a SentencePiece-style tokenizer puts a ▁ before a stretch of text.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Prepend {
+    Never,
+    /// Only before the text at the very start of the input, unless it starts with a space
+    /// (Hugging Face's Metaspace with `prepend_scheme: "first"`).
+    First,
+    /// Before every stretch between special tokens that does not start with a space
+    /// (Metaspace, `"always"`).
+    Always,
+    /// Before every stretch between special tokens (llama.cpp's add_space_prefix, and
+    /// Hugging Face's `Prepend("▁")` normalizer).
+    Unconditional,
+}
+
+/// How SentencePiece-style text is cut before the model sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SpSplit {
+    None,
+    /// Each ▁ starts a new piece (Metaspace `split: true`).
+    BeforeSpaces,
+    /// Runs of newlines apart from the rest (llama.cpp's Gemma 4, `[^\n]+|[\n]+`).
+    Newlines,
+}
+
+/// How a piece of SentencePiece-style text becomes tokens.
+enum SpAlgorithm {
+    /// llama.cpp's: by token scores, bytes for the rest.
+    Scores(Spm),
+    /// Hugging Face's BPE over characters; characters that are not tokens become their
+    /// byte tokens (`byte_fallback`) or the unknown token.
+    Bpe {
+        merges: Merges,
+        bytes: Option<Box<[Option<u32>; 256]>>,
+        fuse_unk: bool,
+        ignore_merges: bool,
+    },
+}
+
+/// How text becomes tokens.
+enum Model {
+    /// Bytes spelled in GPT-2's byte alphabet, split by a pre-tokenizer, then BPE merges.
+    ByteLevel {
+        merges: Merges,
+        pre: PreTokenizer,
+        /// A piece that is a whole token is taken as is, without merging (LLaMA 3).
+        ignore_merges: bool,
+        /// A space goes before every stretch of text that does not start with one.
+        add_prefix_space: bool,
+    },
+    /// Spaces written as ▁.
+    SentencePiece {
+        prepend: Prepend,
+        split: SpSplit,
+        algorithm: SpAlgorithm,
+    },
+}
+
+/// A tokenizer: byte-level BPE or SentencePiece-style.
 pub struct Tokenizer {
     pieces: Vec<String>,
     kinds: Vec<TokenKind>,
     ids: HashMap<String, u32>,
-    merges: Merges,
-    pre: PreTokenizer,
-    /// A piece that is a whole token is taken as is, without merging (LLaMA 3).
-    ignore_merges: bool,
+    model: Model,
     specials: SpecialTokens,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -140,6 +229,53 @@ pub struct Tokenizer {
     add_bos: bool,
     add_eos: bool,
     end_of_generation: Vec<u32>,
+    chat_template: Option<String>,
+    nfc: bool,
+}
+
+/// The parts of a tokenizer that every source gives; [`Tokenizer::assemble`] finishes it.
+struct Parts {
+    pieces: Vec<String>,
+    kinds: Vec<TokenKind>,
+    ids: HashMap<String, u32>,
+    model: Model,
+    /// Added tokens of a `tokenizer.json`; None: from the kinds, as llama.cpp does.
+    added: Option<Vec<Special>>,
+    /// llama.cpp's Phi-3 rule: special tokens swallow the whitespace after them.
+    phi3: bool,
+    /// Text is put in Unicode normalization form C first (a `NFC` normalizer).
+    nfc: bool,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    /// EOT, EOM and the FIM padding/repository/separator tokens.
+    extra_eog: Vec<Option<u32>>,
+    pad: Option<u32>,
+    unk: Option<u32>,
+    add_bos: bool,
+    add_eos: bool,
+    chat_template: Option<String>,
+}
+
+/// The id of each piece; empty pieces (broken conversions) cannot be looked up. A repeated
+/// piece is an error unless `last_wins`.
+fn index_pieces(
+    pieces: &[String],
+    last_wins: bool,
+) -> Result<HashMap<String, u32>, TokenizerError> {
+    let mut ids = HashMap::with_capacity(pieces.len());
+    for (id, text) in pieces.iter().enumerate() {
+        if text.is_empty() {
+            continue;
+        }
+        if let Some(first) = ids.insert(text.clone(), id as u32).filter(|_| !last_wins) {
+            return Err(TokenizerError::DuplicateToken {
+                text: text.clone(),
+                first,
+                second: id as u32,
+            });
+        }
+    }
+    Ok(ids)
 }
 
 impl Tokenizer {
@@ -147,17 +283,24 @@ impl Tokenizer {
         Tokenizer::from_metadata(|key| gguf.get(key))
     }
 
+    /// The tokenizer of a Hugging Face model folder: `tokenizer.json` (with
+    /// `tokenizer_config.json` and `chat_template.jinja` where present), else a
+    /// SentencePiece `tokenizer.model`. `Ok(None)` when the folder has neither.
+    pub fn from_hf_dir(dir: &std::path::Path) -> Result<Option<Tokenizer>, TokenizerError> {
+        hf::load_dir(dir)
+    }
+
     fn from_metadata<'a>(
         get: impl Fn(&str) -> Option<&'a Value>,
     ) -> Result<Tokenizer, TokenizerError> {
         let meta = Metadata(&get);
-        let model = meta.string(KEY_MODEL)?;
-        if model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(model.to_string()));
-        }
-        let pre_name = meta.string(KEY_PRE)?;
-        let (pre, llama3) = PreTokenizer::from_name(pre_name)
-            .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer(pre_name.to_string()))?;
+        let model_name = meta.string(KEY_MODEL)?;
+        let (spm, gemma4) = match model_name {
+            "gpt2" => (false, false),
+            "llama" => (true, false),
+            "gemma4" => (false, true),
+            _ => return Err(TokenizerError::UnsupportedModel(model_name.to_string())),
+        };
 
         let pieces: Vec<String> = meta
             .array(KEY_TOKENS)?
@@ -169,29 +312,11 @@ impl Tokenizer {
             })
             .collect::<Result<_, _>>()?;
         let n = pieces.len();
-        let mut ids = HashMap::with_capacity(n);
-        for (id, text) in pieces.iter().enumerate() {
-            // Empty entries (broken conversions) cannot be looked up or matched.
-            if text.is_empty() {
-                continue;
-            }
-            if let Some(first) = ids.insert(text.clone(), id as u32) {
-                return Err(TokenizerError::DuplicateToken {
-                    text: text.clone(),
-                    first,
-                    second: id as u32,
-                });
-            }
-        }
+        // Gemma 4's vocabulary repeats a few strings; llama.cpp keeps the last id.
+        let ids = index_pieces(&pieces, gemma4)?;
 
         let mut kinds = vec![TokenKind::Normal; n];
-        if let Some(types) = meta.optional_array(KEY_TOKEN_TYPE)? {
-            if types.len() < n {
-                return Err(TokenizerError::TooFewTokenTypes {
-                    expected: n,
-                    found: types.len(),
-                });
-            }
+        if let Some(types) = meta.entries(KEY_TOKEN_TYPE, n)? {
             for (kind, v) in kinds.iter_mut().zip(types) {
                 let t = v
                     .as_i64()
@@ -200,41 +325,62 @@ impl Tokenizer {
             }
         }
 
-        let merge_texts = meta.array(KEY_MERGES)?;
-        let mut merges = Vec::with_capacity(merge_texts.len());
-        for (index, v) in merge_texts.iter().enumerate() {
-            let text = v
-                .as_str()
-                .ok_or_else(|| wrong_element(KEY_MERGES, "an array of strings", v))?;
-            // Split at the first space after the first character, as llama.cpp does.
-            let at = text
-                .char_indices()
-                .skip(1)
-                .find(|&(_, c)| c == ' ')
-                .map(|(i, _)| i);
-            let Some(at) = at else {
-                return Err(TokenizerError::MalformedMerge {
-                    index,
-                    text: text.to_string(),
-                });
+        // llama.cpp's defaults for SentencePiece vocabularies; the keys override them.
+        let default_id = |id: u32| (spm && (id as usize) < n).then_some(id);
+        let bos = meta.token_id(KEY_BOS, n)?.or(default_id(1));
+        let eos = meta.token_id(KEY_EOS, n)?.or(default_id(2));
+        let unk = meta.token_id(KEY_UNK, n)?.or(default_id(0));
+        let (model, bos_by_default) = if spm {
+            let mut scores = vec![0.0; n];
+            if let Some(values) = meta.entries(KEY_SCORES, n)? {
+                for (score, v) in scores.iter_mut().zip(values) {
+                    *score = v
+                        .as_f64()
+                        .ok_or_else(|| wrong_element(KEY_SCORES, "an array of numbers", v))?
+                        as f32;
+                }
+            }
+            let add_space_prefix = meta.bool(KEY_ADD_SPACE_PREFIX)?.unwrap_or(true);
+            let model = Model::SentencePiece {
+                prepend: if add_space_prefix {
+                    Prepend::Unconditional
+                } else {
+                    Prepend::Never
+                },
+                split: SpSplit::None,
+                algorithm: SpAlgorithm::Scores(Spm::new(&ids, scores, unk)),
             };
-            merges.push((&text[..at], &text[at + 1..]));
-        }
-        let merges = Merges::new(&ids, n as u32, merges);
+            (model, false)
+        } else if gemma4 {
+            // BPE over characters with spaces as ▁, bytes for characters without a token,
+            // and a piece that is a whole token (a newline run) taken as is.
+            let model = Model::SentencePiece {
+                prepend: Prepend::Never,
+                split: SpSplit::Newlines,
+                algorithm: SpAlgorithm::Bpe {
+                    merges: gguf_merges(meta.array(KEY_MERGES)?, &ids, n)?,
+                    bytes: Some(spm::byte_tokens(&ids)),
+                    fuse_unk: false,
+                    ignore_merges: true,
+                },
+            };
+            (model, true)
+        } else {
+            let pre_name = meta.string(KEY_PRE)?;
+            let (pre, llama3) = PreTokenizer::from_name(pre_name)
+                .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer(pre_name.to_string()))?;
+            let merges = gguf_merges(meta.array(KEY_MERGES)?, &ids, n)?;
+            let model = Model::ByteLevel {
+                merges,
+                pre,
+                ignore_merges: llama3,
+                add_prefix_space: false,
+            };
+            (model, llama3)
+        };
 
-        let bos = meta.token_id(KEY_BOS, n)?;
-        let eos = meta.token_id(KEY_EOS, n)?;
-        let eot = meta.token_id("tokenizer.ggml.eot_token_id", n)?;
-        let eom = meta.token_id("tokenizer.ggml.eom_token_id", n)?;
-        let pad = meta.token_id("tokenizer.ggml.padding_token_id", n)?;
-        let unk = meta.token_id("tokenizer.ggml.unknown_token_id", n)?;
-        let fim = [
-            meta.token_id("tokenizer.ggml.fim_pad_token_id", n)?,
-            meta.token_id("tokenizer.ggml.fim_rep_token_id", n)?,
-            meta.token_id("tokenizer.ggml.fim_sep_token_id", n)?,
-        ];
-        // llama.cpp adds BOS by default only for LLaMA 3 vocabularies; the keys override.
-        let add_bos = meta.bool(KEY_ADD_BOS)?.unwrap_or(llama3);
+        // llama.cpp adds BOS by default for SentencePiece, Gemma 4 and LLaMA 3 vocabularies.
+        let add_bos = meta.bool(KEY_ADD_BOS)?.unwrap_or(spm || bos_by_default);
         let add_eos = meta.bool(KEY_ADD_EOS)?.unwrap_or(false);
         if add_bos && bos.is_none() {
             return Err(TokenizerError::MissingSpecialToken {
@@ -248,23 +394,97 @@ impl Tokenizer {
                 id_key: KEY_EOS,
             });
         }
+        let mut extra_eog = Vec::new();
+        for key in [
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+            "tokenizer.ggml.fim_pad_token_id",
+            "tokenizer.ggml.fim_rep_token_id",
+            "tokenizer.ggml.fim_sep_token_id",
+        ] {
+            extra_eog.push(meta.token_id(key, n)?);
+        }
+        let chat_template = match meta.optional(KEY_CHAT_TEMPLATE) {
+            Some(_) => Some(meta.string(KEY_CHAT_TEMPLATE)?.to_string()),
+            None => None,
+        };
 
-        let end_of_generation = end_of_generation_ids(&ids, &mut kinds, [eos, eot, eom], fim);
-        let specials = SpecialTokens::new(kinds.iter().zip(&pieces).enumerate().filter_map(
-            |(id, (kind, text))| match kind {
-                TokenKind::Control | TokenKind::Unknown => Some((id as u32, text.clone(), true)),
-                TokenKind::UserDefined => Some((id as u32, text.clone(), false)),
-                _ => None,
-            },
-        ));
-
-        Ok(Tokenizer {
+        Ok(Tokenizer::assemble(Parts {
             pieces,
             kinds,
             ids,
-            merges,
-            pre,
-            ignore_merges: llama3,
+            model,
+            added: None,
+            phi3: meta
+                .optional("general.name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| {
+                    let name = name.to_lowercase();
+                    name.contains("phi-3") || name.contains("phi3")
+                }),
+            nfc: false,
+            bos,
+            eos,
+            extra_eog,
+            pad: meta.token_id("tokenizer.ggml.padding_token_id", n)?,
+            unk,
+            add_bos,
+            add_eos,
+            chat_template,
+        }))
+    }
+
+    fn assemble(parts: Parts) -> Tokenizer {
+        let Parts {
+            pieces,
+            mut kinds,
+            ids,
+            model,
+            added,
+            phi3,
+            nfc,
+            bos,
+            eos,
+            extra_eog,
+            pad,
+            unk,
+            add_bos,
+            add_eos,
+            chat_template,
+        } = parts;
+        let by_id = [eos].into_iter().chain(extra_eog).flatten().collect();
+        let end_of_generation = end_of_generation_ids(&ids, &mut kinds, by_id);
+        let specials = match added {
+            Some(added) => SpecialTokens::new(added, true),
+            None => {
+                let specials =
+                    kinds
+                        .iter()
+                        .zip(&pieces)
+                        .enumerate()
+                        .filter_map(|(id, (kind, text))| {
+                            let parse_only = match kind {
+                                TokenKind::Control | TokenKind::Unknown => true,
+                                TokenKind::UserDefined => false,
+                                _ => return None,
+                            };
+                            Some(Special {
+                                id: id as u32,
+                                text: text.clone(),
+                                parse_only,
+                                lstrip: false,
+                                rstrip: phi3
+                                    && !["<unk>", "<s>", "<|endoftext|>"].contains(&text.as_str()),
+                            })
+                        });
+                SpecialTokens::new(specials, false)
+            }
+        };
+        Tokenizer {
+            pieces,
+            kinds,
+            ids,
+            model,
             specials,
             bos,
             eos,
@@ -273,7 +493,9 @@ impl Tokenizer {
             add_bos,
             add_eos,
             end_of_generation,
-        })
+            chat_template,
+            nfc,
+        }
     }
 
     /// Token ids for `text`. `add_special` adds BOS/EOS where the model asks for them
@@ -285,21 +507,18 @@ impl Tokenizer {
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
-        let mut spelled = String::new();
         for fragment in self.specials.split(text, parse_special) {
             match fragment {
                 Fragment::Token(id) => out.push(id),
-                Fragment::Text(text) => self.pre.split(text, |piece| {
-                    if self.ignore_merges {
-                        spelled.clear();
-                        byte_level::encode_into(piece.as_bytes(), &mut spelled);
-                        if let Some(&id) = self.ids.get(&spelled) {
-                            out.push(id);
-                            return;
-                        }
+                Fragment::Text(piece) => {
+                    let at_start = std::ptr::eq(piece.as_ptr(), text.as_ptr());
+                    if self.nfc {
+                        let piece: String = piece.nfc().collect();
+                        self.encode_text(&piece, at_start, &mut out)
+                    } else {
+                        self.encode_text(piece, at_start, &mut out)
                     }
-                    self.merges.encode(piece.as_bytes(), &mut out);
-                }),
+                }
             }
         }
         if add_special && self.add_eos {
@@ -308,13 +527,135 @@ impl Tokenizer {
         out
     }
 
+    /// Tokens of a stretch of text between special tokens; `at_start`: it begins the input.
+    fn encode_text(&self, text: &str, at_start: bool, out: &mut Vec<u32>) {
+        match &self.model {
+            Model::ByteLevel {
+                merges,
+                pre,
+                ignore_merges,
+                add_prefix_space,
+            } => {
+                let spaced;
+                let text = if *add_prefix_space && !text.starts_with(' ') {
+                    spaced = format!(" {text}");
+                    &spaced
+                } else {
+                    text
+                };
+                let mut spelled = String::new();
+                pre.split(text, |piece| {
+                    if *ignore_merges {
+                        spelled.clear();
+                        byte_level::encode_into(piece.as_bytes(), &mut spelled);
+                        if let Some(&id) = self.ids.get(&spelled) {
+                            out.push(id);
+                            return;
+                        }
+                    }
+                    merges.encode(piece.as_bytes(), out);
+                })
+            }
+            Model::SentencePiece {
+                prepend,
+                split,
+                algorithm,
+            } => {
+                let starts_spaced = text.starts_with([' ', SPACE]);
+                let prepend = match prepend {
+                    Prepend::Never => false,
+                    Prepend::First => at_start && !starts_spaced,
+                    Prepend::Always => !starts_spaced,
+                    Prepend::Unconditional => true,
+                };
+                let mut escaped = String::with_capacity(text.len() + 3);
+                if prepend {
+                    escaped.push(SPACE);
+                }
+                escaped.extend(text.chars().map(|c| if c == ' ' { SPACE } else { c }));
+                // Piece boundaries: where a piece starts, given the previous character.
+                let starts = |prev: char, c: char| match split {
+                    SpSplit::None => false,
+                    SpSplit::BeforeSpaces => c == SPACE,
+                    SpSplit::Newlines => (prev == '\n') != (c == '\n'),
+                };
+                let mut start = 0;
+                let mut prev = None;
+                for (i, c) in escaped.char_indices() {
+                    if prev.is_some_and(|p| starts(p, c)) {
+                        self.encode_sp_piece(algorithm, &escaped[start..i], out);
+                        start = i;
+                    }
+                    prev = Some(c);
+                }
+                self.encode_sp_piece(algorithm, &escaped[start..], out);
+            }
+        }
+    }
+
+    fn encode_sp_piece(&self, algorithm: &SpAlgorithm, piece: &str, out: &mut Vec<u32>) {
+        if piece.is_empty() {
+            return;
+        }
+        match algorithm {
+            SpAlgorithm::Scores(spm) => spm.encode(&self.ids, piece, out),
+            SpAlgorithm::Bpe {
+                merges,
+                bytes,
+                fuse_unk,
+                ignore_merges,
+            } => {
+                if *ignore_merges {
+                    if let Some(&id) = self.ids.get(piece) {
+                        out.push(id);
+                        return;
+                    }
+                }
+                let mut units = Vec::with_capacity(piece.len());
+                let mut last_unknown = false;
+                for c in piece.chars() {
+                    let mut buf = [0; 4];
+                    let c = c.encode_utf8(&mut buf);
+                    if let Some(&id) = self.ids.get(c as &str) {
+                        units.push(id);
+                        last_unknown = false;
+                        continue;
+                    }
+                    let fallback: Option<Vec<u32>> = bytes
+                        .as_ref()
+                        .and_then(|bytes| c.bytes().map(|b| bytes[b as usize]).collect());
+                    if let Some(fallback) = fallback {
+                        units.extend(fallback);
+                        last_unknown = false;
+                    } else if let Some(unk) = self.unk {
+                        if !(*fuse_unk && last_unknown) {
+                            units.push(unk);
+                        }
+                        last_unknown = true;
+                    }
+                }
+                merges.encode_units(&units, out);
+            }
+        }
+    }
+
     /// The text of `ids`; invalid UTF-8 becomes U+FFFD. Control tokens give their text.
+    /// SentencePiece-style tokenizers that put a ▁ before the text drop the leading space
+    /// of the first token, as llama.cpp and Hugging Face do.
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
-        for &id in ids {
+        for (i, &id) in ids.iter().enumerate() {
+            let start = bytes.len();
             self.append_bytes(id, &mut bytes);
+            if i == 0 && self.strips_leading_space() && bytes.get(start) == Some(&b' ') {
+                bytes.remove(start);
+            }
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn strips_leading_space(&self) -> bool {
+        matches!(self.model, Model::SentencePiece { prepend, .. } if prepend != Prepend::Never)
     }
 
     /// The bytes token `id` stands for: control, user-defined and unknown tokens give
@@ -331,21 +672,25 @@ impl Tokenizer {
             return;
         };
         match kind {
-            TokenKind::Normal => byte_level::decode_into(piece, out),
+            TokenKind::Normal => match self.model {
+                Model::ByteLevel { .. } => byte_level::decode_into(piece, out),
+                Model::SentencePiece { .. } => {
+                    for c in piece.chars() {
+                        let c = if c == SPACE { ' ' } else { c };
+                        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                    }
+                }
+            },
             TokenKind::Control | TokenKind::UserDefined | TokenKind::Unknown => {
                 out.extend_from_slice(piece.as_bytes())
             }
-            TokenKind::Byte => {
-                // Written "<0xXX>".
-                let hex = piece.strip_prefix("<0x").and_then(|s| s.strip_suffix('>'));
-                out.extend(hex.and_then(|h| u8::from_str_radix(h, 16).ok()));
-            }
+            TokenKind::Byte => out.extend(spm::byte_of_piece(piece)),
             TokenKind::Unused | TokenKind::Undefined => {}
         }
     }
 
-    /// The vocabulary entry for `id` as stored (byte-level spelling, e.g. "Ġthe"); empty
-    /// for ids out of range.
+    /// The vocabulary entry for `id` as stored (byte-level spelling, e.g. "Ġthe", or
+    /// SentencePiece's, e.g. "▁the"); empty for ids out of range.
     pub fn piece(&self, id: u32) -> &str {
         self.pieces.get(id as usize).map_or("", String::as_str)
     }
@@ -384,16 +729,49 @@ impl Tokenizer {
     pub fn end_of_generation_ids(&self) -> &[u32] {
         &self.end_of_generation
     }
+
+    /// The chat template: GGUF `tokenizer.chat_template`, or from a Hugging Face folder
+    /// (`chat_template.jinja`, else `tokenizer_config.json`'s `chat_template`).
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+}
+
+/// `tokenizer.ggml.merges`: "left right" strings in rank order.
+fn gguf_merges(
+    texts: &[Value],
+    ids: &HashMap<String, u32>,
+    n: usize,
+) -> Result<Merges, TokenizerError> {
+    let mut merges = Vec::with_capacity(texts.len());
+    for (index, v) in texts.iter().enumerate() {
+        let text = v
+            .as_str()
+            .ok_or_else(|| wrong_element(KEY_MERGES, "an array of strings", v))?;
+        // Split at the first space after the first character, as llama.cpp does.
+        let at = text
+            .char_indices()
+            .skip(1)
+            .find(|&(_, c)| c == ' ')
+            .map(|(i, _)| i);
+        let Some(at) = at else {
+            return Err(TokenizerError::MalformedMerge {
+                index,
+                text: text.to_string(),
+            });
+        };
+        merges.push((&text[..at], &text[at + 1..]));
+    }
+    Ok(Merges::new(ids, n as u32, merges))
 }
 
 /// llama.cpp's end-of-generation set. Tokens found by their text become control tokens.
 fn end_of_generation_ids(
     ids: &HashMap<String, u32>,
     kinds: &mut [TokenKind],
-    by_key: [Option<u32>; 3],
-    fim: [Option<u32>; 3],
+    by_id: Vec<u32>,
 ) -> Vec<u32> {
-    let mut eog: Vec<u32> = fim.into_iter().chain(by_key).flatten().collect();
+    let mut eog = by_id;
     for text in END_OF_GENERATION_TEXTS {
         if let Some(&id) = ids.get(*text) {
             kinds[id as usize] = TokenKind::Control;
@@ -462,8 +840,19 @@ impl<'a, F: Fn(&str) -> Option<&'a Value>> Metadata<'_, F> {
             .ok_or_else(|| Self::wrong_type(key, "an array", v))
     }
 
-    fn optional_array(&self, key: &'static str) -> Result<Option<&'a [Value]>, TokenizerError> {
-        self.optional(key).map(|_| self.array(key)).transpose()
+    /// An optional array with an entry per token.
+    fn entries(&self, key: &'static str, n: usize) -> Result<Option<&'a [Value]>, TokenizerError> {
+        let Some(values) = self.optional(key).map(|_| self.array(key)).transpose()? else {
+            return Ok(None);
+        };
+        if values.len() < n {
+            return Err(TokenizerError::TooFewEntries {
+                key,
+                expected: n,
+                found: values.len(),
+            });
+        }
+        Ok(Some(values))
     }
 
     fn bool(&self, key: &'static str) -> Result<Option<bool>, TokenizerError> {
@@ -584,7 +973,7 @@ mod tests {
             .filter(|(k, _)| *k != KEY_MERGES)
             .collect();
         assert!(err(missing).contains(KEY_MERGES));
-        assert!(err(with(KEY_MODEL, Value::String("llama".into()))).contains(KEY_MODEL));
+        assert!(err(with(KEY_MODEL, Value::String("bert".into()))).contains(KEY_MODEL));
         assert!(err(with(KEY_PRE, Value::String("nonsense".into()))).contains("nonsense"));
         assert!(err(with(KEY_TOKENS, Value::U32(3))).contains(KEY_TOKENS));
         let merge = |m: &str| with(KEY_MERGES, Value::Array(vec![Value::String(m.into())]));
@@ -603,5 +992,41 @@ mod tests {
             tok.encode("xyz", false, false),
             [b'x', b'y', b'z'].map(u32::from)
         );
+    }
+
+    #[test]
+    fn sentencepiece_vocabulary_from_gguf() {
+        let words = [
+            ("<unk>", 2),
+            ("<s>", 3),
+            ("</s>", 3),
+            ("\u{2581}", 1),
+            ("a", 1),
+            ("\u{2581}a", 1),
+            ("<0xC3>", 6),
+            ("<0xA9>", 6),
+        ];
+        let strings = |f: fn(&(&str, i32)) -> Value| Value::Array(words.iter().map(f).collect());
+        let mut meta = vec![
+            (KEY_MODEL, Value::String("llama".into())),
+            (KEY_TOKENS, strings(|w| Value::String(w.0.into()))),
+            (KEY_TOKEN_TYPE, strings(|w| Value::I32(w.1))),
+        ];
+        let tok = load(&meta).unwrap();
+        // BOS by default (id 1), a ▁ before the text, bytes for what is not a token.
+        assert_eq!(tok.encode("a é", true, false), [1, 5, 3, 6, 7]);
+        assert_eq!(tok.decode(&[5, 3, 6, 7]), "a é");
+        assert_eq!((tok.eos_id(), tok.unk_id()), (Some(2), Some(0)));
+        // The unknown token stands in for bytes without a token.
+        assert_eq!(tok.encode("ü", false, false), [3, 6, 0]); // C3 BC
+
+        meta.push((KEY_ADD_SPACE_PREFIX, Value::Bool(false)));
+        let tok = load(&meta).unwrap();
+        assert_eq!(tok.encode("aa", false, false), [4, 4]);
+        assert_eq!(tok.decode(&[3, 4]), " a");
+
+        meta.push((KEY_SCORES, Value::Array(vec![Value::F32(0.0)])));
+        let err = load(&meta).err().expect("an error").to_string();
+        assert!(err.contains(KEY_SCORES), "{err}");
     }
 }
