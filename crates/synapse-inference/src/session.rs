@@ -66,7 +66,7 @@ impl Model {
             origin: path.clone(),
         };
         let weights = Weights::load(&source, &config, opts)?;
-        let tokenizer = None;
+        let tokenizer = Tokenizer::from_hf_dir(&dir.dir)?;
         let mut end_of_generation = dir.generation.eos_token_ids.clone();
         end_of_generation.retain(|&id| (id as usize) < config.vocab_size);
         Ok(Model::new(path, config, weights, tokenizer, end_of_generation, ModelSource::HfDir(dir)))
@@ -166,7 +166,8 @@ impl Model {
             .bytes_per_token(self.config.tied_embeddings)
     }
 
-    /// The model's chat template, or ChatML when it has none.
+    /// The model's chat template (GGUF `tokenizer.chat_template`, or the Hugging Face
+    /// directory's), or ChatML when it has none.
     #[cfg(feature = "chat-template")]
     pub fn chat_template(&self) -> Result<ChatTemplate> {
         let tokenizer = self.tokenizer()?;
@@ -174,11 +175,7 @@ impl Model {
             id.map(|id| tokenizer.piece(id).to_string())
                 .unwrap_or_default()
         };
-        let source = match &self.source {
-            ModelSource::Gguf(gguf) => gguf.get("tokenizer.chat_template").and_then(|v| v.as_str()),
-            ModelSource::HfDir(_) | ModelSource::Random => None,
-        };
-        match source {
+        match tokenizer.chat_template() {
             Some(source) => Ok(ChatTemplate::new(
                 source,
                 &token_text(tokenizer.bos_id()),
