@@ -266,7 +266,10 @@ impl ModelConfig {
         c.fused_qkv = has("blk.0.attn_qkv.weight");
         c.fused_gate_up = family.gated() && !has("blk.0.ffn_gate.weight");
         // llama.cpp's converter writes 0 for "no window" (Phi-3).
-        c.window = match gguf.get(&key("attention.sliding_window")).and_then(|v| v.as_u64()) {
+        c.window = match gguf
+            .get(&key("attention.sliding_window"))
+            .and_then(|v| v.as_u64())
+        {
             Some(0) | None => None,
             Some(_) => Some(meta.count(&key("attention.sliding_window"))?),
         };
@@ -455,7 +458,11 @@ impl ModelConfig {
             c.position = Position::Rope(hf_rope(&hf, &c)?);
         }
         c.validate(
-            ["num_key_value_heads", "partial_rotary_factor", "sliding_window"],
+            [
+                "num_key_value_heads",
+                "partial_rotary_factor",
+                "sliding_window",
+            ],
             |k, reason| hf.bad(k, reason),
         )
     }

@@ -4,9 +4,9 @@
 use crate::chat::ChatTemplate;
 use crate::config::{Metadata, ModelConfig};
 use crate::error::{Error, Result};
+use crate::hf::HfDir;
 use crate::kv_cache::{KvCache, KvType};
 use crate::model::decoder::{Activations, Decoder, RunOptions};
-use crate::hf::HfDir;
 use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
 use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
 use crate::tokenizer::Tokenizer;
@@ -69,7 +69,14 @@ impl Model {
         let tokenizer = Tokenizer::from_hf_dir(&dir.dir)?;
         let mut end_of_generation = dir.generation.eos_token_ids.clone();
         end_of_generation.retain(|&id| (id as usize) < config.vocab_size);
-        Ok(Model::new(path, config, weights, tokenizer, end_of_generation, ModelSource::HfDir(dir)))
+        Ok(Model::new(
+            path,
+            config,
+            weights,
+            tokenizer,
+            end_of_generation,
+            ModelSource::HfDir(dir),
+        ))
     }
 
     fn new(

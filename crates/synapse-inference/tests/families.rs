@@ -174,7 +174,10 @@ fn sliding_window_cache_stays_bounded() {
     let mut session = Session::new(model.clone(), opts);
     let bound = c.n_layers * (window + batch - 1) * c.kv_dim() * 2 * std::mem::size_of::<f32>();
     let start = session.kv_cache_bytes();
-    assert!(start <= bound, "{start} bytes allocated for a window of {window}, bound {bound}");
+    assert!(
+        start <= bound,
+        "{start} bytes allocated for a window of {window}, bound {bound}"
+    );
     let mut token = 1;
     for _ in 0..4 * window {
         let logits = session.eval(&[token], false).unwrap();
@@ -210,21 +213,35 @@ fn bad_checkpoints_get_errors_naming_the_problem() {
 
     let dir = edited_copy("qwen3", |j| j["model_type"] = "zzz".into());
     let e = err(&dir);
-    assert!(e.contains("\"zzz\"") && e.contains("qwen3") && e.contains("gpt2"), "{e}");
+    assert!(
+        e.contains("\"zzz\"") && e.contains("qwen3") && e.contains("gpt2"),
+        "{e}"
+    );
 
     let dir = edited_copy("qwen3", |j| j["num_hidden_layers"] = 3.into());
     let e = err(&dir);
-    assert!(e.contains("\"model.layers.2.") && e.contains("is missing"), "{e}");
+    assert!(
+        e.contains("\"model.layers.2.") && e.contains("is missing"),
+        "{e}"
+    );
 
     let dir = edited_copy("qwen2", |j| j["intermediate_size"] = 96.into());
     let e = err(&dir);
-    assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[96 x 64]"), "{e}");
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("[96 x 64]"),
+        "{e}"
+    );
 
-    let dir = edited_copy("llama3", |j| j["rope_parameters"]["rope_type"] = "wobbly".into());
+    let dir = edited_copy("llama3", |j| {
+        j["rope_parameters"]["rope_type"] = "wobbly".into()
+    });
     let e = err(&dir);
     assert!(e.contains("config.json") && e.contains("wobbly"), "{e}");
 
     let dir = edited_copy("qwen3", |j| j["num_key_value_heads"] = 3.into());
     let e = err(&dir);
-    assert!(e.contains("config.json") && e.contains("num_key_value_heads"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("num_key_value_heads"),
+        "{e}"
+    );
 }

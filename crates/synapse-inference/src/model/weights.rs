@@ -69,7 +69,10 @@ impl TensorSource for HfSource<'_> {
     }
 
     fn file_name(&self, name: &str) -> String {
-        self.family.hf_names.map(name).unwrap_or_else(|| name.to_string())
+        self.family
+            .hf_names
+            .map(name)
+            .unwrap_or_else(|| name.to_string())
     }
 }
 

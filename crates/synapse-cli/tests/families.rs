@@ -1,0 +1,173 @@
+//! `synapse run` on the families' Hugging Face fixtures (tests/fixtures/families): the
+//! `--logits-out` array against transformers' logits, a checkpoint without tokenizer
+//! files, and the random-weights demo mode on a real config.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn synapse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synapse"))
+        .args(args)
+        .output()
+        .expect("run synapse")
+}
+
+fn reference(family: &str) -> Value {
+    let path = repo().join(format!("tests/fixtures/families/{family}/reference.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Reads a float32 `.npy` file: its shape and values.
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + header_len) % 64, 0, "data is 64-byte aligned");
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
+    let dims = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape = dims
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    let values = bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (shape, values)
+}
+
+fn ids_arg(ids: &Value) -> String {
+    ids.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn logits_out_matches_transformers_and_generation_follows() {
+    let r = reference("qwen3");
+    let npy = std::env::temp_dir().join(format!("synapse-logits-{}.npy", std::process::id()));
+    let dir = repo().join("tests/fixtures/families/qwen3/hf");
+    let out = synapse(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        &ids_arg(&r["input_ids"]),
+        "--logits-out",
+        npy.to_str().unwrap(),
+        "--f32-activations",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "-n",
+        "20",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (shape, values) = read_npy(&npy);
+    let want: Vec<f32> = r["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
+        .collect();
+    assert_eq!(shape, vec![16, want.len() / 16]);
+    let worst = values
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "logits differ by {worst}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tokens"], r["greedy"]);
+}
+
+#[test]
+fn checkpoint_without_tokenizer_runs_on_token_ids() {
+    let from = repo().join("tests/fixtures/families/gpt2/hf");
+    let dir = std::env::temp_dir().join(format!("synapse-no-tokenizer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["config.json", "model.safetensors", "generation_config.json"] {
+        std::fs::copy(from.join(name), dir.join(name)).unwrap();
+    }
+    let r = reference("gpt2");
+    let dir_arg = dir.to_str().unwrap();
+    let ids = ids_arg(&r["input_ids"]);
+    let args = [
+        "run",
+        "--model",
+        dir_arg,
+        "--prompt-ids",
+        &ids,
+        "--temperature",
+        "0",
+    ];
+    let out = synapse(&[&args[..], &["--ignore-eos", "-n", "5", "--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want: Vec<Value> = r["greedy"].as_array().unwrap()[..5].to_vec();
+    assert_eq!(json["tokens"], Value::Array(want));
+
+    let out = synapse(&["run", "--model", dir_arg, "--prompt", "hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no tokenizer") && err.contains(dir_arg),
+        "{err}"
+    );
+}
+
+#[test]
+fn random_weights_demo_runs_a_real_config() {
+    let config = repo().join("configs/qwen2.5-0.5b.json");
+    let out = synapse(&[
+        "run",
+        "--random-weights",
+        "--config",
+        config.to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+        "--prompt-ids",
+        "1,2,3",
+        "-n",
+        "2",
+        "--ignore-eos",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tokens"].as_array().unwrap().len(), 2);
+}
