@@ -25,12 +25,15 @@ pub struct ChatArgs {
 
 pub fn chat(args: ChatArgs) -> Result<(), String> {
     let model = args.model.load()?;
-    let mut conversation =
-        Conversation::new(model, args.model.session_options(), args.system.as_deref())
-            .map_err(|e| e.to_string())?;
+    let mut conversation = Conversation::new(
+        model.clone(),
+        args.model.session_options(),
+        args.system.as_deref(),
+    )
+    .map_err(|e| e.to_string())?;
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
-        sampler: args.sampling.sampler(),
+        sampler: args.sampling.sampler(&model),
         stop: args.sampling.stop.clone(),
         ..GenerateOptions::default()
     };

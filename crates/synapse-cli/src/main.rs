@@ -15,6 +15,7 @@ use std::sync::Arc;
 use synapse_core::kernels::Precision;
 use synapse_core::DType;
 use synapse_inference::generation::sampler::SamplerConfig;
+use synapse_inference::hf::GenerationConfig;
 use synapse_inference::model::weights::LoadOptions;
 use synapse_inference::{Model, SessionOptions};
 
@@ -119,24 +120,25 @@ fn parse_load_quantization(name: &str) -> Result<DType, String> {
     }
 }
 
-/// Sampling options shared by `run` and `chat`.
+/// Sampling options shared by `run` and `chat`. Unset ones come from the model's
+/// generation_config.json when it has one, else llama.cpp's defaults.
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
-    /// Sampling temperature; 0 means greedy
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Keep only the K most likely tokens (0 = off)
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    /// Keep the most likely tokens up to this cumulative probability (1 = off)
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
+    /// Sampling temperature; 0 means greedy [default: 0.8]
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Keep only the K most likely tokens (0 = off) [default: 40]
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep the most likely tokens up to this cumulative probability (1 = off) [default: 0.95]
+    #[arg(long)]
+    pub top_p: Option<f32>,
     /// Drop tokens less likely than this fraction of the most likely one (0 = off)
     #[arg(long, default_value_t = 0.05)]
     pub min_p: f32,
-    /// Penalty for repeating recent tokens (1 = off)
-    #[arg(long, default_value_t = 1.0)]
-    pub repeat_penalty: f32,
+    /// Penalty for repeating recent tokens (1 = off) [default: 1]
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
     /// Recent tokens the repetition penalty looks at
     #[arg(long, default_value_t = 64)]
     pub repeat_last_n: usize,
@@ -149,13 +151,23 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    pub fn sampler(&self) -> SamplerConfig {
+    pub fn sampler(&self, model: &Model) -> SamplerConfig {
+        let base = SamplerConfig::default();
+        let g = model.generation_config();
+        let greedy = g.and_then(|g| g.do_sample) == Some(false);
+        let from_model = |f: fn(&GenerationConfig) -> Option<f32>| g.and_then(f);
         SamplerConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
+            temperature: self.temperature.unwrap_or(match greedy {
+                true => 0.0,
+                false => from_model(|g| g.temperature).unwrap_or(base.temperature),
+            }),
+            top_k: self.top_k.or(g.and_then(|g| g.top_k)).unwrap_or(base.top_k),
+            top_p: self.top_p.or(from_model(|g| g.top_p)).unwrap_or(base.top_p),
             min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
+            repeat_penalty: self
+                .repeat_penalty
+                .or(from_model(|g| g.repetition_penalty))
+                .unwrap_or(base.repeat_penalty),
             repeat_last_n: self.repeat_last_n,
             seed: self.seed,
         }

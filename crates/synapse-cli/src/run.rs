@@ -57,7 +57,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     };
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
-        sampler: args.sampling.sampler(),
+        sampler: args.sampling.sampler(&model),
         stop: args.sampling.stop.clone(),
         ignore_eos: args.ignore_eos,
         logits_top: args.logits_top,

@@ -160,6 +160,14 @@ impl Model {
         })
     }
 
+    /// The sampling defaults of a Hugging Face directory's generation_config.json.
+    pub fn generation_config(&self) -> Option<&crate::hf::GenerationConfig> {
+        match &self.source {
+            ModelSource::HfDir(dir) => Some(&dir.generation),
+            _ => None,
+        }
+    }
+
     /// Tokens that end generation.
     pub fn end_of_generation_ids(&self) -> &[u32] {
         &self.end_of_generation
