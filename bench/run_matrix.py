@@ -163,6 +163,9 @@ def main():
     ap.add_argument("--synapse", default=os.path.join(ROOT, "target", "release", "synapse"))
     ap.add_argument("--buffer-mib", type=int, default=1024, help="bandwidth test buffer")
     ap.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""), help="free text kept in the JSON")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the output file's rows for variants/threads not measured now (each row "
+                         "records its own date, commit and note)")
     args = ap.parse_args()
     if args.quick:
         args.prompt_tokens, args.gen_tokens, args.pairs, args.repetitions = 64, 16, 1, 2
@@ -246,10 +249,20 @@ def main():
                 "decode_bandwidth_fraction": fraction,
                 # Before each invocation, in run order (Synapse, llama.cpp, Synapse, ...).
                 "load_avg_1m_before": load,
+                "measured": {"date": report["date"], "synapse_commit": report["versions"].get("synapse_commit"),
+                             "settings": report["settings"], "note": args.note},
             })
             log(f"   synapse/llama.cpp: pp {ratio['prefill']:.2f}x, tg {ratio['decode']:.2f}x, "
                 f"tg@pp {ratio['decode_after_prompt']:.2f}x")
 
+    if args.append and os.path.exists(out_path):
+        with open(out_path) as f:
+            old = json.load(f)
+        measured = {(r["file"], r["threads"]) for r in report["rows"]}
+        kept = [r for r in old.get("rows", []) if (r["file"], r["threads"]) not in measured]
+        report["rows"] = kept + report["rows"]
+        for t, bw in old.get("bandwidth", {}).items():
+            report["bandwidth"].setdefault(t, bw)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
         json.dump(report, f, indent=1)
