@@ -63,6 +63,14 @@ def qwen3_config():
                 rope_parameters=dict(rope_type="default", rope_theta=1000000.0))
 
 
+def qwen3_yarn_config():
+    # YaRN: with theta 1e4 and an original context of 64 the ramp spans the first two frequency pairs,
+    # so extrapolated, ramped and interpolated frequencies all occur, and the attention factor applies.
+    return dict(DIMS, max_position_embeddings=1024, tie_word_embeddings=True, rms_norm_eps=1e-6,
+                rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                     original_max_position_embeddings=64))
+
+
 def mistral_config():
     return dict(DIMS, max_position_embeddings=1024, tie_word_embeddings=False, rms_norm_eps=1e-5,
                 sliding_window=8, rope_parameters=dict(rope_type="default", rope_theta=1000000.0))
@@ -99,6 +107,7 @@ FAMILIES = {
     "llama3": ("LlamaForCausalLM", "LlamaConfig", llama3_config, "bpe", "llama3", "llama-bpe"),
     "qwen2": ("Qwen2ForCausalLM", "Qwen2Config", qwen2_config, "bpe", "qwen", "qwen2"),
     "qwen3": ("Qwen3ForCausalLM", "Qwen3Config", qwen3_config, "bpe", "qwen", "qwen2"),
+    "qwen3-yarn": ("Qwen3ForCausalLM", "Qwen3Config", qwen3_yarn_config, "bpe", "qwen", "qwen2"),
     "mistral": ("MistralForCausalLM", "MistralConfig", mistral_config, "spm", "llama", None),
     "phi3": ("Phi3ForCausalLM", "Phi3Config", phi3_config, "spm", "phi3", None),
     "gemma": ("GemmaForCausalLM", "GemmaConfig", gemma_config, "spm", "gemma", None),

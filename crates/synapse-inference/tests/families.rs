@@ -245,3 +245,9 @@ fn bad_checkpoints_get_errors_naming_the_problem() {
         "{e}"
     );
 }
+
+/// Qwen3 with YaRN context extension (factor 4 over an original context of 64).
+#[test]
+fn qwen3_yarn() {
+    check_family("qwen3-yarn");
+}
