@@ -4,7 +4,7 @@
 use crate::chat::ChatTemplate;
 use crate::config::{Metadata, ModelConfig};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvType};
 use crate::model::llama::{Activations, Llama, LlamaWeights, RunOptions};
 use crate::model::SUPPORTED_ARCHITECTURES;
 use crate::tokenizer::Tokenizer;
@@ -118,7 +118,19 @@ impl Session {
             opts.context = c.context_length.min(4096);
         }
         opts.batch = opts.batch.clamp(1, opts.context);
-        let cache = KvCache::new(c.n_layers, c.kv_dim(), opts.context);
+        // f32 runs are the accuracy reference, so they keep f32 keys and values.
+        let kv_type = match opts.precision {
+            Precision::F32 => KvType::F32,
+            Precision::Quantized => KvType::F16,
+        };
+        let cache = KvCache::new(
+            c.n_layers,
+            c.kv_dim(),
+            opts.context,
+            None,
+            opts.batch,
+            kv_type,
+        );
         let act = Activations::new(c, opts.batch);
         Session {
             model,

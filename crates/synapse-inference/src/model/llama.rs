@@ -5,7 +5,7 @@ use super::{check_config, load_matrix, load_vector};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::kv_cache::KvCache;
-use synapse_core::attention::{causal_attention, AttentionShape};
+use synapse_core::attention::AttentionShape;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::{matmul, MatmulScratch, Precision};
 use synapse_core::ops::{add_assign, rms_norm, rope_adjacent_pairs, rope_inv_freq, swiglu};
@@ -137,6 +137,9 @@ impl Llama {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
+            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            window: None,
+            softcap: None,
         }
     }
 
@@ -199,16 +202,8 @@ impl Llama {
             }
             cache.write(layer, pos, k, v);
             let attn = &mut act.attn[..n * qd];
-            let (keys, values) = cache.layer(layer, pos + n);
-            causal_attention(
-                q,
-                keys,
-                values,
-                pos,
-                self.attention_shape(),
-                opts.threads,
-                attn,
-            );
+            let shape = self.attention_shape();
+            cache.attention(layer, q, pos, &shape, opts.threads, attn);
             let proj = &mut act.proj[..n * d];
             mm(&lw.wo, attn, proj, &mut act.matmul);
             add_assign(x, proj);
