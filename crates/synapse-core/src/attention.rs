@@ -379,7 +379,11 @@ impl Elem for u16 {
                 std::mem::transmute::<[__m256; 2], [f32; TILE]>(halves)
             };
         }
-        std::array::from_fn(|i| f16_to_f32(src[i]))
+        let mut out = [0f32; TILE];
+        for (o, &h) in out.iter_mut().zip(src) {
+            *o = f16_to_f32(h);
+        }
+        out
     }
     #[inline(always)]
     fn get(self) -> f32 {
@@ -517,7 +521,10 @@ fn unit_kernel<E: Elem, const X86: bool>(
         let mut r = 0;
         while r < rows {
             let n = ROWS.min(rows - r);
-            let qs: [&[f32]; ROWS] = std::array::from_fn(|i| qrow(r + i.min(n - 1)));
+            let mut qs: [&[f32]; ROWS] = [&[]; ROWS];
+            for (i, qs) in qs.iter_mut().enumerate() {
+                *qs = qrow(r + i.min(n - 1));
+            }
             by_rows!(n, scores::<E, X86>(&qs, ktile, &mut sc.s[r..r + n]));
             r += n;
         }
@@ -542,7 +549,7 @@ fn unit_kernel<E: Elem, const X86: bool>(
                     }
                 }
             }
-            let tile_max = sr.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let tile_max = reduce(*sr, |a, b| if a > b { a } else { b });
             if tile_max == f32::NEG_INFINITY {
                 // Nothing visible to this row here.
                 sr.fill(0.0);
@@ -552,7 +559,6 @@ fn unit_kernel<E: Elem, const X86: bool>(
             let new_max = max[r].max(tile_max);
             sc.corr[r] = exp(max[r] - new_max);
             max[r] = new_max;
-            let mut total = 0.0;
             for x in sr.iter_mut() {
                 // Masked keys must weigh exactly zero: their slots may hold stale values.
                 *x = if *x == f32::NEG_INFINITY {
@@ -560,9 +566,8 @@ fn unit_kernel<E: Elem, const X86: bool>(
                 } else {
                     exp(*x - new_max)
                 };
-                total += *x;
             }
-            sum[r] = sum[r] * sc.corr[r] + total;
+            sum[r] = sum[r] * sc.corr[r] + reduce(*sr, |a, b| a + b);
         }
         // Probabilities times values, for the keys some row sees.
         let j0 = unit_first.saturating_sub(k0).min(TILE);
@@ -593,6 +598,31 @@ fn unit_kernel<E: Elem, const X86: bool>(
     }
 }
 
+/// Folds a tile's lanes pairwise, in a tree that vectorises (a left fold would be a
+/// chain of scalar operations as long as the tile).
+#[inline(always)]
+fn reduce(mut x: [f32; TILE], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = TILE / 2;
+    while width > 0 {
+        for i in 0..width {
+            x[i] = f(x[i], x[i + width]);
+        }
+        width /= 2;
+    }
+    x[0]
+}
+
+/// Independent accumulators per row wanted for `R` rows: an FMA takes a few cycles to
+/// produce its result, so a short block of rows must carry several sums at once to keep
+/// the FMA units busy.
+const fn lanes_per_row(r: usize) -> usize {
+    if r <= 3 {
+        2
+    } else {
+        1
+    }
+}
+
 /// Raw q·k of `R` query rows against a key tile `[head_dim][TILE]`.
 #[inline(always)]
 fn scores<E: Elem, const X86: bool, const R: usize>(
@@ -600,9 +630,13 @@ fn scores<E: Elem, const X86: bool, const R: usize>(
     ktile: &[E],
     out: &mut [[f32; TILE]],
 ) {
-    let hd = q[0].len();
-    let mut acc = [[0f32; TILE]; R];
-    for d in 0..hd {
+    #[inline(always)]
+    fn step<E: Elem, const X86: bool, const R: usize>(
+        acc: &mut [[f32; TILE]; R],
+        q: &[&[f32]; ROWS],
+        ktile: &[E],
+        d: usize,
+    ) {
         let k = E::tile::<X86>(&ktile[d * TILE..]);
         for (a, qr) in acc.iter_mut().zip(q) {
             let x = qr[d];
@@ -611,7 +645,27 @@ fn scores<E: Elem, const X86: bool, const R: usize>(
             }
         }
     }
-    out[..R].copy_from_slice(&acc);
+    let hd = q[0].len();
+    // Plain arrays (not indexed by a variable), so that they live in registers; short
+    // row blocks keep a second set of sums, over the odd dimensions.
+    let mut even = [[0f32; TILE]; R];
+    let mut odd = [[0f32; TILE]; R];
+    let mut d = 0;
+    if lanes_per_row(R) == 2 {
+        while d + 2 <= hd {
+            step::<E, X86, R>(&mut even, q, ktile, d);
+            step::<E, X86, R>(&mut odd, q, ktile, d + 1);
+            d += 2;
+        }
+    }
+    for d in d..hd {
+        step::<E, X86, R>(&mut even, q, ktile, d);
+    }
+    for ((o, e), od) in out[..R].iter_mut().zip(&even).zip(&odd) {
+        for ((o, e), od) in o.iter_mut().zip(e).zip(od) {
+            *o = e + od;
+        }
+    }
 }
 
 /// `o[r] = o[r] * corr[r] + sum_j p[r][j0 + j] * v[j]` for `R` rows, `v` being the
@@ -625,23 +679,67 @@ fn accumulate<E: Elem, const X86: bool, const R: usize>(
     j0: usize,
     o: &mut [f32],
 ) {
-    let hd = o.len() / R;
-    let mut d = 0;
-    while d + TILE <= hd {
-        let mut acc: [[f32; TILE]; R] =
-            std::array::from_fn(|r| std::array::from_fn(|i| o[r * hd + d + i] * corr[r]));
+    /// Dimensions d..d + width * TILE (`width` is a constant wherever this is inlined).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn block<E: Elem, const X86: bool, const R: usize>(
+        (p, corr, v): (&[[f32; TILE]], &[f32], &[E]),
+        (stride, keys): (usize, usize),
+        j0: usize,
+        o: &mut [f32],
+        d: usize,
+        width: usize,
+    ) {
+        let hd = o.len() / R;
+        // Fixed sizes, so the loops over rows unroll.
+        let (p, corr): (&[[f32; TILE]; R], &[f32; R]) =
+            (p[..R].try_into().unwrap(), corr[..R].try_into().unwrap());
+        // Separate plain arrays, so that they live in registers.
+        let mut acc = [[[0f32; TILE]; R]; 2];
+        let [first, second] = &mut acc;
+        for (c, acc) in [first, second].into_iter().enumerate().take(width) {
+            for (r, a) in acc.iter_mut().enumerate() {
+                let src = &o[r * hd + d + c * TILE..][..TILE];
+                for (a, &x) in a.iter_mut().zip(src) {
+                    *a = x * corr[r];
+                }
+            }
+        }
+        let [first, second] = &mut acc;
         for j in 0..keys {
-            let x = E::tile::<X86>(&v[j * stride + d..]);
-            for (a, pr) in acc.iter_mut().zip(p) {
+            let row = &v[j * stride + d..];
+            let x = E::tile::<X86>(row);
+            for (a, pr) in first.iter_mut().zip(p) {
                 let w = pr[j0 + j];
                 for (a, &x) in a.iter_mut().zip(&x) {
                     *a = fma::<X86>(w, x, *a);
                 }
             }
+            if width == 2 {
+                let x = E::tile::<X86>(&row[TILE..]);
+                for (a, pr) in second.iter_mut().zip(p) {
+                    let w = pr[j0 + j];
+                    for (a, &x) in a.iter_mut().zip(&x) {
+                        *a = fma::<X86>(w, x, *a);
+                    }
+                }
+            }
         }
-        for (r, a) in acc.iter().enumerate() {
-            o[r * hd + d..][..TILE].copy_from_slice(a);
+        for (c, acc) in acc.iter().enumerate().take(width) {
+            for (r, a) in acc.iter().enumerate() {
+                o[r * hd + d + c * TILE..][..TILE].copy_from_slice(a);
+            }
         }
+    }
+    let hd = o.len() / R;
+    let width = const { lanes_per_row(R) };
+    let mut d = 0;
+    while d + width * TILE <= hd {
+        block::<E, X86, R>((p, corr, v), (stride, keys), j0, o, d, width);
+        d += width * TILE;
+    }
+    while d + TILE <= hd {
+        block::<E, X86, R>((p, corr, v), (stride, keys), j0, o, d, 1);
         d += TILE;
     }
     // Head dimensions that are not a multiple of the tile.

@@ -92,11 +92,6 @@ impl KvCache {
         }
     }
 
-    /// Bytes one position takes in every layer (not counting the ring's bound).
-    pub fn bytes_per_position(&self) -> usize {
-        self.allocated_bytes() / self.slots
-    }
-
     fn layer_range(&self, layer: usize) -> std::ops::Range<usize> {
         let len = self.slots * self.kv_dim;
         layer * len..(layer + 1) * len
