@@ -17,6 +17,7 @@ use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
+use synapse_core::kernels::Precision;
 use synapse_inference::{Model, Session, SessionOptions};
 
 /// Seed of the synthetic token sequence (shared with `bench/llamacpp_bench.py`).
@@ -233,8 +234,12 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let c = &model.config;
     let kernel = format!("{:?}", synapse_core::kernels::isa());
     let weight_bytes_per_token = model.weight_bytes_per_token();
-    // The KV cache keeps f32 keys and values (see synapse_inference::kv_cache).
-    let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * std::mem::size_of::<f32>()) as u64;
+    // Keys and values per position: f16 on the quantized path, f32 on the f32 path.
+    let kv_element = match opts.precision {
+        Precision::F32 => 4,
+        Precision::Quantized => 2,
+    };
+    let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
     let peak_rss = crate::memory::peak_rss_bytes();
 
     if args.json {

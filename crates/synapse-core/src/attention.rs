@@ -1,136 +1,756 @@
-//! Causal multi-head attention with grouped K/V heads, computed tile by tile with an
-//! online softmax (flash-attention style): no score matrix is materialised, so memory
-//! stays constant however long the context, and each key/value row is read once per
-//! group of query heads that share it.
+//! Causal multi-head attention with grouped K/V heads, optional sliding window and score
+//! soft-capping, over keys and values stored in f32 or f16 (flash-attention style: no
+//! score matrix is materialised).
+//!
+//! Work is split into units of (block of query tokens, K/V head, key range). A unit's
+//! query rows (every query head of the K/V group, for each token of the block) are scored
+//! against tiles of [`TILE`] keys as a small register-blocked GEMM, with an online softmax
+//! per row, then the tile's values are accumulated likewise. Keys are stored transposed in
+//! tiles (`[head_dim][TILE]`), so the score GEMM broadcasts one query value and reads one
+//! contiguous vector of keys per step; f16 is widened in registers as it is loaded. For a
+//! single query token the key range is split across threads (flash-decoding) and the
+//! partial softmaxes merged.
+//!
+//! Storage: a layer holds `slots` positions (a multiple of [`TILE`]), and position `p`
+//! lives in slot `p % slots`, so a sliding-window cache is a ring buffer. With `kv_dim`
+//! values per position (all K/V heads), keys are `[slot / TILE][kv_dim][TILE]` and values
+//! `[slot][kv_dim]`.
 
 use crate::threads::parallel_chunks_mut;
 
-/// Positions per tile of the online softmax.
-const TILE: usize = 32;
+/// Keys per tile: one 512-bit vector of f32 scores.
+pub const TILE: usize = 16;
+/// Query rows per register block.
+const ROWS: usize = 6;
+/// Query rows per unit of work (before rounding to whole tokens).
+const UNIT_ROWS: usize = 48;
+/// Fewest key tiles per part when one query token's keys are split across threads.
+const MIN_SPLIT_TILES: usize = 4;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Multiplies the q·k scores (usually `1 / sqrt(head_dim)`).
     pub scale: f32,
+    /// A query at position `p` sees positions `p + 1 - window..=p` only.
     pub window: Option<usize>,
+    /// Scores become `cap * tanh(score / cap)` after scaling.
     pub softcap: Option<f32>,
 }
 
-/// Attention of `n` new queries at positions `pos..pos + n` over the cached keys and values
-/// of positions `0..pos + n` (`[position][n_kv_heads * head_dim]`). `q` and `out` are
-/// `[n][n_heads * head_dim]`.
-pub fn causal_attention(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    pos: usize,
-    shape: AttentionShape,
-    threads: usize,
-    out: &mut [f32],
-) {
-    let AttentionShape {
-        n_heads,
-        n_kv_heads,
-        head_dim: hd,
-        ..
-    } = shape;
-    let group = n_heads / n_kv_heads;
-    let (qd, kvd) = (n_heads * hd, n_kv_heads * hd);
-    // One unit is one token's group of query heads sharing a K/V head: `group * hd`
-    // contiguous outputs.
-    parallel_chunks_mut(out, group * hd, threads, |units, out| {
-        for (unit, o) in units.zip(out.chunks_exact_mut(group * hd)) {
-            let (t, kv_head) = (unit / n_kv_heads, unit % n_kv_heads);
-            let queries = &q[t * qd + kv_head * group * hd..][..group * hd];
-            let len = pos + t + 1;
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features the wrapper is compiled for.
-                unsafe { attend_group_avx2(queries, keys, values, len, kvd, kv_head * hd, hd, o) };
-                continue;
-            }
-            attend_group(queries, keys, values, len, kvd, kv_head * hd, hd, o);
-        }
-    });
+/// One layer's keys and values in the layout described in the module docs; f16 as bits.
+#[derive(Clone, Copy)]
+pub enum KvLayer<'a> {
+    F32 { keys: &'a [f32], values: &'a [f32] },
+    F16 { keys: &'a [u16], values: &'a [u16] },
 }
 
-/// [`attend_group`] compiled with AVX2 and FMA, so its loops use 256-bit vectors.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_group_avx2(
-    queries: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    len: usize,
-    kvd: usize,
-    kv_off: usize,
-    hd: usize,
-    out: &mut [f32],
-) {
-    attend_group(queries, keys, values, len, kvd, kv_off, hd, out)
+/// [`KvLayer`], writable.
+pub enum KvLayerMut<'a> {
+    F32 {
+        keys: &'a mut [f32],
+        values: &'a mut [f32],
+    },
+    F16 {
+        keys: &'a mut [u16],
+        values: &'a mut [u16],
+    },
 }
 
-/// Online-softmax attention of `group` query heads over positions `0..len` of one K/V head
-/// at offset `kv_off` in rows of `kvd` values.
-#[allow(clippy::too_many_arguments)]
+/// Where component `c` (of `kv_dim`) of the key in `slot` lives.
 #[inline(always)]
-fn attend_group(
-    queries: &[f32],
+fn key_index(kv_dim: usize, slot: usize, c: usize) -> usize {
+    ((slot / TILE) * kv_dim + c) * TILE + slot % TILE
+}
+
+/// Stores the keys and values (`[n][kv_dim]`) of positions `pos..pos + n` into a layer
+/// of `slots` positions.
+pub fn store_kv(
+    layer: KvLayerMut<'_>,
+    slots: usize,
+    kv_dim: usize,
+    pos: usize,
     keys: &[f32],
     values: &[f32],
-    len: usize,
-    kvd: usize,
-    kv_off: usize,
-    hd: usize,
-    out: &mut [f32],
 ) {
-    const MAX_GROUP: usize = 16;
-    let group = queries.len() / hd;
-    assert!(
-        group <= MAX_GROUP,
-        "more than {MAX_GROUP} query heads per K/V head"
-    );
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut max = [f32::NEG_INFINITY; MAX_GROUP];
-    let mut sum = [0f32; MAX_GROUP];
-    let mut scores = [[0f32; TILE]; MAX_GROUP];
-    out.fill(0.0);
-    for start in (0..len).step_by(TILE) {
-        let tile = TILE.min(len - start);
-        for (h, qh) in queries.chunks_exact(hd).enumerate() {
-            for j in 0..tile {
-                let k = &keys[(start + j) * kvd + kv_off..][..hd];
-                scores[h][j] = dot(qh, k) * scale;
+    fn store<E: Copy>(
+        (kout, vout): (&mut [E], &mut [E]),
+        (slots, kvd): (usize, usize),
+        pos: usize,
+        (keys, values): (&[f32], &[f32]),
+        conv: impl Fn(f32) -> E,
+    ) {
+        for (i, (k, v)) in keys
+            .chunks_exact(kvd)
+            .zip(values.chunks_exact(kvd))
+            .enumerate()
+        {
+            let slot = (pos + i) % slots;
+            for (c, &x) in k.iter().enumerate() {
+                kout[key_index(kvd, slot, c)] = conv(x);
             }
-            let tile_max = scores[h][..tile]
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-            let new_max = max[h].max(tile_max);
-            // Rescale what was accumulated under the old maximum.
-            let correction = (max[h] - new_max).exp();
-            max[h] = new_max;
-            sum[h] *= correction;
-            let oh = &mut out[h * hd..(h + 1) * hd];
-            if correction != 1.0 {
-                oh.iter_mut().for_each(|v| *v *= correction);
-            }
-            let weights = &mut scores[h][..tile];
-            for w in weights.iter_mut() {
-                *w = exp(*w - new_max);
-            }
-            sum[h] += weights.iter().sum::<f32>();
-            for (j, &p) in weights.iter().enumerate() {
-                let v = &values[(start + j) * kvd + kv_off..][..hd];
-                axpy(p, v, oh);
+            for (o, &x) in vout[slot * kvd..][..kvd].iter_mut().zip(v) {
+                *o = conv(x);
             }
         }
     }
-    for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
-        let inv = 1.0 / sum[h];
-        oh.iter_mut().for_each(|v| *v *= inv);
+    assert!(slots.is_multiple_of(TILE) && keys.len() == values.len());
+    let dims = (slots, kv_dim);
+    match layer {
+        KvLayerMut::F32 { keys: k, values: v } => store((k, v), dims, pos, (keys, values), |x| x),
+        KvLayerMut::F16 { keys: k, values: v } => store((k, v), dims, pos, (keys, values), |x| {
+            half::f16::from_f32(x).to_bits()
+        }),
+    }
+}
+
+/// Attention of the `n` queries `q` (`[n][n_heads * head_dim]`) at positions
+/// `pos..pos + n` over the stored positions up to each query's own (they must have been
+/// stored already, and with a window, not yet overwritten). Writes `out`, shaped like `q`.
+pub fn attention(
+    q: &[f32],
+    kv: KvLayer<'_>,
+    slots: usize,
+    pos: usize,
+    shape: &AttentionShape,
+    threads: usize,
+    out: &mut [f32],
+) {
+    attention_with(Isa::detect(), q, kv, slots, pos, shape, threads, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_with(
+    isa: Isa,
+    q: &[f32],
+    kv: KvLayer<'_>,
+    slots: usize,
+    pos: usize,
+    shape: &AttentionShape,
+    threads: usize,
+    out: &mut [f32],
+) {
+    if q.is_empty() {
+        return;
+    }
+    let plan = Plan::new(q.len(), slots, pos, shape, threads);
+    let stride = plan.unit_stride();
+    let mut partials = vec![0f32; plan.units() * stride];
+    parallel_chunks_mut(&mut partials, stride, threads, |units, parts| {
+        let mut scratch = Scratch::new(&plan);
+        for (u, part) in units.zip(parts.chunks_exact_mut(stride)) {
+            match kv {
+                KvLayer::F32 { keys, values } => run_unit(
+                    isa,
+                    &plan,
+                    plan.unit(u),
+                    q,
+                    keys,
+                    values,
+                    &mut scratch,
+                    part,
+                ),
+                KvLayer::F16 { keys, values } => run_unit(
+                    isa,
+                    &plan,
+                    plan.unit(u),
+                    q,
+                    keys,
+                    values,
+                    &mut scratch,
+                    part,
+                ),
+            }
+        }
+    });
+    plan.merge(&partials, out);
+}
+
+/// How the batch is cut into units.
+struct Plan {
+    shape: AttentionShape,
+    n: usize,
+    pos: usize,
+    slots: usize,
+    group: usize,
+    /// Tokens per query block, query blocks, key-range parts per block.
+    block: usize,
+    blocks: usize,
+    splits: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Unit {
+    /// Query tokens `t0..t1` of the batch.
+    t0: usize,
+    t1: usize,
+    kv_head: usize,
+    /// Key tiles (absolute position / TILE) `tiles.0..tiles.1`.
+    tiles: (usize, usize),
+}
+
+impl Plan {
+    fn new(q_len: usize, slots: usize, pos: usize, shape: &AttentionShape, threads: usize) -> Plan {
+        let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
+        assert!(
+            nkv > 0 && nh.is_multiple_of(nkv) && hd > 0,
+            "bad shape {shape:?}"
+        );
+        assert!(q_len.is_multiple_of(nh * hd));
+        let n = q_len / (nh * hd);
+        let group = nh / nkv;
+        let block = (UNIT_ROWS / group).clamp(1, n.max(1));
+        let blocks = n.div_ceil(block);
+        let mut plan = Plan {
+            shape: *shape,
+            n,
+            pos,
+            slots,
+            group,
+            block,
+            blocks,
+            splits: 1,
+        };
+        let base = blocks * nkv;
+        if threads > 1 && base < 4 * threads {
+            let (lo, hi) = plan.key_tiles(0, n);
+            let most = ((hi - lo) / MIN_SPLIT_TILES).max(1);
+            plan.splits = (4 * threads).div_ceil(base).min(most);
+        }
+        plan
+    }
+
+    fn units(&self) -> usize {
+        self.blocks * self.shape.n_kv_heads * self.splits
+    }
+
+    /// Floats of one unit's partial result: `[rows][max, sum, head_dim outputs]`.
+    fn unit_stride(&self) -> usize {
+        self.block * self.group * (self.shape.head_dim + 2)
+    }
+
+    /// The first key position a query at `p` sees.
+    fn first_key(&self, p: usize) -> usize {
+        self.shape.window.map_or(0, |w| (p + 1).saturating_sub(w))
+    }
+
+    /// Key tiles seen by query tokens `t0..t1`.
+    fn key_tiles(&self, t0: usize, t1: usize) -> (usize, usize) {
+        let lo = self.first_key(self.pos + t0);
+        (lo / TILE, (self.pos + t1).div_ceil(TILE))
+    }
+
+    /// Unit `u`; the latest query blocks (the most keys) come first, so the threads that
+    /// take the last units get the cheap ones.
+    fn unit(&self, u: usize) -> Unit {
+        let nkv = self.shape.n_kv_heads;
+        let per_block = nkv * self.splits;
+        let b = self.blocks - 1 - u / per_block;
+        let (kv_head, split) = (u % per_block % nkv, u % per_block / nkv);
+        let (t0, t1) = (b * self.block, ((b + 1) * self.block).min(self.n));
+        let (lo, hi) = self.key_tiles(t0, t1);
+        let per = (hi - lo).div_ceil(self.splits);
+        let start = (lo + split * per).min(hi);
+        Unit {
+            t0,
+            t1,
+            kv_head,
+            tiles: (start, (start + per).min(hi)),
+        }
+    }
+
+    /// Combines the units' partial softmaxes into `out`.
+    fn merge(&self, partials: &[f32], out: &mut [f32]) {
+        let (nkv, hd, group) = (self.shape.n_kv_heads, self.shape.head_dim, self.group);
+        let qd = self.shape.n_heads * hd;
+        let stride = self.unit_stride();
+        let per_block = nkv * self.splits;
+        for u in (0..self.units()).filter(|u| u % per_block < nkv) {
+            let unit = self.unit(u);
+            for r in 0..(unit.t1 - unit.t0) * group {
+                let (t, h) = (unit.t0 + r / group, unit.kv_head * group + r % group);
+                let o = &mut out[t * qd + h * hd..][..hd];
+                let row = |s: usize| &partials[(u + s * nkv) * stride + r * (hd + 2)..][..hd + 2];
+                let max = (0..self.splits).fold(f32::NEG_INFINITY, |m, s| m.max(row(s)[0]));
+                o.fill(0.0);
+                let mut sum = 0.0;
+                for s in 0..self.splits {
+                    let p = row(s);
+                    if p[0] == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let w = exp(p[0] - max);
+                    sum += w * p[1];
+                    o.iter_mut().zip(&p[2..]).for_each(|(o, &x)| *o += w * x);
+                }
+                let inv = 1.0 / sum;
+                o.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+    }
+}
+
+/// Per-thread buffers for one unit.
+struct Scratch {
+    /// `[rows][head_dim]` unnormalised outputs.
+    o: Vec<f32>,
+    /// `[rows]` scores, then probabilities, of the current tile.
+    s: Vec<[f32; TILE]>,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    /// Factor by which each row's earlier outputs shrink for the current tile.
+    corr: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(plan: &Plan) -> Scratch {
+        let rows = plan.block * plan.group;
+        Scratch {
+            o: vec![0.0; rows * plan.shape.head_dim],
+            s: vec![[0.0; TILE]; rows],
+            max: vec![0.0; rows],
+            sum: vec![0.0; rows],
+            corr: vec![0.0; rows],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let base =
+                std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c");
+            if base && std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if base && std::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+}
+
+/// A stored element type: f32, or f16 bits.
+trait Elem: Copy + Sync {
+    /// `TILE` values from `src` as f32; `X86` when compiled with F16C and FMA.
+    fn tile<const X86: bool>(src: &[Self]) -> [f32; TILE];
+    fn get(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    fn tile<const X86: bool>(src: &[f32]) -> [f32; TILE] {
+        src[..TILE].try_into().unwrap()
+    }
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for u16 {
+    #[inline(always)]
+    fn tile<const X86: bool>(src: &[u16]) -> [f32; TILE] {
+        let src: &[u16; TILE] = src[..TILE].try_into().unwrap();
+        #[cfg(target_arch = "x86_64")]
+        if X86 {
+            use std::arch::x86_64::{__m128i, __m256, _mm256_cvtph_ps, _mm_loadu_si128};
+            // SAFETY: `X86` is set only in code compiled for F16C on a CPU that has it, and
+            // `src` holds 16 values.
+            return unsafe {
+                let p = src.as_ptr() as *const __m128i;
+                let halves = [
+                    _mm256_cvtph_ps(_mm_loadu_si128(p)),
+                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
+                ];
+                std::mem::transmute::<[__m256; 2], [f32; TILE]>(halves)
+            };
+        }
+        let mut out = [0f32; TILE];
+        for (o, &h) in out.iter_mut().zip(src) {
+            *o = f16_to_f32(h);
+        }
+        out
+    }
+    #[inline(always)]
+    fn get(self) -> f32 {
+        f16_to_f32(self)
+    }
+}
+
+/// f16 bits to f32, branch-free so that it vectorises (subnormals, infinities and NaN
+/// included).
+#[inline(always)]
+fn f16_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let magnitude = h & 0x7fff;
+    // Shifted into f32 place, the exponent is off by 127 - 15: multiplying by 2^112 fixes
+    // it, exactly, for normals and subnormals alike.
+    let scaled = (f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000)).to_bits();
+    let bits = if magnitude >= 0x7c00 {
+        0x7f80_0000 | (magnitude & 0x3ff) << 13
+    } else {
+        scaled
+    };
+    f32::from_bits(bits | (h & 0x8000) << 16)
+}
+
+#[inline(always)]
+fn fma<const X86: bool>(a: f32, b: f32, c: f32) -> f32 {
+    // Fused where the instruction exists; elsewhere `mul_add` would be a library call.
+    if X86 || cfg!(target_arch = "aarch64") {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_unit<E: Elem>(
+    isa: Isa,
+    plan: &Plan,
+    unit: Unit,
+    q: &[f32],
+    keys: &[E],
+    values: &[E],
+    scratch: &mut Scratch,
+    part: &mut [f32],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` found the features these are compiled for.
+        Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, keys, values, scratch, part) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, keys, values, scratch, part) },
+        Isa::Portable => unit_kernel::<E, false>(plan, unit, q, keys, values, scratch, part),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn unit_avx512<E: Elem>(
+    plan: &Plan,
+    unit: Unit,
+    q: &[f32],
+    keys: &[E],
+    values: &[E],
+    scratch: &mut Scratch,
+    part: &mut [f32],
+) {
+    unit_kernel::<E, true>(plan, unit, q, keys, values, scratch, part)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unit_avx2<E: Elem>(
+    plan: &Plan,
+    unit: Unit,
+    q: &[f32],
+    keys: &[E],
+    values: &[E],
+    scratch: &mut Scratch,
+    part: &mut [f32],
+) {
+    unit_kernel::<E, true>(plan, unit, q, keys, values, scratch, part)
+}
+
+/// Runs `$f::<R>` for a block of `$rows` rows (1 to `ROWS`), so that the row count is a
+/// constant and the accumulators stay in registers.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident :: <$($g:tt),*> ($($arg:expr),*)) => {
+        match $rows {
+            1 => $f::<$($g,)* 1>($($arg),*),
+            2 => $f::<$($g,)* 2>($($arg),*),
+            3 => $f::<$($g,)* 3>($($arg),*),
+            4 => $f::<$($g,)* 4>($($arg),*),
+            5 => $f::<$($g,)* 5>($($arg),*),
+            _ => $f::<$($g,)* ROWS>($($arg),*),
+        }
+    };
+}
+
+/// One unit: its rows' partial softmax (`max`, `sum`, unnormalised outputs) into `part`.
+#[inline(always)]
+fn unit_kernel<E: Elem, const X86: bool>(
+    plan: &Plan,
+    unit: Unit,
+    q: &[f32],
+    keys: &[E],
+    values: &[E],
+    sc: &mut Scratch,
+    part: &mut [f32],
+) {
+    let s = &plan.shape;
+    let (hd, group, slots) = (s.head_dim, plan.group, plan.slots);
+    let (qd, kvd) = (s.n_heads * hd, s.n_kv_heads * hd);
+    let rows = (unit.t1 - unit.t0) * group;
+    let qrow = |r: usize| {
+        let (t, h) = (unit.t0 + r / group, unit.kv_head * group + r % group);
+        &q[t * qd + h * hd..][..hd]
+    };
+    // Row r is the query at position pos + t0 + r / group; it sees keys first..=last.
+    let last_of = |r: usize| plan.pos + unit.t0 + r / group;
+    let first_of = |r: usize| plan.first_key(last_of(r));
+    let (unit_first, unit_last) = (first_of(0), last_of(rows - 1));
+    let (o, max, sum) = (
+        &mut sc.o[..rows * hd],
+        &mut sc.max[..rows],
+        &mut sc.sum[..rows],
+    );
+    o.fill(0.0);
+    max.fill(f32::NEG_INFINITY);
+    sum.fill(0.0);
+    for tile in unit.tiles.0..unit.tiles.1 {
+        let k0 = tile * TILE;
+        let slot0 = k0 % slots;
+        let ktile = &keys[key_index(kvd, slot0, unit.kv_head * hd)..][..hd * TILE];
+        // Scores.
+        let mut r = 0;
+        while r < rows {
+            let n = ROWS.min(rows - r);
+            let mut qs: [&[f32]; ROWS] = [&[]; ROWS];
+            for (i, qs) in qs.iter_mut().enumerate() {
+                *qs = qrow(r + i.min(n - 1));
+            }
+            by_rows!(n, scores::<E, X86>(&qs, ktile, &mut sc.s[r..r + n]));
+            r += n;
+        }
+        // Online softmax: the tile needs masking only where some row's range starts or
+        // ends inside it.
+        let full = k0 >= first_of(rows - 1) && k0 + TILE <= last_of(0) + 1;
+        for r in 0..rows {
+            let sr = &mut sc.s[r];
+            for x in sr.iter_mut() {
+                *x *= s.scale;
+            }
+            if let Some(cap) = s.softcap {
+                for x in sr.iter_mut() {
+                    *x = cap * tanh(*x / cap);
+                }
+            }
+            if !full {
+                let (first, last) = (first_of(r), last_of(r));
+                for (j, x) in sr.iter_mut().enumerate() {
+                    if k0 + j < first || k0 + j > last {
+                        *x = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let tile_max = reduce(*sr, |a, b| if a > b { a } else { b });
+            if tile_max == f32::NEG_INFINITY {
+                // Nothing visible to this row here.
+                sr.fill(0.0);
+                sc.corr[r] = 1.0;
+                continue;
+            }
+            let new_max = max[r].max(tile_max);
+            sc.corr[r] = exp(max[r] - new_max);
+            max[r] = new_max;
+            for x in sr.iter_mut() {
+                // Masked keys must weigh exactly zero: their slots may hold stale values.
+                *x = if *x == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    exp(*x - new_max)
+                };
+            }
+            sum[r] = sum[r] * sc.corr[r] + reduce(*sr, |a, b| a + b);
+        }
+        // Probabilities times values, for the keys some row sees.
+        let j0 = unit_first.saturating_sub(k0).min(TILE);
+        let j1 = (unit_last + 1 - k0).min(TILE);
+        let vtile = &values[slot0 * kvd + unit.kv_head * hd..];
+        let mut r = 0;
+        while r < rows {
+            let n = ROWS.min(rows - r);
+            by_rows!(
+                n,
+                accumulate::<E, X86>(
+                    &sc.s[r..r + n],
+                    &sc.corr[r..r + n],
+                    &vtile[j0 * kvd..],
+                    (kvd, j1 - j0),
+                    j0,
+                    &mut o[r * hd..(r + n) * hd]
+                )
+            );
+            r += n;
+        }
+    }
+    for r in 0..rows {
+        let p = &mut part[r * (hd + 2)..][..hd + 2];
+        p[0] = max[r];
+        p[1] = sum[r];
+        p[2..].copy_from_slice(&o[r * hd..][..hd]);
+    }
+}
+
+/// Folds a tile's lanes pairwise, in a tree that vectorises (a left fold would be a
+/// chain of scalar operations as long as the tile).
+#[inline(always)]
+fn reduce(mut x: [f32; TILE], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = TILE / 2;
+    while width > 0 {
+        for i in 0..width {
+            x[i] = f(x[i], x[i + width]);
+        }
+        width /= 2;
+    }
+    x[0]
+}
+
+/// Independent accumulators per row wanted for `R` rows: an FMA takes a few cycles to
+/// produce its result, so a short block of rows must carry several sums at once to keep
+/// the FMA units busy.
+const fn lanes_per_row(r: usize) -> usize {
+    if r <= 3 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Raw q·k of `R` query rows against a key tile `[head_dim][TILE]`.
+#[inline(always)]
+fn scores<E: Elem, const X86: bool, const R: usize>(
+    q: &[&[f32]; ROWS],
+    ktile: &[E],
+    out: &mut [[f32; TILE]],
+) {
+    #[inline(always)]
+    fn step<E: Elem, const X86: bool, const R: usize>(
+        acc: &mut [[f32; TILE]; R],
+        q: &[&[f32]; ROWS],
+        ktile: &[E],
+        d: usize,
+    ) {
+        let k = E::tile::<X86>(&ktile[d * TILE..]);
+        for (a, qr) in acc.iter_mut().zip(q) {
+            let x = qr[d];
+            for (a, &k) in a.iter_mut().zip(&k) {
+                *a = fma::<X86>(x, k, *a);
+            }
+        }
+    }
+    let hd = q[0].len();
+    // Plain arrays (not indexed by a variable), so that they live in registers; short
+    // row blocks keep a second set of sums, over the odd dimensions.
+    let mut even = [[0f32; TILE]; R];
+    let mut odd = [[0f32; TILE]; R];
+    let mut d = 0;
+    if lanes_per_row(R) == 2 {
+        while d + 2 <= hd {
+            step::<E, X86, R>(&mut even, q, ktile, d);
+            step::<E, X86, R>(&mut odd, q, ktile, d + 1);
+            d += 2;
+        }
+    }
+    for d in d..hd {
+        step::<E, X86, R>(&mut even, q, ktile, d);
+    }
+    for ((o, e), od) in out[..R].iter_mut().zip(&even).zip(&odd) {
+        for ((o, e), od) in o.iter_mut().zip(e).zip(od) {
+            *o = e + od;
+        }
+    }
+}
+
+/// `o[r] = o[r] * corr[r] + sum_j p[r][j0 + j] * v[j]` for `R` rows, `v` being the
+/// `keys` visible value rows of the tile, `stride` apart.
+#[inline(always)]
+fn accumulate<E: Elem, const X86: bool, const R: usize>(
+    p: &[[f32; TILE]],
+    corr: &[f32],
+    v: &[E],
+    (stride, keys): (usize, usize),
+    j0: usize,
+    o: &mut [f32],
+) {
+    /// Dimensions d..d + width * TILE (`width` is a constant wherever this is inlined).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn block<E: Elem, const X86: bool, const R: usize>(
+        (p, corr, v): (&[[f32; TILE]], &[f32], &[E]),
+        (stride, keys): (usize, usize),
+        j0: usize,
+        o: &mut [f32],
+        d: usize,
+        width: usize,
+    ) {
+        let hd = o.len() / R;
+        // Fixed sizes, so the loops over rows unroll.
+        let (p, corr): (&[[f32; TILE]; R], &[f32; R]) =
+            (p[..R].try_into().unwrap(), corr[..R].try_into().unwrap());
+        // Separate plain arrays, so that they live in registers.
+        let mut acc = [[[0f32; TILE]; R]; 2];
+        let [first, second] = &mut acc;
+        for (c, acc) in [first, second].into_iter().enumerate().take(width) {
+            for (r, a) in acc.iter_mut().enumerate() {
+                let src = &o[r * hd + d + c * TILE..][..TILE];
+                for (a, &x) in a.iter_mut().zip(src) {
+                    *a = x * corr[r];
+                }
+            }
+        }
+        let [first, second] = &mut acc;
+        for j in 0..keys {
+            let row = &v[j * stride + d..];
+            let x = E::tile::<X86>(row);
+            for (a, pr) in first.iter_mut().zip(p) {
+                let w = pr[j0 + j];
+                for (a, &x) in a.iter_mut().zip(&x) {
+                    *a = fma::<X86>(w, x, *a);
+                }
+            }
+            if width == 2 {
+                let x = E::tile::<X86>(&row[TILE..]);
+                for (a, pr) in second.iter_mut().zip(p) {
+                    let w = pr[j0 + j];
+                    for (a, &x) in a.iter_mut().zip(&x) {
+                        *a = fma::<X86>(w, x, *a);
+                    }
+                }
+            }
+        }
+        for (c, acc) in acc.iter().enumerate().take(width) {
+            for (r, a) in acc.iter().enumerate() {
+                o[r * hd + d + c * TILE..][..TILE].copy_from_slice(a);
+            }
+        }
+    }
+    let hd = o.len() / R;
+    let width = const { lanes_per_row(R) };
+    let mut d = 0;
+    while d + width * TILE <= hd {
+        block::<E, X86, R>((p, corr, v), (stride, keys), j0, o, d, width);
+        d += width * TILE;
+    }
+    while d + TILE <= hd {
+        block::<E, X86, R>((p, corr, v), (stride, keys), j0, o, d, 1);
+        d += TILE;
+    }
+    // Head dimensions that are not a multiple of the tile.
+    for d in d..hd {
+        for r in 0..R {
+            let mut a = o[r * hd + d] * corr[r];
+            for j in 0..keys {
+                a = fma::<X86>(p[r][j0 + j], v[j * stride + d].get(), a);
+            }
+            o[r * hd + d] = a;
+        }
     }
 }
 
@@ -152,70 +772,87 @@ fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `tanh` from [`exp`] of a non-positive argument.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+fn tanh(x: f32) -> f32 {
+    let e = exp(-2.0 * x.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(x)
 }
 
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
+/// Plain softmax attention in f64, the oracle for tests: `keys` and `values` are
+/// `[position][n_kv_heads * head_dim]` for positions `0..pos + n`.
+pub fn reference_attention(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    pos: usize,
+    s: &AttentionShape,
+) -> Vec<f32> {
+    let (hd, qd, kvd) = (
+        s.head_dim,
+        s.n_heads * s.head_dim,
+        s.n_kv_heads * s.head_dim,
+    );
+    let group = s.n_heads / s.n_kv_heads;
+    let mut out = vec![0f32; q.len()];
+    for t in 0..q.len() / qd {
+        let p = pos + t;
+        let first = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        for h in 0..s.n_heads {
+            let qh = &q[t * qd + h * hd..][..hd];
+            let off = (h / group) * hd;
+            let scores: Vec<f64> = (first..=p)
+                .map(|k| {
+                    let dot: f64 = qh
+                        .iter()
+                        .zip(&keys[k * kvd + off..][..hd])
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum();
+                    let x = dot * s.scale as f64;
+                    s.softcap.map_or(x, |c| c as f64 * (x / c as f64).tanh())
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let w: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+            let total: f64 = w.iter().sum();
+            for d in 0..hd {
+                let acc: f64 = w
+                    .iter()
+                    .zip(first..=p)
+                    .map(|(wk, k)| wk * values[k * kvd + off + d] as f64)
+                    .sum();
+                out[t * qd + h * hd + d] = (acc / total) as f32;
+            }
+        }
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Plain softmax attention, the reference.
-    fn naive(q: &[f32], keys: &[f32], values: &[f32], pos: usize, s: AttentionShape) -> Vec<f32> {
-        let (hd, qd, kvd) = (
-            s.head_dim,
-            s.n_heads * s.head_dim,
-            s.n_kv_heads * s.head_dim,
-        );
-        let n = q.len() / qd;
-        let group = s.n_heads / s.n_kv_heads;
-        let mut out = vec![0f32; q.len()];
-        for t in 0..n {
-            for h in 0..s.n_heads {
-                let qh = &q[t * qd + h * hd..][..hd];
-                let off = (h / group) * hd;
-                let scores: Vec<f64> = (0..=pos + t)
-                    .map(|p| {
-                        qh.iter()
-                            .zip(&keys[p * kvd + off..][..hd])
-                            .map(|(a, b)| (a * b) as f64)
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let total: f64 = w.iter().sum();
-                for (p, wp) in w.iter().enumerate() {
-                    for d in 0..hd {
-                        out[t * qd + h * hd + d] +=
-                            (wp / total * values[p * kvd + off + d] as f64) as f32;
-                    }
-                }
+    fn rng(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
+        }
+    }
+
+    /// Every kernel variant this CPU can run.
+    fn isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let detected = Isa::detect();
+            if detected != Isa::Portable {
+                isas.push(Isa::Avx2);
+            }
+            if detected == Isa::Avx512 {
+                isas.push(Isa::Avx512);
             }
         }
-        out
+        isas
     }
 
     #[test]
@@ -232,31 +869,179 @@ mod tests {
     }
 
     #[test]
-    fn tiled_online_softmax_matches_plain_softmax() {
-        let mut seed = 1u32;
-        let mut rand = move || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
-        };
-        let shape = AttentionShape {
-            n_heads: 6,
-            n_kv_heads: 2,
-            head_dim: 16,
-            scale: 0.25,
-            window: None,
-            softcap: None,
-        };
-        for (pos, n) in [(0, 1), (0, 70), (45, 1), (33, 40)] {
-            let total = pos + n;
-            let q: Vec<f32> = (0..n * 96).map(|_| rand()).collect();
-            let keys: Vec<f32> = (0..total * 32).map(|_| rand()).collect();
-            let values: Vec<f32> = (0..total * 32).map(|_| rand()).collect();
-            let mut out = vec![0f32; n * 96];
-            causal_attention(&q, &keys, &values, pos, shape, 2, &mut out);
-            let want = naive(&q, &keys, &values, pos, shape);
-            for (a, b) in out.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-4, "pos {pos} n {n}: {a} vs {b}");
+    fn tanh_is_accurate() {
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.001;
+            assert!(
+                (tanh(x) as f64 - (x as f64).tanh()).abs() < 1e-6,
+                "tanh({x})"
+            );
+        }
+    }
+
+    #[test]
+    fn f16_widening_matches_half() {
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f32();
+            let got = f16_to_f32(bits);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{bits:#x}"
+            );
+            let mut tile = [0u16; TILE];
+            tile[5] = bits;
+            for isa in isas() {
+                let got = match isa {
+                    Isa::Portable => u16::tile::<false>(&tile)[5],
+                    #[cfg(target_arch = "x86_64")]
+                    _ => u16::tile::<true>(&tile)[5],
+                };
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{bits:#x}"
+                );
             }
         }
+    }
+
+    /// Writes positions `0..total` in batches of `batch` into a layer of `slots` positions,
+    /// running attention after each write, and compares every output with the reference
+    /// over the same (rounded, for f16) keys and values.
+    fn check(
+        shape: AttentionShape,
+        f16: bool,
+        slots: usize,
+        total: usize,
+        batch: usize,
+        threads: usize,
+    ) {
+        let mut rand = rng((shape.head_dim * 31 + total * 7 + batch) as u32);
+        let (qd, kvd) = (
+            shape.n_heads * shape.head_dim,
+            shape.n_kv_heads * shape.head_dim,
+        );
+        let round = |x: f32| {
+            if f16 {
+                half::f16::from_f32(x).to_f32()
+            } else {
+                x
+            }
+        };
+        let keys: Vec<f32> = (0..total * kvd).map(|_| round(rand())).collect();
+        let values: Vec<f32> = (0..total * kvd).map(|_| round(rand())).collect();
+        let q: Vec<f32> = (0..total * qd).map(|_| rand()).collect();
+        let len = slots * kvd;
+        let (mut k32, mut v32, mut k16, mut v16) = (
+            vec![0f32; len],
+            vec![0f32; len],
+            vec![0u16; len],
+            vec![0u16; len],
+        );
+        for pos in (0..total).step_by(batch) {
+            let n = batch.min(total - pos);
+            let (kb, vb) = (
+                &keys[pos * kvd..(pos + n) * kvd],
+                &values[pos * kvd..(pos + n) * kvd],
+            );
+            let layer = if f16 {
+                KvLayerMut::F16 {
+                    keys: &mut k16,
+                    values: &mut v16,
+                }
+            } else {
+                KvLayerMut::F32 {
+                    keys: &mut k32,
+                    values: &mut v32,
+                }
+            };
+            store_kv(layer, slots, kvd, pos, kb, vb);
+            let layer = if f16 {
+                KvLayer::F16 {
+                    keys: &k16,
+                    values: &v16,
+                }
+            } else {
+                KvLayer::F32 {
+                    keys: &k32,
+                    values: &v32,
+                }
+            };
+            let qb = &q[pos * qd..(pos + n) * qd];
+            let want = reference_attention(qb, &keys, &values, pos, &shape);
+            for isa in isas() {
+                let mut out = vec![f32::NAN; n * qd];
+                attention_with(isa, qb, layer, slots, pos, &shape, threads, &mut out);
+                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-4,
+                        "{isa:?} {shape:?} f16 {f16} slots {slots} pos {pos} n {n} index {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn shape(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionShape {
+        AttentionShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            window: None,
+            softcap: None,
+        }
+    }
+
+    #[test]
+    fn matches_reference_for_gqa_mqa_mha_and_odd_head_dims() {
+        for (s, f16) in [
+            (shape(9, 3, 64), false),
+            (shape(9, 3, 64), true),
+            (shape(8, 1, 80), true),
+            (shape(4, 4, 96), false),
+            (shape(2, 1, 256), true),
+            (shape(4, 2, 24), false),
+            (shape(32, 2, 16), true),
+        ] {
+            // Prefill in batches with tails, then single-token decode steps.
+            check(s, f16, 144, 100, 37, 2);
+            check(s, f16, 144, 70, 1, 3);
+        }
+    }
+
+    #[test]
+    fn single_thread_and_split_keys_agree_with_reference() {
+        for threads in [1, 2, 4] {
+            check(shape(9, 3, 64), true, 640, 600, 300, threads);
+        }
+    }
+
+    #[test]
+    fn sliding_window_wraps_the_ring_buffer() {
+        for (window, batch) in [(16, 1), (20, 8), (33, 16), (50, 64)] {
+            let s = AttentionShape {
+                window: Some(window),
+                ..shape(6, 2, 32)
+            };
+            let slots = (window + batch - 1).next_multiple_of(TILE);
+            for f16 in [false, true] {
+                check(s, f16, slots, 300, batch, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn softcap_and_explicit_scale() {
+        let s = AttentionShape {
+            scale: 0.9,
+            softcap: Some(3.0),
+            ..shape(4, 2, 48)
+        };
+        check(s, false, 96, 90, 13, 2);
+        let s = AttentionShape {
+            window: Some(24),
+            ..s
+        };
+        check(s, true, 48, 90, 13, 2);
     }
 }

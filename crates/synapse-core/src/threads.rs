@@ -1,7 +1,7 @@
 //! Splitting work across threads. With the `native` feature, work runs on a persistent
 //! pool whose workers spin briefly between jobs (a decode step runs hundreds of small
-//! matmuls, so waking sleeping threads for each would cost more than the work); without
-//! it (WASM) everything runs on the calling thread.
+//! matmuls, so waking sleeping threads for each would cost more than the work), then park
+//! until the next; without it (WASM) everything runs on the calling thread.
 
 use std::ops::Range;
 
@@ -75,61 +75,96 @@ pub fn default_threads() -> usize {
 #[cfg(feature = "native")]
 mod pool {
     use std::ops::Range;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-    use std::sync::{Condvar, Mutex, OnceLock};
+    use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+    use std::sync::{Mutex, OnceLock, TryLockError};
+    use std::thread::Thread;
+    use std::time::{Duration, Instant};
 
-    /// Spins before a worker sleeps: long enough to bridge the gaps between the matmuls of
-    /// one forward pass, short enough not to burn a core between requests.
-    const SPINS_BEFORE_SLEEP: u32 = 1 << 16;
+    /// How long an idle worker spins before it parks: long enough to bridge the gaps
+    /// between the matmuls of a forward pass (a decode step runs hundreds), short enough
+    /// not to burn a core between requests.
+    const SPIN: Duration = Duration::from_micros(500);
+    /// After this long, spinning threads also yield, so that on an oversubscribed machine
+    /// they give way to the thread that has the work.
+    const YIELD_AFTER: Duration = Duration::from_micros(50);
+    /// Spins between looks at the clock.
+    const SPINS_PER_CHECK: u32 = 64;
     /// Chunks per thread: a few, so a thread slowed by the OS does not hold up the rest.
     const CHUNKS_PER_THREAD: usize = 4;
+    /// Workers the pool can hold (plus the calling thread).
+    const MAX_WORKERS: usize = 255;
 
     type Task = dyn Fn(Range<usize>) + Sync;
 
     /// The job the workers are running. `task` points at the caller's closure; the caller
-    /// does not return before every worker has finished with it.
+    /// does not return before every helper has finished with it.
     struct Job {
         task: *const Task,
         n: usize,
         chunk: usize,
-        helpers: usize,
     }
 
     struct Pool {
         /// Held by the thread that is submitting a job; others run theirs serially.
         submit: Mutex<()>,
-        job: Mutex<Option<JobSlot>>,
-        generation: AtomicUsize,
+        /// The generation of the current job (high 32 bits) and how many workers help
+        /// with it (low 32 bits), published together so that a worker never has to read
+        /// a job it is not part of (the submitter does not wait for those).
+        posted: AtomicU64,
+        job: AtomicPtr<Job>,
         next_chunk: AtomicUsize,
         pending: AtomicUsize,
         panicked: AtomicBool,
-        sleepers: AtomicUsize,
-        wake: Condvar,
+        /// Per worker: whether it is parked (or about to), and its handle for unparking.
+        parked: [AtomicBool; MAX_WORKERS],
+        handles: [OnceLock<Thread>; MAX_WORKERS],
         workers: Mutex<usize>,
     }
 
-    #[derive(Clone, Copy)]
-    struct JobSlot {
-        job: *const Job,
-        generation: usize,
+    fn generation(posted: u64) -> u32 {
+        (posted >> 32) as u32
     }
-    // SAFETY: the pointer is only dereferenced while the submitting thread keeps the job
-    // alive (it waits for `pending` to reach zero).
-    unsafe impl Send for JobSlot {}
+
+    fn helpers(posted: u64) -> usize {
+        posted as u32 as usize
+    }
 
     fn pool() -> &'static Pool {
         static POOL: OnceLock<Pool> = OnceLock::new();
         POOL.get_or_init(|| Pool {
             submit: Mutex::new(()),
-            job: Mutex::new(None),
-            generation: AtomicUsize::new(0),
+            posted: AtomicU64::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
             next_chunk: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
-            sleepers: AtomicUsize::new(0),
-            wake: Condvar::new(),
+            parked: std::array::from_fn(|_| AtomicBool::new(false)),
+            handles: std::array::from_fn(|_| OnceLock::new()),
             workers: Mutex::new(0),
         })
+    }
+
+    /// Spins (then spins and yields) until `done`; false if `SPIN` ran out first.
+    fn spin_until(mut done: impl FnMut() -> bool, limit: Option<Duration>) -> bool {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if done() {
+                return true;
+            }
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_CHECK) {
+                let elapsed = start.elapsed();
+                if limit.is_some_and(|l| elapsed > l) {
+                    return false;
+                }
+                if elapsed > YIELD_AFTER {
+                    std::thread::yield_now();
+                    continue;
+                }
+            }
+            std::hint::spin_loop();
+        }
     }
 
     impl Pool {
@@ -139,11 +174,12 @@ mod pool {
                 let index = *workers;
                 // Read now, before the job that needs this worker is posted, so the new
                 // thread cannot start late and mistake that job for one it has seen.
-                let seen = self.generation.load(SeqCst);
-                std::thread::Builder::new()
+                let seen = generation(self.posted.load(SeqCst));
+                let thread = std::thread::Builder::new()
                     .name(format!("synapse-worker-{index}"))
                     .spawn(move || self.worker(index, seen))
                     .expect("spawn a worker thread");
+                let _ = self.handles[index].set(thread.thread().clone());
                 *workers += 1;
             }
         }
@@ -162,90 +198,89 @@ mod pool {
             }
         }
 
-        fn worker(&self, index: usize, mut seen: usize) {
+        /// Waits for a job newer than generation `seen`: spins, then parks.
+        fn next_posted(&self, index: usize, seen: u32) -> u64 {
+            let mut posted = 0;
+            let fresh = |posted: &mut u64, order| {
+                *posted = self.posted.load(order);
+                generation(*posted) != seen
+            };
+            if spin_until(|| fresh(&mut posted, Acquire), Some(SPIN)) {
+                return posted;
+            }
+            // Flag first, then look: the submitter publishes first, then looks at the
+            // flag, so (all SeqCst) one of the two sees the other.
+            self.parked[index].store(true, SeqCst);
+            while !fresh(&mut posted, SeqCst) {
+                std::thread::park();
+            }
+            self.parked[index].store(false, Relaxed);
+            posted
+        }
+
+        fn worker(&self, index: usize, mut seen: u32) {
             loop {
-                let mut spins = 0;
-                while self.generation.load(Acquire) == seen {
-                    if spins < SPINS_BEFORE_SLEEP {
-                        spins += 1;
-                        std::hint::spin_loop();
-                        continue;
-                    }
-                    let mut slot = self.job.lock().unwrap_or_else(|e| e.into_inner());
-                    self.sleepers.fetch_add(1, SeqCst);
-                    while self.generation.load(SeqCst) == seen {
-                        slot = self.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
-                    }
-                    self.sleepers.fetch_sub(1, SeqCst);
-                }
-                // Take the job and the generation it was posted with together, so a worker
-                // that wakes late never runs a job twice.
-                let slot = *self.job.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(JobSlot { job, generation }) = slot else {
-                    seen = self.generation.load(Acquire);
-                    continue;
-                };
-                if generation == seen {
+                let posted = self.next_posted(index, seen);
+                seen = generation(posted);
+                if index >= helpers(posted) {
                     continue;
                 }
-                seen = generation;
-                // SAFETY: the submitter keeps the job alive until `pending` reaches zero,
-                // and this worker is counted in `pending` when `index < helpers`.
-                let job = unsafe { &*job };
-                if index >= job.helpers {
-                    continue;
-                }
+                // SAFETY: this worker is counted in `pending` for this job (a later job
+                // cannot be posted until it is done with this one), and the submitter
+                // keeps the job alive until `pending` reaches zero.
+                let job = unsafe { &*self.job.load(Acquire) };
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(job)));
                 if run.is_err() {
                     self.panicked.store(true, SeqCst);
                 }
-                self.pending.fetch_sub(1, AcqRel);
+                self.pending.fetch_sub(1, Release);
             }
         }
     }
 
     pub fn run(n: usize, threads: usize, align: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
         let pool = pool();
-        // Another thread owns the pool (e.g. two sessions at once): run here, serially.
-        let Ok(_submitting) = pool.submit.try_lock() else {
-            f(0..n);
-            return;
+        // Another thread owns the pool (e.g. two sessions at once), or this is a nested
+        // call from inside a job: run here, serially.
+        let _submitting = match pool.submit.try_lock() {
+            Ok(guard) => guard,
+            // A job that panicked poisons the lock, but leaves the pool sound.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                f(0..n);
+                return;
+            }
         };
-        let helpers = threads - 1;
+        let helpers = (threads - 1).min(MAX_WORKERS);
         pool.ensure_workers(helpers);
         let units = n.div_ceil(align);
-        let chunk = units.div_ceil(threads * CHUNKS_PER_THREAD).max(1) * align;
+        let chunk = units.div_ceil((helpers + 1) * CHUNKS_PER_THREAD).max(1) * align;
         // SAFETY (lifetime erasure): `run` waits below until every helper is done with
         // the closure, so the 'static it is given here is never relied on.
         let task: *const Task = unsafe {
             std::mem::transmute::<*const (dyn Fn(Range<usize>) + Sync + '_), *const Task>(f)
         };
-        let job = Job {
-            task,
-            n,
-            chunk,
-            helpers,
-        };
+        let job = Job { task, n, chunk };
         pool.next_chunk.store(0, Relaxed);
-        pool.pending.store(helpers, SeqCst);
-        {
-            let mut slot = pool.job.lock().unwrap_or_else(|e| e.into_inner());
-            let generation = pool.generation.load(SeqCst) + 1;
-            *slot = Some(JobSlot {
-                job: &job,
-                generation,
-            });
-            pool.generation.store(generation, SeqCst);
+        pool.pending.store(helpers, Relaxed);
+        pool.job.store(&job as *const Job as *mut Job, Relaxed);
+        let next = generation(pool.posted.load(Relaxed)).wrapping_add(1);
+        // Publishes the stores above to the workers that see the new generation.
+        pool.posted
+            .store((next as u64) << 32 | helpers as u64, SeqCst);
+        for (parked, handle) in pool.parked.iter().zip(&pool.handles).take(helpers) {
+            if parked.load(SeqCst) {
+                if let Some(thread) = handle.get() {
+                    thread.unpark();
+                }
+            }
         }
-        if pool.sleepers.load(SeqCst) > 0 {
-            let _guard = pool.job.lock().unwrap_or_else(|e| e.into_inner());
-            pool.wake.notify_all();
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work(&job)));
+        // The helpers must be done with `job` and `f` before either goes away, panic or not.
+        spin_until(|| pool.pending.load(Acquire) == 0, None);
+        if let Err(panic) = mine {
+            std::panic::resume_unwind(panic);
         }
-        pool.work(&job);
-        while pool.pending.load(Acquire) > 0 {
-            std::hint::spin_loop();
-        }
-        *pool.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if pool.panicked.swap(false, SeqCst) {
             panic!("a worker thread panicked");
         }
@@ -271,6 +306,38 @@ mod tests {
                 hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
                 "n={n} threads={threads}"
             );
+        }
+    }
+
+    #[test]
+    fn parked_workers_wake_for_the_next_job() {
+        // Another test may hold the pool (its jobs then run serially): try a few times.
+        let woke = (0..100).filter(|_| {
+            // Longer than the workers spin, so they park.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let ids = std::sync::Mutex::new(std::collections::HashSet::new());
+            parallel_for(16, 3, 1, |_| {
+                ids.lock().unwrap().insert(std::thread::current().id());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            });
+            let n = ids.lock().unwrap().len();
+            n > 1
+        });
+        assert!(woke.take(3).count() == 3, "no worker took part");
+    }
+
+    #[test]
+    fn a_panicking_task_propagates_and_the_pool_recovers() {
+        for panic_at in [0, 999] {
+            let run = std::panic::catch_unwind(|| {
+                parallel_for(1000, 2, 1, |r| assert!(!r.contains(&panic_at), "boom"));
+            });
+            assert!(run.is_err());
+            let sum = AtomicUsize::new(0);
+            parallel_for(1000, 2, 1, |r| {
+                sum.fetch_add(r.len(), Ordering::Relaxed);
+            });
+            assert_eq!(sum.load(Ordering::Relaxed), 1000);
         }
     }
 

@@ -251,6 +251,7 @@ impl Session {
             opts.context = c.context_length.min(4096);
         }
         opts.batch = opts.batch.clamp(1, opts.context);
+        // f32 runs are the accuracy reference, so they keep f32 keys and values.
         let kv_type = match opts.precision {
             Precision::F32 => KvType::F32,
             Precision::Quantized => KvType::F16,
