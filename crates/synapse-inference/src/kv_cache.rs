@@ -100,7 +100,9 @@ impl KvCache {
     /// Stores the keys and values (`[n][kv_dim]`) of the consecutive positions from `pos`.
     pub fn write(&mut self, layer: usize, pos: usize, keys: &[f32], values: &[f32]) {
         let n = keys.len() / self.kv_dim;
-        assert!(pos + n <= self.context && n <= self.max_batch);
+        assert!(pos + n <= self.context);
+        // A ring buffer only has room for the window plus one batch.
+        assert!(self.window.is_none() || n <= self.max_batch);
         let r = self.layer_range(layer);
         let layer = match &mut self.store {
             Store::F32 { keys, values } => KvLayerMut::F32 {
