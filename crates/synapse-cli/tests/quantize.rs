@@ -54,7 +54,7 @@ fn argmax(logits: &[f32]) -> u32 {
 /// Greedy tokens (argmax of the raw logits) after `prompt`.
 fn greedy(path: &Path, prompt: &str, n: usize) -> Vec<u32> {
     let model = Arc::new(Model::load(path).unwrap());
-    let ids = model.tokenizer.encode(prompt, false, true);
+    let ids = model.tokenizer().unwrap().encode(prompt, false, true);
     let mut session = Session::new(model, SessionOptions::default());
     let mut logits = session.eval(&ids, false).unwrap();
     let mut out = Vec::new();
@@ -127,8 +127,8 @@ fn synapse_q8_0_keeps_the_f32_models_top_token() {
 
     let top_tokens = |path: &Path, precision: Precision| {
         let model = Arc::new(Model::load(path).unwrap());
-        let ids = model.tokenizer.encode(&text, false, true);
-        let vocab = model.tokenizer.vocab_size();
+        let ids = model.tokenizer().unwrap().encode(&text, false, true);
+        let vocab = model.tokenizer().unwrap().vocab_size();
         let opts = SessionOptions {
             precision,
             ..SessionOptions::default()
