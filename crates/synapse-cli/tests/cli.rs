@@ -60,9 +60,14 @@ fn run_json_reports_tokens_text_and_timings() {
         "5",
     ]);
     assert_eq!(out["prompt_tokens"], reference["prompt_ids"]);
-    // The 8-bit path follows llama.cpp's greedy continuation on this prompt.
-    let want: Vec<Value> = reference["greedy_ids"].as_array().unwrap()[..8].to_vec();
-    assert_eq!(out["tokens"].as_array().unwrap(), &want);
+    // The 8-bit path follows llama.cpp's greedy continuation on this prompt up to the
+    // first step where llama.cpp's own top-1/top-2 gap is under 0.3 (there rounding
+    // differences may pick either; transformers itself picks the other token at step 5).
+    let gaps = reference["greedy_gaps"].as_array().unwrap();
+    let sure = gaps.iter().take_while(|g| g.as_f64().unwrap() >= 0.3).count().min(8);
+    assert!(sure >= 5, "the fixture's first {sure} steps are clear-cut");
+    let want = &reference["greedy_ids"].as_array().unwrap()[..sure];
+    assert_eq!(&out["tokens"].as_array().unwrap()[..sure], want);
     assert_eq!(out["stop_reason"], "length");
     assert!(
         out["text"].as_str().unwrap().starts_with(" Paris"),
