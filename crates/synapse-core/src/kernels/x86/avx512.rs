@@ -1086,11 +1086,13 @@ const FLOAT_PANEL_MIN_TOKENS: usize = 12;
 pub(super) fn uses_panels(dtype: DType, n_tokens: usize) -> bool {
     match dtype {
         DType::F32 | DType::F16 | DType::BF16 => n_tokens >= FLOAT_PANEL_MIN_TOKENS,
+        // INT8 rows run in `int8`.
+        DType::Int8 => false,
         _ => n_tokens >= PANEL_MIN_TOKENS,
     }
 }
 /// Tokens per tile: `PANEL_T` accumulators and as many dot products in flight.
-const PANEL_T: usize = 8;
+pub(super) const PANEL_T: usize = 8;
 
 thread_local! {
     /// The panel each thread packs into, kept between matmuls.
