@@ -1092,7 +1092,9 @@ pub(super) fn uses_panels(dtype: DType, n_tokens: usize) -> bool {
     }
 }
 /// Tokens per tile: `PANEL_T` accumulators and as many dot products in flight.
-pub(super) const PANEL_T: usize = 8;
+const PANEL_T: usize = 8;
+/// Tokens per tile for float weights, one per lane (see [`float`]).
+const FLOAT_T: usize = 16;
 
 thread_local! {
     /// The panel each thread packs into, kept between matmuls.
@@ -1109,7 +1111,7 @@ const fn tile_group_bytes(group: usize) -> usize {
 /// of `dtype` weights with `cols` columns.
 pub(super) fn token_tile(dtype: DType, cols: usize) -> (usize, usize) {
     let bytes = match dtype {
-        DType::F32 | DType::F16 | DType::BF16 => (cols * 4 * PANEL_T).div_ceil(64) * 64,
+        DType::F32 | DType::F16 | DType::BF16 => return (FLOAT_T, cols),
         DType::Q6K => cols / 16 * tile_group_bytes(16),
         _ => cols / 32 * tile_group_bytes(32),
     };
@@ -1119,7 +1121,7 @@ pub(super) fn token_tile(dtype: DType, cols: usize) -> (usize, usize) {
 /// Packs the activations of tiles `tiles` for the panels into `out` (their
 /// [`token_tile`]-sized parts of the whole buffer): [`PANEL_T`] tokens per tile (tokens
 /// past `n_tokens` stay zero), group by group (see [`tile_group_bytes`]); for float
-/// weights, column by column (`PANEL_T` f32 each).
+/// weights, [`FLOAT_T`] tokens per tile, column by column (lane t: token t's value).
 pub(super) fn pack_tokens(
     dtype: DType,
     acts: Acts,
@@ -1133,18 +1135,22 @@ pub(super) fn pack_tokens(
         _ => 32,
     };
     out.fill(Lanes::ZERO);
+    if let Acts::F32(x) = acts {
+        for t in tiles.start * FLOAT_T..(tiles.end * FLOAT_T).min(n_tokens) {
+            let tile = &mut out[(t / FLOAT_T - tiles.start) * cols..][..cols];
+            for (column, &v) in tile.iter_mut().zip(&x[t * cols..(t + 1) * cols]) {
+                column.0[t % FLOAT_T] = v.to_bits();
+            }
+        }
+        return;
+    }
     let tile_bytes = token_tile(dtype, cols).1 * 64;
     let bytes = lane_bytes(out);
-    let put = |bytes: &mut [u8], at: usize, v: [u8; 4]| bytes[at..at + 4].copy_from_slice(&v);
     for t in tiles.start * PANEL_T..(tiles.end * PANEL_T).min(n_tokens) {
         let tile = &mut bytes[(t / PANEL_T - tiles.start) * tile_bytes..][..tile_bytes];
         let lane = t % PANEL_T;
         match acts {
-            Acts::F32(x) => {
-                for (c, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
-                    put(tile, 4 * (c * PANEL_T + lane), v.to_le_bytes());
-                }
-            }
+            Acts::F32(_) => unreachable!("packed above"),
             Acts::Q8(q) => {
                 let offset = match dtype {
                     DType::Q4_0 => 8,
@@ -1505,40 +1511,48 @@ where
     }
 }
 
-/// Float weights: panels of f32 columns (lane r: row r's value), one multiply-add per
-/// column and token.
+/// Float weights: each 16 rows converted to f32 once (a panel: for each 16 columns, 16
+/// values of each row in turn), then
+/// multiplied with tiles of [`FLOAT_T`] tokens, one token per lane: a column's value of
+/// each row is broadcast against the tile's 16 tokens, so no transposition is needed
+/// until the 16 x 16 results are stored.
 ///
 /// # Safety
 /// As for [`matmul_rows`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
 unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
     let cols = job.cols;
-    let tile_lanes = (cols * 4 * PANEL_T).div_ceil(64);
     PANEL.with_borrow_mut(|panel| {
-        panel.resize(cols, Lanes::ZERO);
+        panel.resize(cols.div_ceil(16) * PANEL_ROWS, Lanes::ZERO);
+        let values = panel.as_mut_ptr().cast::<f32>();
         for r0 in (job.rows.start..job.panel_end).step_by(PANEL_ROWS) {
-            job.prefetch_panel(r0 + PANEL_ROWS);
-            for i in (0..cols).step_by(16) {
-                let n = (cols - i).min(16);
-                let mask = ((1u32 << n) - 1) as __mmask16;
-                let mut v = [_mm512_setzero_si512(); 16];
-                for (lane, v) in v.iter_mut().enumerate() {
-                    // SAFETY: the `n` values are inside the row.
-                    let row = unsafe { F::load(job.w.row(r0 + lane).add(i * F::SIZE), mask) };
-                    *v = _mm512_castps_si512(row);
-                }
-                for (column, &v) in panel[i..i + n].iter_mut().zip(&transpose(v)) {
-                    // SAFETY: `Lanes` is 64 aligned bytes.
-                    unsafe { _mm512_store_si512(column.0.as_mut_ptr().cast(), v) };
+            // The next panel's rows, read into the L2 cache while this one computes.
+            let next = (r0 + PANEL_ROWS) * job.w.row_bytes;
+            let next = if r0 + PANEL_ROWS < job.panel_end {
+                &job.w.bytes[next..next + PANEL_ROWS * job.w.row_bytes]
+            } else {
+                &[]
+            };
+            for r in 0..PANEL_ROWS {
+                let row = job.w.row(r0 + r);
+                for i in (0..cols).step_by(16) {
+                    let mask = ((1u32 << (cols - i).min(16)) - 1) as __mmask16;
+                    // SAFETY: the masked values are inside the row and inside the panel.
+                    unsafe {
+                        let v = F::load(row.add(i * F::SIZE), mask);
+                        _mm512_mask_storeu_ps(values.add(PANEL_ROWS * i + 16 * r), mask, v);
+                    }
                 }
             }
-            for (tile, t0) in job
+            for (i, (tile, t0)) in job
                 .tiles
-                .chunks_exact(tile_lanes)
-                .zip((0..job.n_tokens).step_by(PANEL_T))
+                .chunks_exact(cols)
+                .zip((0..job.n_tokens).step_by(FLOAT_T))
+                .enumerate()
             {
+                let ahead = if i == 0 { next } else { &[] };
                 // SAFETY: rows r0.. are this thread's; `tile` holds tokens t0...
-                unsafe { float_tile(panel, tile, job, r0, t0) };
+                unsafe { float_tile(values, tile, ahead, job, r0, t0) };
             }
         }
     });
@@ -1547,25 +1561,52 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
     unsafe { job.single_rows(|r, t| tile.row(r, t)) };
 }
 
-/// Writes a float panel's 16 rows of the tokens of one tile (those below `n_tokens`).
+/// Writes the 16 rows from `r0` (as [`float`] packs them at `panel`) of the tokens of
+/// one tile (those below `n_tokens`), prefetching the bytes `ahead` (the next panel's rows,
+/// at most 64 bytes per column) into the L2 cache along the way: a burst of prefetches
+/// would stall on the misses in flight, spread over the columns they overlap the
+/// multiply-adds.
 ///
 /// # Safety
 /// As for [`float`]; `tile` holds tokens `t0..`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-unsafe fn float_tile(panel: &[Lanes], tile: &[Lanes], job: &Job, r0: usize, t0: usize) {
-    let x = tile.as_ptr().cast::<f32>();
-    let mut acc = [_mm512_setzero_ps(); PANEL_T];
-    for (c, w) in panel.iter().enumerate() {
-        // SAFETY: `Lanes` is 64 aligned bytes.
-        let w = unsafe { _mm512_load_ps(w.0.as_ptr().cast()) };
-        for (t, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: the tile holds `PANEL_T` values per column.
-            let x = unsafe { *x.add(c * PANEL_T + t) };
-            *acc = _mm512_fmadd_ps(w, _mm512_set1_ps(x), *acc);
+unsafe fn float_tile(
+    panel: *const f32,
+    tile: &[Lanes],
+    ahead: &[u8],
+    job: &Job,
+    r0: usize,
+    t0: usize,
+) {
+    let lines = ahead.len().div_ceil(64);
+    // acc[r] lane t: row r0 + r times token t0 + t.
+    let mut acc = [_mm512_setzero_ps(); PANEL_ROWS];
+    for (c, x) in tile.iter().enumerate() {
+        if c < lines {
+            _mm_prefetch::<_MM_HINT_T1>(ahead[64 * c..].as_ptr().cast());
+        }
+        // SAFETY: `Lanes` is 64 aligned bytes; column c's values of the 16 rows lie 16
+        // apart from here.
+        let (x, w) = unsafe {
+            (
+                _mm512_load_ps(x.0.as_ptr().cast()),
+                panel.add(c / 16 * 16 * PANEL_ROWS + c % 16),
+            )
+        };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *acc = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *w.add(16 * r) }), x, *acc);
         }
     }
-    // SAFETY: as the caller guarantees.
-    unsafe { store_tile(&acc, job, r0, t0) };
+    let mut by_row = [_mm512_setzero_si512(); PANEL_ROWS];
+    for (v, &acc) in by_row.iter_mut().zip(&acc) {
+        *v = _mm512_castps_si512(acc);
+    }
+    let by_token = transpose(by_row);
+    for (t, &v) in by_token.iter().enumerate().take(job.n_tokens - t0) {
+        // SAFETY: this thread owns rows `r0..r0 + 16`; the index is inside `out`.
+        unsafe { _mm512_storeu_ps(job.out.0.add((t0 + t) * job.n + r0), _mm512_castsi512_ps(v)) };
+    }
 }
 
 // ---------------------------------------------------------------------------------------

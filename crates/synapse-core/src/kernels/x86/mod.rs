@@ -205,8 +205,10 @@ pub(super) fn matmul_many(
     } else {
         Vec::new()
     };
-    let n_tiles = n_tokens.div_ceil(avx512::PANEL_T);
-    let tile_lanes = |dtype: DType| n_tiles * avx512::token_tile(dtype, k).1;
+    let tile_lanes = |dtype: DType| {
+        let (per_tile, lanes) = avx512::token_tile(dtype, k);
+        n_tokens.div_ceil(per_tile) * lanes
+    };
     let mut tile_starts = Vec::with_capacity(panel_types.len());
     let mut total_lanes = 0;
     for &dtype in &panel_types {
@@ -217,11 +219,16 @@ pub(super) fn matmul_many(
     tiles.resize(total_lanes, Lanes::ZERO);
     if !panel_types.is_empty() {
         let shared = SharedMut::new(tiles);
-        let jobs = panel_types.len() * n_tiles;
-        parallel_for(jobs, quantize_threads, 1, |range| {
+        // Jobs: every tile of every type, the types' tiles counted in a common unit.
+        let n_tiles = |dtype: DType| n_tokens.div_ceil(avx512::token_tile(dtype, k).0);
+        let most = panel_types.iter().map(|&d| n_tiles(d)).max().unwrap_or(0);
+        parallel_for(panel_types.len() * most, quantize_threads, 1, |range| {
             for job in range {
-                let (i, tile) = (job / n_tiles, job % n_tiles);
+                let (i, tile) = (job / most, job % most);
                 let (dtype, lanes) = (panel_types[i], avx512::token_tile(panel_types[i], k).1);
+                if tile >= n_tiles(dtype) {
+                    continue;
+                }
                 let start = tile_starts[i] + tile * lanes;
                 // SAFETY: each job's tile is a disjoint part of the buffer sized above.
                 let out = unsafe { shared.slice(start..start + lanes) };
