@@ -84,17 +84,13 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Starts loading the rows of the panel at `r0`, if it is one of this job's, into
-    /// the L2 cache: packing reads 16 rows at once, a pattern the hardware prefetchers
-    /// miss, and the previous panel's tiles leave time for the loads.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    fn prefetch_panel(&self, r0: usize) {
+    /// The bytes of the panel at `r0` if it is one of this job's (else none): the panel
+    /// kernels prefetch the next panel's rows while they compute one (see [`Ahead`]).
+    fn panel_bytes(&self, r0: usize) -> &[u8] {
         if r0 < self.panel_end {
-            let bytes = &self.w.bytes[r0 * self.w.row_bytes..(r0 + PANEL_ROWS) * self.w.row_bytes];
-            for line in bytes.iter().step_by(64) {
-                _mm_prefetch::<_MM_HINT_T1>((line as *const u8).cast());
-            }
+            &self.w.bytes[r0 * self.w.row_bytes..(r0 + PANEL_ROWS) * self.w.row_bytes]
+        } else {
+            &[]
         }
     }
 
@@ -109,6 +105,41 @@ impl Job<'_> {
         let (rows, tokens) = (self.panel_end..self.rows.end, 0..self.n_tokens);
         // SAFETY: as the caller guarantees.
         unsafe { single_rows(rows, tokens, self.out, self.n, row) };
+    }
+}
+
+/// Bytes to load into the L2 cache a few lines per step of a loop of `steps` steps:
+/// packing reads 16 rows at once, a pattern the hardware prefetchers miss, and a burst of
+/// prefetches would stall on the misses in flight, while spread over a panel's work they
+/// overlap its multiply-adds.
+struct Ahead<'a> {
+    bytes: &'a [u8],
+    per_step: usize,
+}
+
+impl<'a> Ahead<'a> {
+    fn new(bytes: &'a [u8], steps: usize) -> Ahead<'a> {
+        let per_step = bytes.len().div_ceil(64).div_ceil(steps.max(1));
+        Ahead { bytes, per_step }
+    }
+
+    const NONE: Ahead<'static> = Ahead {
+        bytes: &[],
+        per_step: 0,
+    };
+
+    /// Prefetches the lines of step `step`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+    fn step(&self, step: usize) {
+        for line in self
+            .bytes
+            .chunks(64)
+            .skip(step * self.per_step)
+            .take(self.per_step)
+        {
+            _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
+        }
     }
 }
 
@@ -1382,14 +1413,20 @@ unsafe fn panels<P: Pack<SUB>, const SUB: usize>(job: &Job, pack: &P) {
         for r0 in (job.rows.start..job.panel_end).step_by(PANEL_ROWS) {
             // SAFETY: the panel holds every group of a row; rows r0.. exist.
             unsafe { pack.pack(r0, panel) };
-            job.prefetch_panel(r0 + PANEL_ROWS);
-            for (tile, t0) in job
+            let next = job.panel_bytes(r0 + PANEL_ROWS);
+            for (i, (tile, t0)) in job
                 .tiles
                 .chunks_exact(tile_lanes)
                 .zip((0..job.n_tokens).step_by(PANEL_T))
+                .enumerate()
             {
+                let ahead = if i == 0 {
+                    Ahead::new(next, groups)
+                } else {
+                    Ahead::NONE
+                };
                 // SAFETY: rows r0.. are this thread's; `tile` holds tokens t0...
-                unsafe { panel_tile::<P, SUB>(panel, tile, job, r0, t0) };
+                unsafe { panel_tile::<P, SUB>(panel, tile, &ahead, job, r0, t0) };
             }
         }
     });
@@ -1403,6 +1440,7 @@ unsafe fn panels<P: Pack<SUB>, const SUB: usize>(job: &Job, pack: &P) {
 unsafe fn panel_tile<P: Pack<SUB>, const SUB: usize>(
     panel: &[Lanes],
     tile: &[Lanes],
+    ahead: &Ahead,
     job: &Job,
     r0: usize,
     t0: usize,
@@ -1410,10 +1448,12 @@ unsafe fn panel_tile<P: Pack<SUB>, const SUB: usize>(
     let group = 4 * SUB;
     let group_lanes = tile_group_bytes(group) / 64;
     let mut acc = [_mm512_setzero_ps(); PANEL_T];
-    for (w, tokens) in panel
+    for (g, (w, tokens)) in panel
         .chunks_exact(SUB + 2)
         .zip(tile.chunks_exact(group_lanes))
+        .enumerate()
     {
+        ahead.step(g);
         let codes = tokens.as_ptr().cast::<u8>();
         // Number k (0: d, 1: sum, 2: corr) of token t, after the codes (see
         // `tile_group_bytes`).
@@ -1526,13 +1566,7 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
         panel.resize(cols.div_ceil(16) * PANEL_ROWS, Lanes::ZERO);
         let values = panel.as_mut_ptr().cast::<f32>();
         for r0 in (job.rows.start..job.panel_end).step_by(PANEL_ROWS) {
-            // The next panel's rows, read into the L2 cache while this one computes.
-            let next = (r0 + PANEL_ROWS) * job.w.row_bytes;
-            let next = if r0 + PANEL_ROWS < job.panel_end {
-                &job.w.bytes[next..next + PANEL_ROWS * job.w.row_bytes]
-            } else {
-                &[]
-            };
+            let next = job.panel_bytes(r0 + PANEL_ROWS);
             for r in 0..PANEL_ROWS {
                 let row = job.w.row(r0 + r);
                 for i in (0..cols).step_by(16) {
@@ -1550,9 +1584,13 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
                 .zip((0..job.n_tokens).step_by(FLOAT_T))
                 .enumerate()
             {
-                let ahead = if i == 0 { next } else { &[] };
+                let ahead = if i == 0 {
+                    Ahead::new(next, cols)
+                } else {
+                    Ahead::NONE
+                };
                 // SAFETY: rows r0.. are this thread's; `tile` holds tokens t0...
-                unsafe { float_tile(values, tile, ahead, job, r0, t0) };
+                unsafe { float_tile(values, tile, &ahead, job, r0, t0) };
             }
         }
     });
@@ -1562,10 +1600,7 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
 }
 
 /// Writes the 16 rows from `r0` (as [`float`] packs them at `panel`) of the tokens of
-/// one tile (those below `n_tokens`), prefetching the bytes `ahead` (the next panel's rows,
-/// at most 64 bytes per column) into the L2 cache along the way: a burst of prefetches
-/// would stall on the misses in flight, spread over the columns they overlap the
-/// multiply-adds.
+/// one tile (those below `n_tokens`), prefetching `ahead` one step per column.
 ///
 /// # Safety
 /// As for [`float`]; `tile` holds tokens `t0..`.
@@ -1573,18 +1608,15 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
 unsafe fn float_tile(
     panel: *const f32,
     tile: &[Lanes],
-    ahead: &[u8],
+    ahead: &Ahead,
     job: &Job,
     r0: usize,
     t0: usize,
 ) {
-    let lines = ahead.len().div_ceil(64);
     // acc[r] lane t: row r0 + r times token t0 + t.
     let mut acc = [_mm512_setzero_ps(); PANEL_ROWS];
     for (c, x) in tile.iter().enumerate() {
-        if c < lines {
-            _mm_prefetch::<_MM_HINT_T1>(ahead[64 * c..].as_ptr().cast());
-        }
+        ahead.step(c);
         // SAFETY: `Lanes` is 64 aligned bytes; column c's values of the 16 rows lie 16
         // apart from here.
         let (x, w) = unsafe {
