@@ -1153,7 +1153,11 @@ pub(super) fn token_tile(dtype: DType, cols: usize) -> (usize, usize) {
 /// [`token_tile`]-sized parts of the whole buffer): [`PANEL_T`] tokens per tile (tokens
 /// past `n_tokens` stay zero), group by group (see [`tile_group_bytes`]); for float
 /// weights, [`FLOAT_T`] tokens per tile, column by column (lane t: token t's value).
-pub(super) fn pack_tokens(
+///
+/// # Safety
+/// The CPU has the features `has_avx512` checks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+pub(super) unsafe fn pack_tokens(
     dtype: DType,
     acts: Acts,
     n_tokens: usize,
@@ -1165,16 +1169,11 @@ pub(super) fn pack_tokens(
         DType::Q6K => 16,
         _ => 32,
     };
-    out.fill(Lanes::ZERO);
     if let Acts::F32(x) = acts {
-        for t in tiles.start * FLOAT_T..(tiles.end * FLOAT_T).min(n_tokens) {
-            let tile = &mut out[(t / FLOAT_T - tiles.start) * cols..][..cols];
-            for (column, &v) in tile.iter_mut().zip(&x[t * cols..(t + 1) * cols]) {
-                column.0[t % FLOAT_T] = v.to_bits();
-            }
-        }
-        return;
+        // SAFETY: as the caller guarantees.
+        return unsafe { pack_float_tokens(x, n_tokens, cols, tiles, out) };
     }
+    out.fill(Lanes::ZERO);
     let tile_bytes = token_tile(dtype, cols).1 * 64;
     let bytes = lane_bytes(out);
     for t in tiles.start * PANEL_T..(tiles.end * PANEL_T).min(n_tokens) {
@@ -1211,6 +1210,38 @@ pub(super) fn pack_tokens(
                         put_token(group_bytes, 32, lane, codes, b.d, b.d * sum as f32, 0);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// [`pack_tokens`] for float weights: each 16 tokens' 16 columns transposed at once.
+///
+/// # Safety
+/// The CPU has the features `has_avx512` checks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+unsafe fn pack_float_tokens(
+    x: &[f32],
+    n_tokens: usize,
+    cols: usize,
+    tiles: Range<usize>,
+    out: &mut [Lanes],
+) {
+    for (tile, dst) in tiles.zip(out.chunks_exact_mut(cols)) {
+        let t0 = tile * FLOAT_T;
+        let tokens = &x[t0 * cols..(t0 + FLOAT_T).min(n_tokens) * cols];
+        for c0 in (0..cols).step_by(16) {
+            let n = (cols - c0).min(16);
+            let mask = ((1u32 << n) - 1) as __mmask16;
+            // Row t: token t0 + t's columns c0.. (zero past the last token).
+            let mut rows = [_mm512_setzero_si512(); 16];
+            for (row, token) in rows.iter_mut().zip(tokens.chunks_exact(cols)) {
+                // SAFETY: the masked values are inside the token's row.
+                *row = unsafe { _mm512_maskz_loadu_epi32(mask, token[c0..].as_ptr().cast()) };
+            }
+            for (column, &v) in dst[c0..c0 + n].iter_mut().zip(&transpose(rows)) {
+                // SAFETY: `Lanes` is 64 aligned bytes.
+                unsafe { _mm512_store_si512(column.0.as_mut_ptr().cast(), v) };
             }
         }
     }

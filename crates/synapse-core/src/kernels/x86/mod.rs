@@ -232,7 +232,10 @@ pub(super) fn matmul_many(
                 let start = tile_starts[i] + tile * lanes;
                 // SAFETY: each job's tile is a disjoint part of the buffer sized above.
                 let out = unsafe { shared.slice(start..start + lanes) };
-                avx512::pack_tokens(dtype, acts(dtype), n_tokens, k, tile..tile + 1, out);
+                // SAFETY: panels run only with AVX-512, which this CPU has.
+                unsafe {
+                    avx512::pack_tokens(dtype, acts(dtype), n_tokens, k, tile..tile + 1, out)
+                };
             }
         });
     }
