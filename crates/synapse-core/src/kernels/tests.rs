@@ -270,7 +270,8 @@ fn batched_matmul_equals_one_token_at_a_time() {
 fn matmul_many_equals_one_matmul_per_weight() {
     let mut rng = Rng(4);
     // Every weight type against the same input, with row counts that are and are not
-    // whole panels; one token (decode), a few, and enough for the panels.
+    // whole panels; one token (decode), a few, enough for the panels, and enough that two
+    // threads quantize and pack (with one thread as the reference).
     let cols = 512;
     let row_counts = [37, 16, 5, 48];
     let weights: Vec<WeightTensor> = DType::ALL
@@ -278,7 +279,7 @@ fn matmul_many_equals_one_matmul_per_weight() {
         .enumerate()
         .map(|(i, &dtype)| random_weight(dtype, row_counts[i % row_counts.len()], cols, &mut rng))
         .collect();
-    for n_tokens in [1, 3, 13] {
+    for n_tokens in [1, 3, 13, 37] {
         let x = random_acts(n_tokens, cols, &mut rng);
         for isa in isas() {
             for precision in [Precision::Quantized, Precision::F32] {

@@ -1149,39 +1149,47 @@ pub(super) fn token_tile(dtype: DType, cols: usize) -> (usize, usize) {
     (PANEL_T, bytes / 64)
 }
 
-/// Packs the activations of tiles `tiles` for the panels into `out` (their
-/// [`token_tile`]-sized parts of the whole buffer): [`PANEL_T`] tokens per tile (tokens
-/// past `n_tokens` stay zero), group by group (see [`tile_group_bytes`]); for float
-/// weights, [`FLOAT_T`] tokens per tile, column by column (lane t: token t's value).
+/// The activations of a run of tokens, from the first token of a tile, as
+/// [`pack_tokens`] reads them.
+#[derive(Clone, Copy)]
+pub(super) enum TileActs<'a> {
+    F32(&'a [f32]),
+    Q8(&'a Q8Out<'a>),
+    Q8K(&'a [BlockQ8K]),
+}
+
+/// Packs the activations `acts` of `n_tokens` tokens for the panels into `out`: whole
+/// tiles of [`PANEL_T`] tokens (tokens past `n_tokens` stay zero), group by group (see
+/// [`tile_group_bytes`]); for float weights, [`FLOAT_T`] tokens per tile, column by
+/// column (lane t: token t's value).
 ///
 /// # Safety
 /// The CPU has the features `has_avx512` checks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
 pub(super) unsafe fn pack_tokens(
     dtype: DType,
-    acts: Acts,
+    acts: TileActs,
     n_tokens: usize,
     cols: usize,
-    tiles: Range<usize>,
     out: &mut [Lanes],
 ) {
     let group = match dtype {
         DType::Q6K => 16,
         _ => 32,
     };
-    if let Acts::F32(x) = acts {
+    if let TileActs::F32(x) = acts {
         // SAFETY: as the caller guarantees.
-        return unsafe { pack_float_tokens(x, n_tokens, cols, tiles, out) };
+        return unsafe { pack_float_tokens(x, n_tokens, cols, out) };
     }
     out.fill(Lanes::ZERO);
     let tile_bytes = token_tile(dtype, cols).1 * 64;
     let bytes = lane_bytes(out);
-    for t in tiles.start * PANEL_T..(tiles.end * PANEL_T).min(n_tokens) {
-        let tile = &mut bytes[(t / PANEL_T - tiles.start) * tile_bytes..][..tile_bytes];
+    for t in 0..n_tokens {
+        let tile = &mut bytes[t / PANEL_T * tile_bytes..][..tile_bytes];
         let lane = t % PANEL_T;
         match acts {
-            Acts::F32(_) => unreachable!("packed above"),
-            Acts::Q8(q) => {
+            TileActs::F32(_) => unreachable!("packed above"),
+            TileActs::Q8(q) => {
                 let offset = match dtype {
                     DType::Q4_0 => 8,
                     DType::Q5_0 => 16,
@@ -1195,7 +1203,7 @@ pub(super) unsafe fn pack_tokens(
                     put_token(group_bytes, 32, lane, codes, q.d[i], q.s[i], corr);
                 }
             }
-            Acts::Q8K(a) => {
+            TileActs::Q8K(a) => {
                 let blocks = &a[t * cols / QK_K..(t + 1) * cols / QK_K];
                 let groups = tile.chunks_exact_mut(tile_group_bytes(group));
                 for (g, group_bytes) in groups.enumerate() {
@@ -1220,14 +1228,8 @@ pub(super) unsafe fn pack_tokens(
 /// # Safety
 /// The CPU has the features `has_avx512` checks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-unsafe fn pack_float_tokens(
-    x: &[f32],
-    n_tokens: usize,
-    cols: usize,
-    tiles: Range<usize>,
-    out: &mut [Lanes],
-) {
-    for (tile, dst) in tiles.zip(out.chunks_exact_mut(cols)) {
+unsafe fn pack_float_tokens(x: &[f32], n_tokens: usize, cols: usize, out: &mut [Lanes]) {
+    for (tile, dst) in out.chunks_exact_mut(cols).enumerate() {
         let t0 = tile * FLOAT_T;
         let tokens = &x[t0 * cols..(t0 + FLOAT_T).min(n_tokens) * cols];
         for c0 in (0..cols).step_by(16) {

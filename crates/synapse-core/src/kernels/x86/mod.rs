@@ -118,8 +118,23 @@ struct Q8Out<'a> {
     sum: &'a mut [i32],
 }
 
+impl Q8Out<'_> {
+    /// The same buffers, borrowed again for a quantizer.
+    fn reborrow(&mut self) -> Q8Out<'_> {
+        Q8Out {
+            codes: self.codes,
+            d: self.d,
+            s: self.s,
+            sum: self.sum,
+        }
+    }
+}
+
 /// Below this many values, quantizing runs on the calling thread.
 const PARALLEL_QUANTIZE_MIN: usize = 1 << 14;
+/// Threads quantize and pack runs of tokens that start on a multiple of this: a whole
+/// number of token tiles of every type (see `avx512::token_tile`).
+const PREPARE_ALIGN: usize = 16;
 
 /// `out = matmul(w, x)` for each `(w, out)` part with the kernels of `isa` (Avx2 or
 /// Avx512): see [`super::matmul_many`], which checked the lengths.
@@ -132,66 +147,13 @@ pub(super) fn matmul_many(
     scratch: &mut MatmulScratch,
 ) {
     let k = parts[0].0.cols;
-    let quantize_threads = if x.len() >= PARALLEL_QUANTIZE_MIN {
+    let prepare_threads = if x.len() >= PARALLEL_QUANTIZE_MIN {
         threads
     } else {
         1
     };
     let needs = |pred: fn(DType) -> bool| parts.iter().any(|(w, _)| pred(w.dtype));
-    if needs(uses_q8) {
-        let q = &mut scratch.x86.q8_rows;
-        q.resize(n_tokens, k);
-        let (codes, d, s, sum) = (
-            SharedMut::new(&mut q.codes),
-            SharedMut::new(&mut q.d),
-            SharedMut::new(&mut q.s),
-            SharedMut::new(&mut q.sum),
-        );
-        parallel_for(n_tokens, quantize_threads, 1, |tokens| {
-            let (values, blocks) = (tokens.start * k..tokens.end * k, k / 32);
-            let block_range = tokens.start * blocks..tokens.end * blocks;
-            // SAFETY: token ranges are disjoint, so are these parts of the buffers,
-            // which `resize` made `n_tokens` rows long. `isa` is on this CPU.
-            unsafe {
-                let out = Q8Out {
-                    codes: codes.slice(values.clone()),
-                    d: d.slice(block_range.clone()),
-                    s: s.slice(block_range.clone()),
-                    sum: sum.slice(block_range),
-                };
-                match isa {
-                    Isa::Avx512 => avx512::quantize_q8(&x[values], out),
-                    _ => avx2::quantize_q8(&x[values], out),
-                }
-            }
-        });
-    }
-    if needs(uses_q8_k) {
-        let blocks = k / QK_K;
-        scratch.q8_k.resize(n_tokens * blocks, BlockQ8K::ZERO);
-        let q = SharedMut::new(&mut scratch.q8_k);
-        parallel_for(n_tokens, quantize_threads, 1, |tokens| {
-            let values = tokens.start * k..tokens.end * k;
-            // SAFETY: as above.
-            unsafe {
-                let q = q.slice(tokens.start * blocks..tokens.end * blocks);
-                match isa {
-                    Isa::Avx512 => avx512::quantize_q8_k(&x[values], q),
-                    _ => avx2::quantize_q8_k(&x[values], q),
-                }
-            }
-        });
-    }
-    let (q8_rows, q8_k) = (&scratch.x86.q8_rows, &scratch.q8_k[..]);
-    let acts = |dtype: DType| {
-        if uses_q8(dtype) {
-            Acts::Q8(q8_rows)
-        } else if uses_q8_k(dtype) {
-            Acts::Q8K(q8_k)
-        } else {
-            Acts::F32(x)
-        }
-    };
+    let (q8, q8_k) = (needs(uses_q8), needs(uses_q8_k));
     // AVX-512 panels: the activations packed once per weight type that runs as panels
     // (the packing depends on the type), all types' tiles in one buffer.
     let panel_types: Vec<DType> = if isa == Isa::Avx512 {
@@ -215,30 +177,75 @@ pub(super) fn matmul_many(
         tile_starts.push(total_lanes);
         total_lanes += tile_lanes(dtype);
     }
-    let tiles = &mut scratch.x86.tiles;
-    tiles.resize(total_lanes, Lanes::ZERO);
-    if !panel_types.is_empty() {
-        let shared = SharedMut::new(tiles);
-        // Jobs: every tile of every type, the types' tiles counted in a common unit.
-        let n_tiles = |dtype: DType| n_tokens.div_ceil(avx512::token_tile(dtype, k).0);
-        let most = panel_types.iter().map(|&d| n_tiles(d)).max().unwrap_or(0);
-        parallel_for(panel_types.len() * most, quantize_threads, 1, |range| {
-            for job in range {
-                let (i, tile) = (job / most, job % most);
-                let (dtype, lanes) = (panel_types[i], avx512::token_tile(panel_types[i], k).1);
-                if tile >= n_tiles(dtype) {
-                    continue;
-                }
-                let start = tile_starts[i] + tile * lanes;
-                // SAFETY: each job's tile is a disjoint part of the buffer sized above.
-                let out = unsafe { shared.slice(start..start + lanes) };
-                // SAFETY: panels run only with AVX-512, which this CPU has.
-                unsafe {
-                    avx512::pack_tokens(dtype, acts(dtype), n_tokens, k, tile..tile + 1, out)
-                };
-            }
-        });
+    let (blocks, k_blocks) = (k / 32, k / QK_K);
+    if q8 {
+        scratch.x86.q8_rows.resize(n_tokens, k);
     }
+    if q8_k {
+        scratch.q8_k.resize(n_tokens * k_blocks, BlockQ8K::ZERO);
+    }
+    scratch.x86.tiles.resize(total_lanes, Lanes::ZERO);
+    let q = &mut scratch.x86.q8_rows;
+    let (codes, d, s, sum) = (
+        SharedMut::new(&mut q.codes),
+        SharedMut::new(&mut q.d),
+        SharedMut::new(&mut q.s),
+        SharedMut::new(&mut q.sum),
+    );
+    let (q8_k_out, tiles_out) = (
+        SharedMut::new(&mut scratch.q8_k),
+        SharedMut::new(&mut scratch.x86.tiles),
+    );
+    // One dispatch prepares the activations: each thread quantizes a run of tokens, then
+    // packs those tokens' tiles, so runs start on a tile boundary of every type.
+    parallel_for(n_tokens, prepare_threads, PREPARE_ALIGN, |tokens| {
+        let values = tokens.start * k..tokens.end * k;
+        let x = &x[values.clone()];
+        // SAFETY: token runs are disjoint, so are these parts of the buffers, which the
+        // resizes above made `n_tokens` rows long (the tiles, `total_lanes` long); `isa`
+        // is on this CPU.
+        unsafe {
+            let mut q8_out = q8.then(|| Q8Out {
+                codes: codes.slice(values.clone()),
+                d: d.slice(tokens.start * blocks..tokens.end * blocks),
+                s: s.slice(tokens.start * blocks..tokens.end * blocks),
+                sum: sum.slice(tokens.start * blocks..tokens.end * blocks),
+            });
+            let mut q8_k_out =
+                q8_k.then(|| q8_k_out.slice(tokens.start * k_blocks..tokens.end * k_blocks));
+            match (isa, &mut q8_out) {
+                (_, None) => {}
+                (Isa::Avx512, Some(out)) => avx512::quantize_q8(x, out.reborrow()),
+                (_, Some(out)) => avx2::quantize_q8(x, out.reborrow()),
+            }
+            match (isa, &mut q8_k_out) {
+                (_, None) => {}
+                (Isa::Avx512, Some(out)) => avx512::quantize_q8_k(x, out),
+                (_, Some(out)) => avx2::quantize_q8_k(x, out),
+            }
+            for (&dtype, &start) in panel_types.iter().zip(&tile_starts) {
+                let (per_tile, lanes) = avx512::token_tile(dtype, k);
+                let tiles = tokens.start / per_tile..tokens.end.div_ceil(per_tile);
+                let out = tiles_out.slice(start + tiles.start * lanes..start + tiles.end * lanes);
+                let acts = match (&q8_out, &q8_k_out) {
+                    (Some(q), _) if uses_q8(dtype) => avx512::TileActs::Q8(q),
+                    (_, Some(q)) if uses_q8_k(dtype) => avx512::TileActs::Q8K(q),
+                    _ => avx512::TileActs::F32(x),
+                };
+                avx512::pack_tokens(dtype, acts, tokens.len(), k, out);
+            }
+        }
+    });
+    let (q8_rows, q8_k) = (&scratch.x86.q8_rows, &scratch.q8_k[..]);
+    let acts = |dtype: DType| {
+        if uses_q8(dtype) {
+            Acts::Q8(q8_rows)
+        } else if uses_q8_k(dtype) {
+            Acts::Q8K(q8_k)
+        } else {
+            Acts::F32(x)
+        }
+    };
     let tiles = &scratch.x86.tiles[..];
     let tiles_of = |dtype: DType| match panel_types.iter().position(|&d| d == dtype) {
         Some(i) => &tiles[tile_starts[i]..tile_starts[i] + tile_lanes(dtype)],
