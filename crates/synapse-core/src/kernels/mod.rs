@@ -18,6 +18,7 @@ use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
 use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
+use std::ops::Range;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -159,10 +160,29 @@ pub fn matmul(
     threads: usize,
     scratch: &mut MatmulScratch,
 ) {
-    matmul_with(isa(), w, x, n_tokens, out, precision, threads, scratch);
+    matmul_many(&mut [(w, out)], x, n_tokens, precision, threads, scratch);
+}
+
+/// [`matmul`] of several weights with the same input `x` (Q, K and V; gate and up): each
+/// `(w, out)` part gets `out = matmul(w, x)`. The activations are quantized once per
+/// activation type the weights need, and the threads split the parts' rows together, so
+/// the whole call waits on one barrier.
+///
+/// # Panics
+/// If the weights' `cols` differ, or a length does not match.
+pub fn matmul_many(
+    parts: &mut [(&WeightTensor, &mut [f32])],
+    x: &[f32],
+    n_tokens: usize,
+    precision: Precision,
+    threads: usize,
+    scratch: &mut MatmulScratch,
+) {
+    matmul_many_with(isa(), parts, x, n_tokens, precision, threads, scratch);
 }
 
 /// [`matmul`] with the kernels of `isa`, which the CPU must have.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 fn matmul_with(
     isa: Isa,
@@ -174,81 +194,158 @@ fn matmul_with(
     threads: usize,
     scratch: &mut MatmulScratch,
 ) {
-    let (k, n) = (w.cols, w.rows);
-    assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
-    assert_eq!(out.len(), n_tokens * n, "{}: output length", w.name);
-    if precision == Precision::F32 {
-        return matmul_f32(isa, w, x, n_tokens, out, threads);
+    matmul_many_with(
+        isa,
+        &mut [(w, out)],
+        x,
+        n_tokens,
+        precision,
+        threads,
+        scratch,
+    );
+}
+
+/// The parts of a [`matmul_many`] laid end to end as one range of rows that threads split,
+/// each part starting at a multiple of `align` (a thread's share of a part then starts on
+/// a whole panel); the rows of padding between parts belong to no part.
+struct PartRows<'a> {
+    /// Per part: its first index in the combined range, its weight and its output.
+    parts: Vec<(usize, &'a WeightTensor, SharedOut)>,
+    total: usize,
+}
+
+impl<'a> PartRows<'a> {
+    fn new(parts: &mut [(&'a WeightTensor, &mut [f32])], align: usize) -> PartRows<'a> {
+        let mut total = 0;
+        let parts = parts
+            .iter_mut()
+            .map(|(w, out)| {
+                let start = total;
+                total += w.rows.div_ceil(align) * align;
+                (start, *w, SharedOut(out.as_mut_ptr()))
+            })
+            .collect();
+        PartRows { parts, total }
+    }
+
+    /// Calls `f(weight, its rows in range, its output)` for each part `range` covers.
+    fn split(
+        &self,
+        range: Range<usize>,
+        mut f: impl FnMut(&'a WeightTensor, Range<usize>, SharedOut),
+    ) {
+        for &(start, w, out) in &self.parts {
+            let (lo, hi) = (range.start.max(start), range.end.min(start + w.rows));
+            if lo < hi {
+                f(w, lo - start..hi - start, out);
+            }
+        }
+    }
+}
+
+/// [`matmul_many`] with the kernels of `isa`, which the CPU must have.
+fn matmul_many_with(
+    isa: Isa,
+    parts: &mut [(&WeightTensor, &mut [f32])],
+    x: &[f32],
+    n_tokens: usize,
+    precision: Precision,
+    threads: usize,
+    scratch: &mut MatmulScratch,
+) {
+    let Some(k) = parts.first().map(|(w, _)| w.cols) else {
+        return;
+    };
+    for (w, out) in parts.iter() {
+        assert_eq!(
+            w.cols, k,
+            "{}: columns differ from the other weights'",
+            w.name
+        );
+        assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
+        assert_eq!(out.len(), n_tokens * w.rows, "{}: output length", w.name);
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 | Isa::Avx512) {
-        return x86::matmul(isa, w, x, n_tokens, out, threads, scratch);
+    if precision == Precision::Quantized && matches!(isa, Isa::Avx2 | Isa::Avx512) {
+        return x86::matmul_many(isa, parts, x, n_tokens, threads, scratch);
     }
-    if !w.dtype.is_quantized() {
-        return matmul_f32(isa, w, x, n_tokens, out, threads);
-    }
-    // Quantize every token's activations once; all threads share them.
-    let blocks_per_row = k / w.dtype.block_len();
-    let len = n_tokens * blocks_per_row;
-    match w.dtype {
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
-            scratch.q8_0.resize(len, BlockQ8_0Act::ZERO);
-            quantize_q8_0(x, &mut scratch.q8_0);
-        }
-        DType::Q4_1 | DType::Q5_1 => {
-            scratch.q8_1.resize(len, BlockQ8_1Act::ZERO);
-            quantize_q8_1(x, &mut scratch.q8_1);
-        }
-        _ => {
-            scratch.q8_k.resize(len, BlockQ8K::ZERO);
-            quantize_q8_k(x, &mut scratch.q8_k);
+    let quantized = |w: &WeightTensor| precision == Precision::Quantized && w.dtype.is_quantized();
+    // Quantize every token's activations once per type needed; all threads share them.
+    let blocks_per_row = |dtype: DType| k / dtype.block_len();
+    for act in [ActType::Q8_0, ActType::Q8_1, ActType::Q8K] {
+        let Some((w, _)) = parts
+            .iter()
+            .find(|(w, _)| quantized(w) && ActType::of(w.dtype) == act)
+        else {
+            continue;
+        };
+        let len = n_tokens * blocks_per_row(w.dtype);
+        match act {
+            ActType::Q8_0 => {
+                scratch.q8_0.resize(len, BlockQ8_0Act::ZERO);
+                quantize_q8_0(x, &mut scratch.q8_0);
+            }
+            ActType::Q8_1 => {
+                scratch.q8_1.resize(len, BlockQ8_1Act::ZERO);
+                quantize_q8_1(x, &mut scratch.q8_1);
+            }
+            ActType::Q8K => {
+                scratch.q8_k.resize(len, BlockQ8K::ZERO);
+                quantize_q8_k(x, &mut scratch.q8_k);
+            }
         }
     }
     let scratch = &*scratch;
-    let act_row = |t: usize| {
-        let blocks = t * blocks_per_row..(t + 1) * blocks_per_row;
-        match w.dtype {
-            DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
-                ActRow::Q8_0(&scratch.q8_0[blocks])
-            }
-            DType::Q4_1 | DType::Q5_1 => ActRow::Q8_1(&scratch.q8_1[blocks]),
-            _ => ActRow::Q8K(&scratch.q8_k[blocks]),
+    let act_row = |dtype: DType, t: usize| {
+        let blocks = t * blocks_per_row(dtype)..(t + 1) * blocks_per_row(dtype);
+        match ActType::of(dtype) {
+            ActType::Q8_0 => ActRow::Q8_0(&scratch.q8_0[blocks]),
+            ActType::Q8_1 => ActRow::Q8_1(&scratch.q8_1[blocks]),
+            ActType::Q8K => ActRow::Q8K(&scratch.q8_k[blocks]),
         }
     };
-    let shared = SharedOut(out.as_mut_ptr());
-    parallel_for(n, threads, 4, |rows| {
-        for r in rows {
-            let row = w.row(r);
-            for t in 0..n_tokens {
-                let v = quantized_dot(isa, w.dtype, row, act_row(t));
-                // SAFETY: row r belongs to this thread only; t * n + r < out.len().
-                unsafe { shared.write(t * n + r, v) };
+    let rows = PartRows::new(parts, 4);
+    parallel_for(rows.total, threads, 4, |range| {
+        // The f32 path dequantizes one weight row at a time and dots it with every token,
+        // so a row is unpacked once per batch.
+        let mut deq = Vec::new();
+        rows.split(range, |w, part_rows, out| {
+            let n = w.rows;
+            for r in part_rows {
+                let row = w.row(r);
+                if !quantized(w) {
+                    deq.resize(k, 0.0);
+                    dequantize_row(w.dtype, row, &mut deq);
+                }
+                for t in 0..n_tokens {
+                    let v = if quantized(w) {
+                        quantized_dot(isa, w.dtype, row, act_row(w.dtype, t))
+                    } else {
+                        dot_f32(isa, &deq, &x[t * k..(t + 1) * k])
+                    };
+                    // SAFETY: row r of this part belongs to this thread only;
+                    // t * n + r < out.len().
+                    unsafe { out.write(t * n + r, v) };
+                }
             }
-        }
+        });
     });
 }
 
-/// The f32 path: each thread dequantizes its weight rows one at a time and dots them
-/// with every token, so a row is unpacked once per batch.
-fn matmul_f32(
-    isa: Isa,
-    w: &WeightTensor,
-    x: &[f32],
-    n_tokens: usize,
-    out: &mut [f32],
-    threads: usize,
-) {
-    let (k, n) = (w.cols, w.rows);
-    let shared = SharedOut(out.as_mut_ptr());
-    parallel_for(n, threads, 4, |rows| {
-        let mut row = vec![0f32; k];
-        for r in rows {
-            dequantize_row(w.dtype, w.row(r), &mut row);
-            for t in 0..n_tokens {
-                let v = dot_f32(isa, &row, &x[t * k..(t + 1) * k]);
-                // SAFETY: row r belongs to this thread only; t * n + r < out.len().
-                unsafe { shared.write(t * n + r, v) };
-            }
+/// The 8-bit activation type a quantized weight format pairs with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActType {
+    Q8_0,
+    Q8_1,
+    Q8K,
+}
+
+impl ActType {
+    fn of(dtype: DType) -> ActType {
+        match dtype {
+            DType::Q4_1 | DType::Q5_1 => ActType::Q8_1,
+            DType::Q4K | DType::Q5K | DType::Q6K => ActType::Q8K,
+            _ => ActType::Q8_0,
         }
-    });
+    }
 }

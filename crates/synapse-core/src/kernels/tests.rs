@@ -1,7 +1,7 @@
 //! Every ISA's matmul against the scalar oracle, and batched (GEMM) against one token at
 //! a time (GEMV), for every weight type, on random weights and activations.
 
-use super::{isa, matmul_with, scalar, Isa, MatmulScratch, Precision};
+use super::{isa, matmul_many_with, matmul_with, scalar, Isa, MatmulScratch, Precision};
 use crate::dtype::DType;
 use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
@@ -260,6 +260,54 @@ fn batched_matmul_equals_one_token_at_a_time() {
                         "{isa:?} {dtype} row {r} token {t}: batched {got} vs alone {}",
                         single[r]
                     );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_many_equals_one_matmul_per_weight() {
+    let mut rng = Rng(4);
+    // Every weight type against the same input, with row counts that are and are not
+    // whole panels; one token (decode), a few, enough for the panels, and enough that two
+    // threads quantize and pack (with one thread as the reference).
+    let cols = 512;
+    let row_counts = [37, 16, 5, 48];
+    let weights: Vec<WeightTensor> = DType::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &dtype)| random_weight(dtype, row_counts[i % row_counts.len()], cols, &mut rng))
+        .collect();
+    for n_tokens in [1, 3, 13, 37] {
+        let x = random_acts(n_tokens, cols, &mut rng);
+        for isa in isas() {
+            for precision in [Precision::Quantized, Precision::F32] {
+                let mut outs: Vec<Vec<f32>> = weights
+                    .iter()
+                    .map(|w| vec![f32::NAN; n_tokens * w.rows])
+                    .collect();
+                let mut parts: Vec<(&WeightTensor, &mut [f32])> = weights
+                    .iter()
+                    .zip(outs.iter_mut())
+                    .map(|(w, out)| (w, &mut out[..]))
+                    .collect();
+                let mut scratch = MatmulScratch::default();
+                matmul_many_with(isa, &mut parts, &x, n_tokens, precision, 2, &mut scratch);
+                for (w, got) in weights.iter().zip(&outs) {
+                    let mut want = vec![0f32; n_tokens * w.rows];
+                    matmul_with(isa, w, &x, n_tokens, &mut want, precision, 1, &mut scratch);
+                    for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
+                        let (t, r) = (i / w.rows, i % w.rows);
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        let bound = tolerance(w.dtype) * magnitude(w, r, xt) + 1e-6;
+                        assert!(
+                            (got - want).abs() <= bound,
+                            "{isa:?} {precision:?} {} row {r} token {t}/{n_tokens}: \
+                             together {got} vs alone {want}",
+                            w.dtype
+                        );
+                    }
                 }
             }
         }

@@ -84,17 +84,13 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Starts loading the rows of the panel at `r0`, if it is one of this job's, into
-    /// the L2 cache: packing reads 16 rows at once, a pattern the hardware prefetchers
-    /// miss, and the previous panel's tiles leave time for the loads.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    fn prefetch_panel(&self, r0: usize) {
+    /// The bytes of the panel at `r0` if it is one of this job's (else none): the panel
+    /// kernels prefetch the next panel's rows while they compute one (see [`Ahead`]).
+    fn panel_bytes(&self, r0: usize) -> &[u8] {
         if r0 < self.panel_end {
-            let bytes = &self.w.bytes[r0 * self.w.row_bytes..(r0 + PANEL_ROWS) * self.w.row_bytes];
-            for line in bytes.iter().step_by(64) {
-                _mm_prefetch::<_MM_HINT_T1>((line as *const u8).cast());
-            }
+            &self.w.bytes[r0 * self.w.row_bytes..(r0 + PANEL_ROWS) * self.w.row_bytes]
+        } else {
+            &[]
         }
     }
 
@@ -109,6 +105,41 @@ impl Job<'_> {
         let (rows, tokens) = (self.panel_end..self.rows.end, 0..self.n_tokens);
         // SAFETY: as the caller guarantees.
         unsafe { single_rows(rows, tokens, self.out, self.n, row) };
+    }
+}
+
+/// Bytes to load into the L2 cache a few lines per step of a loop of `steps` steps:
+/// packing reads 16 rows at once, a pattern the hardware prefetchers miss, and a burst of
+/// prefetches would stall on the misses in flight, while spread over a panel's work they
+/// overlap its multiply-adds.
+struct Ahead<'a> {
+    bytes: &'a [u8],
+    per_step: usize,
+}
+
+impl<'a> Ahead<'a> {
+    fn new(bytes: &'a [u8], steps: usize) -> Ahead<'a> {
+        let per_step = bytes.len().div_ceil(64).div_ceil(steps.max(1));
+        Ahead { bytes, per_step }
+    }
+
+    const NONE: Ahead<'static> = Ahead {
+        bytes: &[],
+        per_step: 0,
+    };
+
+    /// Prefetches the lines of step `step`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+    fn step(&self, step: usize) {
+        for line in self
+            .bytes
+            .chunks(64)
+            .skip(step * self.per_step)
+            .take(self.per_step)
+        {
+            _mm_prefetch::<_MM_HINT_T1>(line.as_ptr().cast());
+        }
     }
 }
 
@@ -1086,11 +1117,15 @@ const FLOAT_PANEL_MIN_TOKENS: usize = 12;
 pub(super) fn uses_panels(dtype: DType, n_tokens: usize) -> bool {
     match dtype {
         DType::F32 | DType::F16 | DType::BF16 => n_tokens >= FLOAT_PANEL_MIN_TOKENS,
+        // INT8 rows run in `int8`.
+        DType::Int8 => false,
         _ => n_tokens >= PANEL_MIN_TOKENS,
     }
 }
 /// Tokens per tile: `PANEL_T` accumulators and as many dot products in flight.
 const PANEL_T: usize = 8;
+/// Tokens per tile for float weights, one per lane (see [`float`]).
+const FLOAT_T: usize = 16;
 
 thread_local! {
     /// The panel each thread packs into, kept between matmuls.
@@ -1107,43 +1142,54 @@ const fn tile_group_bytes(group: usize) -> usize {
 /// of `dtype` weights with `cols` columns.
 pub(super) fn token_tile(dtype: DType, cols: usize) -> (usize, usize) {
     let bytes = match dtype {
-        DType::F32 | DType::F16 | DType::BF16 => (cols * 4 * PANEL_T).div_ceil(64) * 64,
+        DType::F32 | DType::F16 | DType::BF16 => return (FLOAT_T, cols),
         DType::Q6K => cols / 16 * tile_group_bytes(16),
         _ => cols / 32 * tile_group_bytes(32),
     };
     (PANEL_T, bytes / 64)
 }
 
-/// Packs the activations of tiles `tiles` for the panels into `out` (their
-/// [`token_tile`]-sized parts of the whole buffer): [`PANEL_T`] tokens per tile (tokens
-/// past `n_tokens` stay zero), group by group (see [`tile_group_bytes`]); for float
-/// weights, column by column (`PANEL_T` f32 each).
-pub(super) fn pack_tokens(
+/// The activations of a run of tokens, from the first token of a tile, as
+/// [`pack_tokens`] reads them.
+#[derive(Clone, Copy)]
+pub(super) enum TileActs<'a> {
+    F32(&'a [f32]),
+    Q8(&'a Q8Out<'a>),
+    Q8K(&'a [BlockQ8K]),
+}
+
+/// Packs the activations `acts` of `n_tokens` tokens for the panels into `out`: whole
+/// tiles of [`PANEL_T`] tokens (tokens past `n_tokens` stay zero), group by group (see
+/// [`tile_group_bytes`]); for float weights, [`FLOAT_T`] tokens per tile, column by
+/// column (lane t: token t's value).
+///
+/// # Safety
+/// The CPU has the features `has_avx512` checks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+pub(super) unsafe fn pack_tokens(
     dtype: DType,
-    acts: Acts,
+    acts: TileActs,
     n_tokens: usize,
     cols: usize,
-    tiles: Range<usize>,
     out: &mut [Lanes],
 ) {
     let group = match dtype {
         DType::Q6K => 16,
         _ => 32,
     };
+    if let TileActs::F32(x) = acts {
+        // SAFETY: as the caller guarantees.
+        return unsafe { pack_float_tokens(x, n_tokens, cols, out) };
+    }
     out.fill(Lanes::ZERO);
     let tile_bytes = token_tile(dtype, cols).1 * 64;
     let bytes = lane_bytes(out);
-    let put = |bytes: &mut [u8], at: usize, v: [u8; 4]| bytes[at..at + 4].copy_from_slice(&v);
-    for t in tiles.start * PANEL_T..(tiles.end * PANEL_T).min(n_tokens) {
-        let tile = &mut bytes[(t / PANEL_T - tiles.start) * tile_bytes..][..tile_bytes];
+    for t in 0..n_tokens {
+        let tile = &mut bytes[t / PANEL_T * tile_bytes..][..tile_bytes];
         let lane = t % PANEL_T;
         match acts {
-            Acts::F32(x) => {
-                for (c, &v) in x[t * cols..(t + 1) * cols].iter().enumerate() {
-                    put(tile, 4 * (c * PANEL_T + lane), v.to_le_bytes());
-                }
-            }
-            Acts::Q8(q) => {
+            TileActs::F32(_) => unreachable!("packed above"),
+            TileActs::Q8(q) => {
                 let offset = match dtype {
                     DType::Q4_0 => 8,
                     DType::Q5_0 => 16,
@@ -1157,7 +1203,7 @@ pub(super) fn pack_tokens(
                     put_token(group_bytes, 32, lane, codes, q.d[i], q.s[i], corr);
                 }
             }
-            Acts::Q8K(a) => {
+            TileActs::Q8K(a) => {
                 let blocks = &a[t * cols / QK_K..(t + 1) * cols / QK_K];
                 let groups = tile.chunks_exact_mut(tile_group_bytes(group));
                 for (g, group_bytes) in groups.enumerate() {
@@ -1172,6 +1218,32 @@ pub(super) fn pack_tokens(
                         put_token(group_bytes, 32, lane, codes, b.d, b.d * sum as f32, 0);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// [`pack_tokens`] for float weights: each 16 tokens' 16 columns transposed at once.
+///
+/// # Safety
+/// The CPU has the features `has_avx512` checks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+unsafe fn pack_float_tokens(x: &[f32], n_tokens: usize, cols: usize, out: &mut [Lanes]) {
+    for (tile, dst) in out.chunks_exact_mut(cols).enumerate() {
+        let t0 = tile * FLOAT_T;
+        let tokens = &x[t0 * cols..(t0 + FLOAT_T).min(n_tokens) * cols];
+        for c0 in (0..cols).step_by(16) {
+            let n = (cols - c0).min(16);
+            let mask = ((1u32 << n) - 1) as __mmask16;
+            // Row t: token t0 + t's columns c0.. (zero past the last token).
+            let mut rows = [_mm512_setzero_si512(); 16];
+            for (row, token) in rows.iter_mut().zip(tokens.chunks_exact(cols)) {
+                // SAFETY: the masked values are inside the token's row.
+                *row = unsafe { _mm512_maskz_loadu_epi32(mask, token[c0..].as_ptr().cast()) };
+            }
+            for (column, &v) in dst[c0..c0 + n].iter_mut().zip(&transpose(rows)) {
+                // SAFETY: `Lanes` is 64 aligned bytes.
+                unsafe { _mm512_store_si512(column.0.as_mut_ptr().cast(), v) };
             }
         }
     }
@@ -1374,14 +1446,20 @@ unsafe fn panels<P: Pack<SUB>, const SUB: usize>(job: &Job, pack: &P) {
         for r0 in (job.rows.start..job.panel_end).step_by(PANEL_ROWS) {
             // SAFETY: the panel holds every group of a row; rows r0.. exist.
             unsafe { pack.pack(r0, panel) };
-            job.prefetch_panel(r0 + PANEL_ROWS);
-            for (tile, t0) in job
+            let next = job.panel_bytes(r0 + PANEL_ROWS);
+            for (i, (tile, t0)) in job
                 .tiles
                 .chunks_exact(tile_lanes)
                 .zip((0..job.n_tokens).step_by(PANEL_T))
+                .enumerate()
             {
+                let ahead = if i == 0 {
+                    Ahead::new(next, groups)
+                } else {
+                    Ahead::NONE
+                };
                 // SAFETY: rows r0.. are this thread's; `tile` holds tokens t0...
-                unsafe { panel_tile::<P, SUB>(panel, tile, job, r0, t0) };
+                unsafe { panel_tile::<P, SUB>(panel, tile, &ahead, job, r0, t0) };
             }
         }
     });
@@ -1395,6 +1473,7 @@ unsafe fn panels<P: Pack<SUB>, const SUB: usize>(job: &Job, pack: &P) {
 unsafe fn panel_tile<P: Pack<SUB>, const SUB: usize>(
     panel: &[Lanes],
     tile: &[Lanes],
+    ahead: &Ahead,
     job: &Job,
     r0: usize,
     t0: usize,
@@ -1402,10 +1481,12 @@ unsafe fn panel_tile<P: Pack<SUB>, const SUB: usize>(
     let group = 4 * SUB;
     let group_lanes = tile_group_bytes(group) / 64;
     let mut acc = [_mm512_setzero_ps(); PANEL_T];
-    for (w, tokens) in panel
+    for (g, (w, tokens)) in panel
         .chunks_exact(SUB + 2)
         .zip(tile.chunks_exact(group_lanes))
+        .enumerate()
     {
+        ahead.step(g);
         let codes = tokens.as_ptr().cast::<u8>();
         // Number k (0: d, 1: sum, 2: corr) of token t, after the codes (see
         // `tile_group_bytes`).
@@ -1503,40 +1584,46 @@ where
     }
 }
 
-/// Float weights: panels of f32 columns (lane r: row r's value), one multiply-add per
-/// column and token.
+/// Float weights: each 16 rows converted to f32 once (a panel: for each 16 columns, 16
+/// values of each row in turn), then
+/// multiplied with tiles of [`FLOAT_T`] tokens, one token per lane: a column's value of
+/// each row is broadcast against the tile's 16 tokens, so no transposition is needed
+/// until the 16 x 16 results are stored.
 ///
 /// # Safety
 /// As for [`matmul_rows`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
 unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
     let cols = job.cols;
-    let tile_lanes = (cols * 4 * PANEL_T).div_ceil(64);
     PANEL.with_borrow_mut(|panel| {
-        panel.resize(cols, Lanes::ZERO);
+        panel.resize(cols.div_ceil(16) * PANEL_ROWS, Lanes::ZERO);
+        let values = panel.as_mut_ptr().cast::<f32>();
         for r0 in (job.rows.start..job.panel_end).step_by(PANEL_ROWS) {
-            job.prefetch_panel(r0 + PANEL_ROWS);
-            for i in (0..cols).step_by(16) {
-                let n = (cols - i).min(16);
-                let mask = ((1u32 << n) - 1) as __mmask16;
-                let mut v = [_mm512_setzero_si512(); 16];
-                for (lane, v) in v.iter_mut().enumerate() {
-                    // SAFETY: the `n` values are inside the row.
-                    let row = unsafe { F::load(job.w.row(r0 + lane).add(i * F::SIZE), mask) };
-                    *v = _mm512_castps_si512(row);
-                }
-                for (column, &v) in panel[i..i + n].iter_mut().zip(&transpose(v)) {
-                    // SAFETY: `Lanes` is 64 aligned bytes.
-                    unsafe { _mm512_store_si512(column.0.as_mut_ptr().cast(), v) };
+            let next = job.panel_bytes(r0 + PANEL_ROWS);
+            for r in 0..PANEL_ROWS {
+                let row = job.w.row(r0 + r);
+                for i in (0..cols).step_by(16) {
+                    let mask = ((1u32 << (cols - i).min(16)) - 1) as __mmask16;
+                    // SAFETY: the masked values are inside the row and inside the panel.
+                    unsafe {
+                        let v = F::load(row.add(i * F::SIZE), mask);
+                        _mm512_mask_storeu_ps(values.add(PANEL_ROWS * i + 16 * r), mask, v);
+                    }
                 }
             }
-            for (tile, t0) in job
+            for (i, (tile, t0)) in job
                 .tiles
-                .chunks_exact(tile_lanes)
-                .zip((0..job.n_tokens).step_by(PANEL_T))
+                .chunks_exact(cols)
+                .zip((0..job.n_tokens).step_by(FLOAT_T))
+                .enumerate()
             {
+                let ahead = if i == 0 {
+                    Ahead::new(next, cols)
+                } else {
+                    Ahead::NONE
+                };
                 // SAFETY: rows r0.. are this thread's; `tile` holds tokens t0...
-                unsafe { float_tile(panel, tile, job, r0, t0) };
+                unsafe { float_tile(values, tile, &ahead, job, r0, t0) };
             }
         }
     });
@@ -1545,25 +1632,46 @@ unsafe fn float<F: Float>(job: &Job, x: &[f32]) {
     unsafe { job.single_rows(|r, t| tile.row(r, t)) };
 }
 
-/// Writes a float panel's 16 rows of the tokens of one tile (those below `n_tokens`).
+/// Writes the 16 rows from `r0` (as [`float`] packs them at `panel`) of the tokens of
+/// one tile (those below `n_tokens`), prefetching `ahead` one step per column.
 ///
 /// # Safety
 /// As for [`float`]; `tile` holds tokens `t0..`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-unsafe fn float_tile(panel: &[Lanes], tile: &[Lanes], job: &Job, r0: usize, t0: usize) {
-    let x = tile.as_ptr().cast::<f32>();
-    let mut acc = [_mm512_setzero_ps(); PANEL_T];
-    for (c, w) in panel.iter().enumerate() {
-        // SAFETY: `Lanes` is 64 aligned bytes.
-        let w = unsafe { _mm512_load_ps(w.0.as_ptr().cast()) };
-        for (t, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: the tile holds `PANEL_T` values per column.
-            let x = unsafe { *x.add(c * PANEL_T + t) };
-            *acc = _mm512_fmadd_ps(w, _mm512_set1_ps(x), *acc);
+unsafe fn float_tile(
+    panel: *const f32,
+    tile: &[Lanes],
+    ahead: &Ahead,
+    job: &Job,
+    r0: usize,
+    t0: usize,
+) {
+    // acc[r] lane t: row r0 + r times token t0 + t.
+    let mut acc = [_mm512_setzero_ps(); PANEL_ROWS];
+    for (c, x) in tile.iter().enumerate() {
+        ahead.step(c);
+        // SAFETY: `Lanes` is 64 aligned bytes; column c's values of the 16 rows lie 16
+        // apart from here.
+        let (x, w) = unsafe {
+            (
+                _mm512_load_ps(x.0.as_ptr().cast()),
+                panel.add(c / 16 * 16 * PANEL_ROWS + c % 16),
+            )
+        };
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *acc = _mm512_fmadd_ps(_mm512_set1_ps(unsafe { *w.add(16 * r) }), x, *acc);
         }
     }
-    // SAFETY: as the caller guarantees.
-    unsafe { store_tile(&acc, job, r0, t0) };
+    let mut by_row = [_mm512_setzero_si512(); PANEL_ROWS];
+    for (v, &acc) in by_row.iter_mut().zip(&acc) {
+        *v = _mm512_castps_si512(acc);
+    }
+    let by_token = transpose(by_row);
+    for (t, &v) in by_token.iter().enumerate().take(job.n_tokens - t0) {
+        // SAFETY: this thread owns rows `r0..r0 + 16`; the index is inside `out`.
+        unsafe { _mm512_storeu_ps(job.out.0.add((t0 + t) * job.n + r0), _mm512_castsi512_ps(v)) };
+    }
 }
 
 // ---------------------------------------------------------------------------------------

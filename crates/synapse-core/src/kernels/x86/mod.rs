@@ -15,7 +15,7 @@ mod avx2;
 mod avx512;
 mod int8;
 
-use super::{Isa, MatmulScratch, SharedOut};
+use super::{Isa, MatmulScratch, PartRows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::tensor::WeightTensor;
@@ -118,108 +118,172 @@ struct Q8Out<'a> {
     sum: &'a mut [i32],
 }
 
+impl Q8Out<'_> {
+    /// The same buffers, borrowed again for a quantizer.
+    fn reborrow(&mut self) -> Q8Out<'_> {
+        Q8Out {
+            codes: self.codes,
+            d: self.d,
+            s: self.s,
+            sum: self.sum,
+        }
+    }
+}
+
 /// Below this many values, quantizing runs on the calling thread.
 const PARALLEL_QUANTIZE_MIN: usize = 1 << 14;
+/// Threads quantize and pack runs of tokens that start on a multiple of this: a whole
+/// number of token tiles of every type (see `avx512::token_tile`).
+const PREPARE_ALIGN: usize = 16;
 
-/// `out[t][r] = dot(weight row r, x[t])` with the kernels of `isa` (Avx2 or Avx512).
-pub(super) fn matmul(
+/// `out = matmul(w, x)` for each `(w, out)` part with the kernels of `isa` (Avx2 or
+/// Avx512): see [`super::matmul_many`], which checked the lengths.
+pub(super) fn matmul_many(
     isa: Isa,
-    w: &WeightTensor,
+    parts: &mut [(&WeightTensor, &mut [f32])],
     x: &[f32],
     n_tokens: usize,
-    out: &mut [f32],
     threads: usize,
     scratch: &mut MatmulScratch,
 ) {
-    let k = w.cols;
-    let quantize_threads = if x.len() >= PARALLEL_QUANTIZE_MIN {
+    let k = parts[0].0.cols;
+    let prepare_threads = if x.len() >= PARALLEL_QUANTIZE_MIN {
         threads
     } else {
         1
     };
-    let acts = match w.dtype {
-        DType::F32 | DType::F16 | DType::BF16 => Acts::F32(x),
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Int8 => {
-            let q = &mut scratch.x86.q8_rows;
-            q.resize(n_tokens, k);
-            let (codes, d, s, sum) = (
-                SharedMut::new(&mut q.codes),
-                SharedMut::new(&mut q.d),
-                SharedMut::new(&mut q.s),
-                SharedMut::new(&mut q.sum),
-            );
-            parallel_for(n_tokens, quantize_threads, 1, |tokens| {
-                let (values, blocks) = (tokens.start * k..tokens.end * k, k / 32);
-                let block_range = tokens.start * blocks..tokens.end * blocks;
-                // SAFETY: token ranges are disjoint, so are these parts of the buffers,
-                // which `resize` made `n_tokens` rows long. `isa` is on this CPU.
-                unsafe {
-                    let out = Q8Out {
-                        codes: codes.slice(values.clone()),
-                        d: d.slice(block_range.clone()),
-                        s: s.slice(block_range.clone()),
-                        sum: sum.slice(block_range),
-                    };
-                    match isa {
-                        Isa::Avx512 => avx512::quantize_q8(&x[values], out),
-                        _ => avx2::quantize_q8(&x[values], out),
-                    }
-                }
-            });
-            Acts::Q8(&scratch.x86.q8_rows)
+    let needs = |pred: fn(DType) -> bool| parts.iter().any(|(w, _)| pred(w.dtype));
+    let (q8, q8_k) = (needs(uses_q8), needs(uses_q8_k));
+    // AVX-512 panels: the activations packed once per weight type that runs as panels
+    // (the packing depends on the type), all types' tiles in one buffer.
+    let panel_types: Vec<DType> = if isa == Isa::Avx512 {
+        let mut types = Vec::new();
+        for (w, _) in parts.iter() {
+            if avx512::uses_panels(w.dtype, n_tokens) && !types.contains(&w.dtype) {
+                types.push(w.dtype);
+            }
         }
-        DType::Q4K | DType::Q5K | DType::Q6K => {
-            let blocks = k / QK_K;
-            scratch.q8_k.resize(n_tokens * blocks, BlockQ8K::ZERO);
-            let q = SharedMut::new(&mut scratch.q8_k);
-            parallel_for(n_tokens, quantize_threads, 1, |tokens| {
-                let values = tokens.start * k..tokens.end * k;
-                // SAFETY: as above.
-                unsafe {
-                    let q = q.slice(tokens.start * blocks..tokens.end * blocks);
-                    match isa {
-                        Isa::Avx512 => avx512::quantize_q8_k(&x[values], q),
-                        _ => avx2::quantize_q8_k(&x[values], q),
-                    }
-                }
-            });
-            Acts::Q8K(&scratch.q8_k)
-        }
+        types
+    } else {
+        Vec::new()
     };
-    if let (DType::Int8, Acts::Q8(a)) = (w.dtype, acts) {
-        let shared = SharedOut(out.as_mut_ptr());
-        let n = w.rows;
-        parallel_for(n, threads, 4, |rows| {
-            // SAFETY: `isa` is on this CPU; each thread writes only its own rows.
-            unsafe { int8::matmul_rows(isa, w, a, n_tokens, rows, shared, n) }
-        });
-        return;
+    let tile_lanes = |dtype: DType| {
+        let (per_tile, lanes) = avx512::token_tile(dtype, k);
+        n_tokens.div_ceil(per_tile) * lanes
+    };
+    let mut tile_starts = Vec::with_capacity(panel_types.len());
+    let mut total_lanes = 0;
+    for &dtype in &panel_types {
+        tile_starts.push(total_lanes);
+        total_lanes += tile_lanes(dtype);
     }
-    if isa == Isa::Avx512 && avx512::uses_panels(w.dtype, n_tokens) {
-        let (per_tile, lanes) = avx512::token_tile(w.dtype, k);
-        let tiles = &mut scratch.x86.tiles;
-        tiles.resize(n_tokens.div_ceil(per_tile) * lanes, Lanes::ZERO);
-        let shared = SharedMut::new(tiles);
-        parallel_for(n_tokens.div_ceil(per_tile), quantize_threads, 1, |range| {
-            // SAFETY: tile ranges are disjoint and inside the buffer sized above.
-            let out = unsafe { shared.slice(range.start * lanes..range.end * lanes) };
-            avx512::pack_tokens(w.dtype, acts, n_tokens, k, range, out);
-        });
+    let (blocks, k_blocks) = (k / 32, k / QK_K);
+    if q8 {
+        scratch.x86.q8_rows.resize(n_tokens, k);
     }
-    let tiles = &scratch.x86.tiles[..];
-    let shared = SharedOut(out.as_mut_ptr());
-    let n = w.rows;
-    // Threads split the rows in whole AVX-512 panels (and AVX2 tiles).
-    parallel_for(n, threads, avx512::PANEL_ROWS, |rows| {
-        // SAFETY: `isa` was chosen from the CPU's features (or a test checked them); each
-        // thread writes only its own rows.
+    if q8_k {
+        scratch.q8_k.resize(n_tokens * k_blocks, BlockQ8K::ZERO);
+    }
+    scratch.x86.tiles.resize(total_lanes, Lanes::ZERO);
+    let q = &mut scratch.x86.q8_rows;
+    let (codes, d, s, sum) = (
+        SharedMut::new(&mut q.codes),
+        SharedMut::new(&mut q.d),
+        SharedMut::new(&mut q.s),
+        SharedMut::new(&mut q.sum),
+    );
+    let (q8_k_out, tiles_out) = (
+        SharedMut::new(&mut scratch.q8_k),
+        SharedMut::new(&mut scratch.x86.tiles),
+    );
+    // One dispatch prepares the activations: each thread quantizes a run of tokens, then
+    // packs those tokens' tiles, so runs start on a tile boundary of every type.
+    parallel_for(n_tokens, prepare_threads, PREPARE_ALIGN, |tokens| {
+        let values = tokens.start * k..tokens.end * k;
+        let x = &x[values.clone()];
+        // SAFETY: token runs are disjoint, so are these parts of the buffers, which the
+        // resizes above made `n_tokens` rows long (the tiles, `total_lanes` long); `isa`
+        // is on this CPU.
         unsafe {
-            match isa {
-                Isa::Avx512 => avx512::matmul_rows(w, acts, tiles, n_tokens, rows, shared, n),
-                _ => avx2::matmul_rows(w, acts, n_tokens, rows, shared, n),
+            let mut q8_out = q8.then(|| Q8Out {
+                codes: codes.slice(values.clone()),
+                d: d.slice(tokens.start * blocks..tokens.end * blocks),
+                s: s.slice(tokens.start * blocks..tokens.end * blocks),
+                sum: sum.slice(tokens.start * blocks..tokens.end * blocks),
+            });
+            let mut q8_k_out =
+                q8_k.then(|| q8_k_out.slice(tokens.start * k_blocks..tokens.end * k_blocks));
+            match (isa, &mut q8_out) {
+                (_, None) => {}
+                (Isa::Avx512, Some(out)) => avx512::quantize_q8(x, out.reborrow()),
+                (_, Some(out)) => avx2::quantize_q8(x, out.reborrow()),
+            }
+            match (isa, &mut q8_k_out) {
+                (_, None) => {}
+                (Isa::Avx512, Some(out)) => avx512::quantize_q8_k(x, out),
+                (_, Some(out)) => avx2::quantize_q8_k(x, out),
+            }
+            for (&dtype, &start) in panel_types.iter().zip(&tile_starts) {
+                let (per_tile, lanes) = avx512::token_tile(dtype, k);
+                let tiles = tokens.start / per_tile..tokens.end.div_ceil(per_tile);
+                let out = tiles_out.slice(start + tiles.start * lanes..start + tiles.end * lanes);
+                let acts = match (&q8_out, &q8_k_out) {
+                    (Some(q), _) if uses_q8(dtype) => avx512::TileActs::Q8(q),
+                    (_, Some(q)) if uses_q8_k(dtype) => avx512::TileActs::Q8K(q),
+                    _ => avx512::TileActs::F32(x),
+                };
+                avx512::pack_tokens(dtype, acts, tokens.len(), k, out);
             }
         }
     });
+    let (q8_rows, q8_k) = (&scratch.x86.q8_rows, &scratch.q8_k[..]);
+    let acts = |dtype: DType| {
+        if uses_q8(dtype) {
+            Acts::Q8(q8_rows)
+        } else if uses_q8_k(dtype) {
+            Acts::Q8K(q8_k)
+        } else {
+            Acts::F32(x)
+        }
+    };
+    let tiles = &scratch.x86.tiles[..];
+    let tiles_of = |dtype: DType| match panel_types.iter().position(|&d| d == dtype) {
+        Some(i) => &tiles[tile_starts[i]..tile_starts[i] + tile_lanes(dtype)],
+        None => &tiles[..0],
+    };
+    // Threads split the rows in whole AVX-512 panels (and AVX2 tiles).
+    let rows = PartRows::new(parts, avx512::PANEL_ROWS);
+    parallel_for(rows.total, threads, avx512::PANEL_ROWS, |range| {
+        rows.split(range, |w, rows, out| {
+            let n = w.rows;
+            // SAFETY: `isa` was chosen from the CPU's features (or a test checked them);
+            // each thread writes only its own rows.
+            unsafe {
+                match (w.dtype, acts(w.dtype), isa) {
+                    (DType::Int8, Acts::Q8(a), _) => {
+                        int8::matmul_rows(isa, w, a, n_tokens, rows, out, n)
+                    }
+                    (dtype, acts, Isa::Avx512) => {
+                        avx512::matmul_rows(w, acts, tiles_of(dtype), n_tokens, rows, out, n)
+                    }
+                    (_, acts, _) => avx2::matmul_rows(w, acts, n_tokens, rows, out, n),
+                }
+            }
+        });
+    });
+}
+
+/// Whether `dtype` weights multiply activations quantized to [`Q8Rows`].
+fn uses_q8(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Int8
+    )
+}
+
+/// Whether `dtype` weights multiply activations quantized to [`BlockQ8K`].
+fn uses_q8_k(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4K | DType::Q5K | DType::Q6K)
 }
 
 /// Buffers the x86 kernels reuse from call to call.
