@@ -7,7 +7,7 @@ use super::weights::{Linear, Norm, QkvWeights, Weights};
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
 use crate::kv_cache::KvCache;
 use synapse_core::attention::AttentionShape;
-use synapse_core::kernels::{matmul, MatmulScratch, Precision};
+use synapse_core::kernels::{matmul, matmul_many, MatmulScratch, Precision};
 use synapse_core::ops::{
     activate, add_assign, add_bias, gated, layer_norm, rms_norm, rms_norm_in_place, softcap,
     RopeStyle, RopeTable,
@@ -115,6 +115,33 @@ impl Ops<'_> {
         }
     }
 
+    /// Several linear layers of the same input (Q/K/V; gate and up) in one dispatch, with
+    /// the input quantized once.
+    fn linears<const N: usize>(
+        &self,
+        parts: [(&Linear, &mut [f32]); N],
+        x: &[f32],
+        scratch: &mut MatmulScratch,
+    ) {
+        let n = x.len() / parts[0].0.weight.cols;
+        let mut matmuls = parts;
+        let mut weights: [(&WeightTensor, &mut [f32]); N] =
+            matmuls.each_mut().map(|(l, out)| (&l.weight, &mut **out));
+        matmul_many(
+            &mut weights,
+            x,
+            n,
+            self.opts.precision,
+            self.opts.threads,
+            scratch,
+        );
+        for (l, out) in matmuls.iter_mut() {
+            if let Some(bias) = &l.bias {
+                add_bias(out, bias);
+            }
+        }
+    }
+
     fn matmul(&self, w: &WeightTensor, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) {
         let n = x.len() / w.cols;
         matmul(
@@ -213,11 +240,7 @@ impl Decoder {
                     q: wq,
                     k: wk,
                     v: wv,
-                } => {
-                    ops.linear(wq, normed, q, &mut act.matmul);
-                    ops.linear(wk, normed, k, &mut act.matmul);
-                    ops.linear(wv, normed, v, &mut act.matmul);
-                }
+                } => ops.linears([(wq, q), (wk, k), (wv, v)], normed, &mut act.matmul),
                 QkvWeights::Fused(wqkv) => {
                     let qkv = &mut act.qkv[..n * (qd + 2 * kvd)];
                     ops.linear(wqkv, normed, qkv, &mut act.matmul);
@@ -249,8 +272,7 @@ impl Decoder {
             let hidden: &[f32] = match (c.ffn, &lw.ffn_gate) {
                 (FfnKind::Gated(f), Some(wg)) => {
                     let up = &mut act.up[..n * ff];
-                    ops.linear(wg, normed, gate, &mut act.matmul);
-                    ops.linear(&lw.ffn_up, normed, up, &mut act.matmul);
+                    ops.linears([(wg, &mut *gate), (&lw.ffn_up, up)], normed, &mut act.matmul);
                     gated(gate, up, f);
                     gate
                 }
