@@ -402,6 +402,23 @@ fn physical_cores() -> usize {
     }
 }
 
+/// The size of a model file, or of all files in a model directory.
+fn file_bytes(path: &std::path::Path) -> Result<u64, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).map_err(err)? {
+        let meta = entry.map_err(err)?.metadata().map_err(err)?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,21 +464,4 @@ mod tests {
     }
 
     const SYNTHETIC_FIRST_FOUR: [u32; 4] = [32157, 29718, 19014, 7020];
-}
-
-/// The size of a model file, or of all files in a model directory.
-fn file_bytes(path: &std::path::Path) -> Result<u64, String> {
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let meta = std::fs::metadata(path).map_err(err)?;
-    if !meta.is_dir() {
-        return Ok(meta.len());
-    }
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).map_err(err)? {
-        let meta = entry.map_err(err)?.metadata().map_err(err)?;
-        if meta.is_file() {
-            total += meta.len();
-        }
-    }
-    Ok(total)
 }

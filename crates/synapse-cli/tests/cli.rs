@@ -64,7 +64,11 @@ fn run_json_reports_tokens_text_and_timings() {
     // first step where llama.cpp's own top-1/top-2 gap is under 0.3 (there rounding
     // differences may pick either; transformers itself picks the other token at step 5).
     let gaps = reference["greedy_gaps"].as_array().unwrap();
-    let sure = gaps.iter().take_while(|g| g.as_f64().unwrap() >= 0.3).count().min(8);
+    let sure = gaps
+        .iter()
+        .take_while(|g| g.as_f64().unwrap() >= 0.3)
+        .count()
+        .min(8);
     assert!(sure >= 5, "the fixture's first {sure} steps are clear-cut");
     let want = &reference["greedy_ids"].as_array().unwrap()[..sure];
     assert_eq!(&out["tokens"].as_array().unwrap()[..sure], want);

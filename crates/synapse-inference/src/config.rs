@@ -129,7 +129,7 @@ impl ModelConfig {
     /// names the KV-head count, the RoPE dimensions and the window as the source spells
     /// them.
     fn validate(self, keys: [&str; 3], bad: impl Fn(&str, String) -> Error) -> Result<ModelConfig> {
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(bad(
                 keys[0],
                 format!(
@@ -139,7 +139,7 @@ impl ModelConfig {
             ));
         }
         if let Position::Rope(rope) = &self.position {
-            if rope.dims > self.head_dim || rope.dims % 2 != 0 || rope.dims == 0 {
+            if rope.dims > self.head_dim || !rope.dims.is_multiple_of(2) || rope.dims == 0 {
                 return Err(bad(
                     keys[1],
                     format!("{} for heads of {}", rope.dims, self.head_dim),

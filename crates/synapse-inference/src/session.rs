@@ -230,7 +230,7 @@ impl Default for SessionOptions {
             context: 0,
             threads: synapse_core::threads::default_threads(),
             precision: Precision::Quantized,
-            batch: 64,
+            batch: 512,
         }
     }
 }

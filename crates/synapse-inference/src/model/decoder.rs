@@ -272,7 +272,11 @@ impl Decoder {
             let hidden: &[f32] = match (c.ffn, &lw.ffn_gate) {
                 (FfnKind::Gated(f), Some(wg)) => {
                     let up = &mut act.up[..n * ff];
-                    ops.linears([(wg, &mut *gate), (&lw.ffn_up, up)], normed, &mut act.matmul);
+                    ops.linears(
+                        [(wg, &mut *gate), (&lw.ffn_up, up)],
+                        normed,
+                        &mut act.matmul,
+                    );
                     gated(gate, up, f);
                     gate
                 }
