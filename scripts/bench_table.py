@@ -42,14 +42,19 @@ def render(m):
         f"Measured {m['date'][:10]} on {mach['cpu']} ({mach['physical_cores']} cores; "
         f"{' '.join(mach['flags']) or 'no SIMD flags listed'}); memory read bandwidth: {bw}.",
         f"Synapse {commit} (kernel {', '.join(kernels)}), {v['rustc']}; llama-cpp-python "
-        f"{v['llama_cpp_python']}. P = {p}, G = {g}; {s['pairs']} alternating pairs x "
-        f"{s['repetitions_per_invocation']} runs each.",
+        f"{v['llama_cpp_python']}. P = {p}, G = {g}; Runs = alternating Synapse/llama.cpp pairs x "
+        f"timed runs per invocation.",
     ]
-    if m.get("note"):
-        lines.append(f"Note: {m['note']}")
+    notes = []
+    for r in m["rows"]:
+        note = r.get("measured", {}).get("note", m.get("note"))
+        if note and note not in notes:
+            notes.append(note)
+    for note in notes:
+        lines.append(f"Note: {note}")
     lines.append("")
     tg, pp, tgpp = f"tg{g}", f"pp{p}", f"tg{g} @ pp{p}"
-    header = ["Model", "Type", "MiB", "Threads",
+    header = ["Model", "Type", "MiB", "Threads", "Runs",
               f"{pp} Synapse", "llama.cpp", "ratio",
               f"{tg} Synapse", "llama.cpp", "ratio",
               f"{tgpp} Synapse", "llama.cpp", "ratio", "BW"]
@@ -57,7 +62,9 @@ def render(m):
     lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
     for r in m["rows"]:
         name = r["model"] + (" (random weights)" if r.get("random_weights") else "")
-        cells = [name, r["variant"], f"{r['file_bytes'] / (1 << 20):.0f}", str(r["threads"])]
+        rs = r.get("measured", {}).get("settings", s)
+        runs = f"{rs['pairs']}x{rs['repetitions_per_invocation']}"
+        cells = [name, r["variant"], f"{r['file_bytes'] / (1 << 20):.0f}", str(r["threads"]), runs]
         for key in ("prefill", "decode", "decode_after_prompt"):
             cells += [fmt_rate(r["synapse"][f"{key}_tok_s"]), fmt_rate(r["llamacpp"][f"{key}_tok_s"]),
                       f"{r['ratio'][key]:.2f}"]
