@@ -202,6 +202,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             p + g
         ));
     }
+    let opts = opts.resolve(&model.config);
     let tokens = synthetic_tokens(p + g, model.config.vocab_size, TOKEN_SEED);
 
     let total = args.repetitions + 1;

@@ -68,7 +68,8 @@ pub struct ModelArgs {
     /// Context length in tokens [default: the model's, at most 4096]
     #[arg(long = "ctx-size", short = 'c', default_value_t = 0)]
     pub ctx_size: usize,
-    /// Most prompt tokens evaluated in one forward pass
+    /// Most prompt tokens evaluated in one forward pass (0: up to 512, as activation
+    /// memory allows)
     #[arg(long = "batch-size", short = 'b', default_value_t = SessionOptions::default().batch)]
     pub batch_size: usize,
     /// Keep activations in f32 inside matmuls (slower; the accuracy reference)
@@ -104,7 +105,7 @@ impl ModelArgs {
     pub fn session_options(&self) -> SessionOptions {
         let mut opts = SessionOptions {
             context: self.ctx_size,
-            batch: self.batch_size.max(1),
+            batch: self.batch_size,
             ..SessionOptions::default()
         };
         if let Some(t) = self.threads {

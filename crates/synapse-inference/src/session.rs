@@ -213,6 +213,12 @@ impl Model {
     }
 }
 
+/// Activation memory the automatic prefill batch stays within: beyond a few hundred
+/// tokens a bigger batch gains little speed (weights are already reused across the
+/// batch) but costs resident memory on large models.
+const ACTIVATION_BUDGET: usize = 16 << 20;
+const MAX_AUTO_BATCH: usize = 512;
+
 /// How a session runs.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionOptions {
@@ -220,7 +226,8 @@ pub struct SessionOptions {
     pub context: usize,
     pub threads: usize,
     pub precision: Precision,
-    /// Most tokens evaluated in one forward pass when processing a prompt.
+    /// Most tokens evaluated in one forward pass when processing a prompt; 0 picks the
+    /// largest of up to 512 (llama.cpp's micro-batch) whose activations fit in 16 MiB.
     pub batch: usize,
 }
 
@@ -230,8 +237,22 @@ impl Default for SessionOptions {
             context: 0,
             threads: synapse_core::threads::default_threads(),
             precision: Precision::Quantized,
-            batch: 512,
+            batch: 0,
         }
+    }
+}
+
+impl SessionOptions {
+    /// These options with the automatic values (context 0, batch 0) chosen for `c`.
+    pub fn resolve(mut self, c: &ModelConfig) -> SessionOptions {
+        if self.context == 0 {
+            self.context = c.context_length.min(4096);
+        }
+        if self.batch == 0 {
+            self.batch = Activations::batch_within(c, ACTIVATION_BUDGET, MAX_AUTO_BATCH);
+        }
+        self.batch = self.batch.clamp(1, self.context);
+        self
     }
 }
 
@@ -245,12 +266,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(model: Arc<Model>, mut opts: SessionOptions) -> Session {
+    pub fn new(model: Arc<Model>, opts: SessionOptions) -> Session {
         let c = &model.config;
-        if opts.context == 0 {
-            opts.context = c.context_length.min(4096);
-        }
-        opts.batch = opts.batch.clamp(1, opts.context);
+        let opts = opts.resolve(c);
         // f32 runs are the accuracy reference, so they keep f32 keys and values.
         let kv_type = match opts.precision {
             Precision::F32 => KvType::F32,

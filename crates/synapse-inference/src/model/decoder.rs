@@ -89,6 +89,23 @@ impl Activations {
     pub fn max_batch(&self) -> usize {
         self.max_batch
     }
+
+    /// Bytes of activation buffers per token of batch.
+    pub fn bytes_per_token(c: &ModelConfig) -> usize {
+        let fused_qkv = if c.fused_qkv {
+            c.q_dim() + 2 * c.kv_dim()
+        } else {
+            0
+        };
+        let up = if c.fused_gate_up { 2 * c.d_ff } else { c.d_ff };
+        let floats = 4 * c.d_model + 2 * c.q_dim() + 2 * c.kv_dim() + fused_qkv + c.d_ff + up;
+        floats * std::mem::size_of::<f32>()
+    }
+
+    /// The largest batch, a multiple of 32 from 32 to `max`, whose buffers fit `budget`.
+    pub fn batch_within(c: &ModelConfig, budget: usize, max: usize) -> usize {
+        (budget / Activations::bytes_per_token(c) / 32 * 32).clamp(32, max)
+    }
 }
 
 // ---------------------------------------------------------------------------------------
