@@ -51,6 +51,9 @@ const LLAMA_LIKE: Family = Family {
             ("attn_q", "self_attn.q_proj"),
             ("attn_k", "self_attn.k_proj"),
             ("attn_v", "self_attn.v_proj"),
+            // Only read by families with per-head Q/K norms (Qwen3).
+            ("attn_q_norm", "self_attn.q_norm"),
+            ("attn_k_norm", "self_attn.k_norm"),
             ("attn_output", "self_attn.o_proj"),
             ("ffn_norm", "post_attention_layernorm"),
             ("ffn_gate", "mlp.gate_proj"),
