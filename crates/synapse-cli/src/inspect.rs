@@ -2,13 +2,15 @@
 
 use clap::Args;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use synapse_core::gguf::{GgufFile, Value};
+use synapse_inference::hf::HfDir;
 use synapse_inference::tokenizer::Tokenizer;
 
 #[derive(Args)]
 pub struct TokenizeArgs {
-    /// GGUF file with a tokenizer (a vocab-only file is enough) [default: the default model]
+    /// GGUF file with a tokenizer (a vocab-only file is enough), or a Hugging Face model
+    /// directory [default: the default model]
     #[arg(long, short = 'm')]
     model: Option<PathBuf>,
     /// Print {"ids": [...], "pieces": [...]}
@@ -26,7 +28,7 @@ pub struct TokenizeArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// The GGUF file
+    /// The GGUF file or Hugging Face model directory
     path: PathBuf,
     /// Print every element of long metadata arrays
     #[arg(long)]
@@ -38,8 +40,14 @@ pub fn tokenize(args: TokenizeArgs) -> Result<(), String> {
         Some(p) => p,
         None => synapse_inference::default_model::ensure().map_err(|e| e.to_string())?,
     };
-    let gguf = GgufFile::open(&path).map_err(|e| e.to_string())?;
-    let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())?;
+    let tokenizer = if path.is_dir() {
+        Tokenizer::from_hf_dir(&path)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{}: no tokenizer.json or tokenizer.model", path.display()))?
+    } else {
+        let gguf = GgufFile::open(&path).map_err(|e| e.to_string())?;
+        Tokenizer::from_gguf(&gguf).map_err(|e| e.to_string())?
+    };
     let ids = tokenizer.encode(&args.text, args.add_special, !args.no_special);
     if args.json {
         let pieces: Vec<String> = ids
@@ -74,7 +82,42 @@ fn show_value(v: &Value, full: bool) -> String {
     }
 }
 
+/// A Hugging Face directory: its config.json and its tensors.
+fn inspect_hf_dir(path: &Path) -> Result<(), String> {
+    let dir = HfDir::open(path).map_err(|e| e.to_string())?;
+    let checkpoint = dir.checkpoint().map_err(|e| e.to_string())?;
+    println!(
+        "{}: Hugging Face model directory, {} tensors",
+        path.display(),
+        checkpoint.names().count()
+    );
+    println!(
+        "
+config.json:"
+    );
+    if let Some(config) = dir.config.as_object() {
+        for (key, value) in config {
+            println!("  {key} = {value}");
+        }
+    }
+    println!(
+        "
+tensors:"
+    );
+    let mut total = 0;
+    for name in checkpoint.names() {
+        let info = checkpoint.info(name).map_err(|e| e.to_string())?;
+        println!("  {name}  {}  {:?}", info.dtype_name, info.shape);
+        total += info.range.len();
+    }
+    println!("  total: {total} bytes");
+    Ok(())
+}
+
 pub fn inspect(args: InspectArgs) -> Result<(), String> {
+    if args.path.is_dir() {
+        return inspect_hf_dir(&args.path);
+    }
     let gguf = GgufFile::open(&args.path).map_err(|e| e.to_string())?;
     println!(
         "{}: GGUF v{}, {} metadata entries, {} tensors",

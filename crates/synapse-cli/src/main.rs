@@ -38,7 +38,7 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Print the token ids of a text.
     Tokenize(inspect::TokenizeArgs),
-    /// Print a GGUF file's metadata and tensor table.
+    /// Print a GGUF file's metadata and tensor table (or a Hugging Face directory's).
     Inspect(inspect::InspectArgs),
     /// Measure prefill and decode throughput (like llama-bench), or memory bandwidth.
     Bench(bench::BenchArgs),
@@ -179,7 +179,23 @@ impl SamplingArgs {
     }
 }
 
+/// Restores the default action of SIGPIPE (Rust ignores it), so that `synapse inspect M |
+/// head` ends quietly when the reader goes away, as other command-line tools do, instead
+/// of panicking on the failed write.
+#[cfg(target_os = "linux")]
+fn quit_on_closed_pipe() {
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SAFETY: signal(2) with the default disposition; no handler code runs in this process.
+    unsafe { signal(SIGPIPE, SIG_DFL) };
+}
+
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    quit_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),

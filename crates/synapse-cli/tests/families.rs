@@ -171,3 +171,34 @@ fn random_weights_demo_runs_a_real_config() {
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["tokens"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn inspect_and_tokenize_read_hugging_face_directories() {
+    let dir = repo().join("tests/fixtures/families/qwen3/hf");
+    let dir = dir.to_str().unwrap();
+    let out = synapse(&["inspect", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("model_type = \"qwen3\"") && text.contains("model.norm.weight  F32  [64]")
+    );
+
+    let out = synapse(&["tokenize", "--model", dir, "--json", "hello world"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pieces: Vec<&str> = json["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(pieces.concat(), "hello world");
+}
