@@ -117,7 +117,7 @@ pub struct Decoder {
     pub weights: Weights,
 }
 
-/// The operations of one forward batch of `n` tokens.
+/// The operations of a forward pass, as the configuration and run options select them.
 struct Ops<'a> {
     c: &'a ModelConfig,
     opts: RunOptions,
@@ -136,14 +136,13 @@ impl Ops<'_> {
     /// the input quantized once.
     fn linears<const N: usize>(
         &self,
-        parts: [(&Linear, &mut [f32]); N],
+        mut parts: [(&Linear, &mut [f32]); N],
         x: &[f32],
         scratch: &mut MatmulScratch,
     ) {
         let n = x.len() / parts[0].0.weight.cols;
-        let mut matmuls = parts;
         let mut weights: [(&WeightTensor, &mut [f32]); N] =
-            matmuls.each_mut().map(|(l, out)| (&l.weight, &mut **out));
+            parts.each_mut().map(|(l, out)| (&l.weight, &mut **out));
         matmul_many(
             &mut weights,
             x,
@@ -152,7 +151,7 @@ impl Ops<'_> {
             self.opts.threads,
             scratch,
         );
-        for (l, out) in matmuls.iter_mut() {
+        for (l, out) in parts.iter_mut() {
             if let Some(bias) = &l.bias {
                 add_bias(out, bias);
             }
