@@ -32,7 +32,12 @@ def render(m):
     s = m["settings"]
     p, g = s["prompt_tokens"], s["gen_tokens"]
     mach, v = m["machine"], m["versions"]
-    commit = v["synapse_commit"][:10] + (" + uncommitted changes" if v.get("synapse_dirty") else "")
+    commits = []
+    for r in m["rows"]:
+        c = (r.get("measured", {}).get("synapse_commit") or v["synapse_commit"])[:10]
+        if c not in commits:
+            commits.append(c)
+    commit = ", ".join(commits) + (" + uncommitted changes" if v.get("synapse_dirty") else "")
     bw = ", ".join(f"{t} thread(s) {b['read_gb_s']:.1f} GB/s" for t, b in m["bandwidth"].items())
     kernels = sorted({r["synapse"].get("kernel", "?") for r in m["rows"]})
     lines = []
