@@ -202,8 +202,8 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             p + g
         ));
     }
-    let opts = opts.resolve(&model.config);
-    let tokens = synthetic_tokens(p + g, model.config.vocab_size, TOKEN_SEED);
+    let opts = opts.resolve(model.config());
+    let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
 
     let total = args.repetitions + 1;
     let mut times = Vec::with_capacity(args.repetitions);
@@ -232,7 +232,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let decode = stats(|t| t.decode, g);
     let after = stats(|t| t.decode_after_prompt, g);
 
-    let c = &model.config;
+    let c = model.config();
     let kernel = format!("{:?}", synapse_core::kernels::isa());
     let weight_bytes_per_token = model.weight_bytes_per_token();
     // Keys and values per position: f16 on the quantized path, f32 on the f32 path.

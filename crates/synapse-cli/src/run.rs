@@ -66,7 +66,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
     let mut to_generate = &prompt[..];
     if let Some(file) = &args.logits_out {
         let logits = session.eval(&prompt, true).map_err(|e| e.to_string())?;
-        crate::npy::write_f32(file, &logits, [prompt.len(), model.config.vocab_size])?;
+        crate::npy::write_f32(file, &logits, [prompt.len(), model.config().vocab_size])?;
         // Generation continues from the last prompt token, evaluated again for its logits.
         let kept = session.truncate(prompt.len() - 1);
         to_generate = &prompt[kept..];

@@ -27,7 +27,6 @@ pub enum ModelSource {
 /// quantized at load).
 pub struct Model {
     pub path: String,
-    pub config: ModelConfig,
     /// None for a checkpoint without tokenizer files: it runs on token ids.
     pub tokenizer: Option<Tokenizer>,
     pub source: ModelSource,
@@ -94,11 +93,7 @@ impl Model {
         end_of_generation.dedup();
         Model {
             path,
-            net: Decoder {
-                config: config.clone(),
-                weights,
-            },
-            config,
+            net: Decoder { config, weights },
             tokenizer,
             source,
             end_of_generation,
@@ -153,6 +148,11 @@ impl Model {
         ))
     }
 
+    /// The model's shape and components.
+    pub fn config(&self) -> &ModelConfig {
+        &self.net.config
+    }
+
     /// The tokenizer, or an error saying the model has none.
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
         self.tokenizer.as_ref().ok_or_else(|| Error::NoTokenizer {
@@ -178,7 +178,7 @@ impl Model {
     pub fn weight_bytes_per_token(&self) -> u64 {
         self.net
             .weights
-            .bytes_per_token(self.config.tied_embeddings)
+            .bytes_per_token(self.config().tied_embeddings)
     }
 
     /// The model's chat template (GGUF `tokenizer.chat_template`, or the Hugging Face
@@ -267,7 +267,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: Arc<Model>, opts: SessionOptions) -> Session {
-        let c = &model.config;
+        let c = model.config();
         let opts = opts.resolve(c);
         // f32 runs are the accuracy reference, so they keep f32 keys and values.
         let kv_type = match opts.precision {
@@ -341,7 +341,7 @@ impl Session {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let vocab = self.model.config.vocab_size;
+        let vocab = self.model.config().vocab_size;
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
             return Err(Error::BadTokenId { id, vocab });
         }

@@ -77,7 +77,7 @@ fn check(path: &Path, r: &Reference, threads: usize) -> f32 {
         batch: 64,
     };
     let mut session = Session::new(model.clone(), opts);
-    let vocab = model.config.vocab_size;
+    let vocab = model.config().vocab_size;
     let logits = session.eval(&r.input_ids, true).unwrap();
     let mut worst = 0f32;
     for (t, want) in r.logits.iter().enumerate() {
@@ -163,7 +163,7 @@ fn gpt2() {
 fn sliding_window_cache_stays_bounded() {
     let dir = fixtures().join("mistral/hf");
     let model = Arc::new(Model::load(&dir).unwrap_or_else(|e| panic!("{e}")));
-    let c = &model.config;
+    let c = model.config();
     let window = c.window.expect("the Mistral fixture has a sliding window");
     let batch = 4;
     let opts = SessionOptions {
@@ -288,7 +288,7 @@ fn quantize_at_load_keeps_the_top_token() {
         let model = Arc::new(model);
         let mut session = Session::new(model.clone(), SessionOptions::default());
         let logits = session.eval(&r.input_ids, true).unwrap();
-        let vocab = model.config.vocab_size;
+        let vocab = model.config().vocab_size;
         let mut worst = 0f32;
         for (t, want) in r.logits.iter().enumerate() {
             let got = &logits[t * vocab..(t + 1) * vocab];

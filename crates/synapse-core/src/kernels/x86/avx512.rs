@@ -326,62 +326,67 @@ unsafe fn split4<F: Q32>(p: *const u8, n: usize, tables: &SplitTables, fifth: bo
     }
 }
 
-struct Q4_0;
-struct Q4_1;
-struct Q5_0;
-struct Q5_1;
+/// A nibble format decoded by [`split4`]: blocks of `block` bytes with `d` at 0, codes at
+/// `qs`, fifth bits at `qh` (when `fifth`) and `m` at `m` (when `has_m`), values stored
+/// `offset` above zero.
+macro_rules! nibble_format {
+    ($name:ident { block: $block:expr, qs: $qs:expr, qh: $qh:expr, m: $m:expr,
+      offset: $offset:expr, has_m: $has_m:expr, fifth: $fifth:expr }) => {
+        struct $name;
+
+        impl Q32 for $name {
+            const BLOCK: usize = $block;
+            const OFFSET: u8 = $offset;
+            const HAS_M: bool = $has_m;
+            #[inline]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+            unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
+                static TABLES: SplitTables = SplitTables::new($block, $qs, $qh, $m);
+                // SAFETY: as the caller guarantees.
+                unsafe { split4::<Self>(p, n, &TABLES, $fifth) }
+            }
+        }
+    };
+}
+
+nibble_format!(Q4_0 {
+    block: 18,
+    qs: 2,
+    qh: 0,
+    m: 0,
+    offset: 8,
+    has_m: false,
+    fifth: false
+});
+nibble_format!(Q4_1 {
+    block: 20,
+    qs: 4,
+    qh: 0,
+    m: 2,
+    offset: 0,
+    has_m: true,
+    fifth: false
+});
+nibble_format!(Q5_0 {
+    block: 22,
+    qs: 6,
+    qh: 2,
+    m: 0,
+    offset: 16,
+    has_m: false,
+    fifth: true
+});
+nibble_format!(Q5_1 {
+    block: 24,
+    qs: 8,
+    qh: 4,
+    m: 2,
+    offset: 0,
+    has_m: true,
+    fifth: true
+});
+
 struct Q8_0;
-
-static Q4_0_TABLES: SplitTables = SplitTables::new(18, 2, 0, 0);
-static Q4_1_TABLES: SplitTables = SplitTables::new(20, 4, 0, 2);
-static Q5_0_TABLES: SplitTables = SplitTables::new(22, 6, 2, 0);
-static Q5_1_TABLES: SplitTables = SplitTables::new(24, 8, 4, 2);
-
-impl Q32 for Q4_0 {
-    const BLOCK: usize = 18;
-    const OFFSET: u8 = 8;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
-        // SAFETY: as the caller guarantees.
-        unsafe { split4::<Self>(p, n, &Q4_0_TABLES, false) }
-    }
-}
-
-impl Q32 for Q4_1 {
-    const BLOCK: usize = 20;
-    const OFFSET: u8 = 0;
-    const HAS_M: bool = true;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
-        // SAFETY: as the caller guarantees.
-        unsafe { split4::<Self>(p, n, &Q4_1_TABLES, false) }
-    }
-}
-
-impl Q32 for Q5_0 {
-    const BLOCK: usize = 22;
-    const OFFSET: u8 = 16;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
-        // SAFETY: as the caller guarantees.
-        unsafe { split4::<Self>(p, n, &Q5_0_TABLES, true) }
-    }
-}
-
-impl Q32 for Q5_1 {
-    const BLOCK: usize = 24;
-    const OFFSET: u8 = 0;
-    const HAS_M: bool = true;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
-    unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
-        // SAFETY: as the caller guarantees.
-        unsafe { split4::<Self>(p, n, &Q5_1_TABLES, true) }
-    }
-}
 
 /// `vpermt2b` indices gathering values 0..16 of four Q8_0 blocks (block j's at byte
 /// 34j + 2) from their first 128 bytes, and values 16..32 (at 34j + 18) from the 128
