@@ -16,4 +16,4 @@ pub mod threads;
 
 pub use dtype::DType;
 pub use storage::Storage;
-pub use tensor::WeightTensor;
+pub use tensor::{Layout, WeightTensor};

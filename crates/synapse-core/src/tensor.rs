@@ -5,14 +5,24 @@ use crate::storage::Storage;
 use std::ops::Range;
 use std::sync::Arc;
 
+/// How a tensor's blocks are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Row after row, as files store them.
+    Rows,
+    /// 16 rows' blocks side by side (see [`crate::quant::interleave`]).
+    Interleaved,
+}
+
 /// A weight matrix (or vector) stored in `dtype`, `rows` rows of `cols` values each,
-/// read in place from the model file.
+/// read in place from the model file (or rearranged once for the kernels: `layout`).
 #[derive(Clone)]
 pub struct WeightTensor {
     pub name: String,
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
+    pub layout: Layout,
     storage: Arc<Storage>,
     range: Range<usize>,
 }
@@ -35,8 +45,65 @@ impl WeightTensor {
             dtype,
             rows,
             cols,
+            layout: Layout::Rows,
             storage,
             range,
+        }
+    }
+
+    /// The same weights in the interleaved layout, in memory of their own; `None` if the
+    /// type has no such layout or the rows are not whole panels.
+    pub fn interleaved(&self) -> Option<WeightTensor> {
+        let mut w = self.clone();
+        WeightTensor::load_all(&mut [&mut w], true);
+        (w.layout == Layout::Interleaved).then_some(w)
+    }
+
+    /// Whether the tensor can take the interleaved layout.
+    fn interleaves(&self) -> bool {
+        use crate::quant::interleave;
+        self.layout == Layout::Rows
+            && interleave::supports(self.dtype)
+            && self.rows.is_multiple_of(interleave::ROWS)
+    }
+
+    /// Copies `tensors` into one buffer (see [`Storage::build`]: huge pages, where a
+    /// decode step that streams every weight saves a TLB miss per 4 KiB), with `interleave`
+    /// in the interleaved layout where they can take it, and hands the file pages they
+    /// were read from back to the OS (see [`Storage::release`]), so that memory holds one
+    /// copy of them. Tensors already in memory of their own stay there unless they are
+    /// interleaved.
+    pub fn load_all(tensors: &mut [&mut WeightTensor], interleave: bool) {
+        let mut tensors: Vec<&mut &mut WeightTensor> = tensors
+            .iter_mut()
+            .filter(|w| w.storage.is_file() || interleave && w.interleaves())
+            .collect();
+        // Each tensor's range in the new buffer, cache-line aligned.
+        let mut ranges = Vec::with_capacity(tensors.len());
+        let mut len = 0;
+        for w in &tensors {
+            ranges.push(len..len + w.range.len());
+            len = (len + w.range.len()).next_multiple_of(64);
+        }
+        if len == 0 {
+            return;
+        }
+        let storage = Storage::build(len, |bytes| {
+            for (w, range) in tensors.iter().zip(&ranges) {
+                let out = &mut bytes[range.clone()];
+                match interleave && w.interleaves() {
+                    true => crate::quant::interleave::interleave(w.dtype, w.bytes(), w.rows, out),
+                    false => out.copy_from_slice(w.bytes()),
+                }
+                w.storage.release(w.range.clone());
+            }
+        });
+        for (w, range) in tensors.iter_mut().zip(ranges) {
+            if interleave && w.interleaves() {
+                w.layout = Layout::Interleaved;
+            }
+            w.storage = storage.clone();
+            w.range = range;
         }
     }
 
@@ -48,14 +115,50 @@ impl WeightTensor {
         self.range.len() / self.rows.max(1)
     }
 
+    /// The bytes of row `i` of a tensor in the [`Layout::Rows`] layout.
+    ///
+    /// # Panics
+    /// If the tensor is interleaved: use [`WeightTensor::copy_row`].
     pub fn row(&self, i: usize) -> &[u8] {
+        assert_eq!(
+            self.layout,
+            Layout::Rows,
+            "{}: rows are interleaved",
+            self.name
+        );
         let n = self.row_bytes();
         &self.bytes()[i * n..(i + 1) * n]
     }
 
+    /// The bytes of row `i` in any layout: borrowed in place, or gathered into `buf`.
+    pub fn copy_row<'a>(&'a self, i: usize, buf: &'a mut Vec<u8>) -> &'a [u8] {
+        if self.layout == Layout::Rows {
+            return self.row(i);
+        }
+        let block = self.dtype.block_bytes();
+        let blocks = self.row_bytes() / block;
+        buf.resize(self.row_bytes(), 0);
+        for (b, out) in buf.chunks_exact_mut(block).enumerate() {
+            crate::quant::interleave::block_of(self.dtype, self.bytes(), blocks, i, b, out);
+        }
+        buf
+    }
+
     /// Row `i` as f32 values.
     pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
-        crate::quant::dequantize_row(self.dtype, self.row(i), out);
+        if self.layout == Layout::Rows {
+            return crate::quant::dequantize_row(self.dtype, self.row(i), out);
+        }
+        // Block by block through an aligned buffer: this runs per token (embeddings).
+        let (block, len) = (self.dtype.block_bytes(), self.dtype.block_len());
+        let blocks = self.row_bytes() / block;
+        let mut words = [0u64; 8];
+        // SAFETY: 64 bytes of plain integers viewed as bytes; a block is at most 34.
+        let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 64) };
+        for (b, out) in out.chunks_exact_mut(len).enumerate() {
+            crate::quant::interleave::block_of(self.dtype, self.bytes(), blocks, i, b, buf);
+            crate::quant::dequantize_row(self.dtype, &buf[..block], out);
+        }
     }
 
     /// The whole tensor as f32 (for small tensors such as norm weights).

@@ -16,7 +16,7 @@ mod x86;
 use crate::dtype::DType;
 use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
-use crate::tensor::WeightTensor;
+use crate::tensor::{Layout, WeightTensor};
 use crate::threads::parallel_for;
 use std::ops::Range;
 
@@ -91,6 +91,18 @@ pub fn isa() -> Isa {
         }
         Isa::Scalar
     })
+}
+
+/// Moves `weights` into memory laid out as the kernels of this CPU read them fastest
+/// (see [`WeightTensor::load_all`]): 16 rows interleaved (see [`crate::quant::interleave`])
+/// for the AVX-512 kernels of Q4_0, Q4_1 and Q8_0, else as they are. Call it once, when a
+/// model loads, with all its matrices.
+pub fn prepare(weights: &mut [&mut WeightTensor]) {
+    #[cfg(target_arch = "x86_64")]
+    let interleave = isa() == Isa::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let interleave = false;
+    WeightTensor::load_all(weights, interleave);
 }
 
 /// Dot product of a quantized weight row with activations of its paired type (x86 SIMD
@@ -265,8 +277,12 @@ fn matmul_many_with(
         assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
         assert_eq!(out.len(), n_tokens * w.rows, "{}: output length", w.name);
     }
+    // Only the AVX-512 kernels read interleaved weights; other paths gather rows.
     #[cfg(target_arch = "x86_64")]
-    if precision == Precision::Quantized && matches!(isa, Isa::Avx2 | Isa::Avx512) {
+    if precision == Precision::Quantized
+        && (isa == Isa::Avx512
+            || isa == Isa::Avx2 && parts.iter().all(|(w, _)| w.layout == Layout::Rows))
+    {
         return x86::matmul_many(isa, parts, x, n_tokens, threads, scratch);
     }
     let quantized = |w: &WeightTensor| precision == Precision::Quantized && w.dtype.is_quantized();
@@ -308,11 +324,11 @@ fn matmul_many_with(
     parallel_for(rows.total, threads, 4, |range| {
         // The f32 path dequantizes one weight row at a time and dots it with every token,
         // so a row is unpacked once per batch.
-        let mut deq = Vec::new();
+        let (mut deq, mut bytes) = (Vec::new(), Vec::new());
         rows.split(range, |w, part_rows, out| {
             let n = w.rows;
             for r in part_rows {
-                let row = w.row(r);
+                let row = w.copy_row(r, &mut bytes);
                 if !quantized(w) {
                     deq.resize(k, 0.0);
                     dequantize_row(w.dtype, row, &mut deq);

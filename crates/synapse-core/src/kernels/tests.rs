@@ -5,7 +5,7 @@ use super::{isa, matmul_many_with, matmul_with, scalar, Isa, MatmulScratch, Prec
 use crate::dtype::DType;
 use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::{as_blocks, dequantize_row};
+use crate::quant::{as_blocks, dequantize_row, interleave};
 use crate::storage::Storage;
 use crate::tensor::WeightTensor;
 use half::{bf16, f16};
@@ -274,11 +274,17 @@ fn matmul_many_equals_one_matmul_per_weight() {
     // threads quantize and pack (with one thread as the reference).
     let cols = 512;
     let row_counts = [37, 16, 5, 48];
-    let weights: Vec<WeightTensor> = DType::ALL
+    let mut weights: Vec<WeightTensor> = DType::ALL
         .iter()
         .enumerate()
         .map(|(i, &dtype)| random_weight(dtype, row_counts[i % row_counts.len()], cols, &mut rng))
         .collect();
+    // And the interleaved layout among them.
+    let interleaved: Vec<WeightTensor> = weights
+        .iter()
+        .filter_map(|w| random_weight(w.dtype, 48, cols, &mut Rng(5)).interleaved())
+        .collect();
+    weights.extend(interleaved);
     for n_tokens in [1, 3, 13, 37] {
         let x = random_acts(n_tokens, cols, &mut rng);
         for isa in isas() {
@@ -306,6 +312,63 @@ fn matmul_many_equals_one_matmul_per_weight() {
                             "{isa:?} {precision:?} {} row {r} token {t}/{n_tokens}: \
                              together {got} vs alone {want}",
                             w.dtype
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn interleaved_weights_give_the_rows_results() {
+    let mut rng = Rng(6);
+    // Three panels, so that two threads split them; tokens as in the oracle test, and a
+    // run of two tokens.
+    let rows = 48;
+    for dtype in DType::ALL.into_iter().filter(|&d| interleave::supports(d)) {
+        let cols = test_cols(dtype);
+        let w = random_weight(dtype, rows, cols, &mut rng);
+        let packed = w.interleaved().expect("whole panels");
+        let (mut a, mut b, mut buf) = (vec![0f32; cols], vec![0f32; cols], Vec::new());
+        for r in 0..rows {
+            w.dequantize_row(r, &mut a);
+            packed.dequantize_row(r, &mut b);
+            assert_eq!(a, b, "{dtype} row {r} dequantized");
+            assert_eq!(
+                packed.copy_row(r, &mut buf),
+                w.row(r),
+                "{dtype} row {r} bytes"
+            );
+        }
+        for n_tokens in [1, 2, 3, 13] {
+            let x = random_acts(n_tokens, cols, &mut rng);
+            for isa in isas() {
+                for precision in [Precision::Quantized, Precision::F32] {
+                    let run = |w: &WeightTensor, threads| {
+                        let mut out = vec![f32::NAN; n_tokens * rows];
+                        let mut scratch = MatmulScratch::default();
+                        matmul_with(
+                            isa,
+                            w,
+                            &x,
+                            n_tokens,
+                            &mut out,
+                            precision,
+                            threads,
+                            &mut scratch,
+                        );
+                        out
+                    };
+                    let (want, got) = (run(&w, 1), run(&packed, 2));
+                    for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
+                        let (t, r) = (i / rows, i % rows);
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        let bound = tolerance(dtype) * magnitude(&w, r, xt) + 1e-6;
+                        assert!(
+                            (got - want).abs() <= bound,
+                            "{isa:?} {precision:?} {dtype} row {r} token {t}/{n_tokens}: \
+                             interleaved {got} vs rows {want}"
                         );
                     }
                 }

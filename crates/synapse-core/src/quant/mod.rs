@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod blocks;
+pub mod interleave;
 pub mod quantize;
 
 use crate::dtype::DType;

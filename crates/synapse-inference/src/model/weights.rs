@@ -292,7 +292,7 @@ impl Weights {
             true => token_embd.clone(),
             false => l.matrix("output.weight", c.vocab_size, d)?,
         };
-        Ok(Weights {
+        let mut weights = Weights {
             position_embd: match c.position {
                 Position::Learned => {
                     Some(l.required("position_embd.weight", c.context_length, d)?)
@@ -303,7 +303,36 @@ impl Weights {
             blocks,
             output_norm: l.norm("output_norm", d, c.norm)?,
             output,
-        })
+        };
+        weights.prepare(c.tied_embeddings);
+        Ok(weights)
+    }
+
+    /// Puts the matrices in the layout this CPU's kernels read fastest (see
+    /// [`synapse_core::kernels::prepare`]); a tied output shares the embeddings' copy.
+    fn prepare(&mut self, tied: bool) {
+        let mut matrices = vec![&mut self.token_embd];
+        for b in &mut self.blocks {
+            match &mut b.qkv {
+                QkvWeights::Separate { q, k, v } => {
+                    matrices.extend([&mut q.weight, &mut k.weight, &mut v.weight])
+                }
+                QkvWeights::Fused(qkv) => matrices.push(&mut qkv.weight),
+            }
+            matrices.extend(b.ffn_gate.as_mut().map(|g| &mut g.weight));
+            matrices.extend([
+                &mut b.attn_output.weight,
+                &mut b.ffn_up.weight,
+                &mut b.ffn_down.weight,
+            ]);
+        }
+        if !tied {
+            matrices.push(&mut self.output);
+        }
+        synapse_core::kernels::prepare(&mut matrices);
+        if tied {
+            self.output = self.token_embd.clone();
+        }
     }
 }
 

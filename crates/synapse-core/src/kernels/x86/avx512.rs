@@ -9,12 +9,15 @@
 //!   activations arranged once to match; 16 rows' sums are reduced together;
 //! - panels (prefill): 16 rows packed together against tiles of 8 tokens (see the
 //!   "Panels" section).
+//!
+//! Q4_0, Q4_1 and Q8_0 weights interleaved at load (see `quant::interleave`) skip both
+//! the per-row decoding and the packing: see the "Interleaved weights" section.
 
 use super::{lane_bytes, Acts, Lanes, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::quant::blocks::scale_min_k4;
-use crate::tensor::WeightTensor;
+use crate::tensor::{Layout, WeightTensor};
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -36,6 +39,7 @@ pub(super) unsafe fn matmul_rows(
     out: SharedOut,
     n: usize,
 ) {
+    let interleaved = w.layout == Layout::Interleaved;
     let panel_end = if uses_panels(w.dtype, n_tokens) {
         rows.start + rows.len() / PANEL_ROWS * PANEL_ROWS
     } else {
@@ -54,6 +58,9 @@ pub(super) unsafe fn matmul_rows(
     // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
     unsafe {
         match (w.dtype, acts) {
+            (DType::Q4_0, Acts::Q8(a)) if interleaved => q32_interleaved::<Q4_0>(&job, a),
+            (DType::Q4_1, Acts::Q8(a)) if interleaved => q32_interleaved::<Q4_1>(&job, a),
+            (DType::Q8_0, Acts::Q8(a)) if interleaved => q32_interleaved::<Q8_0>(&job, a),
             (DType::Q4_0, Acts::Q8(a)) => q32::<Q4_0>(&job, a),
             (DType::Q4_1, Acts::Q8(a)) => q32::<Q4_1>(&job, a),
             (DType::Q5_0, Acts::Q8(a)) => q32::<Q5_0>(&job, a),
@@ -1545,6 +1552,153 @@ unsafe fn store_tile(acc: &[__m512; PANEL_T], job: &Job, r0: usize, t0: usize) {
     for (t, &acc) in acc.iter().enumerate().take(job.n_tokens - t0) {
         // SAFETY: as the caller guarantees; the index is inside `out`.
         unsafe { _mm512_storeu_ps(job.out.0.add((t0 + t) * job.n + r0), acc) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Interleaved weights
+// ---------------------------------------------------------------------------------------
+//
+// A chunk of interleaved weights (16 rows, one block) is already a panel group in
+// compact form: its code vectors hold four code bytes of each row per lane, which only
+// need their nibbles split (or, for Q8_0, their sign flipped) to be the panel's unsigned
+// code vectors. With one token, the chunk is multiplied as it is loaded: per block, eight
+// `vpdpbusd` against the token's codes broadcast, and one multiply-add for 16 rows.
+
+/// A block format [`crate::quant::interleave`] lays out.
+trait Interleaved: Q32 {
+    /// Codes are nibbles (else bytes).
+    const NIBBLES: bool;
+}
+
+impl Interleaved for Q4_0 {
+    const NIBBLES: bool = true;
+}
+
+impl Interleaved for Q4_1 {
+    const NIBBLES: bool = true;
+}
+
+impl Interleaved for Q8_0 {
+    const NIBBLES: bool = false;
+}
+
+/// A chunk decoded: code vector k holds the unsigned codes of values 4k .. 4k + 4 of each
+/// row (stored `OFFSET` above zero), with each row's `d` and `m` (zero without).
+struct Chunk {
+    q: [__m512i; 8],
+    d: __m512,
+    m: __m512,
+}
+
+/// Decodes the chunk at `p`.
+///
+/// # Safety
+/// The CPU has the AVX-512 features; the chunk (16 blocks' bytes) is readable.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+unsafe fn chunk<F: Interleaved>(p: *const u8) -> Chunk {
+    let mut q = [_mm512_setzero_si512(); 8];
+    // SAFETY (loads): the codes, then the 16 rows' f16 fields, are inside the chunk.
+    let load = |v: usize| unsafe { _mm512_loadu_si512(p.add(64 * v).cast()) };
+    let code_bytes = if F::NIBBLES {
+        let low = _mm512_set1_epi8(0x0F);
+        for v in 0..4 {
+            let bytes = load(v);
+            q[v] = _mm512_and_si512(bytes, low);
+            q[v + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
+        }
+        16
+    } else {
+        for (v, q) in q.iter_mut().enumerate() {
+            *q = _mm512_xor_si512(load(v), _mm512_set1_epi8(-128));
+        }
+        32
+    };
+    let fields = p.wrapping_add(PANEL_ROWS * code_bytes);
+    // SAFETY: as above.
+    let half = |f: usize| unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(fields.add(32 * f).cast())) };
+    Chunk {
+        q,
+        d: half(0),
+        m: if F::HAS_M {
+            half(1)
+        } else {
+            _mm512_setzero_ps()
+        },
+    }
+}
+
+/// Interleaved rows as panels, without packing: each chunk is unpacked as it is used.
+struct InterleavedPack<'a, F> {
+    w: Rows<'a>,
+    blocks: usize,
+    format: PhantomData<F>,
+}
+
+impl<F: Interleaved> Pack<8> for InterleavedPack<'_, F> {
+    const MINS: bool = F::HAS_M;
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+    unsafe fn pack(&self, r0: usize, panel: &mut [Lanes]) {
+        let first = self.w.row(r0);
+        for (b, group) in panel.chunks_exact_mut(8 + 2).take(self.blocks).enumerate() {
+            // SAFETY: panel r0 / 16's chunks follow each other from its first row's bytes.
+            let c = unsafe { chunk::<F>(first.add(b * PANEL_ROWS * F::BLOCK)) };
+            // Q4_1's offset `m` is subtracted as `-m * sum`.
+            let min_weight = _mm512_xor_ps(c.m, _mm512_set1_ps(-0.0));
+            let numbers = [_mm512_castps_si512(c.d), _mm512_castps_si512(min_weight)];
+            for (lanes, v) in group.iter_mut().zip(c.q.into_iter().chain(numbers)) {
+                // SAFETY: `Lanes` is 64 aligned bytes.
+                unsafe { _mm512_store_si512(lanes.0.as_mut_ptr().cast(), v) };
+            }
+        }
+    }
+}
+
+/// Q4_0, Q4_1 and Q8_0 interleaved: panels straight from the chunks with many tokens,
+/// else each panel's chunks against one token at a time.
+///
+/// # Safety
+/// As for [`matmul_rows`]; the rows are whole panels.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
+unsafe fn q32_interleaved<F: Interleaved>(job: &Job, a: &Q8Rows) {
+    let blocks = job.cols / 32;
+    let pack = InterleavedPack::<F> {
+        w: job.w,
+        blocks,
+        format: PhantomData,
+    };
+    // SAFETY: as the caller guarantees.
+    unsafe { panels(job, &pack) };
+    debug_assert!(job.rows.start.is_multiple_of(PANEL_ROWS));
+    debug_assert!(job.rows.len().is_multiple_of(PANEL_ROWS));
+    let codes = a.codes.as_ptr().cast::<i32>();
+    for r0 in (job.panel_end..job.rows.end).step_by(PANEL_ROWS) {
+        let first = job.w.row(r0);
+        for t in 0..job.n_tokens {
+            let (mut acc, mut acc_m) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for b in 0..blocks {
+                let i = t * blocks + b;
+                // SAFETY: as in `InterleavedPack::pack`.
+                let c = unsafe { chunk::<F>(first.add(b * PANEL_ROWS * F::BLOCK)) };
+                // Two sums in flight; the first starts from the codes' offset taken back.
+                let corr = -(F::OFFSET as i32) * a.sum[i];
+                let mut dot = [_mm512_set1_epi32(corr), _mm512_setzero_si512()];
+                for (k, &q) in c.q.iter().enumerate() {
+                    // SAFETY: token t's codes of block b are 8 words from word 8i.
+                    let four = unsafe { codes.add(8 * i + k).read_unaligned() };
+                    dot[k % 2] = _mm512_dpbusd_epi32(dot[k % 2], q, _mm512_set1_epi32(four));
+                }
+                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(dot[0], dot[1]));
+                let scale = _mm512_mul_ps(c.d, _mm512_set1_ps(a.d[i]));
+                acc = _mm512_fmadd_ps(dot, scale, acc);
+                if F::HAS_M {
+                    acc_m = _mm512_fmadd_ps(c.m, _mm512_set1_ps(a.s[i]), acc_m);
+                }
+            }
+            // SAFETY: this thread owns rows r0 .. r0 + 16; the index is inside `out`.
+            unsafe { _mm512_storeu_ps(job.out.0.add(t * job.n + r0), _mm512_add_ps(acc, acc_m)) };
+        }
     }
 }
 

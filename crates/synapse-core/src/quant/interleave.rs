@@ -1,0 +1,133 @@
+//! The interleaved layout of a weight matrix: the blocks of 16 rows side by side, so that
+//! a kernel reads one sequential stream and every vector it loads holds all 16 rows (lane
+//! r: row r), with no per-matmul packing and no horizontal sums.
+//!
+//! Rows `16p .. 16p + 16` form panel p; its block b is one chunk at
+//! `(p * blocks_per_row + b) * 16 * block_bytes`, so panel p takes exactly the bytes its
+//! rows took before. A chunk holds first the codes, in 64-byte vectors whose lane r is
+//! four consecutive code bytes of row r (vector j: code bytes 4j .. 4j + 4), then each
+//! 2-byte header field (`d`, then `m` for Q4_1) of the 16 rows in row order.
+//!
+//! Only the bytes move: codes keep their meaning (Q4_0's byte j still holds values j and
+//! j + 16), so a block is restored by the reverse shuffle.
+
+use crate::dtype::DType;
+
+/// Rows per panel.
+pub const ROWS: usize = 16;
+
+/// Whether `dtype` has an interleaved layout: 32-value formats made of f16 header fields
+/// followed by their code bytes.
+pub fn supports(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0)
+}
+
+/// Bytes of f16 fields before the codes of a `dtype` block.
+fn header_bytes(dtype: DType) -> usize {
+    match dtype {
+        DType::Q4_1 => 4,
+        _ => 2,
+    }
+}
+
+/// Where byte `i` of row `r`'s block lands in its chunk, for blocks of `block` bytes
+/// with a `header`-byte header.
+fn chunk_offset(i: usize, r: usize, block: usize, header: usize) -> usize {
+    let code_bytes = block - header;
+    if i >= header {
+        let c = i - header;
+        64 * (c / 4) + 4 * r + c % 4
+    } else {
+        ROWS * code_bytes + ROWS * 2 * (i / 2) + 2 * r + i % 2
+    }
+}
+
+/// Writes `rows` rows of `dtype` blocks (`bytes`, row after row) to `out` (as long) in
+/// the interleaved layout.
+///
+/// # Panics
+/// If `dtype` is not [`supports`]ed, `rows` is not a multiple of [`ROWS`] or the
+/// lengths differ.
+pub fn interleave(dtype: DType, bytes: &[u8], rows: usize, out: &mut [u8]) {
+    assert!(supports(dtype), "{dtype} has no interleaved layout");
+    assert!(
+        rows.is_multiple_of(ROWS),
+        "{rows} rows are not whole panels"
+    );
+    assert_eq!(
+        bytes.len(),
+        out.len(),
+        "interleaving into a buffer of another size"
+    );
+    let (block, header) = (dtype.block_bytes(), header_bytes(dtype));
+    let row_bytes = bytes.len() / rows.max(1);
+    for (row, src) in bytes.chunks_exact(row_bytes.max(1)).enumerate() {
+        let (panel, r) = (row / ROWS, row % ROWS);
+        for (b, src) in src.chunks_exact(block).enumerate() {
+            let chunk = (panel * row_bytes / block + b) * ROWS * block;
+            for (i, &byte) in src.iter().enumerate() {
+                out[chunk + chunk_offset(i, r, block, header)] = byte;
+            }
+        }
+    }
+}
+
+/// Copies block `b` of row `row` out of interleaved `bytes` (rows of `blocks` blocks)
+/// into `out`, one block long.
+pub fn block_of(dtype: DType, bytes: &[u8], blocks: usize, row: usize, b: usize, out: &mut [u8]) {
+    let (block, header) = (dtype.block_bytes(), header_bytes(dtype));
+    let chunk = &bytes[((row / ROWS) * blocks + b) * ROWS * block..][..ROWS * block];
+    for (i, o) in out[..block].iter_mut().enumerate() {
+        *o = chunk[chunk_offset(i, row % ROWS, block, header)];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_block_comes_back_unchanged() {
+        for dtype in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+            let (rows, blocks) = (32, 3);
+            let block = dtype.block_bytes();
+            let bytes: Vec<u8> = (0..rows * blocks * block)
+                .map(|i| (i * 7 + i / 251) as u8)
+                .collect();
+            let mut packed = vec![0u8; bytes.len()];
+            interleave(dtype, &bytes, rows, &mut packed);
+            let mut sorted = packed.clone();
+            sorted.sort_unstable();
+            let mut want = bytes.clone();
+            want.sort_unstable();
+            assert_eq!(sorted, want, "{dtype}: a permutation of the bytes");
+            let mut out = vec![0u8; block];
+            for row in 0..rows {
+                for b in 0..blocks {
+                    block_of(dtype, &packed, blocks, row, b, &mut out);
+                    let start = (row * blocks + b) * block;
+                    assert_eq!(
+                        out,
+                        bytes[start..start + block],
+                        "{dtype} row {row} block {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_hold_rows() {
+        // Q8_0: row r's code bytes 4..8 of block 1 sit in lane r of the chunk's vector 1.
+        let (rows, blocks, block) = (16, 2, 34);
+        let bytes: Vec<u8> = (0..rows * blocks * block).map(|i| i as u8).collect();
+        let mut packed = vec![0u8; bytes.len()];
+        interleave(DType::Q8_0, &bytes, rows, &mut packed);
+        let chunk = &packed[ROWS * block..];
+        for r in 0..ROWS {
+            let src = (r * blocks + 1) * block + 2 + 4;
+            assert_eq!(chunk[64 + 4 * r..64 + 4 * r + 4], bytes[src..src + 4]);
+            assert_eq!(chunk[512 + 2 * r..512 + 2 * r + 2], bytes[src - 6..src - 4]);
+        }
+    }
+}
