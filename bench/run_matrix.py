@@ -8,7 +8,8 @@ bench/llamacpp_bench.py --json (A B A B ...), each with `--repetitions` timed ru
 own warm-up. The runs of all pairs are pooled: the row's numbers are their medians.
 
 decode_bandwidth_fraction = bytes read per decoded token (weights + the KV cache at the average
-decode position) x decode tok/s / measured read bandwidth at the same thread count.
+decode position) x decode tok/s / read bandwidth at the same thread count, the median of
+measurements taken before each pair (the host's bandwidth drifts from minute to minute).
 """
 import argparse
 import datetime
@@ -16,6 +17,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -212,8 +214,12 @@ def main():
         n_layers, kv_dim = gguf_shape(m["path"])
         for t in threads:
             log(f"== {m['variant']}, {t} thread(s)")
-            syn, lcp, load = [], [], []
+            syn, lcp, load, pair_bw = [], [], [], []
             for i in range(args.pairs):
+                # The host's bandwidth drifts (other tenants): measured next to every pair.
+                pair_bw.append(run_json([args.synapse, "bench", "--memory-bandwidth", "--threads", str(t),
+                                         "--repetitions", "3", "--buffer-mib", str(args.buffer_mib), "--json"],
+                                        "bandwidth")["read_gb_s"])
                 load.append(load_average())
                 syn.append(run_json([args.synapse, "bench", "--model", m["path"], "--threads", str(t), *common,
                                      "--json"], "synapse bench"))
@@ -222,13 +228,13 @@ def main():
                                      "--threads", str(t), *common, "--n-batch", "512", "--json"], "llamacpp_bench"))
                 log(f"   pair {i + 1}/{args.pairs}: synapse pp {syn[-1]['prefill_tok_s']:.1f} "
                     f"tg {syn[-1]['decode_tok_s']:.1f} | llama.cpp pp {lcp[-1]['prefill_tok_s']:.1f} "
-                    f"tg {lcp[-1]['decode_tok_s']:.1f}")
+                    f"tg {lcp[-1]['decode_tok_s']:.1f} | bandwidth {pair_bw[-1]:.1f} GB/s")
             s, l = pooled(syn), pooled(lcp)
             weights = syn[0]["weight_bytes_per_token"]
             kv_pos = {"synapse": syn[0]["kv_bytes_per_position"], "llamacpp": n_layers * kv_dim * 2 * 2}  # f16 K+V
             # Average positions attended per decode step: after 1 token, and after the P-token prompt.
             avg_pos = {"decode": 1 + (g + 1) / 2, "decode_after_prompt": p + (g + 1) / 2}
-            bw = report["bandwidth"][str(t)]["read_gb_s"] * 1e9
+            bw = statistics.median(pair_bw) * 1e9
             fraction = {
                 eng: {k: (weights + kv_pos[eng] * avg_pos[k]) * res[f"{k}_tok_s"] / bw for k in avg_pos}
                 for eng, res in (("synapse", s), ("llamacpp", l))
@@ -247,6 +253,8 @@ def main():
                 "weight_bytes_per_token": weights,
                 "kv_bytes_per_position": kv_pos,
                 "decode_bandwidth_fraction": fraction,
+                # Read bandwidth (GB/s, best of 3) before each pair; the fractions use the median.
+                "pair_bandwidth_gb_s": pair_bw,
                 # Before each invocation, in run order (Synapse, llama.cpp, Synapse, ...).
                 "load_avg_1m_before": load,
                 "measured": {"date": report["date"], "synapse_commit": report["versions"].get("synapse_commit"),

@@ -45,7 +45,9 @@ def render(m):
         lines.append("**Quick smoke run: too short to quote.**\n")
     lines += [
         f"Measured {m['date'][:10]} on {mach['cpu']} ({mach['physical_cores']} cores; "
-        f"{' '.join(mach['flags']) or 'no SIMD flags listed'}); memory read bandwidth: {bw}.",
+        f"{' '.join(mach['flags']) or 'no SIMD flags listed'}); memory read bandwidth at the start of the "
+        f"last run: {bw} (it drifts with the host's load: rows that record `pair_bandwidth_gb_s` take "
+        "BW against the median measured next to their own pairs).",
         f"Synapse {commit} (kernel {', '.join(kernels)}), {v['rustc']}; llama-cpp-python "
         f"{v['llama_cpp_python']}. P = {p}, G = {g}; Runs = alternating Synapse/llama.cpp pairs x "
         f"timed runs per invocation.",
