@@ -6,13 +6,29 @@
 use super::weights::{Linear, Norm, QkvWeights, Weights};
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
 use crate::kv_cache::KvCache;
+use std::ops::Range;
 use synapse_core::attention::AttentionShape;
 use synapse_core::kernels::{matmul, matmul_many, MatmulScratch, Precision};
 use synapse_core::ops::{
     activate, add_assign, add_bias, gated, layer_norm, rms_norm, rms_norm_in_place, softcap,
     RopeStyle, RopeTable,
 };
+use synapse_core::threads::parallel_chunks_mut;
 use synapse_core::WeightTensor;
+
+/// Calls `f(tokens, their part of x)` on runs of the tokens of `x` (`len` values each), on
+/// up to `threads` threads once a batch is large enough to pay for waking them.
+fn per_token(
+    x: &mut [f32],
+    len: usize,
+    threads: usize,
+    f: impl Fn(Range<usize>, &mut [f32]) + Sync,
+) {
+    /// Values below which one thread does the work (about 10 us of activation functions).
+    const PARALLEL_MIN: usize = 1 << 14;
+    let threads = if x.len() >= PARALLEL_MIN { threads } else { 1 };
+    parallel_chunks_mut(x, len, threads, f);
+}
 
 /// How to run a forward pass.
 #[derive(Clone, Copy, Debug)]
@@ -293,22 +309,31 @@ impl Decoder {
                         normed,
                         &mut act.matmul,
                     );
-                    gated(gate, up, f);
+                    let up = &*up;
+                    // Token by token, the tokens split across threads (as all the
+                    // element-wise work of a batch large enough to pay for it).
+                    per_token(gate, ff, opts.threads, |tokens, gate| {
+                        gated(gate, &up[tokens.start * ff..tokens.end * ff], f)
+                    });
                     gate
                 }
                 (FfnKind::Gated(f), None) => {
                     let gate_up = &mut act.up[..n * 2 * ff];
                     ops.linear(&lw.ffn_up, normed, gate_up, &mut act.matmul);
-                    for (g, row) in gate.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
-                        g.copy_from_slice(&row[..ff]);
-                        gated(g, &row[ff..], f);
-                    }
+                    let gate_up = &*gate_up;
+                    per_token(gate, ff, opts.threads, |tokens, gate| {
+                        let rows = gate_up[tokens.start * 2 * ff..].chunks_exact(2 * ff);
+                        for (g, row) in gate.chunks_exact_mut(ff).zip(rows) {
+                            g.copy_from_slice(&row[..ff]);
+                            gated(g, &row[ff..], f);
+                        }
+                    });
                     gate
                 }
                 (FfnKind::Plain(f), _) => {
                     let up = &mut act.up[..n * ff];
                     ops.linear(&lw.ffn_up, normed, up, &mut act.matmul);
-                    activate(up, f);
+                    per_token(up, ff, opts.threads, |_, up| activate(up, f));
                     up
                 }
             };
@@ -334,6 +359,27 @@ fn rotate(table: &RopeTable, x: &mut [f32], width: usize, head_dim: usize, style
     for (t, row) in x.chunks_exact_mut(width).enumerate() {
         for head in row.chunks_exact_mut(head_dim) {
             table.apply(head, t, style);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_token;
+
+    #[test]
+    fn per_token_hands_each_run_of_tokens_its_own_values() {
+        // Enough values to split across threads.
+        let (len, n) = (1000, 40);
+        let mut x = vec![-1f32; n * len];
+        per_token(&mut x, len, 2, |tokens, part| {
+            assert_eq!(part.len(), tokens.len() * len);
+            for (t, row) in tokens.zip(part.chunks_exact_mut(len)) {
+                row.fill(t as f32);
+            }
+        });
+        for (t, row) in x.chunks_exact(len).enumerate() {
+            assert!(row.iter().all(|&v| v == t as f32), "token {t}");
         }
     }
 }
