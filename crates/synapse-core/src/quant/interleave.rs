@@ -30,16 +30,27 @@ fn header_bytes(dtype: DType) -> usize {
     }
 }
 
-/// Where byte `i` of row `r`'s block lands in its chunk, for blocks of `block` bytes
-/// with a `header`-byte header.
-fn chunk_offset(i: usize, r: usize, block: usize, header: usize) -> usize {
+/// Where the parts of row `r`'s block sit in its chunk, as `(offset in the block, offset
+/// in the chunk)`: of every four code bytes, and of every 2-byte field.
+fn pieces(
+    dtype: DType,
+    r: usize,
+) -> (
+    impl Iterator<Item = (usize, usize)>,
+    impl Iterator<Item = (usize, usize)>,
+) {
+    let (block, header) = (dtype.block_bytes(), header_bytes(dtype));
     let code_bytes = block - header;
-    if i >= header {
-        let c = i - header;
-        64 * (c / 4) + 4 * r + c % 4
-    } else {
-        ROWS * code_bytes + ROWS * 2 * (i / 2) + 2 * r + i % 2
-    }
+    let codes = (0..code_bytes / 4).map(move |j| (header + 4 * j, 64 * j + 4 * r));
+    let fields = (0..header / 2).map(move |f| (2 * f, ROWS * (code_bytes + 2 * f) + 2 * r));
+    (codes, fields)
+}
+
+/// Copies `N` bytes from `src[from..]` to `dst[to..]` (a fixed size: a move, not a call).
+#[inline(always)]
+fn put<const N: usize>(dst: &mut [u8], to: usize, src: &[u8], from: usize) {
+    let bytes: [u8; N] = src[from..from + N].try_into().expect("N bytes");
+    dst[to..to + N].copy_from_slice(&bytes);
 }
 
 /// Writes `rows` rows of `dtype` blocks (`bytes`, row after row) to `out` (as long) in
@@ -59,27 +70,25 @@ pub fn interleave(dtype: DType, bytes: &[u8], rows: usize, out: &mut [u8]) {
         out.len(),
         "interleaving into a buffer of another size"
     );
-    let (block, header) = (dtype.block_bytes(), header_bytes(dtype));
-    let row_bytes = bytes.len() / rows.max(1);
-    for (row, src) in bytes.chunks_exact(row_bytes.max(1)).enumerate() {
-        let (panel, r) = (row / ROWS, row % ROWS);
-        for (b, src) in src.chunks_exact(block).enumerate() {
-            let chunk = (panel * row_bytes / block + b) * ROWS * block;
-            for (i, &byte) in src.iter().enumerate() {
-                out[chunk + chunk_offset(i, r, block, header)] = byte;
-            }
-        }
+    let block = dtype.block_bytes();
+    let blocks = bytes.len() / rows.max(1) / block;
+    for (i, src) in bytes.chunks_exact(block).enumerate() {
+        let (row, b) = (i / blocks, i % blocks);
+        let chunk = &mut out[((row / ROWS) * blocks + b) * ROWS * block..][..ROWS * block];
+        let (codes, fields) = pieces(dtype, row % ROWS);
+        codes.for_each(|(from, to)| put::<4>(chunk, to, src, from));
+        fields.for_each(|(from, to)| put::<2>(chunk, to, src, from));
     }
 }
 
 /// Copies block `b` of row `row` out of interleaved `bytes` (rows of `blocks` blocks)
 /// into `out`, one block long.
 pub fn block_of(dtype: DType, bytes: &[u8], blocks: usize, row: usize, b: usize, out: &mut [u8]) {
-    let (block, header) = (dtype.block_bytes(), header_bytes(dtype));
+    let block = dtype.block_bytes();
     let chunk = &bytes[((row / ROWS) * blocks + b) * ROWS * block..][..ROWS * block];
-    for (i, o) in out[..block].iter_mut().enumerate() {
-        *o = chunk[chunk_offset(i, row % ROWS, block, header)];
-    }
+    let (codes, fields) = pieces(dtype, row % ROWS);
+    codes.for_each(|(from, to)| put::<4>(out, from, chunk, to));
+    fields.for_each(|(from, to)| put::<2>(out, from, chunk, to));
 }
 
 #[cfg(test)]
