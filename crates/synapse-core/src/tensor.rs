@@ -53,18 +53,25 @@ impl WeightTensor {
 
     /// The same weights in the interleaved layout, in memory of their own; `None` if the
     /// type has no such layout or the rows are not whole panels.
-    pub fn interleaved(&self) -> Option<WeightTensor> {
+    #[cfg(test)]
+    pub(crate) fn interleaved(&self) -> Option<WeightTensor> {
         let mut w = self.clone();
         WeightTensor::load_all(&mut [&mut w], true);
         (w.layout == Layout::Interleaved).then_some(w)
     }
 
-    /// Whether the tensor can take the interleaved layout.
-    fn interleaves(&self) -> bool {
+    /// The layout [`WeightTensor::load_all`] gives the tensor: interleaved if asked and
+    /// it can take it.
+    fn layout_for(&self, interleave: bool) -> Layout {
         use crate::quant::interleave;
-        self.layout == Layout::Rows
+        let fits = self.layout == Layout::Rows
             && interleave::supports(self.dtype)
-            && self.rows.is_multiple_of(interleave::ROWS)
+            && self.rows.is_multiple_of(interleave::ROWS);
+        if interleave && fits {
+            Layout::Interleaved
+        } else {
+            self.layout
+        }
     }
 
     /// Copies `tensors` into one buffer (see [`Storage::build`]: huge pages, where a
@@ -74,34 +81,33 @@ impl WeightTensor {
     /// copy of them. Tensors already in memory of their own stay there unless they are
     /// interleaved.
     pub fn load_all(tensors: &mut [&mut WeightTensor], interleave: bool) {
-        let mut tensors: Vec<&mut &mut WeightTensor> = tensors
-            .iter_mut()
-            .filter(|w| w.storage.is_file() || interleave && w.interleaves())
-            .collect();
-        // Each tensor's range in the new buffer, cache-line aligned.
-        let mut ranges = Vec::with_capacity(tensors.len());
+        // Per moved tensor: its new layout and its range in the new buffer (cache-line
+        // aligned).
+        let mut moves = Vec::with_capacity(tensors.len());
         let mut len = 0;
-        for w in &tensors {
-            ranges.push(len..len + w.range.len());
-            len = (len + w.range.len()).next_multiple_of(64);
+        for w in tensors.iter_mut() {
+            let (layout, size) = (w.layout_for(interleave), w.range.len());
+            if w.storage.is_file() || layout != w.layout {
+                moves.push((&mut **w, layout, len..len + size));
+                len = (len + size).next_multiple_of(64);
+            }
         }
-        if len == 0 {
+        if moves.is_empty() {
             return;
         }
         let storage = Storage::build(len, |bytes| {
-            for (w, range) in tensors.iter().zip(&ranges) {
+            for (w, layout, range) in &moves {
                 let out = &mut bytes[range.clone()];
-                match interleave && w.interleaves() {
-                    true => crate::quant::interleave::interleave(w.dtype, w.bytes(), w.rows, out),
-                    false => out.copy_from_slice(w.bytes()),
+                if *layout != w.layout {
+                    crate::quant::interleave::interleave(w.dtype, w.bytes(), w.rows, out);
+                } else {
+                    out.copy_from_slice(w.bytes());
                 }
                 w.storage.release(w.range.clone());
             }
         });
-        for (w, range) in tensors.iter_mut().zip(ranges) {
-            if interleave && w.interleaves() {
-                w.layout = Layout::Interleaved;
-            }
+        for (w, layout, range) in moves {
+            w.layout = layout;
             w.storage = storage.clone();
             w.range = range;
         }
