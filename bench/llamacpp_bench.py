@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--threads", "-t", type=int, default=None, help="[default: physical cores]")
     ap.add_argument("--repetitions", "-r", type=int, default=5)
     ap.add_argument("--n-batch", type=int, default=512)
+    ap.add_argument("--ctx-size", type=int, default=0, help="[default: prompt + gen tokens]")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="keep llama.cpp's log")
     args = ap.parse_args()
@@ -123,7 +124,7 @@ def main():
         L.llama_log_set(_QUIET, None)
 
     start = time.perf_counter()
-    b = Bench(args.model, threads, p + g, args.n_batch)
+    b = Bench(args.model, threads, args.ctx_size or p + g, args.n_batch)
     load_ms = (time.perf_counter() - start) * 1000
 
     tokens = synthetic_tokens(p + g, b.n_vocab, TOKEN_SEED)

@@ -7,9 +7,14 @@ For each (variant, threads), `--pairs` times: `synapse bench --json`, then
 bench/llamacpp_bench.py --json (A B A B ...), each with `--repetitions` timed runs after its
 own warm-up. The runs of all pairs are pooled: the row's numbers are their medians.
 
+Both engines run with the same prompt batch (512, llama.cpp's default ubatch) and the same
+context (prompt + generated tokens rounded up to 256, as llama.cpp pads it).
+
 decode_bandwidth_fraction = bytes read per decoded token (weights + the KV cache at the average
-decode position) x decode tok/s / read bandwidth at the same thread count, the median of
-measurements taken before each pair (the host's bandwidth drifts from minute to minute).
+decode position) x decode tok/s / the machine's read bandwidth: `synapse bench
+--memory-bandwidth` on all cores (wide loads into many accumulators, huge pages, best of 3),
+measured before each pair (the host's bandwidth drifts from minute to minute); the row uses the
+median of its pairs' measurements and stores them.
 """
 import argparse
 import datetime
@@ -129,6 +134,19 @@ def gguf_shape(path):
     return get("block_count"), get("embedding_length") // heads * kv_heads
 
 
+BATCH = 512
+
+
+def context_for(p, g):
+    """The context both engines get: llama.cpp pads its context to a multiple of 256."""
+    return -(-(p + g) // 256) * 256
+
+
+def read_bandwidth(synapse, threads, repetitions, buffer_mib):
+    return run_json([synapse, "bench", "--memory-bandwidth", "--threads", str(threads), "--repetitions",
+                     str(repetitions), "--buffer-mib", str(buffer_mib), "--json"], "bandwidth")
+
+
 def pooled(results):
     """Merges several bench reports of one engine: runs pooled, medians and spread over them."""
     out = {}
@@ -192,7 +210,8 @@ def main():
         "settings": {
             "prompt_tokens": p, "gen_tokens": g, "pairs": args.pairs,
             "repetitions_per_invocation": args.repetitions, "threads": threads,
-            "llamacpp_n_batch": 512,
+            "batch": BATCH,
+            "context": context_for(p, g),
             "method": "fresh cache per repetition, 1 discarded warm-up per invocation; prefill = P synthetic "
                       "tokens from an empty cache; decode = G single-token evals after 1 token; "
                       "decode_after_prompt = G single-token evals after the P-token prefill; synthetic "
@@ -202,14 +221,15 @@ def main():
         "rows": [],
     }
 
+    all_cores = os.cpu_count()
     log("== memory read bandwidth")
-    for t in threads:
-        bw = run_json([args.synapse, "bench", "--memory-bandwidth", "--threads", str(t), "--repetitions", "5",
-                       "--buffer-mib", str(args.buffer_mib), "--json"], "bandwidth")
+    for t in sorted(set(threads) | {all_cores}):
+        bw = read_bandwidth(args.synapse, t, 5, args.buffer_mib)
         report["bandwidth"][str(t)] = bw
         log(f"   {t} thread(s): {bw['read_gb_s']:.2f} GB/s (best of 5)")
 
     common = ["--prompt-tokens", str(p), "--gen-tokens", str(g), "--repetitions", str(args.repetitions)]
+    same_shape = ["--ctx-size", str(context_for(p, g))]
     for m in models:
         n_layers, kv_dim = gguf_shape(m["path"])
         for t in threads:
@@ -217,15 +237,17 @@ def main():
             syn, lcp, load, pair_bw = [], [], [], []
             for i in range(args.pairs):
                 # The host's bandwidth drifts (other tenants): measured next to every pair.
-                pair_bw.append(run_json([args.synapse, "bench", "--memory-bandwidth", "--threads", str(t),
-                                         "--repetitions", "3", "--buffer-mib", str(args.buffer_mib), "--json"],
-                                        "bandwidth")["read_gb_s"])
+                pair_bw.append(read_bandwidth(args.synapse, all_cores, 3, args.buffer_mib)["read_gb_s"])
                 load.append(load_average())
                 syn.append(run_json([args.synapse, "bench", "--model", m["path"], "--threads", str(t), *common,
-                                     "--json"], "synapse bench"))
+                                     *same_shape, "--batch-size", str(BATCH), "--json"], "synapse bench"))
                 load.append(load_average())
                 lcp.append(run_json([sys.executable, os.path.join(HERE, "llamacpp_bench.py"), "--model", m["path"],
-                                     "--threads", str(t), *common, "--n-batch", "512", "--json"], "llamacpp_bench"))
+                                     "--threads", str(t), *common, *same_shape, "--n-batch", str(BATCH), "--json"],
+                                    "llamacpp_bench"))
+                for key in ("batch", "context"):
+                    if syn[-1][key] != lcp[-1][key]:
+                        raise SystemExit(f"{key} differs: synapse {syn[-1][key]}, llama.cpp {lcp[-1][key]}")
                 log(f"   pair {i + 1}/{args.pairs}: synapse pp {syn[-1]['prefill_tok_s']:.1f} "
                     f"tg {syn[-1]['decode_tok_s']:.1f} | llama.cpp pp {lcp[-1]['prefill_tok_s']:.1f} "
                     f"tg {lcp[-1]['decode_tok_s']:.1f} | bandwidth {pair_bw[-1]:.1f} GB/s")
@@ -253,8 +275,12 @@ def main():
                 "weight_bytes_per_token": weights,
                 "kv_bytes_per_position": kv_pos,
                 "decode_bandwidth_fraction": fraction,
-                # Read bandwidth (GB/s, best of 3) before each pair; the fractions use the median.
+                # Read bandwidth on all cores (GB/s, best of 3) before each pair; the fractions use
+                # the median.
                 "pair_bandwidth_gb_s": pair_bw,
+                "bandwidth_gb_s": statistics.median(pair_bw),
+                "cpu": report["machine"]["cpu"],
+                "cpu_flags": report["machine"]["flags"],
                 # Before each invocation, in run order (Synapse, llama.cpp, Synapse, ...).
                 "load_avg_1m_before": load,
                 "measured": {"date": report["date"], "synapse_commit": report["versions"].get("synapse_commit"),
@@ -266,8 +292,10 @@ def main():
     if args.append and os.path.exists(out_path):
         with open(out_path) as f:
             old = json.load(f)
-        measured = {(r["file"], r["threads"]) for r in report["rows"]}
-        kept = [r for r in old.get("rows", []) if (r["file"], r["threads"]) not in measured]
+        # A row is a (model file, threads, CPU): rows of other CPUs stay beside the new ones.
+        key = lambda r: (r["file"], r["threads"], r["cpu"], tuple(r["cpu_flags"]))
+        measured = {key(r) for r in report["rows"]}
+        kept = [r for r in old.get("rows", []) if key(r) not in measured]
         report["rows"] = kept + report["rows"]
         for t, bw in old.get("bandwidth", {}).items():
             report["bandwidth"].setdefault(t, bw)

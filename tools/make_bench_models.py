@@ -5,7 +5,7 @@
   Q4_1 file with llama.cpp's own quantizer (llama-cpp-python's llama_model_quantize, requantizing
   allowed; quality is that of the Q4_1 source, speed is what these are for);
 - smollm2-135m.Q4_1.gguf: a symlink to the shipped file itself;
-- random-1b.{Q8_0,Q4_K_M}.gguf: RANDOM weights (normal * 0.02, norms 1) in LLaMA-3.2-1B's shapes
+- random-1b.{Q8_0,Q4_K_M,Q5_K_M,Q6_K}.gguf: RANDOM weights (normal * 0.02, norms 1) in LLaMA-3.2-1B's shapes
   (hidden 2048, 16 layers, 32 query / 8 KV heads, FFN 8192, vocab 128256, tied embeddings),
   written as F16 with the `gguf` package (random-1b.F16.gguf, kept as the quantizer's source)
   and quantized by llama.cpp. Its tokenizer is SmolLM2's, padded to 128256 tokens with unique
@@ -43,6 +43,8 @@ VARIANTS = [
     (SMOLLM2, "F16"),
     (RANDOM_1B, "Q8_0"),
     (RANDOM_1B, "Q4_K_M"),
+    (RANDOM_1B, "Q5_K_M"),
+    (RANDOM_1B, "Q6_K"),
     (RANDOM_QWEN3, "Q8_0"),
     (RANDOM_QWEN3, "Q4_K_M"),
 ]

@@ -17,7 +17,8 @@ use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use synapse_core::kernels::Precision;
+use synapse_inference::kv_cache::KvType;
+use synapse_inference::precision::PrecisionReport;
 use synapse_inference::{Model, Session, SessionOptions};
 
 /// Seed of the synthetic token sequence (shared with `bench/llamacpp_bench.py`).
@@ -202,7 +203,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             p + g
         ));
     }
-    let opts = opts.resolve(model.config());
+    let opts = opts.resolve(&model);
     let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
 
     let total = args.repetitions + 1;
@@ -235,10 +236,11 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let c = model.config();
     let kernel = format!("{:?}", synapse_core::kernels::isa());
     let weight_bytes_per_token = model.weight_bytes_per_token();
-    // Keys and values per position: f16 on the quantized path, f32 on the f32 path.
-    let kv_element = match opts.precision {
-        Precision::F32 => 4,
-        Precision::Quantized => 2,
+    let kv_type = opts.kv_type.expect("resolved");
+    let precision = PrecisionReport::new(opts.precision, kv_type, model.matmul_types());
+    let kv_element = match kv_type {
+        KvType::F32 => 4,
+        KvType::F16 => 2,
     };
     let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
     let peak_rss = crate::memory::peak_rss_bytes();
@@ -249,7 +251,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             "model": path.display().to_string(),
             "model_bytes": model_bytes,
             "kernel": kernel,
-            "precision": format!("{:?}", opts.precision),
+            "precision": precision,
             "threads": threads,
             "prompt_tokens": p,
             "gen_tokens": g,
@@ -287,9 +289,12 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
         c.vocab_size
     );
     println!(
-        "kernel: {kernel}, precision: {:?}, threads: {threads}, batch: {}, context: {}, \
+        "kernel: {kernel}, precision: {}, threads: {threads}, batch: {}, context: {}, \
          {} repetitions + 1 warm-up",
-        opts.precision, opts.batch, opts.context, args.repetitions
+        precision.summary(),
+        opts.batch,
+        opts.context,
+        args.repetitions
     );
     println!();
     println!(
@@ -317,39 +322,73 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Sums a slice so that the compiler keeps the loads (and vectorizes them).
-fn read_sum(data: &[u64]) -> u64 {
-    data.iter().fold(0u64, |acc, &x| acc.wrapping_add(x))
+/// Sums `data` in 256 independent byte lanes (4 to 16 vector accumulators), so the loop
+/// keeps many loads in flight rather than waiting on one chain of additions, as
+/// STREAM-like read kernels do.
+#[inline(always)]
+fn read_lanes(data: &[u8]) -> u64 {
+    let mut lanes = [0u8; 256];
+    let chunks = data.chunks_exact(256);
+    let tail = chunks.remainder().iter().fold(0, |a: u64, &x| a + x as u64);
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.wrapping_add(x);
+        }
+    }
+    lanes.iter().fold(tail, |a, &x| a + x as u64)
 }
 
-/// A STREAM-like read test: the best and median rate of summing a buffer much larger than
-/// the caches, split across `threads` threads.
+/// [`read_lanes`] compiled for the widest loads the CPU has (64 or 32 bytes).
+fn read_sum(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512(data: &[u8]) -> u64 {
+            read_lanes(data)
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(data: &[u8]) -> u64 {
+            read_lanes(data)
+        }
+        // SAFETY: each runs only on a CPU with its feature.
+        if is_x86_feature_detected!("avx512f") {
+            return unsafe { avx512(data) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            return unsafe { avx2(data) };
+        }
+    }
+    read_lanes(data)
+}
+
+/// A STREAM-like read test, the bound a decode step can reach: `threads` threads of the
+/// engine's own pool sum a buffer much larger than the caches, on huge pages as the
+/// weights are, with wide loads into many accumulators. Reports the best and median rate.
 fn memory_bandwidth(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let bytes = args.buffer_mib.max(1) << 20;
-    let words = bytes / std::mem::size_of::<u64>();
-    // Writing every element first makes the pages resident before timing.
-    let buffer: Vec<u64> = (0..words as u64).collect();
-    let chunk = words.div_ceil(threads);
+    // Every byte is written once (as weights are at load), so the pages are resident.
+    let storage = synapse_core::Storage::build(bytes, |b| {
+        b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8)
+    });
+    let data = &storage[..bytes];
+    /// Bytes a thread sums at a time: whole huge pages.
+    const SPAN: usize = 2 << 20;
+    let spans = bytes.div_ceil(SPAN);
+    let total = std::sync::atomic::AtomicU64::new(0);
 
     let mut runs = Vec::with_capacity(args.repetitions);
     for i in 0..=args.repetitions {
         let start = Instant::now();
-        let sum: u64 = std::thread::scope(|s| {
-            let handles: Vec<_> = buffer
-                .chunks(chunk)
-                .map(|part| s.spawn(move || read_sum(part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("bandwidth thread panicked"))
-                .fold(0, u64::wrapping_add)
+        synapse_core::threads::parallel_for(spans, threads, 1, |range| {
+            let part = &data[range.start * SPAN..(range.end * SPAN).min(bytes)];
+            total.fetch_add(read_sum(part), std::sync::atomic::Ordering::Relaxed);
         });
         let seconds = start.elapsed().as_secs_f64();
-        std::hint::black_box(sum);
         if i > 0 {
             runs.push(bytes as f64 / seconds / 1e9);
         }
     }
+    std::hint::black_box(total.into_inner());
     let s = Stats::new(runs).expect("at least one run");
     if args.json {
         println!(

@@ -16,6 +16,7 @@ use synapse_core::kernels::Precision;
 use synapse_core::DType;
 use synapse_inference::generation::sampler::SamplerConfig;
 use synapse_inference::hf::GenerationConfig;
+use synapse_inference::kv_cache::KvType;
 use synapse_inference::model::weights::LoadOptions;
 use synapse_inference::{Model, SessionOptions};
 
@@ -72,9 +73,15 @@ pub struct ModelArgs {
     /// memory allows)
     #[arg(long = "batch-size", short = 'b', default_value_t = SessionOptions::default().batch)]
     pub batch_size: usize,
-    /// Keep activations in f32 inside matmuls (slower; the accuracy reference)
+    /// Keep activations in f32 inside matmuls (slower; the accuracy reference). By default
+    /// they follow each weight matrix: f32 for F32, F16 and BF16 weights, 8-bit blocks for
+    /// quantized ones
     #[arg(long)]
     pub f32_activations: bool,
+    /// Element type of the key/value cache: f16 or f32 [default: f32 when every weight
+    /// matrix is F32 or with --f32-activations, else f16]
+    #[arg(long = "kv-type", value_parser = parse_kv_type)]
+    pub kv_type: Option<KvType>,
 }
 
 impl ModelArgs {
@@ -114,7 +121,16 @@ impl ModelArgs {
         if self.f32_activations {
             opts.precision = Precision::F32;
         }
+        opts.kv_type = self.kv_type;
         opts
+    }
+}
+
+fn parse_kv_type(name: &str) -> Result<KvType, String> {
+    match name {
+        "f16" => Ok(KvType::F16),
+        "f32" => Ok(KvType::F32),
+        _ => Err(format!("{name:?}: expected f16 or f32")),
     }
 }
 

@@ -88,6 +88,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
             "tokens": out.tokens,
             "text": out.text,
             "stop_reason": out.stop_reason.as_str(),
+            "precision": session.precision(),
             "peak_rss_bytes": crate::memory::peak_rss_bytes(),
             "timings": {
                 "load_ms": load_ms,

@@ -96,6 +96,50 @@ fn run_json_reports_tokens_text_and_timings() {
     assert!(top.windows(2).all(|w| w[0][1].as_f64() >= w[1][1].as_f64()));
 }
 
+/// `run --json` reports the precision policy in effect: by default each matmul's
+/// activations follow its weights (the Q4_1 blocks meet Q8_1 activations, the tied Q8_0
+/// embedding table Q8_0 ones) with an f16 KV cache; `--f32-activations` keeps every
+/// activation and the cache in f32, and `--kv-type` overrides the cache alone.
+#[test]
+fn run_json_reports_the_precision_policy() {
+    let matmuls = |v: &Value| -> Vec<(String, String, u64)> {
+        v["matmuls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let s = |k: &str| m[k].as_str().unwrap().to_string();
+                (
+                    s("weights"),
+                    s("activations"),
+                    m["matrices"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let row = |w: &str, a: &str, n: u64| (w.to_string(), a.to_string(), n);
+    let default = &run_json(&["--prompt", "Hi", "-n", "1"])["precision"];
+    assert_eq!(default["policy"], "follow-weights");
+    assert_eq!(default["kv_cache"], "F16");
+    // 30 blocks of 7 matrices; the output projection is the embedding table.
+    assert_eq!(
+        matmuls(default),
+        [row("Q4_1", "Q8_1", 210), row("Q8_0", "Q8_0", 1)]
+    );
+    let f32 = &run_json(&["--prompt", "Hi", "-n", "1", "--f32-activations"])["precision"];
+    assert_eq!(
+        (&f32["policy"], &f32["kv_cache"]),
+        (&"f32".into(), &"F32".into())
+    );
+    assert_eq!(
+        matmuls(f32),
+        [row("Q4_1", "F32", 210), row("Q8_0", "F32", 1)]
+    );
+    let f32_kv = &run_json(&["--prompt", "Hi", "-n", "1", "--kv-type", "f32"])["precision"];
+    assert_eq!(f32_kv["kv_cache"], "F32");
+    assert_eq!(f32_kv["policy"], "follow-weights");
+}
+
 #[test]
 fn peak_memory_stays_under_one_and_a_half_times_the_model_file() {
     let size = std::fs::metadata(model()).unwrap().len() as f64;

@@ -139,7 +139,7 @@ fn synapse_q8_0_keeps_the_f32_models_top_token() {
         logits.chunks_exact(vocab).map(argmax).collect::<Vec<u32>>()
     };
     let reference = top_tokens(&f32_path, Precision::F32);
-    let q8 = top_tokens(&q8_path, Precision::Quantized);
+    let q8 = top_tokens(&q8_path, Precision::FollowWeights);
     assert!(reference.len() >= 200, "{} tokens", reference.len());
     let agree = reference.iter().zip(&q8).filter(|(a, b)| a == b).count();
     let rate = agree as f64 / reference.len() as f64;

@@ -6,7 +6,7 @@ fn main() {
     let ids: Vec<u32> = args[2].split(',').map(|s| s.parse().unwrap()).collect();
     for precision in [
         synapse_core::kernels::Precision::F32,
-        synapse_core::kernels::Precision::Quantized,
+        synapse_core::kernels::Precision::FollowWeights,
     ] {
         let mut s = Session::new(
             model.clone(),

@@ -14,6 +14,7 @@ pub mod generation;
 pub mod hf;
 pub mod kv_cache;
 pub mod model;
+pub mod precision;
 pub mod session;
 pub mod tokenizer;
 

@@ -9,10 +9,12 @@ use crate::kv_cache::{KvCache, KvType};
 use crate::model::decoder::{Activations, Decoder, RunOptions};
 use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
 use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
+use crate::precision::PrecisionReport;
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::Precision;
+use synapse_core::DType;
 
 /// Where a model's configuration and weights came from.
 pub enum ModelSource {
@@ -181,6 +183,11 @@ impl Model {
             .bytes_per_token(self.config().tied_embeddings)
     }
 
+    /// The type of every matrix a matmul reads (see [`Weights::matmul_weights`]).
+    pub fn matmul_types(&self) -> impl Iterator<Item = DType> + '_ {
+        self.net.weights.matmul_weights().map(|w| w.dtype)
+    }
+
     /// The model's chat template (GGUF `tokenizer.chat_template`, or the Hugging Face
     /// directory's), or ChatML when it has none.
     #[cfg(feature = "chat-template")]
@@ -226,6 +233,9 @@ pub struct SessionOptions {
     pub context: usize,
     pub threads: usize,
     pub precision: Precision,
+    /// The key/value cache's element type; None lets the policy choose
+    /// ([`KvType::default_for`]).
+    pub kv_type: Option<KvType>,
     /// Most tokens evaluated in one forward pass when processing a prompt; 0 picks the
     /// largest of up to 512 (llama.cpp's micro-batch) whose activations fit in 16 MiB.
     pub batch: usize,
@@ -236,15 +246,20 @@ impl Default for SessionOptions {
         SessionOptions {
             context: 0,
             threads: synapse_core::threads::default_threads(),
-            precision: Precision::Quantized,
+            precision: Precision::FollowWeights,
+            kv_type: None,
             batch: 0,
         }
     }
 }
 
 impl SessionOptions {
-    /// These options with the automatic values (context 0, batch 0) chosen for `c`.
-    pub fn resolve(mut self, c: &ModelConfig) -> SessionOptions {
+    /// These options with the automatic values (context 0, batch 0, no cache type) chosen
+    /// for `model`.
+    pub fn resolve(mut self, model: &Model) -> SessionOptions {
+        let c = model.config();
+        let kv_type = KvType::default_for(self.precision, model.matmul_types());
+        self.kv_type = Some(self.kv_type.unwrap_or(kv_type));
         if self.context == 0 {
             self.context = c.context_length.min(4096);
         }
@@ -267,13 +282,9 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: Arc<Model>, opts: SessionOptions) -> Session {
+        let opts = opts.resolve(&model);
         let c = model.config();
-        let opts = opts.resolve(c);
-        // f32 runs are the accuracy reference, so they keep f32 keys and values.
-        let kv_type = match opts.precision {
-            Precision::F32 => KvType::F32,
-            Precision::Quantized => KvType::F16,
-        };
+        let kv_type = opts.kv_type.expect("resolved");
         let cache = KvCache::new(
             c.n_layers,
             c.kv_dim(),
@@ -298,6 +309,15 @@ impl Session {
 
     pub fn options(&self) -> &SessionOptions {
         &self.opts
+    }
+
+    /// The precision this session runs with.
+    pub fn precision(&self) -> PrecisionReport {
+        PrecisionReport::new(
+            self.opts.precision,
+            self.cache.kv_type(),
+            self.model.matmul_types(),
+        )
     }
 
     /// Bytes the key/value cache has allocated.

@@ -89,8 +89,8 @@ fn greedy_continuations_match_a_reference() {
     let llama = prompts("llamacpp.json");
     let hf = prompts("transformers.json");
     for (precision, threads) in [
-        (Precision::Quantized, 1),
-        (Precision::Quantized, 2),
+        (Precision::FollowWeights, 1),
+        (Precision::FollowWeights, 2),
         (Precision::F32, 2),
     ] {
         for (l, h) in llama.iter().zip(&hf) {
@@ -121,7 +121,7 @@ fn top_logits_match_transformers() {
             .map(|e| (e[0].as_u64().unwrap() as u32, e[1].as_f64().unwrap()))
             .collect();
         let llama_distance = p["llamacpp_max_abs_diff_top10"].as_f64().unwrap();
-        for precision in [Precision::F32, Precision::Quantized] {
+        for precision in [Precision::F32, Precision::FollowWeights] {
             let opts = SessionOptions {
                 precision,
                 ..SessionOptions::default()
@@ -134,7 +134,7 @@ fn top_logits_match_transformers() {
                 .fold(0.0, f64::max);
             let bound = match precision {
                 Precision::F32 => 0.05,
-                Precision::Quantized => 1.5 * llama_distance,
+                Precision::FollowWeights => 1.5 * llama_distance,
             };
             println!(
                 "{:8} {precision:?}: max |synapse - transformers| over its top-10 = {distance:.2e} (bound {bound:.4}; llama.cpp {llama_distance:.4}); our top-1 {:?}",

@@ -1,9 +1,11 @@
 //! CPU kernels behind one dispatch point: `matmul` of activations with a weight.
 //!
-//! Two precisions exist. [`Precision::Quantized`] quantizes the activations once per
-//! matmul into the 8-bit block type each weight format pairs with (as llama.cpp does) and
-//! runs integer dot products; [`Precision::F32`] dequantizes weight rows and keeps the
-//! activations in f32, the accuracy reference.
+//! Which type the activations of a matmul take is decided in one place,
+//! [`Precision::activation_type`]: by default the activations follow the weights, as
+//! llama.cpp's do (quantized weights meet activations quantized once per matmul to the
+//! 8-bit block type their format pairs with, and run integer dot products; float weights
+//! meet f32 activations); [`Precision::F32`] keeps every activation in f32 and dequantizes
+//! weight rows instead, the accuracy reference.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -18,15 +20,74 @@ use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
 use crate::tensor::{Layout, WeightTensor};
 use crate::threads::parallel_for;
+use std::fmt;
 use std::ops::Range;
 
+/// The precision policy of a forward pass: which type each matmul's activations take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// Activations quantized to 8 bits inside matmuls with quantized weights.
+    /// Activations follow each weight matrix's type (see [`Precision::activation_type`]).
     #[default]
-    Quantized,
-    /// Activations stay f32; weights are dequantized row by row.
+    FollowWeights,
+    /// Activations stay f32 for every matrix; quantized weights are dequantized row by row.
     F32,
+}
+
+/// The type a matmul's activations are converted to before they meet the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActivationType {
+    F32,
+    /// 32-value blocks of 8-bit codes with an f32 scale ([`BlockQ8_0Act`]).
+    Q8_0,
+    /// [`ActivationType::Q8_0`] plus each block's scaled sum, for formats with a minimum.
+    Q8_1,
+    /// 256-value super-blocks with 16-value sums, for the K-quants ([`BlockQ8K`]).
+    Q8K,
+}
+
+impl ActivationType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivationType::F32 => "F32",
+            ActivationType::Q8_0 => "Q8_0",
+            ActivationType::Q8_1 => "Q8_1",
+            ActivationType::Q8K => "Q8_K",
+        }
+    }
+}
+
+impl fmt::Display for ActivationType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Precision {
+    /// The activation type of a matmul with `weights`, the whole policy:
+    ///
+    /// - F32 weights: f32 activations, so an f32 checkpoint computes what its framework does.
+    /// - F16 and BF16 weights: f32 activations too (llama.cpp converts them to f16). The
+    ///   weights are widened in registers, so decode stays bound by reading them, and these
+    ///   kernels already run ahead of llama.cpp's f16 ones (the README's F16 rows), while
+    ///   f16 activations would keep only 11 bits of every value.
+    /// - Quantized weights: the 8-bit block type the format's integer dot product pairs
+    ///   with (Q8_1 for formats with a minimum, Q8_K for the K-quants, else Q8_0), as in
+    ///   llama.cpp, unless the policy is [`Precision::F32`].
+    pub fn activation_type(self, weights: DType) -> ActivationType {
+        match (self, weights) {
+            (Precision::F32, _) | (_, DType::F32 | DType::F16 | DType::BF16) => ActivationType::F32,
+            (_, DType::Q4_1 | DType::Q5_1) => ActivationType::Q8_1,
+            (_, DType::Q4K | DType::Q5K | DType::Q6K) => ActivationType::Q8K,
+            (_, DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8) => ActivationType::Q8_0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::FollowWeights => "follow-weights",
+            Precision::F32 => "f32",
+        }
+    }
 }
 
 /// Buffers a matmul reuses from call to call, so the decode loop does not allocate.
@@ -279,45 +340,49 @@ fn matmul_many_with(
     }
     // Only the AVX-512 kernels read interleaved weights; other paths gather rows.
     #[cfg(target_arch = "x86_64")]
-    if precision == Precision::Quantized
+    if precision == Precision::FollowWeights
         && (isa == Isa::Avx512
             || isa == Isa::Avx2 && parts.iter().all(|(w, _)| w.layout == Layout::Rows))
     {
         return x86::matmul_many(isa, parts, x, n_tokens, threads, scratch);
     }
-    let quantized = |w: &WeightTensor| precision == Precision::Quantized && w.dtype.is_quantized();
+    let act_type = |w: &WeightTensor| precision.activation_type(w.dtype);
     // Quantize every token's activations once per type needed; all threads share them.
     let blocks_per_row = |dtype: DType| k / dtype.block_len();
-    for act in [ActType::Q8_0, ActType::Q8_1, ActType::Q8K] {
-        let Some((w, _)) = parts
-            .iter()
-            .find(|(w, _)| quantized(w) && ActType::of(w.dtype) == act)
-        else {
+    for act in [
+        ActivationType::Q8_0,
+        ActivationType::Q8_1,
+        ActivationType::Q8K,
+    ] {
+        let Some((w, _)) = parts.iter().find(|(w, _)| act_type(w) == act) else {
             continue;
         };
         let len = n_tokens * blocks_per_row(w.dtype);
         match act {
-            ActType::Q8_0 => {
+            ActivationType::F32 => {}
+            ActivationType::Q8_0 => {
                 scratch.q8_0.resize(len, BlockQ8_0Act::ZERO);
                 quantize_q8_0(x, &mut scratch.q8_0);
             }
-            ActType::Q8_1 => {
+            ActivationType::Q8_1 => {
                 scratch.q8_1.resize(len, BlockQ8_1Act::ZERO);
                 quantize_q8_1(x, &mut scratch.q8_1);
             }
-            ActType::Q8K => {
+            ActivationType::Q8K => {
                 scratch.q8_k.resize(len, BlockQ8K::ZERO);
                 quantize_q8_k(x, &mut scratch.q8_k);
             }
         }
     }
     let scratch = &*scratch;
+    // The quantized activations of token `t` for a weight of `dtype`; None for f32.
     let act_row = |dtype: DType, t: usize| {
         let blocks = t * blocks_per_row(dtype)..(t + 1) * blocks_per_row(dtype);
-        match ActType::of(dtype) {
-            ActType::Q8_0 => ActRow::Q8_0(&scratch.q8_0[blocks]),
-            ActType::Q8_1 => ActRow::Q8_1(&scratch.q8_1[blocks]),
-            ActType::Q8K => ActRow::Q8K(&scratch.q8_k[blocks]),
+        match precision.activation_type(dtype) {
+            ActivationType::F32 => None,
+            ActivationType::Q8_0 => Some(ActRow::Q8_0(&scratch.q8_0[blocks])),
+            ActivationType::Q8_1 => Some(ActRow::Q8_1(&scratch.q8_1[blocks])),
+            ActivationType::Q8K => Some(ActRow::Q8K(&scratch.q8_k[blocks])),
         }
     };
     let rows = PartRows::new(parts, 4);
@@ -329,15 +394,15 @@ fn matmul_many_with(
             let n = w.rows;
             for r in part_rows {
                 let row = w.copy_row(r, &mut bytes);
-                if !quantized(w) {
+                let f32_acts = act_type(w) == ActivationType::F32;
+                if f32_acts {
                     deq.resize(k, 0.0);
                     dequantize_row(w.dtype, row, &mut deq);
                 }
                 for t in 0..n_tokens {
-                    let v = if quantized(w) {
-                        quantized_dot(isa, w.dtype, row, act_row(w.dtype, t))
-                    } else {
-                        dot_f32(isa, &deq, &x[t * k..(t + 1) * k])
+                    let v = match act_row(w.dtype, t) {
+                        Some(a) => quantized_dot(isa, w.dtype, row, a),
+                        None => dot_f32(isa, &deq, &x[t * k..(t + 1) * k]),
                     };
                     // SAFETY: row r of this part belongs to this thread only;
                     // t * n + r < out.len().
@@ -346,22 +411,4 @@ fn matmul_many_with(
             }
         });
     });
-}
-
-/// The 8-bit activation type a quantized weight format pairs with.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ActType {
-    Q8_0,
-    Q8_1,
-    Q8K,
-}
-
-impl ActType {
-    fn of(dtype: DType) -> ActType {
-        match dtype {
-            DType::Q4_1 | DType::Q5_1 => ActType::Q8_1,
-            DType::Q4K | DType::Q5K | DType::Q6K => ActType::Q8K,
-            _ => ActType::Q8_0,
-        }
-    }
 }

@@ -190,7 +190,7 @@ fn matmul_isa(isa: Isa, w: &WeightTensor, x: &[f32], n_tokens: usize, threads: u
         x,
         n_tokens,
         &mut out,
-        Precision::Quantized,
+        Precision::FollowWeights,
         threads,
         &mut scratch,
     );
@@ -288,7 +288,7 @@ fn matmul_many_equals_one_matmul_per_weight() {
     for n_tokens in [1, 3, 13, 37] {
         let x = random_acts(n_tokens, cols, &mut rng);
         for isa in isas() {
-            for precision in [Precision::Quantized, Precision::F32] {
+            for precision in [Precision::FollowWeights, Precision::F32] {
                 let mut outs: Vec<Vec<f32>> = weights
                     .iter()
                     .map(|w| vec![f32::NAN; n_tokens * w.rows])
@@ -344,7 +344,7 @@ fn interleaved_weights_give_the_rows_results() {
         for n_tokens in [1, 2, 3, 13] {
             let x = random_acts(n_tokens, cols, &mut rng);
             for isa in isas() {
-                for precision in [Precision::Quantized, Precision::F32] {
+                for precision in [Precision::FollowWeights, Precision::F32] {
                     let run = |w: &WeightTensor, threads| {
                         let mut out = vec![f32::NAN; n_tokens * rows];
                         let mut scratch = MatmulScratch::default();

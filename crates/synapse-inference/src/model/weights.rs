@@ -337,26 +337,30 @@ impl Weights {
 }
 
 impl Weights {
-    /// Bytes of weights a decode step reads: every matrix except the embedding table, of
-    /// which one row is read, unless it doubles as the output projection.
-    pub fn bytes_per_token(&self, tied: bool) -> u64 {
-        let linear = |l: &Linear| l.weight.bytes().len() as u64;
-        let blocks: u64 = self
-            .blocks
+    /// The matrices that matmuls read: every block's projections, then the output
+    /// projection (the embedding table only when the model ties them).
+    pub fn matmul_weights(&self) -> impl Iterator<Item = &WeightTensor> {
+        self.blocks
             .iter()
-            .map(|b| {
+            .flat_map(|b| {
                 let qkv = match &b.qkv {
-                    QkvWeights::Separate { q, k, v } => linear(q) + linear(k) + linear(v),
-                    QkvWeights::Fused(w) => linear(w),
+                    QkvWeights::Separate { q, k, v } => vec![q, k, v],
+                    QkvWeights::Fused(w) => vec![w],
                 };
-                qkv + linear(&b.attn_output)
-                    + b.ffn_gate.as_ref().map_or(0, linear)
-                    + linear(&b.ffn_up)
-                    + linear(&b.ffn_down)
+                qkv.into_iter()
+                    .chain([&b.attn_output])
+                    .chain(&b.ffn_gate)
+                    .chain([&b.ffn_up, &b.ffn_down])
+                    .map(|l| &l.weight)
             })
-            .sum();
+            .chain([&self.output])
+    }
+
+    /// Bytes of weights a decode step reads: every matrix of a matmul, and one row of the
+    /// embedding table unless it doubles as the output projection.
+    pub fn bytes_per_token(&self, tied: bool) -> u64 {
+        let matrices: u64 = self.matmul_weights().map(|w| w.bytes().len() as u64).sum();
         let embd_row = self.token_embd.row_bytes() as u64;
-        let output = self.output.bytes().len() as u64;
-        blocks + output + if tied { 0 } else { embd_row }
+        matrices + if tied { 0 } else { embd_row }
     }
 }

@@ -15,7 +15,7 @@ mod avx2;
 mod avx512;
 mod int8;
 
-use super::{Isa, MatmulScratch, PartRows, SharedOut};
+use super::{ActivationType, Isa, MatmulScratch, PartRows, Precision, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::tensor::WeightTensor;
@@ -273,17 +273,18 @@ pub(super) fn matmul_many(
     });
 }
 
-/// Whether `dtype` weights multiply activations quantized to [`Q8Rows`].
+/// Whether `dtype` weights multiply activations quantized to [`Q8Rows`] (which hold
+/// both the Q8_0 and the Q8_1 view of a block).
 fn uses_q8(dtype: DType) -> bool {
     matches!(
-        dtype,
-        DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Int8
+        Precision::FollowWeights.activation_type(dtype),
+        ActivationType::Q8_0 | ActivationType::Q8_1
     )
 }
 
 /// Whether `dtype` weights multiply activations quantized to [`BlockQ8K`].
 fn uses_q8_k(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4K | DType::Q5K | DType::Q6K)
+    Precision::FollowWeights.activation_type(dtype) == ActivationType::Q8K
 }
 
 /// Buffers the x86 kernels reuse from call to call.
