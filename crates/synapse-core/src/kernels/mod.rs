@@ -18,7 +18,9 @@ mod x86;
 use crate::dtype::DType;
 use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
-use crate::tensor::{Layout, WeightTensor};
+#[cfg(target_arch = "x86_64")]
+use crate::tensor::Layout;
+use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
 use std::fmt;
 use std::ops::Range;
