@@ -165,7 +165,7 @@ def main():
         "repetitions": args.repetitions,
         "warmup_runs": 1,
         "context": L.llama_n_ctx(b.ctx),
-        "batch": args.n_batch,
+        "batch": L.llama_n_ubatch(b.ctx),
         "kv_type": "f16",
         "flash_attn": "auto (llama.cpp default)",
         "token_seed": TOKEN_SEED,
