@@ -322,7 +322,7 @@ pub unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::Rng;
+    use crate::kernels::tests::{isas, Coverage, Rng};
     use crate::quant::activation::{quantize_q8_1, quantize_q8_k, BlockQ8_1Act};
 
     /// Rows of activations with the cases quantizers trip on: a zero block, exact ties
@@ -336,20 +336,6 @@ mod tests {
         x
     }
 
-    /// The ISAs of this module the CPU has.
-    fn isas() -> Vec<Isa> {
-        [Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(|&isa| {
-                if isa == Isa::Avx512 {
-                    has_avx512()
-                } else {
-                    has_avx2()
-                }
-            })
-            .collect()
-    }
-
     #[test]
     fn simd_quantizers_match_the_block_quantizers() {
         let mut rng = Rng(3);
@@ -358,7 +344,11 @@ mod tests {
         quantize_q8_1(&x, &mut blocks);
         let mut k_blocks = vec![BlockQ8K::ZERO; x.len() / QK_K];
         quantize_q8_k(&x, &mut k_blocks);
-        for isa in isas() {
+        // The SIMD quantizers of every x86 ISA this CPU has.
+        let simd: Vec<Isa> = isas().into_iter().filter(|&i| i != Isa::Scalar).collect();
+        let mut covered = Coverage::new("simd_quantizers_match_the_block_quantizers", simd.clone());
+        for isa in simd {
+            covered.ran(isa);
             let mut q = Q8Rows::default();
             q.resize(1, x.len());
             let mut k = vec![BlockQ8K::ZERO; x.len() / QK_K];
@@ -368,7 +358,7 @@ mod tests {
                 s: &mut q.s,
                 sum: &mut q.sum,
             };
-            // SAFETY: `isas` keeps the ISAs this CPU has.
+            // SAFETY: `isas` lists the ISAs this CPU has.
             unsafe {
                 match isa {
                     Isa::Avx512 => {
@@ -393,5 +383,6 @@ mod tests {
                 assert_eq!(a.bsums, b.bsums, "{isa:?} Q8_K block {i}");
             }
         }
+        covered.finish();
     }
 }
