@@ -336,10 +336,38 @@ mod tests {
         x
     }
 
+    /// The rows of tests/fixtures/activations.json, whose llama.cpp quantizations
+    /// tests/activation.rs compares the block quantizers with.
+    fn llama_cpp_rows() -> Vec<f32> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/activations.json"
+        );
+        let text = std::fs::read_to_string(path).expect("activations.json");
+        let fixture: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut x = Vec::new();
+        for case in fixture["cases"].as_array().expect("cases") {
+            let hex = case["values_hex"].as_str().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            x.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            );
+        }
+        x
+    }
+
+    /// The SIMD quantizers write what the block quantizers do (which tests/activation.rs
+    /// holds to llama.cpp's), on crafted rows and on the llama.cpp fixture's rows.
     #[test]
     fn simd_quantizers_match_the_block_quantizers() {
         let mut rng = Rng(3);
-        let x = activations(8 * QK_K, &mut rng);
+        let mut x = activations(8 * QK_K, &mut rng);
+        x.extend(llama_cpp_rows());
         let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
         quantize_q8_1(&x, &mut blocks);
         let mut k_blocks = vec![BlockQ8K::ZERO; x.len() / QK_K];
