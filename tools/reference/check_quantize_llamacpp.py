@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
-"""Check that GGUF files written by `synapse quantize` load and run in llama.cpp.
+"""Quantize the default model with llama.cpp's own quantizer, for `synapse quantize` to match.
 
-Quantizes the default model (SmolLM2-135M-Instruct Q4_1, whose weights are
-dequantized and requantized) to q8_0, q4_0 and q4_k with the Synapse CLI, loads each
-output with llama-cpp-python, greedy-generates 16 tokens (argmax of the raw logits,
-EOS ignored) for a fixed prompt, and records in tests/fixtures/quantize/llamacpp.json
-the tokens, their text and the sha256 of each file Synapse wrote. The Rust test
-crates/synapse-cli/tests/quantize.rs re-runs `synapse quantize` and checks the
-sha256, so the recorded llama.cpp result applies to exactly those bytes.
+For every type `synapse quantize --type` offers, llama.cpp (llama-cpp-python's
+`llama_model_quantize`, with `pure` so that every matrix gets the one type, as Synapse
+does, and `allow_requantize`, since the source is Q4_1: each matrix is dequantized to f32
+and quantized again) writes the model; tests/fixtures/quantize/llamacpp.json records, per
+type, how many tensors of each type the file has and a digest of every tensor: the
+sha256 of the lines `NAME TYPE SHA256-OF-ITS-BYTES`, one per tensor sorted by name. The
+Rust test crates/synapse-cli/tests/quantize.rs runs `synapse quantize` and requires the
+same digest: the same bytes as llama.cpp in every tensor (the metadata may differ:
+llama.cpp adds its own keys). Without an importance matrix llama.cpp quantizes each row
+with `quantize_row_*_ref`, deterministic C.
+
+For q8_0, q4_0 and q4_k it also records the 16 tokens llama.cpp generates greedily
+(argmax of the raw logits, EOS ignored) from its file after a fixed prompt; the Rust test
+checks Synapse's first one.
+
+With `--synapse PATH` it also runs that binary's `quantize` and prints, per type, the
+tensors whose type or bytes differ from llama.cpp's (to see what a failing test means).
 
 Run from the repo root:
-  python3 tools/reference/check_quantize_llamacpp.py [--synapse PATH] [--model PATH]
-Without --synapse it builds the CLI with cargo and uses target/debug/synapse.
+  python3 tools/reference/check_quantize_llamacpp.py [--model PATH] [--synapse PATH]
 """
 import argparse
+import collections
+import ctypes
 import hashlib
 import importlib.metadata
 import json
@@ -22,13 +33,29 @@ import subprocess
 import sys
 import tempfile
 
+import gguf
 import numpy as np
 import llama_cpp
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
 MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 OUT_PATH = os.path.join("tests", "fixtures", "quantize", "llamacpp.json")
-TYPES = ["q8_0", "q4_0", "q4_k"]
+# `synapse quantize --type` names and llama.cpp's `llama_ftype` for them (the K types'
+# "_S" variants: with `pure` every matrix gets the base type either way).
+FTYPES = {
+    "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+    "q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
+    "q4_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1,
+    "q5_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_0,
+    "q5_1": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_1,
+    "q4_k": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_S,
+    "q5_k": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_K_S,
+    "q6_k": llama_cpp.LLAMA_FTYPE_MOSTLY_Q6_K,
+    "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
+    "bf16": llama_cpp.LLAMA_FTYPE_MOSTLY_BF16,
+    "f32": llama_cpp.LLAMA_FTYPE_ALL_F32,
+}
+GREEDY_TYPES = ["q8_0", "q4_0", "q4_k"]
 PROMPT = "The three primary colors are"
 N_GENERATE = 16
 
@@ -41,9 +68,29 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def build_cli():
-    subprocess.run(["cargo", "build", "-p", "synapse-cli"], check=True)
-    return os.path.join("target", "debug", "synapse")
+def tensors(path):
+    """{name: (type name, sha256 of the tensor's bytes)}."""
+    reader = gguf.GGUFReader(path)
+    return {
+        t.name: (t.tensor_type.name, hashlib.sha256(np.asarray(t.data).tobytes()).hexdigest())
+        for t in reader.tensors
+    }
+
+
+def digest(ts):
+    lines = "".join(f"{name} {ty} {h}\n" for name, (ty, h) in sorted(ts.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def llama_quantize(src, dst, ftype):
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.nthread = 2
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.pure = True
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+    if rc != 0:
+        sys.exit(f"llama_model_quantize {dst}: {rc}")
 
 
 def greedy(model_path):
@@ -60,39 +107,47 @@ def greedy(model_path):
         llm.eval([tok])
     text = llm.detokenize(out).decode("utf-8", errors="replace")
     del llm
-    return prompt, out, text
+    return out, text
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--synapse", help="path of the synapse binary (default: build it)")
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--synapse", help="also compare this synapse binary's quantize output")
     args = ap.parse_args()
-    digest = sha256_file(args.model)
-    if digest != MODEL_SHA256:
-        sys.exit(f"{args.model}: sha256 {digest}, expected {MODEL_SHA256}")
-    synapse = args.synapse or build_cli()
+    model_digest = sha256_file(args.model)
+    if model_digest != MODEL_SHA256:
+        sys.exit(f"{args.model}: sha256 {model_digest}, expected {MODEL_SHA256}")
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        prompt_ids, tokens, text = greedy(args.model)
-        print(f"source Q4_1: {tokens} {text!r}")
-        source = {"prompt_ids": prompt_ids, "tokens": tokens, "text": text}
-        for t in TYPES:
-            out = os.path.join(tmp, f"smollm2-{t}.gguf")
-            run = subprocess.run([synapse, "quantize", args.model, out, "--type", t],
-                                 check=True, capture_output=True, text=True)
-            print(run.stdout.strip())
-            _, tokens, text = greedy(out)
-            agree = sum(1 for a, b in zip(tokens, source["tokens"]) if a == b)
-            print(f"{t}: {tokens} {text!r} ({agree}/{N_GENERATE} as the source model)")
-            results.append({
-                "type": t,
-                "sha256": sha256_file(out),
-                "bytes": os.path.getsize(out),
-                "tokens": tokens,
-                "text": text,
-            })
+        for name, ftype in FTYPES.items():
+            out = os.path.join(tmp, f"llama-{name}.gguf")
+            llama_quantize(args.model, out, ftype)
+            ts = tensors(out)
+            counts = collections.Counter(ty for ty, _ in ts.values())
+            result = {
+                "type": name,
+                "tensor_types": dict(sorted(counts.items())),
+                "tensors_digest": digest(ts),
+            }
+            print(f"{name}: {result['tensor_types']} {result['tensors_digest'][:16]}")
+            if name in GREEDY_TYPES:
+                result["tokens"], result["text"] = greedy(out)
+                print(f"  llama.cpp greedy: {result['tokens']} {result['text']!r}")
+            if args.synapse:
+                mine = os.path.join(tmp, f"synapse-{name}.gguf")
+                subprocess.run([args.synapse, "quantize", args.model, mine, "--type", name],
+                               check=True, capture_output=True)
+                theirs = tensors(mine)
+                differ = [n for n in sorted(ts) if theirs.get(n) != ts[n]]
+                if differ:
+                    print(f"  synapse: {len(differ)} of {len(ts)} tensors differ: {differ[:8]}")
+                else:
+                    print(f"  synapse: all {len(ts)} tensors identical")
+                os.remove(mine)
+            os.remove(out)
+            results.append(result)
 
     fixture = {
         "generator": "tools/reference/check_quantize_llamacpp.py",
@@ -100,7 +155,6 @@ def main():
         "model_sha256": MODEL_SHA256,
         "prompt": PROMPT,
         "n_generate": N_GENERATE,
-        "source_model": source,
         "outputs": results,
     }
     os.makedirs(os.path.dirname(OUT_PATH), exist_ok=True)

@@ -1,15 +1,13 @@
 //! The `synapse` binary end to end on the default model.
 
+// The integration-test helpers of synapse-inference (default model, fixtures, llama.cpp's
+// vocabularies).
+#[path = "../../synapse-inference/tests/common/mod.rs"]
+mod common;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-fn model() -> PathBuf {
-    match std::env::var_os("SYNAPSE_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => synapse_inference::default_model::ensure().expect("fetch the default model"),
-    }
-}
 
 fn synapse(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_synapse"))
@@ -19,7 +17,7 @@ fn synapse(args: &[&str]) -> Output {
 }
 
 fn run_json(extra: &[&str]) -> Value {
-    let model = model();
+    let model = common::model_path();
     let mut args = vec!["run", "--model", model.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let out = synapse(&args);
@@ -142,7 +140,7 @@ fn run_json_reports_the_precision_policy() {
 
 #[test]
 fn peak_memory_stays_under_one_and_a_half_times_the_model_file() {
-    let size = std::fs::metadata(model()).unwrap().len() as f64;
+    let size = std::fs::metadata(common::model_path()).unwrap().len() as f64;
     let out = run_json(&[
         "--prompt",
         "Once upon a time",
@@ -209,7 +207,7 @@ fn stop_strings_end_generation_and_are_not_printed() {
 
 #[test]
 fn a_prompt_longer_than_the_context_is_a_clear_error() {
-    let model = model();
+    let model = common::model_path();
     let long = "word ".repeat(100);
     let out = synapse(&[
         "run",
@@ -241,7 +239,7 @@ fn a_missing_or_corrupt_model_file_names_the_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model.gguf"));
 
     let corrupt = std::env::temp_dir().join(format!("synapse-corrupt-{}.gguf", std::process::id()));
-    let bytes = std::fs::read(model()).unwrap();
+    let bytes = std::fs::read(common::model_path()).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
     let out = synapse(&[
         "run",
@@ -261,7 +259,7 @@ fn a_missing_or_corrupt_model_file_names_the_file() {
 
 #[test]
 fn tokenize_prints_ids_and_pieces() {
-    let model = model();
+    let model = common::model_path();
     let out = synapse(&[
         "tokenize",
         "--model",
@@ -291,12 +289,9 @@ fn tokenize_prints_ids_and_pieces() {
 
 #[test]
 fn tokenize_works_on_a_vocab_only_file() {
-    let vocab = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/llama-vocab/ggml-vocab-llama-bpe.gguf");
-    if !vocab.exists() {
-        eprintln!("skipped: {} not found (it ships in the llama-cpp-python sdist under vendor/llama.cpp/models/)", vocab.display());
+    let Some(vocab) = common::llama_vocab("llama-bpe") else {
         return;
-    }
+    };
     let out = synapse(&[
         "tokenize",
         "--model",
@@ -313,7 +308,7 @@ fn tokenize_works_on_a_vocab_only_file() {
 
 #[test]
 fn inspect_lists_metadata_and_tensors() {
-    let model = model();
+    let model = common::model_path();
     let out = synapse(&["inspect", model.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -328,7 +323,7 @@ fn inspect_lists_metadata_and_tensors() {
 
 fn chat(stdin: &str) -> String {
     use std::io::Write;
-    let model = model();
+    let model = common::model_path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_synapse"))
         .args([
             "chat",

@@ -831,6 +831,7 @@ pub fn reference_attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::tests::Coverage;
 
     fn rng(mut seed: u32) -> impl FnMut() -> f32 {
         move || {
@@ -839,17 +840,18 @@ mod tests {
         }
     }
 
-    /// Every kernel variant this CPU can run.
+    /// Every kernel variant this CPU can run, from its features (those each variant's
+    /// `target_feature` names).
     fn isas() -> Vec<Isa> {
         let mut isas = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         {
-            let detected = Isa::detect();
-            if detected != Isa::Portable {
+            use std::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
                 isas.push(Isa::Avx2);
-            }
-            if detected == Isa::Avx512 {
-                isas.push(Isa::Avx512);
+                if has!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
             }
         }
         isas
@@ -881,6 +883,7 @@ mod tests {
 
     #[test]
     fn f16_widening_matches_half() {
+        let mut covered = Coverage::new("f16_widening_matches_half", isas());
         for bits in 0..=u16::MAX {
             let want = half::f16::from_bits(bits).to_f32();
             let got = f16_to_f32(bits);
@@ -891,6 +894,7 @@ mod tests {
             let mut tile = [0u16; TILE];
             tile[5] = bits;
             for isa in isas() {
+                covered.ran(isa);
                 let got = match isa {
                     Isa::Portable => u16::tile::<false>(&tile)[5],
                     #[cfg(target_arch = "x86_64")]
@@ -902,12 +906,15 @@ mod tests {
                 );
             }
         }
+        covered.finish();
     }
 
     /// Writes positions `0..total` in batches of `batch` into a layer of `slots` positions,
     /// running attention after each write, and compares every output with the reference
-    /// over the same (rounded, for f16) keys and values.
+    /// over the same (rounded, for f16) keys and values, with every kernel variant.
+    #[allow(clippy::too_many_arguments)]
     fn check(
+        covered: &mut Coverage<Isa>,
         shape: AttentionShape,
         f16: bool,
         slots: usize,
@@ -969,6 +976,7 @@ mod tests {
             let qb = &q[pos * qd..(pos + n) * qd];
             let want = reference_attention(qb, &keys, &values, pos, &shape);
             for isa in isas() {
+                covered.ran(isa);
                 let mut out = vec![f32::NAN; n * qd];
                 attention_with(isa, qb, layer, slots, pos, &shape, threads, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
@@ -994,6 +1002,8 @@ mod tests {
 
     #[test]
     fn matches_reference_for_gqa_mqa_mha_and_odd_head_dims() {
+        let test = "matches_reference_for_gqa_mqa_mha_and_odd_head_dims";
+        let mut covered = Coverage::new(test, isas());
         for (s, f16) in [
             (shape(9, 3, 64), false),
             (shape(9, 3, 64), true),
@@ -1004,20 +1014,25 @@ mod tests {
             (shape(32, 2, 16), true),
         ] {
             // Prefill in batches with tails, then single-token decode steps.
-            check(s, f16, 144, 100, 37, 2);
-            check(s, f16, 144, 70, 1, 3);
+            check(&mut covered, s, f16, 144, 100, 37, 2);
+            check(&mut covered, s, f16, 144, 70, 1, 3);
         }
+        covered.finish();
     }
 
     #[test]
     fn single_thread_and_split_keys_agree_with_reference() {
+        let test = "single_thread_and_split_keys_agree_with_reference";
+        let mut covered = Coverage::new(test, isas());
         for threads in [1, 2, 4] {
-            check(shape(9, 3, 64), true, 640, 600, 300, threads);
+            check(&mut covered, shape(9, 3, 64), true, 640, 600, 300, threads);
         }
+        covered.finish();
     }
 
     #[test]
     fn sliding_window_wraps_the_ring_buffer() {
+        let mut covered = Coverage::new("sliding_window_wraps_the_ring_buffer", isas());
         for (window, batch) in [(16, 1), (20, 8), (33, 16), (50, 64)] {
             let s = AttentionShape {
                 window: Some(window),
@@ -1025,23 +1040,26 @@ mod tests {
             };
             let slots = (window + batch - 1).next_multiple_of(TILE);
             for f16 in [false, true] {
-                check(s, f16, slots, 300, batch, 2);
+                check(&mut covered, s, f16, slots, 300, batch, 2);
             }
         }
+        covered.finish();
     }
 
     #[test]
     fn softcap_and_explicit_scale() {
+        let mut covered = Coverage::new("softcap_and_explicit_scale", isas());
         let s = AttentionShape {
             scale: 0.9,
             softcap: Some(3.0),
             ..shape(4, 2, 48)
         };
-        check(s, false, 96, 90, 13, 2);
+        check(&mut covered, s, false, 96, 90, 13, 2);
         let s = AttentionShape {
             window: Some(24),
             ..s
         };
-        check(s, true, 48, 90, 13, 2);
+        check(&mut covered, s, true, 48, 90, 13, 2);
+        covered.finish();
     }
 }

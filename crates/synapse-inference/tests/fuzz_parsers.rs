@@ -9,15 +9,8 @@ use synapse_core::Storage;
 use synapse_inference::tokenizer::Tokenizer;
 
 fn vocab(name: &str) -> Option<Vec<u8>> {
-    let path =
-        common::repo_root().join(format!("../shared/data/llama-vocab/ggml-vocab-{name}.gguf"));
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            eprintln!("skipped: {} not found (it ships in the llama-cpp-python sdist under vendor/llama.cpp/models/)", path.display());
-            None
-        }
-    }
+    let path = common::llama_vocab(name)?;
+    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 #[test]

@@ -3,25 +3,10 @@
 //! and token ids that llama.cpp gave for SmolLM2 prompts
 //! (tests/fixtures/smollm2-q4_1/llamacpp.json, made by tools/reference/make_llamacpp_fixtures.py).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use synapse_core::gguf::GgufFile;
 use synapse_inference::tokenizer::Tokenizer;
-
-/// SYNAPSE_LLAMA_VOCAB_DIR, else the shared data folder next to the repository.
-fn vocab_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("SYNAPSE_LLAMA_VOCAB_DIR") {
-        return Some(dir.into());
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/llama-vocab");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    eprintln!(
-        "skipped: llama.cpp's ggml-vocab-*.gguf files not found. They ship in the llama-cpp-python \
-         source distribution under vendor/llama.cpp/models/; set SYNAPSE_LLAMA_VOCAB_DIR to that folder."
-    );
-    None
-}
 
 fn ids(line: &str) -> Vec<u32> {
     line.split_whitespace()
@@ -30,8 +15,9 @@ fn ids(line: &str) -> Vec<u32> {
 }
 
 fn check_vocab(name: &str) {
-    let Some(dir) = vocab_dir() else { return };
-    let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+    let Some(path) = common::llama_vocab(name) else {
+        return;
+    };
     let gguf = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
     let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
     let read = |ext: &str| {
@@ -109,56 +95,25 @@ fn gemma4() {
     check_vocab("gemma-4");
 }
 
-/// SmolLM2-135M-Instruct Q4_1: `$SYNAPSE_MODEL`, else in `$SYNAPSE_HOME` or `~/.cache/synapse`.
-fn smollm2_path() -> Option<PathBuf> {
-    let path = match std::env::var_os("SYNAPSE_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let home = std::env::var_os("SYNAPSE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/synapse"))
-                })?;
-            home.join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        }
-    };
-    path.is_file().then_some(path)
-}
-
 #[test]
 fn smollm2_prompts_match_llama_cpp() {
-    let Some(model) = smollm2_path() else {
-        eprintln!("skipped: SmolLM2-135M-Instruct.Q4_1.gguf not found (set SYNAPSE_MODEL or SYNAPSE_HOME)");
-        return;
-    };
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/smollm2-q4_1/llamacpp.json");
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&fixture).expect("read llamacpp.json"))
-            .expect("JSON");
-    let gguf = GgufFile::open(&model).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = common::fixture("smollm2-q4_1/llamacpp.json");
+    let gguf = GgufFile::open(common::model_path()).unwrap_or_else(|e| panic!("{e}"));
     let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{e}"));
     let add_bos = fixture["settings"]["add_bos"]
         .as_bool()
         .expect("settings.add_bos");
-    let json_ids = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .expect("ids")
-            .iter()
-            .map(|x| x.as_u64().expect("id") as u32)
-            .collect()
-    };
     let prompts = fixture["prompts"].as_array().expect("prompts");
     for prompt in prompts {
         let text = prompt["text"].as_str().expect("text");
         assert_eq!(
             tok.encode(text, add_bos, true),
-            json_ids(&prompt["prompt_ids"]),
+            common::ids(&prompt["prompt_ids"]),
             "{text:?}"
         );
         assert_eq!(
             tok.encode(text, add_bos, false),
-            json_ids(&prompt["prompt_ids_no_special"]),
+            common::ids(&prompt["prompt_ids_no_special"]),
             "{text:?}"
         );
     }
@@ -170,7 +125,6 @@ fn smollm2_prompts_match_llama_cpp() {
 /// tokens swallow the whitespace after them; a ▁ goes before every stretch of text.
 #[test]
 fn spm_special_tokens_match_llama_cpp() {
-    let Some(dir) = vocab_dir() else { return };
     let cases: [(&str, &str, bool, &[u32]); 6] = [
         ("phi-3", "a <|user|>  b", false, &[263, 29871, 32010, 289]),
         (
@@ -200,7 +154,9 @@ fn spm_special_tokens_match_llama_cpp() {
         ("llama-spm", " Hello", true, &[1, 29871, 15043]),
     ];
     for (name, text, add_bos, want) in cases {
-        let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+        let Some(path) = common::llama_vocab(name) else {
+            return;
+        };
         let gguf = GgufFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
         let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(tok.encode(text, add_bos, true), want, "{name} {text:?}");
@@ -210,7 +166,6 @@ fn spm_special_tokens_match_llama_cpp() {
 /// SentencePiece vocabularies give arbitrary text back (spaces, bytes, the leading ▁).
 #[test]
 fn spm_round_trips_arbitrary_text() {
-    let Some(dir) = vocab_dir() else { return };
     let alphabet: Vec<char> =
         "aZ09 \t\n\r'.,!?-_()[]{}éüß漢字ひらがな😀👍🏽\u{200d}\u{0301}\u{00a0}\u{3000}#$%^&*\"\\/<>|"
             .chars()
@@ -223,8 +178,10 @@ fn spm_round_trips_arbitrary_text() {
         (state % n as u64) as usize
     };
     for name in ["llama-spm", "phi-3"] {
-        let gguf = GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let Some(path) = common::llama_vocab(name) else {
+            return;
+        };
+        let gguf = GgufFile::open(path).unwrap_or_else(|e| panic!("{e}"));
         let tok = Tokenizer::from_gguf(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
         for _ in 0..1000 {
             let len = below(30);

@@ -405,42 +405,27 @@ pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{isa, scalar, Isa};
+    use super::super::tests::{isas, magnitude, Acts, Coverage, Rng};
+    use super::super::{isa, quantized_dot, scalar, Isa};
     use super::*;
     use crate::dtype::QK_K;
-    use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
-    use crate::quant::{dequantize_row, Block};
+    use crate::quant::Block;
 
-    /// splitmix64: reproducible random bits without a dependency.
-    struct Rng(u64);
+    /// Code bytes: all-equal extremes for the first rows (to hit the largest products),
+    /// random after that.
+    fn codes<const N: usize>(rng: &mut Rng, row: usize) -> [u8; N] {
+        match row {
+            0 => [0x00; N],
+            1 => [0xFF; N],
+            2 => [0x80; N],
+            3 => [0x7F; N],
+            _ => std::array::from_fn(|_| rng.next() as u8),
+        }
+    }
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        /// Uniform in [lo, hi).
-        fn range(&mut self, lo: f32, hi: f32) -> f32 {
-            lo + (hi - lo) * (self.next() >> 40) as f32 / (1u64 << 24) as f32
-        }
-        /// Code bytes: all-equal extremes for the first rows (to hit the largest
-        /// products), random after that.
-        fn bytes<const N: usize>(&mut self, row: usize) -> [u8; N] {
-            match row {
-                0 => [0x00; N],
-                1 => [0xFF; N],
-                2 => [0x80; N],
-                3 => [0x7F; N],
-                _ => std::array::from_fn(|_| self.next() as u8),
-            }
-        }
-        /// A positive block scale of the size real models have.
-        fn scale(&mut self) -> f16 {
-            f16::from_f32(self.range(1e-3, 5e-2))
-        }
+    /// A block scale or minimum of either sign (see [`Rng::scale`]).
+    fn scale(rng: &mut Rng) -> f16 {
+        f16::from_f32(rng.scale())
     }
 
     /// The bytes of padding-free `#[repr(C)]` blocks, as a GGUF row holds them.
@@ -454,63 +439,63 @@ mod tests {
     fn weight_row(dtype: DType, n_blocks: usize, row: usize, rng: &mut Rng) -> Vec<u8> {
         // An INT8 row starts with its f32 scale.
         let mut out = match dtype {
-            DType::Int8 => rng.range(1e-3, 5e-2).to_le_bytes().to_vec(),
+            DType::Int8 => rng.scale().to_le_bytes().to_vec(),
             _ => Vec::new(),
         };
         for _ in 0..n_blocks {
             let bytes = match dtype {
                 DType::Q4_0 => row_bytes(&[BlockQ4_0 {
-                    d: rng.scale(),
-                    qs: rng.bytes(row),
+                    d: scale(rng),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q4_1 => row_bytes(&[BlockQ4_1 {
-                    d: rng.scale(),
+                    d: scale(rng),
                     m: f16::from_f32(rng.range(-0.5, 0.5)),
-                    qs: rng.bytes(row),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q5_0 => row_bytes(&[BlockQ5_0 {
-                    d: rng.scale(),
-                    qh: rng.bytes(row),
-                    qs: rng.bytes(row),
+                    d: scale(rng),
+                    qh: codes(rng, row),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q5_1 => row_bytes(&[BlockQ5_1 {
-                    d: rng.scale(),
+                    d: scale(rng),
                     m: f16::from_f32(rng.range(-0.5, 0.5)),
-                    qh: rng.bytes(row),
-                    qs: rng.bytes(row),
+                    qh: codes(rng, row),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q8_0 => row_bytes(&[BlockQ8_0 {
-                    d: rng.scale(),
-                    qs: rng.bytes::<32>(row).map(|b| b as i8),
+                    d: scale(rng),
+                    qs: codes::<32>(rng, row).map(|b| b as i8),
                 }])
                 .to_vec(),
                 DType::Q4K => row_bytes(&[BlockQ4K {
-                    d: rng.scale(),
-                    dmin: rng.scale(),
-                    scales: rng.bytes(row),
-                    qs: rng.bytes(row),
+                    d: scale(rng),
+                    dmin: scale(rng),
+                    scales: codes(rng, row),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q5K => row_bytes(&[BlockQ5K {
-                    d: rng.scale(),
-                    dmin: rng.scale(),
-                    scales: rng.bytes(row),
-                    qh: rng.bytes(row),
-                    qs: rng.bytes(row),
+                    d: scale(rng),
+                    dmin: scale(rng),
+                    scales: codes(rng, row),
+                    qh: codes(rng, row),
+                    qs: codes(rng, row),
                 }])
                 .to_vec(),
                 DType::Q6K => row_bytes(&[BlockQ6K {
-                    ql: rng.bytes(row),
-                    qh: rng.bytes(row),
-                    scales: rng.bytes::<16>(row).map(|b| b as i8),
-                    d: rng.scale(),
+                    ql: codes(rng, row),
+                    qh: codes(rng, row),
+                    scales: codes::<16>(rng, row).map(|b| b as i8),
+                    d: scale(rng),
                 }])
                 .to_vec(),
-                DType::Int8 => rng.bytes::<32>(row).to_vec(),
+                DType::Int8 => codes::<32>(rng, row).to_vec(),
                 _ => unreachable!("{dtype} is not block-quantized"),
             };
             out.extend_from_slice(&bytes);
@@ -518,45 +503,8 @@ mod tests {
         out
     }
 
-    /// Activations quantized by the same quantizers `matmul` uses.
-    enum Acts {
-        Q8_0(Vec<BlockQ8_0Act>),
-        Q8_1(Vec<BlockQ8_1Act>),
-        Q8K(Vec<BlockQ8K>),
-    }
-
-    impl Acts {
-        fn quantize(dtype: DType, x: &[f32]) -> Acts {
-            match dtype {
-                DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8 => {
-                    let mut a = vec![BlockQ8_0Act::ZERO; x.len() / 32];
-                    quantize_q8_0(x, &mut a);
-                    Acts::Q8_0(a)
-                }
-                DType::Q4_1 | DType::Q5_1 => {
-                    let mut a = vec![BlockQ8_1Act::ZERO; x.len() / 32];
-                    quantize_q8_1(x, &mut a);
-                    Acts::Q8_1(a)
-                }
-                _ => {
-                    let mut a = vec![BlockQ8K::ZERO; x.len() / QK_K];
-                    quantize_q8_k(x, &mut a);
-                    Acts::Q8K(a)
-                }
-            }
-        }
-
-        fn row(&self) -> ActRow<'_> {
-            match self {
-                Acts::Q8_0(a) => ActRow::Q8_0(a),
-                Acts::Q8_1(a) => ActRow::Q8_1(a),
-                Acts::Q8K(a) => ActRow::Q8K(a),
-            }
-        }
-    }
-
     /// Each format with its largest relative error against the scalar oracle, as a
-    /// fraction of `sum |w_i * x_i|`. The integer sums are exact on both sides; only the
+    /// fraction of the products' magnitude (see [`magnitude`]). The integer sums are exact on both sides; only the
     /// order of the float operations differs.
     const CASES: [(DType, f32); 9] = [
         (DType::Q4_0, 1e-6),
@@ -570,7 +518,7 @@ mod tests {
         (DType::Int8, 1e-6),
     ];
 
-    fn check_against_scalar(path: &str, kernel: fn(DType, &[u8], ActRow) -> f32) {
+    fn check_against_scalar(isa: Isa) {
         let mut rng = Rng(0x5EED);
         for (dtype, tol) in CASES {
             let n_blocks = if dtype.block_len() == QK_K { 3 } else { 12 };
@@ -584,37 +532,31 @@ mod tests {
                     _ => (0..k).map(|_| rng.range(-2.0, 2.0)).collect(),
                 };
                 let acts = Acts::quantize(dtype, &x);
-                let got = kernel(dtype, &w, acts.row());
+                let got = quantized_dot(isa, dtype, &w, acts.row());
                 let want = quantized_dot_portable(dtype, &w, acts.row());
-                let mut wf = vec![0f32; k];
-                dequantize_row(dtype, &w, &mut wf);
-                let magnitude: f32 = wf.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                let magnitude = magnitude(dtype, &w, &x) as f32;
                 let err = (got - want).abs() / magnitude.max(f32::MIN_POSITIVE);
                 assert!(
                     err <= tol,
-                    "{path} {dtype} row {row}: got {got}, scalar {want}, relative error {err:e}"
+                    "{isa:?} {dtype} row {row}: got {got}, scalar {want}, relative error {err:e}"
                 );
                 worst = worst.max(err);
             }
-            eprintln!("{path} {dtype}: worst relative error {worst:e} (bound {tol:e})");
+            eprintln!("{isa:?} {dtype}: worst relative error {worst:e} (bound {tol:e})");
         }
     }
 
+    /// Baseline NEON everywhere, and `sdot` where the CPU has dotprod.
     #[test]
-    fn neon_matches_scalar() {
-        check_against_scalar("neon", quantized_dot_neon);
-    }
-
-    #[test]
-    fn dotprod_matches_scalar() {
-        if !has_dotprod() {
-            eprintln!("skipped: this CPU has no dotprod extension");
-            return;
+    fn neon_kernels_match_scalar() {
+        let neon: Vec<Isa> = isas().into_iter().filter(|&i| i != Isa::Scalar).collect();
+        let mut covered = Coverage::new("neon_kernels_match_scalar", neon.clone());
+        for isa in neon {
+            covered.ran(isa);
+            check_against_scalar(isa);
         }
-        check_against_scalar("dotprod", |dtype, w, a| {
-            // SAFETY: the CPU has dotprod, checked above.
-            unsafe { quantized_dot_dotprod(dtype, w, a) }
-        });
+        covered.finish();
     }
 
     #[test]

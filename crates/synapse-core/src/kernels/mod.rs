@@ -11,7 +11,7 @@
 mod aarch64;
 pub mod scalar;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -212,3 +212,158 @@ pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     let tail: f32 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
     acc.iter().sum::<f32>() + tail
 }
+
+/// The oracle itself, against the exact dot product of the values both sides stand for:
+/// the weight row dequantized by `quant::dequantize_row` (bit-identical to gguf-py, see
+/// tests/dequantize.rs) and each activation block's `d * q`, multiplied and summed in f64.
+/// The scalar kernels share no unpacking code with `dequantize_row` except Q6_K's
+/// `codes` and the K-quants' `scale_min_k4`, which the gguf-py fixture covers; so a slip
+/// in how the kernels read a block fails here even if the SIMD kernels share it.
+#[cfg(test)]
+mod tests {
+    use super::super::quantized_dot_portable;
+    use super::super::tests::{magnitude, random_acts, random_weight, weight_parts, Acts, Rng};
+    use crate::dtype::DType;
+    use crate::quant::dequantize_row;
+    use crate::storage::AlignedBytes;
+
+    /// The activation values the blocks stand for, `d * q`, exactly.
+    fn act_values(acts: &Acts) -> Vec<f64> {
+        let blocks = |d: f64, qs: &[i8]| qs.iter().map(|&q| d * q as f64).collect::<Vec<_>>();
+        match acts {
+            Acts::Q8_0(a) => a.iter().flat_map(|b| blocks(b.d.to_f64(), &b.qs)).collect(),
+            Acts::Q8_1(a) => a.iter().flat_map(|b| blocks(b.d.to_f64(), &b.qs)).collect(),
+            Acts::Q8K(a) => a.iter().flat_map(|b| blocks(b.d as f64, &b.qs)).collect(),
+        }
+    }
+
+    /// Q4_1 and Q5_1 take a block's offset term as `m * s`, as GGML does, where `s` is
+    /// `d * sum(q)` computed before `d` was rounded to f16 and then itself rounded to f16,
+    /// rather than as `m * d * sum(q)`: this is the difference that makes,
+    /// `sum over blocks m * (s - d * sum(q))`, exactly. `offsets` is the row's offset part
+    /// (each block's `m`, repeated).
+    fn offset_shortcut(acts: &Acts, offsets: &[f32]) -> f64 {
+        let Acts::Q8_1(a) = acts else { return 0.0 };
+        a.iter()
+            .zip(offsets.chunks_exact(32))
+            .map(|(b, m)| {
+                let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+                m[0] as f64 * (b.s.to_f64() - b.d.to_f64() * sum as f64)
+            })
+            .sum()
+    }
+
+    /// Checks the scalar dot of `row` (a row of `dtype`) with `x` quantized as `matmul`
+    /// quantizes it, and returns its error as a fraction of the bound.
+    ///
+    /// The bound: every product of the exact reference is exact in f64 but for a relative
+    /// 2^-53, so its sum is within `cols * 2^-53` (less than 2^-24) of the true value, relative
+    /// to the products' magnitude M = `sum (|scale part| + |offset part|) * |a|` (see
+    /// [`magnitude`]). The kernels' integer sums are exact; each block's float term then
+    /// takes at most 4 f32 roundings (K-quants: `a.d * d`, the sum's conversion, the product,
+    /// and the subtraction of the minimums' term, which takes two of its own), the sum over
+    /// `n` blocks `n - 1` more, INT8's row scale one, and `dequantize_row` rounds a K-quant,
+    /// Q4_1/Q5_1, Q6_K or INT8 value once. So the error is below `(n + 6) * 2^-24 * M`
+    /// (with one spare rounding for second-order terms). For Q4_1/Q5_1 the exact value
+    /// includes GGML's `m * s` shortcut (see [`offset_shortcut`]), which is no rounding of
+    /// the kernel's.
+    fn check(what: &str, dtype: DType, row: &[u8], x: &[f32]) -> f64 {
+        let cols = x.len();
+        let acts = Acts::quantize(dtype, x);
+        let got = quantized_dot_portable(dtype, row, acts.row()) as f64;
+        let a = act_values(&acts);
+        let mut w = vec![0f32; cols];
+        dequantize_row(dtype, row, &mut w);
+        let (_, offsets) = weight_parts(dtype, row, cols);
+        let exact: f64 = w.iter().zip(&a).map(|(&w, &a)| w as f64 * a).sum::<f64>()
+            + offset_shortcut(&acts, &offsets);
+        let blocks = cols / dtype.block_len();
+        let bound = (blocks + 6) as f64 * 2f64.powi(-24) * magnitude(dtype, row, &a);
+        let err = (got - exact).abs();
+        assert!(
+            err <= bound,
+            "{what}: scalar {got}, exact {exact}: error {err:e} > bound {bound:e}"
+        );
+        if bound > 0.0 {
+            err / bound
+        } else {
+            0.0
+        }
+    }
+
+    /// Random rows of every quantized type (extreme codes, then random; scales and
+    /// minimums of both signs) of one block, of an odd number of blocks and of several
+    /// K-quant super-blocks, against activations with outliers, constants, zero blocks and
+    /// magnitudes from 1e-3 to 1e3.
+    #[test]
+    fn scalar_dots_equal_the_exact_dot_of_the_dequantized_values() {
+        let mut rng = Rng(21);
+        let mut cases = 0;
+        for dtype in DType::ALL.into_iter().filter(|d| d.is_quantized()) {
+            let mut worst = 0f64;
+            for blocks in [1, 7] {
+                let cols = blocks * dtype.block_len();
+                let (rows, tokens) = (12, 8);
+                let w = random_weight(dtype, rows, cols, &mut rng);
+                let mut x = random_acts(tokens, cols, &mut rng);
+                for (t, x) in x.chunks_exact_mut(cols).enumerate() {
+                    let scale = [1.0, 1e-3, 1e3, -7.0][t % 4];
+                    x.iter_mut().for_each(|v| *v *= scale);
+                    if t == 5 {
+                        x[..dtype.block_len()].fill(0.0);
+                    }
+                }
+                for r in 0..rows {
+                    for (t, x) in x.chunks_exact(cols).enumerate() {
+                        let what = format!("{dtype} {blocks} blocks, row {r} token {t}");
+                        worst = worst.max(check(&what, dtype, w.row(r), x));
+                        cases += 1;
+                    }
+                }
+            }
+            eprintln!("{dtype}: largest error {worst:.3} of the bound");
+        }
+        assert_eq!(cases, 9 * 2 * 12 * 8);
+    }
+
+    /// The blocks of tests/fixtures/dequant.json: gguf-py's random blocks of every type
+    /// (scales of both signs up to 2) and the first blocks of SmolLM2's Q4_1
+    /// `blk.0.attn_q.weight` and Q8_0 `token_embd.weight`.
+    #[test]
+    fn scalar_dots_of_the_dequant_fixture_blocks_are_exact() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/dequant.json"
+        );
+        let fixture: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("dequant.json"))
+                .expect("JSON");
+        let mut rng = Rng(22);
+        let mut checked = 0;
+        for case in fixture["cases"].as_array().expect("cases") {
+            let name = case["type"].as_str().expect("type");
+            let Some(dtype) = DType::from_name(name).filter(|d| d.is_quantized()) else {
+                continue;
+            };
+            let hex = case["bytes_hex"].as_str().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            let row = AlignedBytes::copy_from(&bytes);
+            let cols = bytes.len() / dtype.block_bytes() * dtype.block_len();
+            let x = random_acts(4, cols, &mut rng);
+            for (t, x) in x.chunks_exact(cols).enumerate() {
+                check(
+                    &format!("{name} {} token {t}", case["source"]),
+                    dtype,
+                    &row,
+                    x,
+                );
+                checked += 1;
+            }
+        }
+        // Eight random cases and the two from the model, four tokens each.
+        assert_eq!(checked, 10 * 4);
+    }
+}

@@ -5,7 +5,9 @@
 //! identical. The K-quants search their scales: each sub-block's scale (and min) comes
 //! from a weighted least-squares fit tried over a range of candidate scales, the method
 //! of GGML's `make_qkx2_quants` (Q4_K, Q5_K) and `make_qx_quants` (Q6_K); the sub-block
-//! scales are then themselves quantized against one f16 super-block scale.
+//! scales are then themselves quantized against one f16 super-block scale. These follow
+//! GGML's float operations in order too, so every format's bytes are those of llama.cpp's
+//! `quantize_row_*_ref` (tests/quantize.rs and synapse-cli's tests/quantize.rs check).
 
 use super::blocks::*;
 use super::Block;

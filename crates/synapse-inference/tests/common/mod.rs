@@ -27,6 +27,36 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// llama.cpp's conformance vocabulary `ggml-vocab-NAME.gguf` (its `.inp`/`.out` files
+/// lie beside it): in `$SYNAPSE_LLAMA_VOCAB_DIR`, else in `../shared/data/llama-vocab`
+/// beside the repository. `None` if it is missing: the caller skips its test. A skipped
+/// test passes, and cargo hides what passing tests print, so the skip is written to the
+/// process's stderr, past the capture; under `CI=true`, where `../shared` is beside the
+/// clone, a missing vocabulary fails the test instead.
+pub fn llama_vocab(name: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os("SYNAPSE_LLAMA_VOCAB_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_root().join("../shared/data/llama-vocab"),
+    };
+    let path = dir.join(format!("ggml-vocab-{name}.gguf"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let message = format!(
+        "{} not found (llama.cpp's vocabularies ship in the llama-cpp-python source \
+         distribution under vendor/llama.cpp/models/; set SYNAPSE_LLAMA_VOCAB_DIR to that folder)",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{message}");
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {message}");
+    None
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let path = repo_root().join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -323,7 +323,7 @@ pub unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::Rng;
+    use crate::kernels::tests::{isas, Coverage, Rng};
     use crate::quant::activation::{quantize_q8_1, quantize_q8_k, BlockQ8_1Act};
 
     /// Rows of activations with the cases quantizers trip on: a zero block, exact ties
@@ -337,29 +337,47 @@ mod tests {
         x
     }
 
-    /// The ISAs of this module the CPU has.
-    fn isas() -> Vec<Isa> {
-        [Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(|&isa| {
-                if isa == Isa::Avx512 {
-                    has_avx512()
-                } else {
-                    has_avx2()
-                }
-            })
-            .collect()
+    /// The rows of tests/fixtures/activations.json, whose llama.cpp quantizations
+    /// tests/activation.rs compares the block quantizers with.
+    fn llama_cpp_rows() -> Vec<f32> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/activations.json"
+        );
+        let text = std::fs::read_to_string(path).expect("activations.json");
+        let fixture: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let mut x = Vec::new();
+        for case in fixture["cases"].as_array().expect("cases") {
+            let hex = case["values_hex"].as_str().expect("hex");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            x.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            );
+        }
+        x
     }
 
+    /// The SIMD quantizers write what the block quantizers do (which tests/activation.rs
+    /// holds to llama.cpp's), on crafted rows and on the llama.cpp fixture's rows.
     #[test]
     fn simd_quantizers_match_the_block_quantizers() {
         let mut rng = Rng(3);
-        let x = activations(8 * QK_K, &mut rng);
+        let mut x = activations(8 * QK_K, &mut rng);
+        x.extend(llama_cpp_rows());
         let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
         quantize_q8_1(&x, &mut blocks);
         let mut k_blocks = vec![BlockQ8K::ZERO; x.len() / QK_K];
         quantize_q8_k(&x, &mut k_blocks);
-        for isa in isas() {
+        // The SIMD quantizers of every x86 ISA this CPU has.
+        let simd: Vec<Isa> = isas().into_iter().filter(|&i| i != Isa::Scalar).collect();
+        let mut covered = Coverage::new("simd_quantizers_match_the_block_quantizers", simd.clone());
+        for isa in simd {
+            covered.ran(isa);
             let mut q = Q8Rows::default();
             q.resize(1, x.len());
             let mut k = vec![BlockQ8K::ZERO; x.len() / QK_K];
@@ -369,7 +387,7 @@ mod tests {
                 s: &mut q.s,
                 sum: &mut q.sum,
             };
-            // SAFETY: `isas` keeps the ISAs this CPU has.
+            // SAFETY: `isas` lists the ISAs this CPU has.
             unsafe {
                 match isa {
                     Isa::Avx512 => {
@@ -394,5 +412,6 @@ mod tests {
                 assert_eq!(a.bsums, b.bsums, "{isa:?} Q8_K block {i}");
             }
         }
+        covered.finish();
     }
 }

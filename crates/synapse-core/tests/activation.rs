@@ -1,0 +1,190 @@
+//! The activation quantizers against llama.cpp's own (tests/fixtures/activations.json,
+//! made by tools/reference/make_activation_fixture.py with llama-cpp-python 0.3.36):
+//! its reference quantizers `quantize_row_q8_0_ref`, `quantize_row_q8_1_ref` and
+//! `quantize_row_q8_K_ref`, and the CPU backend's `quantize_row_q8_0`/`_q8_1`/`_q8_K` that
+//! its matmuls run (AVX2 versions for the 32-value blocks in that build). Synapse's blocks
+//! have GGML's layouts (`BlockQ8_0Act` = block_q8_0, `BlockQ8_1Act` = block_q8_1,
+//! `BlockQ8K` = block_q8_K), so their bytes are compared.
+
+use half::f16;
+use serde_json::Value;
+use synapse_core::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
+use synapse_core::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/activations.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn bytes_of<B>(blocks: &[B]) -> &[u8] {
+    // SAFETY: the activation blocks are `#[repr(C)]` without padding (their sizes are
+    // asserted next to them), so every byte is initialised.
+    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), std::mem::size_of_val(blocks)) }
+}
+
+/// Each case's input row and the bytes of its llama.cpp quantizer `key`.
+fn cases(key: &str) -> Vec<(String, Vec<f32>, Vec<u8>)> {
+    let fixture = fixture();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5, "{} cases", cases.len());
+    cases
+        .iter()
+        .map(|case| {
+            let x = hex(case["values_hex"].as_str().unwrap())
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let want = hex(case[key].as_str().unwrap());
+            (case["name"].as_str().unwrap().to_string(), x, want)
+        })
+        .collect()
+}
+
+/// The code GGML's reference quantizer gives `x` in a block with scale `d` (f32, before
+/// rounding to f16): `roundf(x * (1 / d))`, which rounds halves away from zero; and
+/// whether `x * (1 / d)` is such a half.
+fn reference_code(x: f32, d: f32) -> (i8, bool) {
+    let v = x * if d != 0.0 { 1.0 / d } else { 0.0 };
+    (v.round() as i8, v.fract().abs() == 0.5)
+}
+
+/// Checks 32-value blocks (`size` bytes each: scale(s), then 32 codes at `codes`) against
+/// llama.cpp's reference quantizer. Synapse rounds halves to even, as the CPU backend's
+/// quantizers of llama.cpp (x86 `_mm256_round_ps`, ARM `vcvtnq_s32_f32`) do, where the
+/// reference rounds them away from zero: a code may differ from the reference's there
+/// only, by one, to the even value; everything else is the reference's byte for byte.
+/// Returns how many codes were such ties.
+fn check_32(what: &str, x: &[f32], got: &[u8], want: &[u8], size: usize, codes: usize) -> usize {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let mut ties = 0;
+    for (b, ((g, w), x)) in got
+        .chunks_exact(size)
+        .zip(want.chunks_exact(size))
+        .zip(x.chunks_exact(32))
+        .enumerate()
+    {
+        if g == w {
+            continue;
+        }
+        assert_eq!(g[..2], w[..2], "{what} block {b}: d");
+        let d = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        assert_eq!(
+            f16::from_f32(d).to_le_bytes(),
+            w[..2],
+            "{what} block {b}: d"
+        );
+        for (j, (&g, &w)) in g[codes..].iter().zip(&w[codes..]).enumerate() {
+            let (reference, tie) = reference_code(x[j], d);
+            assert_eq!(
+                w as i8, reference,
+                "{what} block {b} value {j}: the fixture's code"
+            );
+            if g != w {
+                assert!(
+                    tie && (g as i8 as i32 - w as i8 as i32).abs() == 1 && g % 2 == 0,
+                    "{what} block {b} value {j}: code {} vs llama.cpp's {} for {}",
+                    g as i8,
+                    w as i8,
+                    x[j]
+                );
+                ties += 1;
+            }
+        }
+        if codes == 4 {
+            // Q8_1's s = d * sum(codes), with d before its rounding to f16.
+            let sum: i32 = g[codes..].iter().map(|&q| q as i8 as i32).sum();
+            let s = f16::from_f32(sum as f32 * d).to_le_bytes();
+            assert_eq!(g[2..4], s, "{what} block {b}: s");
+        }
+    }
+    ties
+}
+
+#[test]
+fn q8_0_is_llama_cpps_up_to_rounding_ties() {
+    let mut ties = 0;
+    for (name, x, want) in cases("q8_0_ref") {
+        let mut blocks = vec![BlockQ8_0Act::ZERO; x.len() / 32];
+        quantize_q8_0(&x, &mut blocks);
+        ties += check_32(&format!("{name} q8_0"), &x, bytes_of(&blocks), &want, 34, 2);
+    }
+    // The fixture's edge row has a block of exact halves (its largest value is 127).
+    assert!(ties >= 8, "{ties} ties");
+}
+
+#[test]
+fn q8_1_is_llama_cpps_up_to_rounding_ties() {
+    let mut ties = 0;
+    for (name, x, want) in cases("q8_1_ref") {
+        let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
+        quantize_q8_1(&x, &mut blocks);
+        ties += check_32(&format!("{name} q8_1"), &x, bytes_of(&blocks), &want, 36, 4);
+    }
+    assert!(ties >= 8, "{ties} ties");
+}
+
+/// GGML's q8_K reference rounds with `nearest_int`, halves to even, as Synapse does: the
+/// bytes are the same. (For an all-zero block the reference writes d and the codes but
+/// leaves the sums as they were; the fixture's buffer started zeroed, as Synapse's are.)
+#[test]
+fn q8_k_is_llama_cpps_byte_for_byte() {
+    for (name, x, want) in cases("q8_K_ref") {
+        let mut blocks = vec![BlockQ8K::ZERO; x.len() / 256];
+        quantize_q8_k(&x, &mut blocks);
+        for (b, (got, want)) in bytes_of(&blocks)
+            .chunks(292)
+            .zip(want.chunks(292))
+            .enumerate()
+        {
+            assert!(
+                got == want,
+                "{name} q8_K block {b} differs from llama.cpp's"
+            );
+        }
+    }
+}
+
+/// What llama.cpp's CPU matmuls run: byte for byte the same as Synapse on these rows. (Its
+/// AVX2 q8_0/q8_1 multiply by `127 / max` where the reference and Synapse multiply by
+/// `1 / (max / 127)`; the two can differ in the last bit and, rarely, flip a code: about
+/// 3 in 6.4 million gaussian values. These rows have no such value.)
+#[test]
+fn activations_are_what_llama_cpps_cpu_backend_runs() {
+    for (kind, size) in [("q8_0", 34), ("q8_1", 36), ("q8_K", 292)] {
+        for (name, x, want) in cases(&format!("{kind}_cpu")) {
+            let got = match kind {
+                "q8_0" => {
+                    let mut blocks = vec![BlockQ8_0Act::ZERO; x.len() / 32];
+                    quantize_q8_0(&x, &mut blocks);
+                    bytes_of(&blocks).to_vec()
+                }
+                "q8_1" => {
+                    let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
+                    quantize_q8_1(&x, &mut blocks);
+                    bytes_of(&blocks).to_vec()
+                }
+                _ => {
+                    let mut blocks = vec![BlockQ8K::ZERO; x.len() / 256];
+                    quantize_q8_k(&x, &mut blocks);
+                    bytes_of(&blocks).to_vec()
+                }
+            };
+            for (b, (got, want)) in got.chunks(size).zip(want.chunks(size)).enumerate() {
+                assert!(
+                    got == want,
+                    "{name} {kind} block {b} differs from llama.cpp's CPU backend"
+                );
+            }
+        }
+    }
+}
