@@ -462,6 +462,9 @@ unsafe fn decode_k4(p: *const u8, qs: usize, high: Option<*const u8>) -> Decoded
     // `qs` (128 bytes), fifth bits at `high` (32 bytes).
     unsafe {
         let sm = scales_and_mins_k4(p.add(4));
+        let sm = _mm_loadu_si128(sm.as_ptr().cast());
+        // The eight scales as i16, in both 128-bit lanes.
+        let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
         let high = high.map(|h| _mm256_loadu_si256(h.cast()));
         let mut q = [_mm256_setzero_si256(); 8];
         let mut scale = [_mm256_setzero_si256(); 8];
@@ -480,11 +483,13 @@ unsafe fn decode_k4(p: *const u8, qs: usize, high: Option<*const u8>) -> Decoded
                 let set = _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit);
                 *q = _mm256_or_si256(*q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
             }
-            *scale = _mm256_set1_epi16(sm[j] as i16);
+            // Sub-block j's scale in every i16 lane: one in-register shuffle of the
+            // widened scales (broadcasting each from memory costs several moves).
+            *scale = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(0x0100 + 0x0202 * j as i16));
         }
         // Each 16-value sum takes its sub-block's min: [m0, m0, m1, m1, ..].
         let mins = _mm_shuffle_epi8(
-            _mm_loadu_si128(sm.as_ptr().cast()),
+            sm,
             _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
         );
         DecodedK {
@@ -530,7 +535,7 @@ impl QK for Q6K {
         // SAFETY: the caller guarantees the block: ql at 0 (128 bytes), qh at 128 (64),
         // 16 signed scales at 192, d at 208.
         unsafe {
-            let scales: [i8; 16] = p.add(192).cast::<[i8; 16]>().read();
+            let scales = _mm_loadu_si128(p.add(192).cast());
             let mut q = [_mm256_setzero_si256(); 8];
             let mut scale = [_mm256_setzero_si256(); 8];
             for (step, (q, scale)) in q.iter_mut().zip(&mut scale).enumerate() {
@@ -551,16 +556,15 @@ impl QK for Q6K {
                     _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
                     _mm256_and_si256(top, _mm256_set1_epi8(0x30)),
                 );
-                let g = 2 * step;
-                *scale = _mm256_set_m128i(
-                    _mm_set1_epi16(scales[g + 1] as i16),
-                    _mm_set1_epi16(scales[g] as i16),
-                );
+                // Scales 2 step and 2 step + 1, eight times each, widened to i16: the
+                // first fills the low 128-bit lane, the second the high one.
+                let g = 2 * step as u8;
+                let pick =
+                    _mm_set_epi64x(i64::from_ne_bytes([g + 1; 8]), i64::from_ne_bytes([g; 8]));
+                *scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
             }
             // Codes are q - 32 with q unsigned: take 32 * scale * (16-value sum) back.
-            let mins = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(_mm_loadu_si128(
-                scales.as_ptr().cast(),
-            )));
+            let mins = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(scales));
             DecodedK {
                 q,
                 scale,
