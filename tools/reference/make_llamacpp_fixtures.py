@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Generate tests/fixtures/smollm2-q4_1/llamacpp.json with llama.cpp (via llama-cpp-python's low-level C API).
 
-For each prompt: tokenize (no BOS, as the GGUF says add_bos_token=False; special-token text parsed),
-decode the whole prompt in one batch, record the top-10 raw logits at the last prompt position, then
-greedy-generate exactly 32 tokens (argmax of raw logits, EOS ignored, one token per decode), recording
-the chosen ids and the top1-top2 logit gaps. No sampler is used anywhere.
+For each prompt of smollm2_reference.py: tokenize (no BOS, as the GGUF says add_bos_token=False;
+special-token text parsed), decode the prompt in batches of 512 tokens (llama.cpp's default micro-batch),
+record the top-10 raw logits at `logit_positions` (every position of prompts up to 64 tokens, else 64
+evenly spread ones ending at the last), then greedy-generate exactly 32 tokens (argmax of raw logits, EOS
+ignored, one token per decode), recording the chosen ids and the top1-top2 logit gaps. No sampler is
+used anywhere.
 
-Side output (not a fixture, git-ignored): tools/reference/.cache/llamacpp_last_logits.npz with the full
-last-prompt-position logits of each prompt; make_transformers_fixtures.py reads it.
+Side output (not a fixture, git-ignored): tools/reference/.cache/llamacpp_logits.npz with the full
+logits at those positions (one [positions x vocab] array per prompt); make_transformers_fixtures.py
+reads it.
 
 Run from the repo root:  python3 tools/reference/make_llamacpp_fixtures.py [--model PATH]
 """
@@ -15,27 +18,21 @@ import argparse
 import ctypes
 import hashlib
 import importlib.metadata
-import json
 import os
 import sys
 
 import numpy as np
 import llama_cpp as L
 
-PROMPTS = [
-    {"name": "plain", "text": "The capital of France is"},
-    {"name": "code", "text": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"},
-    {"name": "chat", "text": "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is 2+2? Answer briefly.<|im_end|>\n<|im_start|>assistant\n"},
-    {"name": "unicode", "text": "Café au lait, crème brûlée et 12 345 €: ça coûte cher! 日本語のテキスト 😀  \t  1234567"},
-]
+from smollm2_reference import PROMPTS, f32, logit_positions, top_k, write_json
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
 OUT_PATH = os.path.join("tests", "fixtures", "smollm2-q4_1", "llamacpp.json")
 CACHE_DIR = os.path.join("tools", "reference", ".cache")
-LOGITS_NPZ = os.path.join(CACHE_DIR, "llamacpp_last_logits.npz")
+LOGITS_NPZ = os.path.join(CACHE_DIR, "llamacpp_logits.npz")
 
-N_CTX = 512
-N_BATCH = 512
+N_CTX = 2048  # the longest prompt plus N_GEN must fit
+N_BATCH = 512  # also the micro-batch: llama.cpp's default
 N_THREADS = 2
 N_GEN = 32
 TOP_K = 10
@@ -69,15 +66,9 @@ def detokenize(vocab, ids, unparse_special=True):
     return buf.raw[:n].decode("utf-8", errors="replace")
 
 
-def top_k(logits, k):
-    # sort by logit descending, ties by ascending id (stable argsort on -logits)
-    order = np.argsort(-logits, kind="stable")[:k]
-    return [[int(i), float(logits[i])] for i in order]
-
-
 def greedy_step(logits):
     order = np.argsort(-logits, kind="stable")[:2]
-    return int(order[0]), float(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
+    return int(order[0]), f32(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
 
 
 class Runner:
@@ -106,38 +97,48 @@ class Runner:
         if not self.ctx:
             raise RuntimeError("failed to create context")
 
-    def decode(self, ids, start_pos, want_last_logits=True):
-        n = len(ids)
-        batch = L.llama_batch_init(n, 0, 1)
-        try:
-            for i, t in enumerate(ids):
-                batch.token[i] = t
-                batch.pos[i] = start_pos + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = 1 if (want_last_logits and i == n - 1) else 0
-            batch.n_tokens = n
-            rc = L.llama_decode(self.ctx, batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode returned {rc}")
-        finally:
-            L.llama_batch_free(batch)
-        ptr = L.llama_get_logits_ith(self.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32).copy()
+    def decode(self, ids, start_pos, want):
+        """Decodes `ids` from `start_pos` in batches of N_BATCH; returns {index in ids: logits} for `want`."""
+        out = {}
+        for first in range(0, len(ids), N_BATCH):
+            chunk = ids[first:first + N_BATCH]
+            batch = L.llama_batch_init(len(chunk), 0, 1)
+            try:
+                for i, t in enumerate(chunk):
+                    batch.token[i] = t
+                    batch.pos[i] = start_pos + first + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 1 if first + i in want else 0
+                batch.n_tokens = len(chunk)
+                rc = L.llama_decode(self.ctx, batch)
+                if rc != 0:
+                    raise RuntimeError(f"llama_decode returned {rc}")
+            finally:
+                L.llama_batch_free(batch)
+            for i in range(len(chunk)):
+                if first + i in want:
+                    ptr = L.llama_get_logits_ith(self.ctx, i)
+                    out[first + i] = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32).copy()
+        return out
 
     def run_prompt(self, prompt):
         ids = tokenize(self.vocab, prompt["text"], self.add_bos, True)
         ids_no_special = tokenize(self.vocab, prompt["text"], self.add_bos, False)
+        if len(ids) + N_GEN > N_CTX:
+            raise RuntimeError(f"{prompt['name']}: {len(ids)} tokens + {N_GEN} exceed n_ctx {N_CTX}")
+        positions = logit_positions(len(ids))
         self.new_context()  # fresh KV cache per prompt
-        logits = self.decode(ids, 0)
-        last_logits = logits.copy()
+        at = self.decode(ids, 0, set(positions))
         rec = {
             "name": prompt["name"],
             "text": prompt["text"],
             "prompt_ids": ids,
             "prompt_ids_no_special": ids_no_special,
-            "top_logits": top_k(logits, TOP_K),
+            "logit_positions": positions,
+            "top_logits": [top_k(at[p], TOP_K) for p in positions],
         }
+        logits = at[len(ids) - 1]
         gen, gaps = [], []
         pos = len(ids)
         for step in range(N_GEN):
@@ -145,12 +146,12 @@ class Runner:
             gen.append(tok)
             gaps.append(gap)
             if step + 1 < N_GEN:
-                logits = self.decode([tok], pos)
+                logits = self.decode([tok], pos, {0})[0]
                 pos += 1
         rec["greedy_ids"] = gen
         rec["greedy_gaps"] = gaps
         rec["greedy_text"] = detokenize(self.vocab, gen, unparse_special=True)
-        return rec, last_logits
+        return rec, np.stack([at[p] for p in positions])
 
     def close(self):
         if self.ctx:
@@ -168,13 +169,13 @@ def main():
     version = importlib.metadata.version("llama_cpp_python")
     runner = Runner(args.model)
     print(f"add_bos={runner.add_bos} n_vocab={runner.n_vocab}", file=sys.stderr)
-    records, last = [], {}
+    records, logits = [], {}
     for p in PROMPTS:
-        rec, last_logits = runner.run_prompt(p)
+        rec, at_positions = runner.run_prompt(p)
         records.append(rec)
-        last[p["name"]] = last_logits
-        print(f"[{p['name']}] {len(rec['prompt_ids'])} prompt tokens; top1={rec['top_logits'][0]}; "
-              f"greedy: {rec['greedy_text']!r}", file=sys.stderr)
+        logits[p["name"]] = at_positions
+        print(f"[{p['name']}] {len(rec['prompt_ids'])} prompt tokens, {len(rec['logit_positions'])} logit positions; "
+              f"last top1={rec['top_logits'][-1][0]}; greedy: {rec['greedy_text']!r}", file=sys.stderr)
     runner.close()
 
     doc = {
@@ -183,17 +184,16 @@ def main():
         "model_sha256": sha256_file(args.model),
         "settings": {"n_ctx": N_CTX, "n_batch": N_BATCH, "n_ubatch": N_BATCH, "n_threads": N_THREADS,
                      "add_bos": runner.add_bos, "parse_special": True, "n_gen": N_GEN,
+                     "logit_positions": "0-based prompt positions of top_logits (one top-10 list each)",
                      "greedy": "argmax of raw logits, ties -> lowest id, EOS ignored",
                      "greedy_gap": "logit(top1) - logit(top2) at each step",
                      "greedy_text": "llama_detokenize(remove_special=false, unparse_special=true)"},
         "prompts": records,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    write_json(doc, args.out)
     os.makedirs(CACHE_DIR, exist_ok=True)
-    np.savez_compressed(LOGITS_NPZ, **last)
+    np.savez(LOGITS_NPZ, **logits)  # ~170 MB: float32 logits hardly compress
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes) and {LOGITS_NPZ}", file=sys.stderr)
 
 

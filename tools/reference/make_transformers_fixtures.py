@@ -2,16 +2,17 @@
 """Generate tests/fixtures/smollm2-q4_1/transformers.json with HF transformers (float32, CPU).
 
 transformers loads the same GGUF and dequantizes every tensor to f32. It is fed the *llama.cpp*
-prompt ids from tests/fixtures/smollm2-q4_1/llamacpp.json (transformers' GGUF tokenizer lacks the
-`smollm` pre-tokenizer), so both references see identical input. Per prompt it records the same
-fields as llamacpp.json (top-10 logits at the last prompt position, 32 greedy tokens with EOS ignored,
-computed incrementally with the KV cache, and top1-top2 gaps), plus a comparison with llama.cpp:
-  llamacpp_logits_at_hf_top10   llama.cpp's logits at transformers' top-10 ids (last prompt position)
-  llamacpp_max_abs_diff_top10   max |llama.cpp - transformers| over those 10 ids
-  greedy_first_diff_vs_llamacpp first step where the greedy ids differ (null if identical)
+prompt ids and logit positions from tests/fixtures/smollm2-q4_1/llamacpp.json (transformers' GGUF
+tokenizer lacks the `smollm` pre-tokenizer), so both references see identical input. Per prompt it
+records the same fields as llamacpp.json (top-10 logits at each of `logit_positions` from one forward
+pass over the whole prompt, 32 greedy tokens with EOS ignored, computed incrementally with the KV
+cache, and top1-top2 gaps), plus a comparison with llama.cpp:
+  llamacpp_max_abs_diff_top10   per logit position, max |llama.cpp - transformers| over transformers'
+                                top-10 ids there (llama.cpp's distance to transformers)
+  greedy_first_diff_vs_llamacpp the first step where the greedy ids differ (null if identical)
 
-Requires make_llamacpp_fixtures.py to have run first in this checkout (it leaves the full
-last-position logits in tools/reference/.cache/llamacpp_last_logits.npz).
+Requires make_llamacpp_fixtures.py to have run first in this checkout (it leaves llama.cpp's full
+logits at the logit positions in tools/reference/.cache/llamacpp_logits.npz).
 
 Run from the repo root:  python3 tools/reference/make_transformers_fixtures.py [--model PATH]
 """
@@ -27,10 +28,12 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
+from smollm2_reference import f32, top_k, write_json
+
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
 LLAMACPP_JSON = os.path.join("tests", "fixtures", "smollm2-q4_1", "llamacpp.json")
 OUT_PATH = os.path.join("tests", "fixtures", "smollm2-q4_1", "transformers.json")
-LOGITS_NPZ = os.path.join("tools", "reference", ".cache", "llamacpp_last_logits.npz")
+LOGITS_NPZ = os.path.join("tools", "reference", ".cache", "llamacpp_logits.npz")
 N_GEN = 32
 TOP_K = 10
 N_THREADS = 2
@@ -81,14 +84,9 @@ class GgufDetokenizer:
         return out.decode("utf-8", errors="replace")
 
 
-def top_k(logits, k):
-    order = np.argsort(-logits, kind="stable")[:k]
-    return [[int(i), float(logits[i])] for i in order]
-
-
 def greedy_step(logits):
     order = np.argsort(-logits, kind="stable")[:2]
-    return int(order[0]), float(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
+    return int(order[0]), f32(np.float32(logits[order[0]]) - np.float32(logits[order[1]]))
 
 
 def cache_kwarg(model):
@@ -102,12 +100,12 @@ def get_cache(out):
 
 
 @torch.no_grad()
-def run_prompt(model, ids):
+def run_prompt(model, ids, positions):
     kw = cache_kwarg(model)
     inp = torch.tensor([ids], dtype=torch.long)
     out = model(input_ids=inp, use_cache=True)
+    at = out.logits[0, positions].float().numpy().copy()
     logits = out.logits[0, -1].float().numpy().copy()
-    last = logits.copy()
     past = get_cache(out)
     gen, gaps = [], []
     for step in range(N_GEN):
@@ -118,7 +116,7 @@ def run_prompt(model, ids):
             out = model(input_ids=torch.tensor([[tok]], dtype=torch.long), use_cache=True, **{kw: past})
             past = get_cache(out)
             logits = out.logits[0, -1].float().numpy().copy()
-    return last, gen, gaps
+    return at, gen, gaps
 
 
 def main():
@@ -132,7 +130,7 @@ def main():
         ref = json.load(f)
     if not os.path.exists(LOGITS_NPZ):
         sys.exit(f"{LOGITS_NPZ} missing: run tools/reference/make_llamacpp_fixtures.py first")
-    ll_last = np.load(LOGITS_NPZ)
+    ll_logits = np.load(LOGITS_NPZ)
 
     model_dir, model_file = os.path.split(os.path.abspath(args.model))
     # `dtype` is the transformers 5 name of `torch_dtype`
@@ -144,30 +142,33 @@ def main():
 
     records, table = [], []
     for p in ref["prompts"]:
-        ids = p["prompt_ids"]
-        last, gen, gaps = run_prompt(model, ids)
-        ll = ll_last[p["name"]]
-        # consistency: the npz must match the llamacpp.json top-10
-        for tid, lv in p["top_logits"]:
-            assert np.float32(ll[tid]) == np.float32(lv), (p["name"], tid)
-        hf_top = top_k(last, TOP_K)
-        ll_at = [[tid, float(ll[tid])] for tid, _ in hf_top]
-        max_diff = max(abs(float(np.float32(ll[tid]) - np.float32(v))) for tid, v in hf_top)
+        ids, positions = p["prompt_ids"], p["logit_positions"]
+        at, gen, gaps = run_prompt(model, ids, positions)
+        ll = ll_logits[p["name"]]
+        hf_tops, max_diffs = [], []
+        for row, (hf_row, ll_row) in enumerate(zip(at, ll)):
+            # consistency: the npz must match the llamacpp.json top-10
+            for tid, lv in p["top_logits"][row]:
+                assert np.float32(ll_row[tid]) == np.float32(lv), (p["name"], positions[row], tid)
+            hf_top = top_k(hf_row, TOP_K)
+            hf_tops.append(hf_top)
+            max_diffs.append(f32(max(abs(np.float32(ll_row[tid]) - np.float32(v)) for tid, v in hf_top)))
         first_diff = next((i for i, (a, b) in enumerate(zip(gen, p["greedy_ids"])) if a != b), None)
         records.append({
             "name": p["name"],
             "text": p["text"],
             "prompt_ids": ids,
             "prompt_ids_no_special": p.get("prompt_ids_no_special"),
-            "top_logits": hf_top,
+            "logit_positions": positions,
+            "top_logits": hf_tops,
             "greedy_ids": gen,
             "greedy_gaps": gaps,
             "greedy_text": detok.decode(gen),
-            "llamacpp_logits_at_hf_top10": ll_at,
-            "llamacpp_max_abs_diff_top10": max_diff,
+            "llamacpp_max_abs_diff_top10": max_diffs,
             "greedy_first_diff_vs_llamacpp": first_diff,
         })
-        table.append((p["name"], first_diff, max_diff, hf_top[0][0] == p["top_logits"][0][0]))
+        same_top1 = all(h[0][0] == l[0][0] for h, l in zip(hf_tops, p["top_logits"]))
+        table.append((p["name"], len(ids), first_diff, float(np.mean(max_diffs)), max(max_diffs), same_top1))
         print(f"[{p['name']}] greedy: {records[-1]['greedy_text']!r}", file=sys.stderr)
 
     doc = {
@@ -177,20 +178,19 @@ def main():
         "model_sha256": sha256_file(args.model),
         "settings": {"dtype": "float32", "use_cache": True, "n_gen": N_GEN, "n_threads": N_THREADS,
                      "attn_implementation": getattr(model.config, "_attn_implementation", None),
-                     "prompt_ids": "copied from llamacpp.json",
+                     "prompt_ids": "copied from llamacpp.json, as are logit_positions",
                      "greedy": "argmax of raw logits, ties -> lowest id, EOS ignored",
                      "greedy_gap": "logit(top1) - logit(top2) at each step",
                      "greedy_text": "byte-level decode of the GGUF vocab, special tokens as text"},
         "prompts": records,
     }
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, ensure_ascii=False)
-        f.write("\n")
+    write_json(doc, args.out)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)", file=sys.stderr)
 
-    print(f"{'prompt':8s} {'first greedy diff':>17s} {'max|dlogit| top10':>18s} {'same top1':>9s}")
-    for name, fd, md, same in table:
-        print(f"{name:8s} {('none' if fd is None else str(fd)):>17s} {md:18.5f} {str(same):>9s}")
+    print(f"{'prompt':10s} {'tokens':>6s} {'first greedy diff':>17s} {'llama.cpp distance mean':>23s} "
+          f"{'max':>8s} {'same top1':>9s}")
+    for name, n, fd, mean, mx, same in table:
+        print(f"{name:10s} {n:6d} {('none' if fd is None else str(fd)):>17s} {mean:23.5f} {mx:8.5f} {str(same):>9s}")
 
 
 if __name__ == "__main__":
