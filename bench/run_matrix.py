@@ -104,8 +104,10 @@ def versions(synapse_bin):
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {
         "synapse_commit": git("rev-parse", "HEAD"),
-        # Uncommitted changes to tracked files mean the numbers are not those of the commit.
-        "synapse_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes to tracked files mean the numbers are not those of the commit
+        # (the matrix and the README table this script itself writes do not count).
+        "synapse_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":!status/benchmark_matrix.json", ":!README.md")),
         "synapse": run([synapse_bin, "--version"], "synapse --version").strip(),
         "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip(),
         "llama_cpp_python": importlib.metadata.version("llama_cpp_python"),
