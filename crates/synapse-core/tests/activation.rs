@@ -6,25 +6,13 @@
 //! have GGML's layouts (`BlockQ8_0Act` = block_q8_0, `BlockQ8_1Act` = block_q8_1,
 //! `BlockQ8K` = block_q8_K), so their bytes are compared.
 
+mod common;
+
+use common::{fixture, hex};
+
 use half::f16;
-use serde_json::Value;
 use synapse_core::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use synapse_core::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/activations.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 fn bytes_of<B>(blocks: &[B]) -> &[u8] {
     // SAFETY: the activation blocks are `#[repr(C)]` without padding (their sizes are
@@ -34,7 +22,7 @@ fn bytes_of<B>(blocks: &[B]) -> &[u8] {
 
 /// Each case's input row and the bytes of its llama.cpp quantizer `key`.
 fn cases(key: &str) -> Vec<(String, Vec<f32>, Vec<u8>)> {
-    let fixture = fixture();
+    let fixture = fixture("activations.json");
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 5, "{} cases", cases.len());
     cases

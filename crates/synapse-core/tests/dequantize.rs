@@ -1,28 +1,17 @@
 //! Dequantization is bit-identical to the `gguf` Python package's
 //! `gguf.quants.dequantize` (fixture made by tools/reference/make_dequant_fixtures.py).
 
+mod common;
+
+use common::{fixture, hex};
+
 use synapse_core::quant::dequantize_row;
 use synapse_core::storage::AlignedBytes;
 use synapse_core::DType;
 
-fn fixture() -> serde_json::Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/dequant.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read dequant.json")).expect("parse")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn dequantize_matches_gguf_python_bit_for_bit() {
-    let fixture = fixture();
+    let fixture = fixture("dequant.json");
     let cases = fixture["cases"].as_array().unwrap();
     let mut covered = std::collections::HashSet::new();
     for case in cases {

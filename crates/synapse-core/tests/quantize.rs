@@ -3,25 +3,14 @@
 //! quantizer (`ggml_quantize_chunk`, which runs `quantize_row_*_ref`) for every format,
 //! which for the 32-value formats and the float types are gguf-py's too.
 
+mod common;
+
+use common::{fixture, hex};
+
 use serde_json::Value;
 use synapse_core::quant::dequantize_row;
 use synapse_core::quant::quantize::{quantize_row, quantize_tensor, QuantizeError};
 use synapse_core::{DType, Storage, WeightTensor};
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/quantize/quantizers.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// The case's input rows.
 fn rows(case: &Value) -> (usize, Vec<f32>) {
@@ -48,7 +37,7 @@ fn quantize(dtype: DType, cols: usize, values: &[f32]) -> Vec<u8> {
 /// `"k_quants"`: type name to llama.cpp's bytes as hex) block by block; returns how many
 /// (input, type) pairs it checked.
 fn check_group(group: &str) -> usize {
-    let fixture = fixture();
+    let fixture = fixture("quantize/quantizers.json");
     let mut checked = 0;
     for case in fixture["cases"].as_array().unwrap() {
         let (cols, values) = rows(case);
@@ -76,7 +65,10 @@ fn simple_formats_match_llama_cpp_and_gguf_py_byte_for_byte() {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16 and BF16 on every input.
     assert_eq!(
         check_group("simple"),
-        7 * fixture()["cases"].as_array().unwrap().len()
+        7 * fixture("quantize/quantizers.json")["cases"]
+            .as_array()
+            .unwrap()
+            .len()
     );
 }
 
@@ -86,14 +78,17 @@ fn simple_formats_match_llama_cpp_and_gguf_py_byte_for_byte() {
 fn k_quants_match_llama_cpp_byte_for_byte() {
     assert_eq!(
         check_group("k_quants"),
-        3 * fixture()["cases"].as_array().unwrap().len()
+        3 * fixture("quantize/quantizers.json")["cases"]
+            .as_array()
+            .unwrap()
+            .len()
     );
 }
 
 /// INT8 keeps one scale per row, so its error is half a step of `max|row| / 127`.
 #[test]
 fn int8_error_is_within_half_a_step() {
-    let fixture = fixture();
+    let fixture = fixture("quantize/quantizers.json");
     for case in fixture["cases"].as_array().unwrap() {
         let (cols, values) = rows(case);
         let bytes = quantize(DType::Int8, cols, &values);
