@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub enum Layout {
     /// Row after row, as files store them.
     Rows,
-    /// 16 rows' blocks side by side (see [`crate::quant::interleave`]).
+    /// Panels of rows with their blocks side by side (see [`crate::quant::panel_rows`]).
     Interleaved,
 }
 
@@ -56,18 +56,16 @@ impl WeightTensor {
     #[cfg(test)]
     pub(crate) fn interleaved(&self) -> Option<WeightTensor> {
         let mut w = self.clone();
-        WeightTensor::load_all(&mut [&mut w], true);
+        WeightTensor::load_all(&mut [&mut w], |_| true);
         (w.layout == Layout::Interleaved).then_some(w)
     }
 
-    /// The layout [`WeightTensor::load_all`] gives the tensor: interleaved if asked and
-    /// it can take it.
-    fn layout_for(&self, interleave: bool) -> Layout {
-        use crate::quant::interleave;
+    /// The layout [`WeightTensor::load_all`] gives the tensor: interleaved if asked for
+    /// its type and its rows are whole panels.
+    fn layout_for(&self, interleave: impl Fn(DType) -> bool) -> Layout {
         let fits = self.layout == Layout::Rows
-            && interleave::supports(self.dtype)
-            && self.rows.is_multiple_of(interleave::ROWS);
-        if interleave && fits {
+            && crate::quant::panel_rows(self.dtype).is_some_and(|n| self.rows.is_multiple_of(n));
+        if fits && interleave(self.dtype) {
             Layout::Interleaved
         } else {
             self.layout
@@ -79,14 +77,14 @@ impl WeightTensor {
     /// in the interleaved layout where they can take it, and hands the file pages they
     /// were read from back to the OS (see [`Storage::release`]), so that memory holds one
     /// copy of them. Tensors already in memory of their own stay there unless they are
-    /// interleaved.
-    pub fn load_all(tensors: &mut [&mut WeightTensor], interleave: bool) {
+    /// interleaved. `interleave` says which types to interleave.
+    pub fn load_all(tensors: &mut [&mut WeightTensor], interleave: impl Fn(DType) -> bool) {
         // Per moved tensor: its new layout and its range in the new buffer (cache-line
         // aligned).
         let mut moves = Vec::with_capacity(tensors.len());
         let mut len = 0;
         for w in tensors.iter_mut() {
-            let (layout, size) = (w.layout_for(interleave), w.range.len());
+            let (layout, size) = (w.layout_for(&interleave), w.range.len());
             if w.storage.is_file() || layout != w.layout {
                 moves.push((&mut **w, layout, len..len + size));
                 len = (len + size).next_multiple_of(64);
@@ -99,7 +97,7 @@ impl WeightTensor {
             for (w, layout, range) in &moves {
                 let out = &mut bytes[range.clone()];
                 if *layout != w.layout {
-                    crate::quant::interleave::interleave(w.dtype, w.bytes(), w.rows, out);
+                    crate::quant::to_panels(w.dtype, w.bytes(), w.rows, out);
                 } else {
                     out.copy_from_slice(w.bytes());
                 }
@@ -145,7 +143,7 @@ impl WeightTensor {
         let blocks = self.row_bytes() / block;
         buf.resize(self.row_bytes(), 0);
         for (b, out) in buf.chunks_exact_mut(block).enumerate() {
-            crate::quant::interleave::block_of(self.dtype, self.bytes(), blocks, i, b, out);
+            crate::quant::panel_block(self.dtype, self.bytes(), blocks, i, b, out);
         }
         buf
     }
@@ -158,11 +156,11 @@ impl WeightTensor {
         // Block by block through an aligned buffer: this runs per token (embeddings).
         let (block, len) = (self.dtype.block_bytes(), self.dtype.block_len());
         let blocks = self.row_bytes() / block;
-        let mut words = [0u64; 8];
-        // SAFETY: 64 bytes of plain integers viewed as bytes; a block is at most 34.
-        let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 64) };
+        let mut words = [0u64; 32];
+        // SAFETY: 256 bytes of plain integers viewed as bytes; a block is at most 210.
+        let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 256) };
         for (b, out) in out.chunks_exact_mut(len).enumerate() {
-            crate::quant::interleave::block_of(self.dtype, self.bytes(), blocks, i, b, buf);
+            crate::quant::panel_block(self.dtype, self.bytes(), blocks, i, b, buf);
             crate::quant::dequantize_row(self.dtype, &buf[..block], out);
         }
     }

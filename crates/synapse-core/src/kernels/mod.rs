@@ -157,15 +157,16 @@ pub fn isa() -> Isa {
 }
 
 /// Moves `weights` into memory laid out as the kernels of this CPU read them fastest
-/// (see [`WeightTensor::load_all`]): 16 rows interleaved (see [`crate::quant::interleave`])
-/// for the AVX-512 kernels of Q4_0, Q4_1 and Q8_0, else as they are. Call it once, when a
+/// (see [`WeightTensor::load_all`]): rows interleaved in panels (see
+/// [`crate::quant::panel_rows`]) for the types whose x86 kernels read panels (Q4_0, Q4_1
+/// and Q8_0 with AVX-512, the K-quants with AVX2), else as they are. Call it once, when a
 /// model loads, with all its matrices.
 pub fn prepare(weights: &mut [&mut WeightTensor]) {
     #[cfg(target_arch = "x86_64")]
-    let interleave = isa() == Isa::Avx512;
+    let panels = |dtype| x86::reads_panels(isa(), dtype);
     #[cfg(not(target_arch = "x86_64"))]
-    let interleave = false;
-    WeightTensor::load_all(weights, interleave);
+    let panels = |_| false;
+    WeightTensor::load_all(weights, panels);
 }
 
 /// Dot product of a quantized weight row with activations of its paired type (x86 SIMD
@@ -340,11 +341,14 @@ fn matmul_many_with(
         assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
         assert_eq!(out.len(), n_tokens * w.rows, "{}: output length", w.name);
     }
-    // Only the AVX-512 kernels read interleaved weights; other paths gather rows.
+    // The x86 kernels read rows, and the panels of the types `prepare` interleaves for
+    // them; the other paths gather rows of any layout.
     #[cfg(target_arch = "x86_64")]
     if precision == Precision::FollowWeights
-        && (isa == Isa::Avx512
-            || isa == Isa::Avx2 && parts.iter().all(|(w, _)| w.layout == Layout::Rows))
+        && isa != Isa::Scalar
+        && parts
+            .iter()
+            .all(|(w, _)| w.layout == Layout::Rows || x86::reads_panels(isa, w.dtype))
     {
         return x86::matmul_many(isa, parts, x, n_tokens, threads, scratch);
     }

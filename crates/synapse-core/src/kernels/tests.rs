@@ -9,7 +9,7 @@ use super::{
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::{dequantize_row, interleave};
+use crate::quant::{dequantize_row, panel_rows};
 use crate::storage::{AlignedBytes, Storage};
 use crate::tensor::WeightTensor;
 use half::{bf16, f16};
@@ -445,7 +445,7 @@ fn interleaved_weights_give_the_rows_results() {
     // run of two tokens.
     let rows = 48;
     let mut covered = Coverage::new("interleaved_weights_give_the_rows_results", isas());
-    for dtype in DType::ALL.into_iter().filter(|&d| interleave::supports(d)) {
+    for dtype in DType::ALL.into_iter().filter(|&d| panel_rows(d).is_some()) {
         let cols = test_cols(dtype);
         let w = random_weight(dtype, rows, cols, &mut rng);
         let packed = w.interleaved().expect("whole panels");

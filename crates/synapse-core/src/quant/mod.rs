@@ -4,11 +4,51 @@
 pub mod activation;
 pub mod blocks;
 pub mod interleave;
+pub mod k_panels;
 pub mod quantize;
 
 use crate::dtype::DType;
 use blocks::*;
 use half::{bf16, f16};
+
+/// Rows per panel of `dtype`'s interleaved layout, if it has one: [`interleave`] for the
+/// 32-value formats the AVX-512 kernels read so, [`k_panels`] for the K-quants.
+pub fn panel_rows(dtype: DType) -> Option<usize> {
+    if interleave::supports(dtype) {
+        Some(interleave::ROWS)
+    } else if k_panels::supports(dtype) {
+        Some(k_panels::ROWS)
+    } else {
+        None
+    }
+}
+
+/// Writes `rows` rows of `dtype` blocks (`bytes`, row after row) to `out` (as long) in
+/// the interleaved layout of `dtype` (see [`panel_rows`]).
+pub fn to_panels(dtype: DType, bytes: &[u8], rows: usize, out: &mut [u8]) {
+    if k_panels::supports(dtype) {
+        k_panels::to_panels(dtype, bytes, rows, out)
+    } else {
+        interleave::interleave(dtype, bytes, rows, out)
+    }
+}
+
+/// Copies block `b` of row `row` out of interleaved `bytes` (rows of `blocks` blocks)
+/// into `out`, one block long, as GGUF stores it.
+pub fn panel_block(
+    dtype: DType,
+    bytes: &[u8],
+    blocks: usize,
+    row: usize,
+    b: usize,
+    out: &mut [u8],
+) {
+    if k_panels::supports(dtype) {
+        k_panels::block_of(dtype, bytes, blocks, row, b, out)
+    } else {
+        interleave::block_of(dtype, bytes, blocks, row, b, out)
+    }
+}
 
 /// A fixed-size block of quantized values with a byte layout shared with GGML.
 pub trait Block: Copy + 'static {

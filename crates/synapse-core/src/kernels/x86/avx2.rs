@@ -9,7 +9,8 @@
 use super::{Acts, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
-use crate::tensor::WeightTensor;
+use crate::quant::k_panels::ROWS as PANEL_ROWS;
+use crate::tensor::{Layout, WeightTensor};
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -34,6 +35,17 @@ pub(super) unsafe fn matmul_rows(
     let w_rows = Rows::new(w);
     // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
     unsafe {
+        if w.layout == Layout::Interleaved {
+            let Acts::Q8K(a) = acts else {
+                unreachable!("only the K-quants are read in panels")
+            };
+            return match w.dtype {
+                DType::Q4K => PanelTile::<Q4K>::new(w, a).run(rows, n_tokens, out, n),
+                DType::Q5K => PanelTile::<Q5K>::new(w, a).run(rows, n_tokens, out, n),
+                DType::Q6K => PanelTile::<Q6K>::new(w, a).run(rows, n_tokens, out, n),
+                _ => unreachable!("{} has no AVX2 panel kernel", w.dtype),
+            };
+        }
         match (w.dtype, acts) {
             (DType::Q4_0, Acts::Q8(a)) => {
                 run(&Q32Tile::<Q4_0>::new(w_rows, a), rows, n_tokens, out, n)
@@ -403,26 +415,36 @@ impl<F: Q32> Tile for Q32Tile<'_, F> {
 // K-quants against Q8_K
 // ---------------------------------------------------------------------------------------
 
-/// A K-quant format, decoded one block at a time into eight 32-code steps.
+/// A K-quant format, read one block at a time in eight steps of 32 codes. Each step is
+/// unpacked just before its products, so a block's codes never leave the registers
+/// (unpacking a whole block first spills 16 vectors to the stack, and those stores, not
+/// the memory reads, then bound decode).
 trait QK {
     /// Bytes per block.
     const BLOCK: usize;
     /// The mins term is taken from the integer sum, at scale `d` (Q6_K's code offset);
     /// otherwise it has its own scale `dmin`.
     const MINS_AT_D: bool = false;
-    /// Decodes the block at `p`.
+    /// What the block at `p` shares across its steps.
     ///
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; the block is readable.
-    unsafe fn decode(p: *const u8) -> DecodedK;
+    unsafe fn block(p: *const u8) -> KBlock;
+    /// Step `s`'s 32 unsigned codes, and the i16 multipliers of its 16 code pairs (its
+    /// sub-block scales).
+    ///
+    /// # Safety
+    /// As for [`QK::block`], with `b` read from that block and `s < 8`.
+    unsafe fn step(b: &KBlock, s: usize) -> (__m256i, __m256i);
 }
 
-/// A decoded K-quant block.
-struct DecodedK {
-    /// Unsigned codes, 32 values per step.
-    q: [__m256i; 8],
-    /// Per step, the i16 multipliers of its 16 code pairs: its sub-block scales.
-    scale: [__m256i; 8],
+/// A K-quant block being read: what its steps share.
+struct KBlock {
+    p: *const u8,
+    /// The sub-block scales, in the format's own arrangement.
+    scales: __m256i,
+    /// Q5_K's fifth bits (32 bytes: bit j of byte l for value l of sub-block j).
+    high: __m256i,
     /// The weight of each of the activations' 16-value sums, subtracted.
     mins: __m256i,
     /// Scale of the mins term (unless `MINS_AT_D`).
@@ -435,70 +457,61 @@ struct DecodedK {
 /// `[scale 0..8, min 0..8]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scales_and_mins_k4(p: *const u8) -> [u8; 16] {
+unsafe fn scales_and_mins_k4(p: *const u8) -> __m128i {
     // SAFETY: the caller guarantees 12 readable bytes.
     let [u0, u1, u2] = unsafe { p.cast::<[u32; 3]>().read_unaligned() }.map(u32::from_le);
     const LOW6: u32 = 0x3F3F_3F3F;
     const LOW4: u32 = 0x0F0F_0F0F;
     const TOP2: u32 = 0x0303_0303;
-    let words = [
-        u0 & LOW6,
-        (u2 & LOW4) | (((u0 >> 6) & TOP2) << 4),
-        u1 & LOW6,
-        ((u2 >> 4) & LOW4) | (((u1 >> 6) & TOP2) << 4),
-    ];
-    let mut out = [0u8; 16];
-    for (o, w) in out.chunks_exact_mut(4).zip(words) {
-        o.copy_from_slice(&w.to_le_bytes());
-    }
-    out
+    _mm_set_epi32(
+        (((u2 >> 4) & LOW4) | (((u1 >> 6) & TOP2) << 4)) as i32,
+        (u1 & LOW6) as i32,
+        ((u2 & LOW4) | (((u0 >> 6) & TOP2) << 4)) as i32,
+        (u0 & LOW6) as i32,
+    )
 }
 
-/// Codes, scales and mins of a Q4_K or Q5_K block; `high` adds Q5_K's fifth bits.
+/// The shared part of a Q4_K or Q5_K block; `high` is Q5_K's fifth bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_k4(p: *const u8, qs: usize, high: Option<*const u8>) -> DecodedK {
-    // SAFETY: the caller guarantees the block: d and dmin at 0, scales at 4, codes at
-    // `qs` (128 bytes), fifth bits at `high` (32 bytes).
+unsafe fn block_k4(p: *const u8, high: __m256i) -> KBlock {
+    // SAFETY: the caller guarantees the block: d and dmin at 0, scales at 4.
     unsafe {
         let sm = scales_and_mins_k4(p.add(4));
-        let sm = _mm_loadu_si128(sm.as_ptr().cast());
-        // The eight scales as i16, in both 128-bit lanes.
-        let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-        let high = high.map(|h| _mm256_loadu_si256(h.cast()));
-        let mut q = [_mm256_setzero_si256(); 8];
-        let mut scale = [_mm256_setzero_si256(); 8];
-        for (j, (q, scale)) in q.iter_mut().zip(&mut scale).enumerate() {
-            // 32 code bytes hold sub-block 2i in their low nibbles and 2i + 1 in their high.
-            let v = _mm256_loadu_si256(p.add(qs + 32 * (j / 2)).cast());
-            let v = if j % 2 == 1 {
-                _mm256_srli_epi16::<4>(v)
-            } else {
-                v
-            };
-            *q = _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
-            if let Some(high) = high {
-                // Byte l of qh holds bit j for value l of sub-block j.
-                let bit = _mm256_set1_epi8((1u8 << j) as i8);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit);
-                *q = _mm256_or_si256(*q, _mm256_and_si256(set, _mm256_set1_epi8(16)));
-            }
-            // Sub-block j's scale in every i16 lane: one in-register shuffle of the
-            // widened scales (broadcasting each from memory costs several moves).
-            *scale = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(0x0100 + 0x0202 * j as i16));
-        }
         // Each 16-value sum takes its sub-block's min: [m0, m0, m1, m1, ..].
         let mins = _mm_shuffle_epi8(
             sm,
             _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
         );
-        DecodedK {
-            q,
-            scale,
+        KBlock {
+            p,
+            // The eight scales as i16, in both 128-bit lanes.
+            scales: _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm)),
+            high,
             mins: _mm256_cvtepu8_epi16(mins),
             dmin: load_f16(p.add(2)),
             d: load_f16(p),
         }
+    }
+}
+
+/// Step `s` of a Q4_K or Q5_K block whose codes are at `qs`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn step_k4(b: &KBlock, qs: usize, s: usize) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees AVX2 and the block's 128 code bytes at `qs`.
+    unsafe {
+        // 32 code bytes hold sub-block 2i in their low nibbles and 2i + 1 in their high.
+        let v = _mm256_loadu_si256(b.p.add(qs + 32 * (s / 2)).cast());
+        let v = if s % 2 == 1 {
+            _mm256_srli_epi16::<4>(v)
+        } else {
+            v
+        };
+        // Sub-block s's scale in every i16 lane: one in-register shuffle of the widened
+        // scales (broadcasting each from memory costs several moves).
+        let scale = _mm256_shuffle_epi8(b.scales, _mm256_set1_epi16(0x0100 + 0x0202 * s as i16));
+        (_mm256_and_si256(v, _mm256_set1_epi8(0x0F)), scale)
     }
 }
 
@@ -510,9 +523,15 @@ impl QK for Q4K {
     const BLOCK: usize = 144;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn decode(p: *const u8) -> DecodedK {
+    unsafe fn block(p: *const u8) -> KBlock {
+        // SAFETY: the caller guarantees the block.
+        unsafe { block_k4(p, _mm256_setzero_si256()) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(b: &KBlock, s: usize) -> (__m256i, __m256i) {
         // SAFETY: the caller guarantees the block; Q4_K's codes are at 16.
-        unsafe { decode_k4(p, 16, None) }
+        unsafe { step_k4(b, 16, s) }
     }
 }
 
@@ -520,9 +539,26 @@ impl QK for Q5K {
     const BLOCK: usize = 176;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn decode(p: *const u8) -> DecodedK {
-        // SAFETY: the caller guarantees the block; Q5_K's fifth bits are at 16, codes at 48.
-        unsafe { decode_k4(p, 48, Some(p.add(16))) }
+    unsafe fn block(p: *const u8) -> KBlock {
+        // SAFETY: the caller guarantees the block; Q5_K's fifth bits are at 16.
+        unsafe { block_k4(p, _mm256_loadu_si256(p.add(16).cast())) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(b: &KBlock, s: usize) -> (__m256i, __m256i) {
+        // SAFETY: the caller guarantees the block; Q5_K's codes are at 48.
+        let (q, scale) = unsafe { step_k4(b, 48, s) };
+        // Bit s of each byte moved to bit 4 (a 16-bit shift by at most 4 keeps every
+        // byte's bit 4 inside that byte).
+        let bit = if s <= 4 {
+            _mm256_sll_epi16(b.high, _mm_cvtsi32_si128(4 - s as i32))
+        } else {
+            _mm256_srl_epi16(b.high, _mm_cvtsi32_si128(s as i32 - 4))
+        };
+        (
+            _mm256_or_si256(q, _mm256_and_si256(bit, _mm256_set1_epi8(16))),
+            scale,
+        )
     }
 }
 
@@ -531,48 +567,52 @@ impl QK for Q6K {
     const MINS_AT_D: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn decode(p: *const u8) -> DecodedK {
+    unsafe fn block(p: *const u8) -> KBlock {
         // SAFETY: the caller guarantees the block: ql at 0 (128 bytes), qh at 128 (64),
         // 16 signed scales at 192, d at 208.
         unsafe {
             let scales = _mm_loadu_si128(p.add(192).cast());
-            let mut q = [_mm256_setzero_si256(); 8];
-            let mut scale = [_mm256_setzero_si256(); 8];
-            for (step, (q, scale)) in q.iter_mut().zip(&mut scale).enumerate() {
-                // Step 4h + k holds values 128h + 32k .. + 32: the low nibbles of ql bytes
-                // 64h + 32(k % 2) .. + 32 for k < 2, their high nibbles for k >= 2, and
-                // bits 2k, 2k + 1 of qh bytes 32h .. 32h + 32 as bits 4 and 5.
-                let (h, k) = (step / 4, step % 4);
-                let ql = _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)).cast());
-                let ql = if k >= 2 {
-                    _mm256_srli_epi16::<4>(ql)
-                } else {
-                    ql
-                };
-                let qh = _mm256_loadu_si256(p.add(128 + 32 * h).cast());
-                let top =
-                    _mm256_slli_epi16::<4>(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32)));
-                *q = _mm256_or_si256(
-                    _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
-                    _mm256_and_si256(top, _mm256_set1_epi8(0x30)),
-                );
-                // Scales 2 step and 2 step + 1, eight times each, widened to i16: the
-                // first fills the low 128-bit lane, the second the high one.
-                let g = 2 * step as u8;
-                let pick =
-                    _mm_set_epi64x(i64::from_ne_bytes([g + 1; 8]), i64::from_ne_bytes([g; 8]));
-                *scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
-            }
-            // Codes are q - 32 with q unsigned: take 32 * scale * (16-value sum) back.
-            let mins = _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(scales));
-            DecodedK {
-                q,
-                scale,
-                mins,
+            KBlock {
+                p,
+                scales: _mm256_castsi128_si256(scales),
+                high: _mm256_setzero_si256(),
+                // Codes are q - 32 with q unsigned: take 32 * scale * (16-value sum) back.
+                mins: _mm256_slli_epi16::<5>(_mm256_cvtepi8_epi16(scales)),
                 dmin: 0.0,
                 d: load_f16(p.add(208)),
             }
         }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn step(b: &KBlock, step: usize) -> (__m256i, __m256i) {
+        // Step 4h + k holds values 128h + 32k .. + 32: the low nibbles of ql bytes
+        // 64h + 32(k % 2) .. + 32 for k < 2, their high nibbles for k >= 2, and bits
+        // 2k, 2k + 1 of qh bytes 32h .. 32h + 32 as bits 4 and 5.
+        let (h, k) = (step / 4, step % 4);
+        // SAFETY: the caller guarantees the block.
+        let (ql, qh) = unsafe {
+            (
+                _mm256_loadu_si256(b.p.add(64 * h + 32 * (k % 2)).cast()),
+                _mm256_loadu_si256(b.p.add(128 + 32 * h).cast()),
+            )
+        };
+        let ql = if k >= 2 {
+            _mm256_srli_epi16::<4>(ql)
+        } else {
+            ql
+        };
+        let top = _mm256_slli_epi16::<4>(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32)));
+        let q = _mm256_or_si256(
+            _mm256_and_si256(ql, _mm256_set1_epi8(0x0F)),
+            _mm256_and_si256(top, _mm256_set1_epi8(0x30)),
+        );
+        // Scales 2 step and 2 step + 1, eight times each, widened to i16: the first
+        // fills the low 128-bit lane, the second the high one.
+        let g = 2 * step as u8;
+        let pick = _mm_set_epi64x(i64::from_ne_bytes([g + 1; 8]), i64::from_ne_bytes([g; 8]));
+        let scale = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(_mm256_castsi256_si128(b.scales), pick));
+        (q, scale)
     }
 }
 
@@ -600,18 +640,23 @@ impl<F: QK> Tile for KTile<'_, F> {
     unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
         let mut acc = [[_mm256_setzero_ps(); R]; T];
         for b in 0..self.blocks {
+            let acts: [&BlockQ8K; T] =
+                std::array::from_fn(|t| &self.acts[(t0 + t) * self.blocks + b]);
             for r in 0..R {
                 // SAFETY: the caller guarantees row r0 + r; block b is inside it.
-                let w = unsafe { F::decode(self.w.row(r0 + r).add(b * F::BLOCK)) };
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    let a = &self.acts[(t0 + t) * self.blocks + b];
-                    let mut isum = _mm256_setzero_si256();
-                    for (s, (&q, &scale)) in w.q.iter().zip(&w.scale).enumerate() {
+                let w = unsafe { F::block(self.w.row(r0 + r).add(b * F::BLOCK)) };
+                let mut isum = [_mm256_setzero_si256(); T];
+                for s in 0..8 {
+                    // SAFETY: `w` is this block's, and s < 8.
+                    let (q, scale) = unsafe { F::step(&w, s) };
+                    for (isum, a) in isum.iter_mut().zip(&acts) {
                         // SAFETY: step s's 32 codes are inside `qs`.
                         let codes = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(32 * s).cast()) };
                         let pairs = _mm256_maddubs_epi16(q, codes);
-                        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pairs, scale));
+                        *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(pairs, scale));
                     }
+                }
+                for ((acc, mut isum), a) in acc.iter_mut().zip(isum).zip(&acts) {
                     // SAFETY: `bsums` is 16 i16s.
                     let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
                     let mins = _mm256_madd_epi16(w.mins, bsums);
@@ -628,6 +673,445 @@ impl<F: QK> Tile for KTile<'_, F> {
             }
         }
         reduce(&acc)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// K-quants in panels against Q8_K
+// ---------------------------------------------------------------------------------------
+
+/// A K-quant format in the panel layout (see [`crate::quant::k_panels`]): how a chunk,
+/// the super-blocks of a panel's 8 rows, yields each sub-block's scales and codes. Every
+/// vector holds the 8 rows in its 8 lanes of 32 bits.
+trait Panel {
+    /// Bytes of one row's super-block.
+    const BLOCK: usize;
+    /// Values per sub-block (which has one scale per row).
+    const SUB_LEN: usize;
+    /// Code vectors per sub-block: 8 rows by `SUB_LEN` values, 32 codes a vector.
+    const VECTORS: usize = Self::SUB_LEN / 4;
+    /// Code vectors whose `vpmaddubsw` products one i16 sum holds: each product pair is
+    /// at most 2 * 127 * (largest code), and 32767 bounds the sum.
+    const GROUP: usize;
+    /// The mins term is `32 * scale * sums`, at the codes' scale `d` (Q6_K's offset);
+    /// otherwise it has its own scale `dmin`.
+    const MINS_AT_D: bool = false;
+    /// What a chunk's sub-blocks share.
+    type Scales: Copy;
+
+    /// # Safety (all functions)
+    /// The CPU has AVX2, FMA and F16C; `c` is a whole chunk; `j` and `v` are in range.
+    unsafe fn scales(c: *const u8) -> Self::Scales;
+    /// Sub-block j's multipliers, as i16 pairs per row: of its codes' pair sums (the
+    /// row's scale twice), and of the activations' 16-value sums at [`Panel::sums_at`].
+    unsafe fn sub_scales(c: *const u8, scales: &Self::Scales, j: usize) -> (__m256i, __m256i);
+    /// Code vector v of sub-block j: unsigned codes of activation values
+    /// `SUB_LEN * j + 4 * v .. + 4` (the same four for every row).
+    unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i;
+    /// The rows' `d` and `dmin`.
+    unsafe fn d(c: *const u8) -> (__m256, __m256);
+
+    /// The first of the two 16-value activation sums sub-block j's mins multiply.
+    fn sums_at(j: usize) -> usize {
+        (Self::SUB_LEN * j / 16) & !1
+    }
+}
+
+/// `x` with each byte's bit `from` moved to bit `to` (a 16-bit shift: bits that cross into
+/// the other byte of a pair are the caller's to mask away).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn move_bit(x: __m256i, from: usize, to: usize) -> __m256i {
+    if to >= from {
+        _mm256_sll_epi16(x, _mm_cvtsi32_si128((to - from) as i32))
+    } else {
+        _mm256_srl_epi16(x, _mm_cvtsi32_si128((from - to) as i32))
+    }
+}
+
+/// The low (v even) or high (v odd) nibbles of the 32 code bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibble_codes(p: *const u8, v: usize) -> __m256i {
+    // SAFETY: the caller has AVX2 and 32 readable bytes at `p`.
+    unsafe {
+        let bytes = _mm256_loadu_si256(p.cast());
+        _mm256_and_si256(move_bit(bytes, 4 * (v % 2), 0), _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// `vpshufb` controls that put byte `b` of each 128-bit lane into the i16 lanes of a
+/// row's pair as the 16-bit values given: `low` for the first i16, `high` for the second
+/// (`Some(true)`: the byte itself, `Some(false)`: the byte as the high half of the i16,
+/// `None`: zero), row r's byte being `rows[r % 4]`.
+const fn pair_pick(rows: [u8; 4], low: Option<bool>, high: Option<bool>) -> [u8; 32] {
+    let mut pick = [0x80u8; 32];
+    let mut i = 0;
+    while i < 8 {
+        let b = rows[i % 4];
+        let halves = [low, high];
+        let mut h = 0;
+        while h < 2 {
+            let at = 4 * i + 2 * h;
+            match halves[h] {
+                Some(true) => pick[at] = b,
+                Some(false) => pick[at + 1] = b,
+                None => {}
+            }
+            h += 1;
+        }
+        i += 1;
+    }
+    pick
+}
+
+/// Controls taking Q4_K/Q5_K scale group entry `4r + j % 4` (row r's value for
+/// sub-block j; rows 4..8 are the second 128-bit lane's) twice into row r's i16 pair.
+static K4_PAIRS: [[u8; 32]; 4] = {
+    let mut picks = [[0u8; 32]; 4];
+    let mut j = 0;
+    while j < 4 {
+        let e = j as u8;
+        picks[j] = pair_pick([e, 4 + e, 8 + e, 12 + e], Some(true), Some(true));
+        j += 1;
+    }
+    picks
+};
+
+/// Controls taking Q6_K scale byte r (of 8 in each 64-bit lane) into the high halves of
+/// row r's i16 pair: both halves, the first only, the second only.
+static Q6_PAIRS: [[u8; 32]; 3] = {
+    let (r, tail) = ([0, 1, 2, 3], [4, 5, 6, 7]);
+    let mut picks = [
+        pair_pick(r, Some(false), Some(false)),
+        pair_pick(r, Some(false), None),
+        pair_pick(r, None, Some(false)),
+    ];
+    // Rows 4..8 read bytes 4..8 of the second lane.
+    let mut k = 0;
+    while k < 3 {
+        let upper = match k {
+            0 => pair_pick(tail, Some(false), Some(false)),
+            1 => pair_pick(tail, Some(false), None),
+            _ => pair_pick(tail, None, Some(false)),
+        };
+        let mut i = 16;
+        while i < 32 {
+            picks[k][i] = upper[i];
+            i += 1;
+        }
+        k += 1;
+    }
+    picks
+};
+
+/// Loads a `vpshufb` control.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn control(pick: &[u8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes.
+    unsafe { _mm256_loadu_si256(pick.as_ptr().cast()) }
+}
+
+/// The i16 pairs of a Q4_K/Q5_K scale group for sub-block j (see [`K4_PAIRS`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_pairs(group: __m256i, j: usize) -> __m256i {
+    _mm256_shuffle_epi8(group, control(&K4_PAIRS[j % 4]))
+}
+
+/// The four scale groups of a Q4_K/Q5_K chunk (scales of sub-blocks 0..4, 4..8, mins
+/// 0..4, 4..8), from their planes of low 4 and top 2 bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(c: *const u8) -> [__m256i; 4] {
+    // SAFETY: the caller has AVX2 and the chunk.
+    unsafe {
+        let low = [
+            _mm256_loadu_si256(c.add(32).cast()),
+            _mm256_loadu_si256(c.add(64).cast()),
+        ];
+        let top = _mm256_loadu_si256(c.add(96).cast());
+        let mut groups = [_mm256_setzero_si256(); 4];
+        for (g, group) in groups.iter_mut().enumerate() {
+            let low =
+                _mm256_and_si256(move_bit(low[g / 2], 4 * (g % 2), 0), _mm256_set1_epi8(0x0F));
+            let top = _mm256_and_si256(move_bit(top, 2 * g, 4), _mm256_set1_epi8(0x30));
+            *group = _mm256_or_si256(low, top);
+        }
+        groups
+    }
+}
+
+/// `d` and `dmin` of a Q4_K/Q5_K chunk.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_d(c: *const u8) -> (__m256, __m256) {
+    // SAFETY: the caller has F16C and the chunk.
+    unsafe {
+        (
+            _mm256_cvtph_ps(_mm_loadu_si128(c.cast())),
+            _mm256_cvtph_ps(_mm_loadu_si128(c.add(16).cast())),
+        )
+    }
+}
+
+impl Panel for Q4K {
+    const BLOCK: usize = 144;
+    const SUB_LEN: usize = 32;
+    const GROUP: usize = 8;
+    type Scales = [__m256i; 4];
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(c: *const u8) -> [__m256i; 4] {
+        // SAFETY: as the trait requires.
+        unsafe { k4_scales(c) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sub_scales(_: *const u8, scales: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires.
+        (k4_pairs(scales[j / 4], j), k4_pairs(scales[2 + j / 4], j))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i {
+        // SAFETY: as the trait requires; the codes start at 128.
+        unsafe { nibble_codes(c.add(128 + 32 * (4 * j + v / 2)), v) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn d(c: *const u8) -> (__m256, __m256) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_d(c) }
+    }
+}
+
+impl Panel for Q5K {
+    const BLOCK: usize = 176;
+    const SUB_LEN: usize = 32;
+    const GROUP: usize = 4;
+    type Scales = [__m256i; 4];
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(c: *const u8) -> [__m256i; 4] {
+        // SAFETY: as the trait requires.
+        unsafe { k4_scales(c) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sub_scales(_: *const u8, scales: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires.
+        (k4_pairs(scales[j / 4], j), k4_pairs(scales[2 + j / 4], j))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i {
+        // SAFETY: as the trait requires; the fifth bits start at 128, the codes at 384.
+        unsafe {
+            let low = nibble_codes(c.add(384 + 32 * (4 * j + v / 2)), v);
+            let high = _mm256_loadu_si256(c.add(128 + 32 * j).cast());
+            let fifth = _mm256_and_si256(move_bit(high, v, 4), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(low, fifth)
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn d(c: *const u8) -> (__m256, __m256) {
+        // SAFETY: as the trait requires.
+        unsafe { k4_d(c) }
+    }
+}
+
+impl Panel for Q6K {
+    const BLOCK: usize = 210;
+    const SUB_LEN: usize = 16;
+    const GROUP: usize = 2;
+    const MINS_AT_D: bool = true;
+    type Scales = ();
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(_: *const u8) {}
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sub_scales(c: *const u8, _: &(), j: usize) -> (__m256i, __m256i) {
+        // SAFETY: as the trait requires; sub-block j's 8 signed scales are at 16 + 8j.
+        unsafe {
+            let bytes = _mm256_set1_epi64x(c.add(16 + 8 * j).cast::<i64>().read_unaligned());
+            // Each scale into the high byte of an i16, then shifted down with its sign:
+            // twice per row for the codes, once for the sums (the first of the pair for
+            // even j, the second for odd j).
+            let widen = |k: usize| {
+                _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(bytes, control(&Q6_PAIRS[k])))
+            };
+            (widen(0), widen(1 + j % 2))
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i {
+        // SAFETY: as the trait requires; the low bits start at 144, the top bits at 1168.
+        unsafe {
+            let low = nibble_codes(c.add(144 + 32 * (2 * j + v / 2)), v);
+            let top = _mm256_loadu_si256(c.add(1168 + 32 * j).cast());
+            let top = _mm256_and_si256(move_bit(top, 2 * v, 4), _mm256_set1_epi8(0x30));
+            _mm256_or_si256(low, top)
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn d(c: *const u8) -> (__m256, __m256) {
+        // SAFETY: as the trait requires.
+        let d = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(c.cast())) };
+        (d, _mm256_setzero_ps())
+    }
+}
+
+/// Tokens per panel tile in prefill: each code vector, unpacked once, meets this many.
+const PANEL_TOKENS: usize = 4;
+
+/// How far ahead of the chunk being read the panel kernels prefetch, in bytes: a few
+/// chunks, the distance that measured best on Zen 3 (one to eight KiB were tried).
+const PREFETCH_AHEAD: usize = 4096;
+
+/// K-quant weights in panels times [`BlockQ8K`] activations: tiles of one panel (8 rows,
+/// the lanes of every vector) by up to [`PANEL_TOKENS`] tokens.
+struct PanelTile<'a, F> {
+    bytes: &'a [u8],
+    blocks: usize,
+    acts: &'a [BlockQ8K],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Panel> PanelTile<'a, F> {
+    fn new(w: &'a WeightTensor, acts: &'a [BlockQ8K]) -> Self {
+        PanelTile {
+            bytes: w.bytes(),
+            blocks: w.cols / QK_K,
+            acts,
+            format: PhantomData,
+        }
+    }
+
+    /// Writes rows `rows` (whole panels) by tokens `0..n_tokens` to `out[t * n + r]`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; no other thread writes these rows of `out`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn run(&self, rows: Range<usize>, n_tokens: usize, out: SharedOut, n: usize) {
+        debug_assert!(rows.start.is_multiple_of(PANEL_ROWS) && rows.end.is_multiple_of(PANEL_ROWS));
+        let panels = rows.start / PANEL_ROWS..rows.end / PANEL_ROWS;
+        for chunk in (0..n_tokens).step_by(TOKEN_CHUNK) {
+            let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
+            for p in panels.clone() {
+                let full = tokens.end - tokens.len() % PANEL_TOKENS;
+                // SAFETY (all calls): as the caller guarantees; the tiles are inside.
+                for t in (tokens.start..full).step_by(PANEL_TOKENS) {
+                    unsafe { put_panel(out, n, p, t, self.tile::<PANEL_TOKENS>(p, t)) };
+                }
+                for t in full..tokens.end {
+                    unsafe { put_panel(out, n, p, t, self.tile::<1>(p, t)) };
+                }
+            }
+        }
+    }
+
+    /// Lane r of `[t]` is the dot product of row `8p + r` with token `t0 + t`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; the panel and the tokens exist.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(&self, p: usize, t0: usize) -> [__m256; T] {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..self.blocks {
+            let chunk = (p * self.blocks + b) * PANEL_ROWS * F::BLOCK;
+            let c = self.bytes[chunk..chunk + PANEL_ROWS * F::BLOCK].as_ptr();
+            let acts: [&BlockQ8K; T] =
+                std::array::from_fn(|t| &self.acts[(t0 + t) * self.blocks + b]);
+            // SAFETY (every call on `c`): the chunk is in bounds, as sliced above.
+            let scales = unsafe { F::scales(c) };
+            let (mut isum, mut msum) = ([_mm256_setzero_si256(); T], [_mm256_setzero_si256(); T]);
+            for j in 0..QK_K / F::SUB_LEN {
+                // Prefetch the bytes a sub-block ahead of this one, so that the memory
+                // reads overlap the arithmetic (the hardware prefetchers alone leave
+                // decode well short of the bandwidth).
+                let share = PANEL_ROWS * F::BLOCK * F::SUB_LEN / QK_K;
+                for line in 0..share.div_ceil(64) + 1 {
+                    let ahead = c.wrapping_add(PREFETCH_AHEAD + j * share + 64 * line);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
+                }
+                let (scale, mins) = unsafe { F::sub_scales(c, &scales, j) };
+                let mut part = [_mm256_setzero_si256(); T];
+                for v in 0..F::VECTORS {
+                    let q = unsafe { F::codes(c, j, v) };
+                    for (part, a) in part.iter_mut().zip(&acts) {
+                        // SAFETY: the four codes are inside `qs`.
+                        let four = unsafe {
+                            a.qs.as_ptr()
+                                .add(F::SUB_LEN * j + 4 * v)
+                                .cast::<i32>()
+                                .read_unaligned()
+                        };
+                        let products = _mm256_maddubs_epi16(q, _mm256_set1_epi32(four));
+                        *part = _mm256_add_epi16(*part, products);
+                    }
+                    if (v + 1) % F::GROUP == 0 {
+                        for (isum, part) in isum.iter_mut().zip(&mut part) {
+                            *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(*part, scale));
+                            *part = _mm256_setzero_si256();
+                        }
+                    }
+                }
+                for (msum, a) in msum.iter_mut().zip(&acts) {
+                    // SAFETY: the two sums are inside `bsums`.
+                    let sums = unsafe {
+                        a.bsums
+                            .as_ptr()
+                            .add(F::sums_at(j))
+                            .cast::<i32>()
+                            .read_unaligned()
+                    };
+                    *msum =
+                        _mm256_add_epi32(*msum, _mm256_madd_epi16(mins, _mm256_set1_epi32(sums)));
+                }
+            }
+            let (d, dmin) = unsafe { F::d(c) };
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let ad = _mm256_set1_ps(acts[t].d);
+                if F::MINS_AT_D {
+                    let sum = _mm256_sub_epi32(isum[t], _mm256_slli_epi32::<5>(msum[t]));
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, ad), *acc);
+                } else {
+                    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, ad), *acc);
+                    let dmin = _mm256_mul_ps(dmin, ad);
+                    *acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum[t]), dmin, *acc);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// Writes a panel tile's results to `out[t * n + 8p + r]`.
+///
+/// # Safety
+/// The indices are in bounds and no other thread writes them.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn put_panel<const T: usize>(
+    out: SharedOut,
+    n: usize,
+    p: usize,
+    t0: usize,
+    tile: [__m256; T],
+) {
+    for (t, &v) in tile.iter().enumerate() {
+        let mut lanes = [0f32; PANEL_ROWS];
+        // SAFETY: `lanes` holds 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        for (r, &x) in lanes.iter().enumerate() {
+            // SAFETY: as the caller guarantees.
+            unsafe { out.write((t0 + t) * n + PANEL_ROWS * p + r, x) };
+        }
     }
 }
 

@@ -5,11 +5,13 @@
 //! [`Q8Rows`] for the 32-value block formats, to [`BlockQ8K`] for the K-quants; float
 //! weights use the f32 activations. Threads then split the weight rows.
 //!
-//! With one token (decode) both ISAs read each row as one sequential stream, which the
-//! hardware prefetchers follow (reading several rows side by side halves the bandwidth
-//! on this class of CPU). With several tokens (prefill) AVX-512 packs 16 rows at a time
-//! into a panel and multiplies it with tiles of 8 tokens (see `avx512`); AVX2 computes
-//! tiles of 2 rows by 4 tokens from the rows in place.
+//! Weights are read as one sequential stream per thread: either row after row, or in the
+//! panels `kernels::prepare` lays out at load (see [`reads_panels`]), whose chunks hold
+//! several rows' blocks side by side (reading several rows' streams at once halves the
+//! bandwidth on this class of CPU). With several tokens (prefill) AVX-512 multiplies
+//! panels of 16 rows, packed per matmul or laid out at load, with tiles of 8 tokens (see
+//! `avx512`); AVX2 multiplies K-quant panels of 8 rows with tiles of 4 tokens, and other
+//! types in tiles of 2 rows by 4 tokens from the rows in place.
 
 mod avx2;
 mod avx512;
@@ -56,6 +58,18 @@ pub fn best(forced: Option<&str>) -> Option<Isa> {
         Some(Isa::Avx2)
     } else {
         None
+    }
+}
+
+/// Whether the `isa` kernels of `dtype` read weights interleaved in panels (see
+/// [`crate::quant::panel_rows`]) rather than rows: the 32-value formats with AVX-512,
+/// whose kernels load 16 rows' blocks per vector, and the K-quants with AVX2, whose
+/// kernels load 8 rows' codes per vector (see `avx2::PanelTile`).
+pub fn reads_panels(isa: Isa, dtype: DType) -> bool {
+    match isa {
+        Isa::Avx512 => crate::quant::interleave::supports(dtype),
+        Isa::Avx2 => crate::quant::k_panels::supports(dtype),
+        Isa::Scalar => false,
     }
 }
 
