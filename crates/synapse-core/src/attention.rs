@@ -843,6 +843,7 @@ mod tests {
     /// Every kernel variant this CPU can run, from its features (those each variant's
     /// `target_feature` names).
     fn isas() -> Vec<Isa> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut isas = vec![Isa::Portable];
         #[cfg(target_arch = "x86_64")]
         {

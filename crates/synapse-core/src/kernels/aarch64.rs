@@ -377,6 +377,237 @@ unsafe fn dot_q6_k<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     sum
 }
 
+// ---------------------------------------------------------------------------------------
+// K-quants in panels (with sdot)
+// ---------------------------------------------------------------------------------------
+
+/// A K-quant format in the panel layout (see [`crate::quant::k_panels`]), read as two
+/// halves of 4 rows: each 32-byte vector of a chunk is two NEON vectors, and `sdot` sums
+/// each row's 4 code bytes times the 4 activations every row shares into that row's lane.
+trait Panel {
+    /// Bytes of one row's super-block.
+    const BLOCK: usize;
+    /// Values per sub-block (one scale per row).
+    const SUB_LEN: usize;
+    /// # Safety (all functions)
+    /// `c` is a whole chunk; `half` is 0 or 1 and `j`, `v` are in range.
+    ///
+    /// What a half's sub-blocks share: Q4_K's and Q5_K's four scale groups.
+    #[inline(always)]
+    unsafe fn scales(c: &[u8], half: usize) -> [uint8x16_t; 4] {
+        let top = load_u8(&c[96 + 16 * half..]);
+        std::array::from_fn(|g| {
+            let low = panel_nibbles(c, 32 + 32 * (g / 2) + 16 * half, g);
+            vorrq_u8(low, move_bits(top, 2 * g, 4, 0x30))
+        })
+    }
+    /// Sub-block j's scale per row, and the activation sum its mins (or code offset)
+    /// multiply: per row, the i32 `mins * sum` to subtract at scale `dmin` (Q4_K, Q5_K)
+    /// or `32 * scale * sum` at scale `d` (Q6_K).
+    #[inline(always)]
+    unsafe fn sub_scales(
+        _c: &[u8],
+        groups: &[uint8x16_t; 4],
+        _half: usize,
+        j: usize,
+        a: &BlockQ8K,
+    ) -> (int32x4_t, int32x4_t) {
+        let sum = a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32;
+        let mins = k4_entries(groups[2 + j / 4], j);
+        (k4_entries(groups[j / 4], j), vmulq_n_s32(mins, sum))
+    }
+    /// Codes of activation values `SUB_LEN * j + 4v .. + 4` for the half's 4 rows.
+    unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t;
+    /// The half's rows' `d`, and the scale of the subtracted sums: `dmin` (Q6_K: `d`).
+    fn d(c: &[u8], half: usize) -> (float32x4_t, float32x4_t) {
+        (f32x4_of(c, 8 * half), f32x4_of(c, 16 + 8 * half))
+    }
+}
+
+/// The low (v even) or high (v odd) nibbles of the 16 bytes at `p[at..]`.
+#[inline(always)]
+unsafe fn panel_nibbles(c: &[u8], at: usize, v: usize) -> uint8x16_t {
+    let bytes = load_u8(&c[at..]);
+    if v.is_multiple_of(2) {
+        vandq_u8(bytes, vdupq_n_u8(0x0F))
+    } else {
+        vshrq_n_u8::<4>(bytes)
+    }
+}
+
+/// `x` with each byte's bit `from` moved to bit `to`, under `mask`.
+#[inline(always)]
+unsafe fn move_bits(x: uint8x16_t, from: usize, to: usize, mask: u8) -> uint8x16_t {
+    let shifted = vshlq_u8(x, vdupq_n_s8(to as i8 - from as i8));
+    vandq_u8(shifted, vdupq_n_u8(mask))
+}
+
+/// f16 values `c[at..]`, 4 of them, as f32.
+fn f32x4_of(c: &[u8], at: usize) -> float32x4_t {
+    let v: [f32; 4] =
+        std::array::from_fn(|i| f32_of(f16::from_le_bytes([c[at + 2 * i], c[at + 2 * i + 1]])));
+    // SAFETY: NEON is baseline; `v` holds 4 f32.
+    unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+/// Entry `4r + j % 4` of a Q4_K/Q5_K scale group for each of 4 rows, as i32 lanes.
+#[inline(always)]
+unsafe fn k4_entries(group: uint8x16_t, j: usize) -> int32x4_t {
+    let e = (j % 4) as u8;
+    let pick: [u8; 16] = std::array::from_fn(|i| if i % 4 == 0 { i as u8 + e } else { 0xFF });
+    vreinterpretq_s32_u8(vqtbl1q_u8(group, vld1q_u8(pick.as_ptr())))
+}
+
+impl Panel for PanelQ4K {
+    const BLOCK: usize = 144;
+    const SUB_LEN: usize = 32;
+    #[inline(always)]
+    unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t {
+        vreinterpretq_s8_u8(panel_nibbles(c, 128 + 32 * (4 * j + v / 2) + 16 * half, v))
+    }
+}
+
+impl Panel for PanelQ5K {
+    const BLOCK: usize = 176;
+    const SUB_LEN: usize = 32;
+    #[inline(always)]
+    unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t {
+        let low = panel_nibbles(c, 384 + 32 * (4 * j + v / 2) + 16 * half, v);
+        let fifth = move_bits(load_u8(&c[128 + 32 * j + 16 * half..]), v, 4, 0x10);
+        vreinterpretq_s8_u8(vorrq_u8(low, fifth))
+    }
+}
+
+impl Panel for PanelQ6K {
+    const BLOCK: usize = 210;
+    const SUB_LEN: usize = 16;
+    /// Q6_K's scales are whole bytes, read per sub-block.
+    #[inline(always)]
+    unsafe fn scales(_: &[u8], _: usize) -> [uint8x16_t; 4] {
+        [vdupq_n_u8(0); 4]
+    }
+    #[inline(always)]
+    unsafe fn sub_scales(
+        c: &[u8],
+        _: &[uint8x16_t; 4],
+        half: usize,
+        j: usize,
+        a: &BlockQ8K,
+    ) -> (int32x4_t, int32x4_t) {
+        // The half's 4 signed scales, widened to i32.
+        let at = 16 + 8 * j + 4 * half;
+        let bytes = [c[at], c[at + 1], c[at + 2], c[at + 3], 0, 0, 0, 0];
+        let scales = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u8(vld1_u8(
+            bytes.as_ptr(),
+        )))));
+        (scales, vmulq_n_s32(scales, 32 * a.bsums[j] as i32))
+    }
+    #[inline(always)]
+    unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t {
+        let low = panel_nibbles(c, 144 + 32 * (2 * j + v / 2) + 16 * half, v);
+        let top = move_bits(load_u8(&c[1168 + 32 * j + 16 * half..]), 2 * v, 4, 0x30);
+        vreinterpretq_s8_u8(vorrq_u8(low, top))
+    }
+    fn d(c: &[u8], half: usize) -> (float32x4_t, float32x4_t) {
+        let d = f32x4_of(c, 8 * half);
+        (d, d)
+    }
+}
+
+struct PanelQ4K;
+struct PanelQ5K;
+struct PanelQ6K;
+
+/// Rows `rows` (whole panels) of the matmul of K-quant weights `w`, in the panel layout,
+/// with `acts` (`n_tokens` tokens of Q8_K blocks): `out[t * n + r]`.
+///
+/// # Safety
+/// The CPU has the dotprod extension; no other thread writes these rows of `out`.
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn matmul_panels(
+    w: &crate::tensor::WeightTensor,
+    acts: &[BlockQ8K],
+    n_tokens: usize,
+    rows: std::ops::Range<usize>,
+    out: super::SharedOut,
+    n: usize,
+) {
+    // SAFETY (all arms): as the caller guarantees.
+    unsafe {
+        match w.dtype {
+            DType::Q4K => panels::<PanelQ4K>(w, acts, n_tokens, rows, out, n),
+            DType::Q5K => panels::<PanelQ5K>(w, acts, n_tokens, rows, out, n),
+            DType::Q6K => panels::<PanelQ6K>(w, acts, n_tokens, rows, out, n),
+            other => unreachable!("{other} has no panel layout"),
+        }
+    }
+}
+
+/// [`matmul_panels`] for format `F`: each panel's chunks meet every token while they are
+/// in cache.
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn panels<F: Panel>(
+    w: &crate::tensor::WeightTensor,
+    acts: &[BlockQ8K],
+    n_tokens: usize,
+    rows: std::ops::Range<usize>,
+    out: super::SharedOut,
+    n: usize,
+) {
+    use crate::quant::k_panels::ROWS;
+    let blocks = w.cols / crate::dtype::QK_K;
+    let chunk_bytes = ROWS * F::BLOCK;
+    let bytes = w.bytes();
+    for p in rows.start / ROWS..rows.end / ROWS {
+        let panel = &bytes[p * blocks * chunk_bytes..(p + 1) * blocks * chunk_bytes];
+        for t in 0..n_tokens {
+            let acts = &acts[t * blocks..(t + 1) * blocks];
+            for half in 0..2 {
+                let mut acc = vdupq_n_f32(0.0);
+                for (c, a) in panel.chunks_exact(chunk_bytes).zip(acts) {
+                    // SAFETY: `c` is a whole chunk; the CPU has dotprod.
+                    let (isum, msum) = unsafe { panel_sums::<F>(c, half, a) };
+                    let (d, dmin) = F::d(c, half);
+                    acc = vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(d, a.d));
+                    acc = vfmsq_f32(acc, vcvtq_f32_s32(msum), vmulq_n_f32(dmin, a.d));
+                }
+                let mut lanes = [0f32; 4];
+                vst1q_f32(lanes.as_mut_ptr(), acc);
+                for (i, &v) in lanes.iter().enumerate() {
+                    // SAFETY: as the caller guarantees.
+                    unsafe { out.write(t * n + ROWS * p + 4 * half + i, v) };
+                }
+            }
+        }
+    }
+}
+
+/// One chunk's integer sums for a half's 4 rows and one token: the codes times scales,
+/// and what to subtract (see [`Panel::sub_scales`]).
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn panel_sums<F: Panel>(c: &[u8], half: usize, a: &BlockQ8K) -> (int32x4_t, int32x4_t) {
+    // SAFETY (every call): as the caller guarantees.
+    unsafe {
+        let scales = F::scales(c, half);
+        let (mut isum, mut msum) = (vdupq_n_s32(0), vdupq_n_s32(0));
+        for j in 0..crate::dtype::QK_K / F::SUB_LEN {
+            let (scale, mins) = F::sub_scales(c, &scales, half, j, a);
+            let mut dot = vdupq_n_s32(0);
+            for v in 0..F::SUB_LEN / 4 {
+                let at = F::SUB_LEN * j + 4 * v;
+                let four = a.qs[at..at + 4].as_ptr().cast::<i32>().read_unaligned();
+                let four = vreinterpretq_s8_s32(vdupq_n_s32(four));
+                dot = sdot(dot, F::codes(c, half, j, v), four);
+            }
+            isum = vmlaq_s32(isum, dot, scale);
+            msum = vaddq_s32(msum, mins);
+        }
+        (isum, msum)
+    }
+}
+
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
     let (w, x) = (w[..n].chunks_exact(16), x[..n].chunks_exact(16));

@@ -18,9 +18,7 @@ mod x86;
 use crate::dtype::DType;
 use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
-#[cfg(target_arch = "x86_64")]
-use crate::tensor::Layout;
-use crate::tensor::WeightTensor;
+use crate::tensor::{Layout, WeightTensor};
 use crate::threads::parallel_for;
 use std::fmt;
 use std::ops::Range;
@@ -157,16 +155,27 @@ pub fn isa() -> Isa {
 }
 
 /// Moves `weights` into memory laid out as the kernels of this CPU read them fastest
-/// (see [`WeightTensor::load_all`]): rows interleaved in panels (see
-/// [`crate::quant::panel_rows`]) for the types whose x86 kernels read panels (Q4_0, Q4_1
-/// and Q8_0 with AVX-512, the K-quants with AVX2), else as they are. Call it once, when a
+/// (see [`WeightTensor::load_all`]): rows interleaved in panels for the types whose
+/// kernels read panels (see [`reads_panels`]), else as they are. Call it once, when a
 /// model loads, with all its matrices.
 pub fn prepare(weights: &mut [&mut WeightTensor]) {
-    #[cfg(target_arch = "x86_64")]
-    let panels = |dtype| x86::reads_panels(isa(), dtype);
-    #[cfg(not(target_arch = "x86_64"))]
-    let panels = |_| false;
-    WeightTensor::load_all(weights, panels);
+    WeightTensor::load_all(weights, |dtype| reads_panels(isa(), dtype));
+}
+
+/// Whether the `isa` kernels of `dtype` read weights interleaved in panels (see
+/// [`crate::quant::panel_rows`]) rather than rows: the 32-value formats with AVX-512,
+/// whose kernels load 16 rows' blocks per vector; the K-quants with AVX2 and with NEON's
+/// `sdot`, whose kernels load 4 code bytes of each of 8 (or 4) rows per vector.
+pub fn reads_panels(isa: Isa, dtype: DType) -> bool {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => crate::quant::interleave::supports(dtype),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => crate::quant::k_panels::supports(dtype),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => crate::quant::k_panels::supports(dtype),
+        _ => false,
+    }
 }
 
 /// Dot product of a quantized weight row with activations of its paired type (x86 SIMD
@@ -348,7 +357,7 @@ fn matmul_many_with(
         && isa != Isa::Scalar
         && parts
             .iter()
-            .all(|(w, _)| w.layout == Layout::Rows || x86::reads_panels(isa, w.dtype))
+            .all(|(w, _)| w.layout == Layout::Rows || reads_panels(isa, w.dtype))
     {
         return x86::matmul_many(isa, parts, x, n_tokens, threads, scratch);
     }
@@ -391,13 +400,25 @@ fn matmul_many_with(
             ActivationType::Q8K => Some(ActRow::Q8K(&scratch.q8_k[blocks])),
         }
     };
-    let rows = PartRows::new(parts, 4);
-    parallel_for(rows.total, threads, 4, |range| {
+    // Threads split the rows in whole panels.
+    let align = crate::quant::k_panels::ROWS;
+    let rows = PartRows::new(parts, align);
+    parallel_for(rows.total, threads, align, |range| {
         // The f32 path dequantizes one weight row at a time and dots it with every token,
         // so a row is unpacked once per batch.
         let (mut deq, mut bytes) = (Vec::new(), Vec::new());
         rows.split(range, |w, part_rows, out| {
             let n = w.rows;
+            #[cfg(target_arch = "aarch64")]
+            if w.layout == Layout::Interleaved
+                && isa == Isa::NeonDot
+                && act_type(w) == ActivationType::Q8K
+            {
+                let acts = &scratch.q8_k[..n_tokens * blocks_per_row(w.dtype)];
+                // SAFETY: `isa()` returns NeonDot only when the CPU has dotprod; these
+                // rows (whole panels) belong to this thread only.
+                return unsafe { aarch64::matmul_panels(w, acts, n_tokens, part_rows, out, n) };
+            }
             for r in part_rows {
                 let row = w.copy_row(r, &mut bytes);
                 let f32_acts = act_type(w) == ActivationType::F32;

@@ -131,3 +131,42 @@ pub fn int8_row(bytes: &[u8]) -> (f32, &[i8]) {
     let codes = unsafe { std::slice::from_raw_parts(codes.as_ptr().cast::<i8>(), codes.len()) };
     (scale, codes)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// `n` bytes that differ from their neighbours everywhere (any bytes are valid blocks
+    /// of the formats with panels: their fields take every bit pattern).
+    pub(crate) fn distinct_bytes(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i * 7 + i / 251 + i / 65_536) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn every_panel_block_comes_back_unchanged() {
+        for dtype in DType::ALL.into_iter().filter(|&d| panel_rows(d).is_some()) {
+            let (rows, blocks) = (2 * panel_rows(dtype).unwrap(), 3);
+            let size = dtype.block_bytes();
+            let bytes = distinct_bytes(rows * blocks * size);
+            let mut panels = vec![0u8; bytes.len()];
+            to_panels(dtype, &bytes, rows, &mut panels);
+            // Every bit lands somewhere: as many set bits as before.
+            let ones = |b: &[u8]| b.iter().map(|x| x.count_ones()).sum::<u32>();
+            assert_eq!(ones(&panels), ones(&bytes), "{dtype}: bits kept");
+            let mut out = vec![0u8; size];
+            for row in 0..rows {
+                for b in 0..blocks {
+                    panel_block(dtype, &panels, blocks, row, b, &mut out);
+                    let start = (row * blocks + b) * size;
+                    assert_eq!(
+                        out,
+                        bytes[start..start + size],
+                        "{dtype} row {row} block {b}"
+                    );
+                }
+            }
+        }
+    }
+}

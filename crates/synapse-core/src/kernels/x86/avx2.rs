@@ -696,20 +696,39 @@ trait Panel {
     /// The mins term is `32 * scale * sums`, at the codes' scale `d` (Q6_K's offset);
     /// otherwise it has its own scale `dmin`.
     const MINS_AT_D: bool = false;
-    /// What a chunk's sub-blocks share.
-    type Scales: Copy;
-
     /// # Safety (all functions)
     /// The CPU has AVX2, FMA and F16C; `c` is a whole chunk; `j` and `v` are in range.
-    unsafe fn scales(c: *const u8) -> Self::Scales;
+    ///
+    /// What a chunk's sub-blocks share: Q4_K's and Q5_K's four scale groups (see
+    /// [`k4_scales`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(c: *const u8) -> [__m256i; 4] {
+        // SAFETY: as the trait requires.
+        unsafe { k4_scales(c) }
+    }
     /// Sub-block j's multipliers, as i16 pairs per row: of its codes' pair sums (the
     /// row's scale twice), and of the activations' 16-value sums at [`Panel::sums_at`].
-    unsafe fn sub_scales(c: *const u8, scales: &Self::Scales, j: usize) -> (__m256i, __m256i);
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sub_scales(_c: *const u8, scales: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
+        (k4_pairs(scales[j / 4], j), k4_pairs(scales[2 + j / 4], j))
+    }
     /// Code vector v of sub-block j: unsigned codes of activation values
     /// `SUB_LEN * j + 4 * v .. + 4` (the same four for every row).
     unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i;
     /// The rows' `d` and `dmin`.
-    unsafe fn d(c: *const u8) -> (__m256, __m256);
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn d(c: *const u8) -> (__m256, __m256) {
+        // SAFETY: as the trait requires: 16 f16 at the chunk's start.
+        unsafe {
+            (
+                _mm256_cvtph_ps(_mm_loadu_si128(c.cast())),
+                _mm256_cvtph_ps(_mm_loadu_si128(c.add(16).cast())),
+            )
+        }
+    }
 
     /// The first of the two 16-value activation sums sub-block j's mins multiply.
     fn sums_at(j: usize) -> usize {
@@ -843,47 +862,15 @@ unsafe fn k4_scales(c: *const u8) -> [__m256i; 4] {
     }
 }
 
-/// `d` and `dmin` of a Q4_K/Q5_K chunk.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_d(c: *const u8) -> (__m256, __m256) {
-    // SAFETY: the caller has F16C and the chunk.
-    unsafe {
-        (
-            _mm256_cvtph_ps(_mm_loadu_si128(c.cast())),
-            _mm256_cvtph_ps(_mm_loadu_si128(c.add(16).cast())),
-        )
-    }
-}
-
 impl Panel for Q4K {
     const BLOCK: usize = 144;
     const SUB_LEN: usize = 32;
     const GROUP: usize = 8;
-    type Scales = [__m256i; 4];
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn scales(c: *const u8) -> [__m256i; 4] {
-        // SAFETY: as the trait requires.
-        unsafe { k4_scales(c) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sub_scales(_: *const u8, scales: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
-        // SAFETY: as the trait requires.
-        (k4_pairs(scales[j / 4], j), k4_pairs(scales[2 + j / 4], j))
-    }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i {
         // SAFETY: as the trait requires; the codes start at 128.
         unsafe { nibble_codes(c.add(128 + 32 * (4 * j + v / 2)), v) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn d(c: *const u8) -> (__m256, __m256) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_d(c) }
     }
 }
 
@@ -891,19 +878,6 @@ impl Panel for Q5K {
     const BLOCK: usize = 176;
     const SUB_LEN: usize = 32;
     const GROUP: usize = 4;
-    type Scales = [__m256i; 4];
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn scales(c: *const u8) -> [__m256i; 4] {
-        // SAFETY: as the trait requires.
-        unsafe { k4_scales(c) }
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sub_scales(_: *const u8, scales: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
-        // SAFETY: as the trait requires.
-        (k4_pairs(scales[j / 4], j), k4_pairs(scales[2 + j / 4], j))
-    }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn codes(c: *const u8, j: usize, v: usize) -> __m256i {
@@ -915,12 +889,6 @@ impl Panel for Q5K {
             _mm256_or_si256(low, fifth)
         }
     }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn d(c: *const u8) -> (__m256, __m256) {
-        // SAFETY: as the trait requires.
-        unsafe { k4_d(c) }
-    }
 }
 
 impl Panel for Q6K {
@@ -928,13 +896,15 @@ impl Panel for Q6K {
     const SUB_LEN: usize = 16;
     const GROUP: usize = 2;
     const MINS_AT_D: bool = true;
-    type Scales = ();
+    /// Q6_K's scales are whole bytes, read per sub-block.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn scales(_: *const u8) {}
+    unsafe fn scales(_: *const u8) -> [__m256i; 4] {
+        [_mm256_setzero_si256(); 4]
+    }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sub_scales(c: *const u8, _: &(), j: usize) -> (__m256i, __m256i) {
+    unsafe fn sub_scales(c: *const u8, _: &[__m256i; 4], j: usize) -> (__m256i, __m256i) {
         // SAFETY: as the trait requires; sub-block j's 8 signed scales are at 16 + 8j.
         unsafe {
             let bytes = _mm256_set1_epi64x(c.add(16 + 8 * j).cast::<i64>().read_unaligned());

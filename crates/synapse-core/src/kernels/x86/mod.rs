@@ -6,7 +6,7 @@
 //! weights use the f32 activations. Threads then split the weight rows.
 //!
 //! Weights are read as one sequential stream per thread: either row after row, or in the
-//! panels `kernels::prepare` lays out at load (see [`reads_panels`]), whose chunks hold
+//! panels `kernels::prepare` lays out at load (see [`super::reads_panels`]), whose chunks hold
 //! several rows' blocks side by side (reading several rows' streams at once halves the
 //! bandwidth on this class of CPU). With several tokens (prefill) AVX-512 multiplies
 //! panels of 16 rows, packed per matmul or laid out at load, with tiles of 8 tokens (see
@@ -58,18 +58,6 @@ pub fn best(forced: Option<&str>) -> Option<Isa> {
         Some(Isa::Avx2)
     } else {
         None
-    }
-}
-
-/// Whether the `isa` kernels of `dtype` read weights interleaved in panels (see
-/// [`crate::quant::panel_rows`]) rather than rows: the 32-value formats with AVX-512,
-/// whose kernels load 16 rows' blocks per vector, and the K-quants with AVX2, whose
-/// kernels load 8 rows' codes per vector (see `avx2::PanelTile`).
-pub fn reads_panels(isa: Isa, dtype: DType) -> bool {
-    match isa {
-        Isa::Avx512 => crate::quant::interleave::supports(dtype),
-        Isa::Avx2 => crate::quant::k_panels::supports(dtype),
-        Isa::Scalar => false,
     }
 }
 
