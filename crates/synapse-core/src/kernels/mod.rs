@@ -163,15 +163,16 @@ pub fn prepare(weights: &mut [&mut WeightTensor]) {
 }
 
 /// Whether the `isa` kernels of `dtype` read weights interleaved in panels (see
-/// [`crate::quant::panel_rows`]) rather than rows: the 32-value formats with AVX-512,
-/// whose kernels load 16 rows' blocks per vector; the K-quants with AVX2 and with NEON's
-/// `sdot`, whose kernels load 4 code bytes of each of 8 (or 4) rows per vector.
+/// [`crate::quant::panel_rows`]) rather than rows: Q4_0, Q4_1 and Q8_0 with AVX-512,
+/// whose kernels load 16 rows' blocks per vector; those and the K-quants with AVX2, and
+/// the K-quants with NEON's `sdot`, whose kernels load 4 code bytes of each of 8 (or 4)
+/// rows per vector.
 pub fn reads_panels(isa: Isa, dtype: DType) -> bool {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => crate::quant::interleave::supports(dtype),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => crate::quant::k_panels::supports(dtype),
+        Isa::Avx2 => crate::quant::panel_rows(dtype).is_some(),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => crate::quant::k_panels::supports(dtype),
         _ => false,

@@ -36,13 +36,25 @@ pub(super) unsafe fn matmul_rows(
     // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
     unsafe {
         if w.layout == Layout::Interleaved {
-            let Acts::Q8K(a) = acts else {
-                unreachable!("only the K-quants are read in panels")
-            };
-            return match w.dtype {
-                DType::Q4K => PanelTile::<Q4K>::new(w, a).run(rows, n_tokens, out, n),
-                DType::Q5K => PanelTile::<Q5K>::new(w, a).run(rows, n_tokens, out, n),
-                DType::Q6K => PanelTile::<Q6K>::new(w, a).run(rows, n_tokens, out, n),
+            return match (w.dtype, acts) {
+                (DType::Q4K, Acts::Q8K(a)) => {
+                    PanelTile::<Q4K>::new(w, a).run(rows, n_tokens, out, n)
+                }
+                (DType::Q5K, Acts::Q8K(a)) => {
+                    PanelTile::<Q5K>::new(w, a).run(rows, n_tokens, out, n)
+                }
+                (DType::Q6K, Acts::Q8K(a)) => {
+                    PanelTile::<Q6K>::new(w, a).run(rows, n_tokens, out, n)
+                }
+                (DType::Q4_0, Acts::Q8(a)) => {
+                    Q32Panels::<Q4_0>::new(w, a).run(rows, n_tokens, out, n)
+                }
+                (DType::Q4_1, Acts::Q8(a)) => {
+                    Q32Panels::<Q4_1>::new(w, a).run(rows, n_tokens, out, n)
+                }
+                (DType::Q8_0, Acts::Q8(a)) => {
+                    Q32Panels::<Q8_0>::new(w, a).run(rows, n_tokens, out, n)
+                }
                 _ => unreachable!("{} has no AVX2 panel kernel", w.dtype),
             };
         }
@@ -940,6 +952,39 @@ impl Panel for Q6K {
 /// Tokens per panel tile in prefill: each code vector, unpacked once, meets this many.
 const PANEL_TOKENS: usize = 4;
 
+/// A matmul kernel over weights in panels of 8 rows, the lanes of every vector.
+trait PanelKernel {
+    /// Lane r of `[t]` is the dot product of row `8p + r` with token `t0 + t`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; the panel and the tokens exist.
+    unsafe fn tile<const T: usize>(&self, p: usize, t0: usize) -> [__m256; T];
+
+    /// Writes rows `rows` (whole panels) by tokens `0..n_tokens` to `out[t * n + r]`, in
+    /// tiles of one panel by [`PANEL_TOKENS`] tokens (then single tokens).
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; no other thread writes these rows of `out`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn run(&self, rows: Range<usize>, n_tokens: usize, out: SharedOut, n: usize) {
+        debug_assert!(rows.start.is_multiple_of(PANEL_ROWS) && rows.end.is_multiple_of(PANEL_ROWS));
+        let panels = rows.start / PANEL_ROWS..rows.end / PANEL_ROWS;
+        for chunk in (0..n_tokens).step_by(TOKEN_CHUNK) {
+            let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
+            for p in panels.clone() {
+                let full = tokens.end - tokens.len() % PANEL_TOKENS;
+                // SAFETY (all calls): as the caller guarantees; the tiles are inside.
+                for t in (tokens.start..full).step_by(PANEL_TOKENS) {
+                    unsafe { put_panel(out, n, p, t, self.tile::<PANEL_TOKENS>(p, t)) };
+                }
+                for t in full..tokens.end {
+                    unsafe { put_panel(out, n, p, t, self.tile::<1>(p, t)) };
+                }
+            }
+        }
+    }
+}
+
 /// How far ahead of the chunk being read the panel kernels prefetch, in bytes: a few
 /// chunks, the distance that measured best on Zen 3 (one to eight KiB were tried).
 const PREFETCH_AHEAD: usize = 4096;
@@ -962,34 +1007,9 @@ impl<'a, F: Panel> PanelTile<'a, F> {
             format: PhantomData,
         }
     }
+}
 
-    /// Writes rows `rows` (whole panels) by tokens `0..n_tokens` to `out[t * n + r]`.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C; no other thread writes these rows of `out`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run(&self, rows: Range<usize>, n_tokens: usize, out: SharedOut, n: usize) {
-        debug_assert!(rows.start.is_multiple_of(PANEL_ROWS) && rows.end.is_multiple_of(PANEL_ROWS));
-        let panels = rows.start / PANEL_ROWS..rows.end / PANEL_ROWS;
-        for chunk in (0..n_tokens).step_by(TOKEN_CHUNK) {
-            let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
-            for p in panels.clone() {
-                let full = tokens.end - tokens.len() % PANEL_TOKENS;
-                // SAFETY (all calls): as the caller guarantees; the tiles are inside.
-                for t in (tokens.start..full).step_by(PANEL_TOKENS) {
-                    unsafe { put_panel(out, n, p, t, self.tile::<PANEL_TOKENS>(p, t)) };
-                }
-                for t in full..tokens.end {
-                    unsafe { put_panel(out, n, p, t, self.tile::<1>(p, t)) };
-                }
-            }
-        }
-    }
-
-    /// Lane r of `[t]` is the dot product of row `8p + r` with token `t0 + t`.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C; the panel and the tokens exist.
+impl<F: Panel> PanelKernel for PanelTile<'_, F> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const T: usize>(&self, p: usize, t0: usize) -> [__m256; T] {
         let mut acc = [_mm256_setzero_ps(); T];
@@ -1082,6 +1102,132 @@ unsafe fn put_panel<const T: usize>(
             // SAFETY: as the caller guarantees.
             unsafe { out.write((t0 + t) * n + PANEL_ROWS * p + r, x) };
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 32-value formats in panels against Q8Rows
+// ---------------------------------------------------------------------------------------
+
+/// A 32-value format in the interleaved layout (see [`crate::quant::interleave`]): 16 rows
+/// a panel, read as two panels of 8 (each 64-byte vector of a chunk is two AVX2 vectors,
+/// lane r holding 4 code bytes of row r).
+trait Interleaved32: Q32 {
+    /// Code bytes per block.
+    const CODE_BYTES: usize;
+}
+
+impl Interleaved32 for Q4_0 {
+    const CODE_BYTES: usize = 16;
+}
+
+impl Interleaved32 for Q4_1 {
+    const CODE_BYTES: usize = 16;
+}
+
+impl Interleaved32 for Q8_0 {
+    const CODE_BYTES: usize = 32;
+}
+
+/// Q4_0, Q4_1 and Q8_0 weights in panels times [`Q8Rows`] activations.
+struct Q32Panels<'a, F> {
+    bytes: &'a [u8],
+    blocks: usize,
+    acts: &'a Q8Rows,
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Interleaved32> Q32Panels<'a, F> {
+    fn new(w: &'a WeightTensor, acts: &'a Q8Rows) -> Self {
+        Q32Panels {
+            bytes: w.bytes(),
+            blocks: w.cols / 32,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
+impl<F: Interleaved32> PanelKernel for Q32Panels<'_, F> {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<const T: usize>(&self, p: usize, t0: usize) -> [__m256; T] {
+        use crate::quant::interleave::ROWS;
+        // Panel p of 8 rows is half p % 2 of the layout's panel p / 2.
+        let (panel, half) = (p / 2, p % 2);
+        let chunk_bytes = ROWS * F::BLOCK;
+        let cols = self.acts.cols();
+        let mut acc = [_mm256_setzero_ps(); T];
+        for b in 0..self.blocks {
+            let at = (panel * self.blocks + b) * chunk_bytes;
+            let c = self.bytes[at..at + chunk_bytes].as_ptr();
+            // Row r's 2-byte fields: d at 16 * code bytes + 2r, then m 32 bytes on.
+            let fields = ROWS * F::CODE_BYTES + 16 * half;
+            // SAFETY: the chunk is in bounds, as sliced above; so are the tokens' blocks.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(PREFETCH_AHEAD).cast());
+                _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(PREFETCH_AHEAD + 64).cast());
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(c.add(fields).cast()));
+                let ones = _mm256_set1_epi16(1);
+                let (mut isum, mut part) =
+                    ([_mm256_setzero_si256(); T], [_mm256_setzero_si256(); T]);
+                for j in 0..F::CODE_BYTES / 4 {
+                    let w = _mm256_loadu_si256(c.add(64 * j + 32 * half).cast());
+                    let acts = |t: usize, i: usize| {
+                        let a = self
+                            .acts
+                            .codes
+                            .as_ptr()
+                            .add((t0 + t) * cols + 32 * b + 4 * j + i);
+                        _mm256_set1_epi32(a.cast::<i32>().read_unaligned())
+                    };
+                    if F::SIGNED {
+                        // |w| times a with w's sign; two such products can reach
+                        // 2 * 127 * 127, so each vector's pairs go to i32 at once.
+                        let magnitude = _mm256_sign_epi8(w, w);
+                        for (t, isum) in isum.iter_mut().enumerate() {
+                            let pairs =
+                                _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(acts(t, 0), w));
+                            *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(pairs, ones));
+                        }
+                    } else {
+                        // Byte k holds value k (low nibble) and k + 16 (high); the block's
+                        // 32 products of 4-bit codes fit one i16 sum.
+                        let low = _mm256_and_si256(w, _mm256_set1_epi8(0x0F));
+                        let high =
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(w), _mm256_set1_epi8(0x0F));
+                        for (t, part) in part.iter_mut().enumerate() {
+                            let pairs = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(low, acts(t, 0)),
+                                _mm256_maddubs_epi16(high, acts(t, 16)),
+                            );
+                            *part = _mm256_add_epi16(*part, pairs);
+                        }
+                    }
+                }
+                if !F::SIGNED {
+                    for (isum, part) in isum.iter_mut().zip(part) {
+                        *isum = _mm256_madd_epi16(part, ones);
+                    }
+                }
+                let m =
+                    F::HAS_M.then(|| _mm256_cvtph_ps(_mm_loadu_si128(c.add(fields + 32).cast())));
+                for (t, (acc, isum)) in acc.iter_mut().zip(isum).enumerate() {
+                    let block = (t0 + t) * self.blocks + b;
+                    // d * (q - OFFSET) . a = d * (q . a - OFFSET * sum(a)).
+                    let offset = _mm256_set1_epi32(F::OFFSET as i32 * self.acts.sum[block]);
+                    let dot = _mm256_cvtepi32_ps(_mm256_sub_epi32(isum, offset));
+                    *acc = _mm256_fmadd_ps(
+                        dot,
+                        _mm256_mul_ps(d, _mm256_set1_ps(self.acts.d[block])),
+                        *acc,
+                    );
+                    if let Some(m) = m {
+                        *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(self.acts.s[block]), *acc);
+                    }
+                }
+            }
+        }
+        acc
     }
 }
 

@@ -10,8 +10,9 @@
 //! several rows' blocks side by side (reading several rows' streams at once halves the
 //! bandwidth on this class of CPU). With several tokens (prefill) AVX-512 multiplies
 //! panels of 16 rows, packed per matmul or laid out at load, with tiles of 8 tokens (see
-//! `avx512`); AVX2 multiplies K-quant panels of 8 rows with tiles of 4 tokens, and other
-//! types in tiles of 2 rows by 4 tokens from the rows in place.
+//! `avx512`); AVX2 multiplies panels of 8 rows (the K-quants', and halves of the 16-row
+//! panels of Q4_0, Q4_1 and Q8_0) with tiles of 4 tokens, and the other types in tiles of
+//! 2 rows by 4 tokens from the rows in place.
 
 mod avx2;
 mod avx512;
