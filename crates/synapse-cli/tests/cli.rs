@@ -29,9 +29,12 @@ fn run_json(extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
-fn fixture_prompt(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/smollm2-q4_1/llamacpp.json");
+/// Prompt `name` of a reference's fixture for the default model (`llamacpp` or
+/// `transformers`).
+fn fixture_prompt(reference: &str, name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../../tests/fixtures/smollm2-q4_1/{reference}.json"
+    ));
     let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     all["prompts"]
         .as_array()
@@ -42,9 +45,23 @@ fn fixture_prompt(name: &str) -> Value {
         .clone()
 }
 
+/// How many of `tokens` follow `reference`'s greedy continuation up to its first
+/// near-tie (a top-1/top-2 gap under 0.3, where rounding may pick either token), or
+/// `None` if they part before it.
+fn follows_greedy(tokens: &[Value], reference: &Value) -> Option<usize> {
+    let gaps = reference["greedy_gaps"].as_array().unwrap();
+    let sure = gaps
+        .iter()
+        .take_while(|g| g.as_f64().unwrap() >= 0.3)
+        .count()
+        .min(tokens.len());
+    let want = &reference["greedy_ids"].as_array().unwrap()[..sure];
+    (&tokens[..sure] == want).then_some(sure)
+}
+
 #[test]
 fn run_json_reports_tokens_text_and_timings() {
-    let reference = fixture_prompt("plain");
+    let reference = fixture_prompt("llamacpp", "plain");
     let text = reference["text"].as_str().unwrap();
     let out = run_json(&[
         "--prompt",
@@ -58,18 +75,20 @@ fn run_json_reports_tokens_text_and_timings() {
         "5",
     ]);
     assert_eq!(out["prompt_tokens"], reference["prompt_ids"]);
-    // The 8-bit path follows llama.cpp's greedy continuation on this prompt up to the
-    // first step where llama.cpp's own top-1/top-2 gap is under 0.3 (there rounding
-    // differences may pick either; transformers itself picks the other token at step 5).
-    let gaps = reference["greedy_gaps"].as_array().unwrap();
-    let sure = gaps
+    // The 8-bit path follows llama.cpp's or transformers' greedy continuation up to that
+    // reference's first near-tie: on this prompt llama.cpp and transformers part at step 5,
+    // where llama.cpp's gap is 0.36 and transformers' 0.22, and rounding alone can move a
+    // logit by a few tenths (see tools/reference/smollm2_rounding_spread.py).
+    let tokens = out["tokens"].as_array().unwrap();
+    let references = [reference.clone(), fixture_prompt("transformers", "plain")];
+    let followed: Vec<Option<usize>> = references
         .iter()
-        .take_while(|g| g.as_f64().unwrap() >= 0.3)
-        .count()
-        .min(8);
-    assert!(sure >= 5, "the fixture's first {sure} steps are clear-cut");
-    let want = &reference["greedy_ids"].as_array().unwrap()[..sure];
-    assert_eq!(&out["tokens"].as_array().unwrap()[..sure], want);
+        .map(|r| follows_greedy(tokens, r))
+        .collect();
+    assert!(
+        followed.iter().any(|f| f.is_some_and(|sure| sure >= 5)),
+        "{tokens:?} parts early from both references ({followed:?})"
+    );
     assert_eq!(out["stop_reason"], "length");
     assert!(
         out["text"].as_str().unwrap().starts_with(" Paris"),
@@ -171,7 +190,7 @@ fn the_same_seed_gives_the_same_sample() {
 
 #[test]
 fn chat_template_prompts_stop_at_end_of_turn() {
-    let prompt = fixture_prompt("chat");
+    let prompt = fixture_prompt("llamacpp", "chat");
     let out = run_json(&[
         "--prompt",
         prompt["text"].as_str().unwrap(),
@@ -361,7 +380,10 @@ fn chat_answers_each_line_with_the_models_template() {
     assert_eq!(turns.len(), 2, "{text}");
     // The first reply is exactly what a raw run of the template-rendered prompt gives
     // (the GGUF template adds SmolLM2's default system prompt).
-    let rendered = fixture_prompt("chat")["text"].as_str().unwrap().to_string();
+    let rendered = fixture_prompt("llamacpp", "chat")["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let raw = run_json(&["--prompt", &rendered, "--temperature", "0", "-n", "48"]);
     let first = turns[0]
         .strip_prefix("What is 2+2? Answer briefly.\n")
