@@ -18,7 +18,9 @@ mod x86;
 use crate::dtype::DType;
 use crate::quant::activation::*;
 use crate::quant::{as_blocks, dequantize_row};
-use crate::tensor::{Layout, WeightTensor};
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use crate::tensor::Layout;
+use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
 use std::fmt;
 use std::ops::Range;
@@ -167,6 +169,11 @@ pub fn prepare(weights: &mut [&mut WeightTensor]) {
 /// whose kernels load 16 rows' blocks per vector; those and the K-quants with AVX2, and
 /// the K-quants with NEON's `sdot`, whose kernels load 4 code bytes of each of 8 (or 4)
 /// rows per vector.
+// Elsewhere only the scalar kernels exist, and they read rows.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(unused_variables)
+)]
 pub fn reads_panels(isa: Isa, dtype: DType) -> bool {
     match isa {
         #[cfg(target_arch = "x86_64")]
