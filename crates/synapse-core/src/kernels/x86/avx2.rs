@@ -1109,27 +1109,10 @@ unsafe fn put_panel<const T: usize>(
 // 32-value formats in panels against Q8Rows
 // ---------------------------------------------------------------------------------------
 
-/// A 32-value format in the interleaved layout (see [`crate::quant::interleave`]): 16 rows
-/// a panel, read as two panels of 8 (each 64-byte vector of a chunk is two AVX2 vectors,
-/// lane r holding 4 code bytes of row r).
-trait Interleaved32: Q32 {
-    /// Code bytes per block.
-    const CODE_BYTES: usize;
-}
-
-impl Interleaved32 for Q4_0 {
-    const CODE_BYTES: usize = 16;
-}
-
-impl Interleaved32 for Q4_1 {
-    const CODE_BYTES: usize = 16;
-}
-
-impl Interleaved32 for Q8_0 {
-    const CODE_BYTES: usize = 32;
-}
-
-/// Q4_0, Q4_1 and Q8_0 weights in panels times [`Q8Rows`] activations.
+/// Q4_0, Q4_1 and Q8_0 weights in the interleaved layout (see
+/// [`crate::quant::interleave`]) times [`Q8Rows`] activations: 16 rows a panel, read as
+/// two panels of 8 (each 64-byte vector of a chunk is two AVX2 vectors, lane r holding 4
+/// code bytes of row r).
 struct Q32Panels<'a, F> {
     bytes: &'a [u8],
     blocks: usize,
@@ -1137,7 +1120,7 @@ struct Q32Panels<'a, F> {
     format: PhantomData<F>,
 }
 
-impl<'a, F: Interleaved32> Q32Panels<'a, F> {
+impl<'a, F: Q32> Q32Panels<'a, F> {
     fn new(w: &'a WeightTensor, acts: &'a Q8Rows) -> Self {
         Q32Panels {
             bytes: w.bytes(),
@@ -1148,20 +1131,22 @@ impl<'a, F: Interleaved32> Q32Panels<'a, F> {
     }
 }
 
-impl<F: Interleaved32> PanelKernel for Q32Panels<'_, F> {
+impl<F: Q32> PanelKernel for Q32Panels<'_, F> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const T: usize>(&self, p: usize, t0: usize) -> [__m256; T] {
         use crate::quant::interleave::ROWS;
         // Panel p of 8 rows is half p % 2 of the layout's panel p / 2.
         let (panel, half) = (p / 2, p % 2);
         let chunk_bytes = ROWS * F::BLOCK;
+        // A block is its 2-byte fields (d, and m where the format has one), then codes.
+        let code_bytes = F::BLOCK - if F::HAS_M { 4 } else { 2 };
         let cols = self.acts.cols();
         let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..self.blocks {
             let at = (panel * self.blocks + b) * chunk_bytes;
             let c = self.bytes[at..at + chunk_bytes].as_ptr();
             // Row r's 2-byte fields: d at 16 * code bytes + 2r, then m 32 bytes on.
-            let fields = ROWS * F::CODE_BYTES + 16 * half;
+            let fields = ROWS * code_bytes + 16 * half;
             // SAFETY: the chunk is in bounds, as sliced above; so are the tokens' blocks.
             unsafe {
                 _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(PREFETCH_AHEAD).cast());
@@ -1170,7 +1155,7 @@ impl<F: Interleaved32> PanelKernel for Q32Panels<'_, F> {
                 let ones = _mm256_set1_epi16(1);
                 let (mut isum, mut part) =
                     ([_mm256_setzero_si256(); T], [_mm256_setzero_si256(); T]);
-                for j in 0..F::CODE_BYTES / 4 {
+                for j in 0..code_bytes / 4 {
                     let w = _mm256_loadu_si256(c.add(64 * j + 32 * half).cast());
                     let acts = |t: usize, i: usize| {
                         let a = self
