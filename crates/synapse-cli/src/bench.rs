@@ -7,6 +7,15 @@
 //! - decode from a short context (`tg`): in a second fresh session, one untimed token, then
 //!   `G` timed single-token `eval`s.
 //!
+//! With `--batch-sequences N`, each repetition also times the decode of `N` sequences side
+//! by side (`tg xN`): one untimed token each, then `G` forward passes that each carry the
+//! next token of every sequence; its rate counts all `N` sequences' tokens.
+//!
+//! With `--fork-tokens F`, each repetition also evaluates `F` new tokens in a fork of a
+//! sequence holding the prompt (a second chat turn, a regenerated reply), timing that and
+//! the key/value memory it adds, against the same `F` tokens evaluated from scratch after
+//! the prompt.
+//!
 //! The tokens are a fixed pseudo-random sequence of valid ids ([`synthetic_tokens`]), also
 //! fed during decode instead of sampled ones (as llama-bench does), so only model time is
 //! measured: no sampler, no argmax, no detokenization. `bench/llamacpp_bench.py` makes the
@@ -19,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use synapse_inference::kv_cache::KvType;
 use synapse_inference::precision::PrecisionReport;
-use synapse_inference::{Model, Session, SessionOptions};
+use synapse_inference::{Batch, Engine, Logits, Model, Session, SessionOptions};
 
 /// Seed of the synthetic token sequence (shared with `bench/llamacpp_bench.py`).
 pub const TOKEN_SEED: u64 = 0x5EED;
@@ -50,6 +59,14 @@ pub struct BenchArgs {
     /// Buffer size for --memory-bandwidth, in MiB (well above the last-level cache)
     #[arg(long, default_value_t = 1024)]
     buffer_mib: usize,
+    /// Also time the decode of this many sequences side by side, one forward pass per
+    /// step carrying a token of each (as a server batches its users)
+    #[arg(long, default_value_t = 1)]
+    batch_sequences: usize,
+    /// Also time this many new tokens evaluated in a fork of a sequence that holds the
+    /// prompt, against a fresh evaluation of the prompt and those tokens (0: off)
+    #[arg(long, default_value_t = 0)]
+    fork_tokens: usize,
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), String> {
@@ -180,6 +197,85 @@ fn run_once(
     })
 }
 
+/// Seconds to decode `feed` in each of `n` sequences side by side (see the module docs).
+fn batched_decode_once(
+    model: &Arc<Model>,
+    opts: SessionOptions,
+    tokens: &[u32],
+    p: usize,
+    n: usize,
+) -> Result<f64, String> {
+    let err = |e: synapse_inference::Error| e.to_string();
+    let (prompt, feed) = tokens.split_at(p);
+    let mut engine = Engine::new(
+        model.clone(),
+        SessionOptions {
+            batch: opts.batch.max(n),
+            ..opts
+        },
+    );
+    let sequences: Vec<_> = (0..n).map(|_| engine.add_sequence()).collect();
+    let (mut batch, mut logits) = (Batch::new(), Vec::new());
+    for (i, &seq) in sequences.iter().enumerate() {
+        batch.add(seq, &prompt[i % p..][..1], Logits::Last);
+    }
+    engine.eval(&batch, &mut logits).map_err(err)?;
+    let start = Instant::now();
+    for token in feed.chunks(1) {
+        batch.clear();
+        for &seq in &sequences {
+            batch.add(seq, token, Logits::Last);
+        }
+        engine.eval(&batch, &mut logits).map_err(err)?;
+    }
+    std::hint::black_box(&logits);
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// One repetition of the fork measurement (see the module docs).
+struct ForkTimes {
+    /// Seconds for the new tokens in the fork.
+    fork: f64,
+    /// Seconds for the prompt and the new tokens from an empty sequence.
+    scratch: f64,
+    /// Key/value bytes in use before and after the fork evaluated its tokens.
+    bytes: (usize, usize),
+}
+
+fn fork_once(
+    model: &Arc<Model>,
+    opts: SessionOptions,
+    tokens: &[u32],
+    p: usize,
+    f: usize,
+) -> Result<ForkTimes, String> {
+    let err = |e: synapse_inference::Error| e.to_string();
+    let (prompt, new) = (&tokens[..p], &tokens[p..p + f]);
+    let mut engine = Engine::new(model.clone(), opts);
+    let (parent, scratch) = (engine.add_sequence(), engine.add_sequence());
+    let (mut batch, mut logits) = (Batch::new(), Vec::new());
+    batch.add(parent, prompt, Logits::Last);
+    engine.eval(&batch, &mut logits).map_err(err)?;
+    let before = engine.kv_bytes_in_use();
+    let start = Instant::now();
+    let child = engine.fork(parent).map_err(err)?;
+    batch.clear();
+    batch.add(child, new, Logits::Last);
+    engine.eval(&batch, &mut logits).map_err(err)?;
+    let fork = start.elapsed().as_secs_f64();
+    let after = engine.kv_bytes_in_use();
+    batch.clear();
+    batch.add(scratch, &tokens[..p + f], Logits::Last);
+    let start = Instant::now();
+    engine.eval(&batch, &mut logits).map_err(err)?;
+    let scratch = start.elapsed().as_secs_f64();
+    Ok(ForkTimes {
+        fork,
+        scratch,
+        bytes: (before, after),
+    })
+}
+
 fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let (p, g) = (args.prompt_tokens, args.gen_tokens);
     if p == 0 || g == 0 {
@@ -207,7 +303,11 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
 
     let total = args.repetitions + 1;
+    let n_seq = args.batch_sequences;
     let mut times = Vec::with_capacity(args.repetitions);
+    let mut batched_times = Vec::new();
+    let f = args.fork_tokens;
+    let mut fork_times = Vec::new();
     for i in 0..total {
         if !args.json {
             let what = if i == 0 {
@@ -218,8 +318,18 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             eprint!("\r[bench: {what} of {}]   ", args.repetitions);
         }
         let t = run_once(&model, opts, &tokens, p)?;
+        let batched = match n_seq > 1 {
+            true => Some(batched_decode_once(&model, opts, &tokens, p, n_seq)?),
+            false => None,
+        };
+        let forked = match f > 0 {
+            true => Some(fork_once(&model, opts, &tokens, p, f.min(g))?),
+            false => None,
+        };
         if i > 0 {
             times.push(t);
+            batched_times.extend(batched);
+            fork_times.extend(forked);
         }
     }
     if !args.json {
@@ -232,6 +342,11 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let prefill = stats(|t| t.prefill, p);
     let decode = stats(|t| t.decode, g);
     let after = stats(|t| t.decode_after_prompt, g);
+    let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
+    let f = f.min(g);
+    let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
+    let scratch_ms = Stats::new(fork_times.iter().map(|t| t.scratch * 1e3).collect());
+    let fork_bytes = fork_times.first().map(|t| t.bytes);
 
     let c = model.config();
     let kernel = format!("{:?}", synapse_core::kernels::isa());
@@ -272,6 +387,14 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
                 "decode": decode.spread_json(),
                 "decode_after_prompt": after.spread_json(),
             },
+            "batch_sequences": n_seq,
+            "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
+            "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
+            "batched_decode_speedup": batched.as_ref().map(|s| s.median / decode.median),
+            "fork_tokens": f,
+            "fork_ms": fork_ms.as_ref().map(|s| s.median),
+            "fork_scratch_ms": scratch_ms.as_ref().map(|s| s.median),
+            "fork_kv_bytes": fork_bytes,
             "weight_bytes_per_token": weight_bytes_per_token,
             "kv_bytes_per_position": kv_bytes_per_position,
             "peak_rss_bytes": peak_rss,
@@ -305,14 +428,33 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
         "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
         "", "", "", "", ""
     );
-    for (name, s) in [
+    let batched_row = batched.as_ref().map(|s| (format!("tg{g} x{n_seq}"), s));
+    let rows = [
         (format!("pp{p}"), &prefill),
         (format!("tg{g}"), &decode),
         (format!("tg{g} @ pp{p}"), &after),
-    ] {
+    ];
+    for (name, s) in rows.into_iter().chain(batched_row) {
         println!(
             "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
             s.median, s.min, s.max, s.stddev
+        );
+    }
+    if let Some(s) = &batched {
+        println!(
+            "tg{g} x{n_seq}: {n_seq} sequences side by side, all their tokens counted: {:.2}x tg{g}",
+            s.median / decode.median
+        );
+    }
+    if let (Some(fork), Some(scratch), Some((before, after))) = (&fork_ms, &scratch_ms, fork_bytes)
+    {
+        println!(
+            "{f} tokens in a fork of pp{p}: {:.1} ms (prompt and tokens from scratch: {:.1} ms); \
+             key/value memory {:.2} -> {:.2} MiB",
+            fork.median,
+            scratch.median,
+            before as f64 / (1 << 20) as f64,
+            after as f64 / (1 << 20) as f64,
         );
     }
     println!();

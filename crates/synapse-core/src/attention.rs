@@ -11,10 +11,11 @@
 //! single query token the key range is split across threads (flash-decoding) and the
 //! partial softmaxes merged.
 //!
-//! Storage: a layer holds `slots` positions (a multiple of [`TILE`]), and position `p`
-//! lives in slot `p % slots`, so a sliding-window cache is a ring buffer. With `kv_dim`
-//! values per position (all K/V heads), keys are `[slot / TILE][kv_dim][TILE]` and values
-//! `[slot][kv_dim]`.
+//! Storage: a layer is a list of [`Tile`]s of [`TILE`] slots each, which may lie anywhere
+//! in memory (the pages of a paged cache, shared between sequences). The layer holds
+//! `slots = tiles * TILE` positions, and position `p` lives in slot `p % slots`, so a
+//! sliding-window cache is a ring buffer. With `kv_dim` values per position (all K/V
+//! heads), a tile's keys are `[kv_dim][TILE]` and its values `[TILE][kv_dim]`.
 
 use crate::threads::parallel_chunks_mut;
 
@@ -40,15 +41,23 @@ pub struct AttentionShape {
     pub softcap: Option<f32>,
 }
 
-/// One layer's keys and values in the layout described in the module docs; f16 as bits.
+/// One tile of a layer: the keys (`[kv_dim][TILE]`, transposed) and values
+/// (`[TILE][kv_dim]`) of [`TILE`] consecutive slots.
 #[derive(Clone, Copy)]
-pub enum KvLayer<'a> {
-    F32 { keys: &'a [f32], values: &'a [f32] },
-    F16 { keys: &'a [u16], values: &'a [u16] },
+pub struct Tile<'a, E> {
+    pub keys: &'a [E],
+    pub values: &'a [E],
 }
 
-/// [`KvLayer`], writable.
-pub enum KvLayerMut<'a> {
+/// One layer's tiles, in slot order (see the module docs); f16 as bits.
+#[derive(Clone, Copy)]
+pub enum KvLayer<'a> {
+    F32(&'a [Tile<'a, f32>]),
+    F16(&'a [Tile<'a, u16>]),
+}
+
+/// A writable [`Tile`].
+pub enum TileMut<'a> {
     F32 {
         keys: &'a mut [f32],
         values: &'a mut [f32],
@@ -59,48 +68,27 @@ pub enum KvLayerMut<'a> {
     },
 }
 
-/// Where component `c` (of `kv_dim`) of the key in `slot` lives.
-#[inline(always)]
-fn key_index(kv_dim: usize, slot: usize, c: usize) -> usize {
-    ((slot / TILE) * kv_dim + c) * TILE + slot % TILE
-}
-
-/// Stores the keys and values (`[n][kv_dim]`) of positions `pos..pos + n` into a layer
-/// of `slots` positions.
-pub fn store_kv(
-    layer: KvLayerMut<'_>,
-    slots: usize,
-    kv_dim: usize,
-    pos: usize,
-    keys: &[f32],
-    values: &[f32],
-) {
-    fn store<E: Copy>(
-        (kout, vout): (&mut [E], &mut [E]),
-        (slots, kvd): (usize, usize),
-        pos: usize,
-        (keys, values): (&[f32], &[f32]),
+/// Stores the key and value (`kv_dim` values each) of one position into slot `index` of
+/// a tile.
+pub fn store(tile: TileMut<'_>, kv_dim: usize, index: usize, key: &[f32], value: &[f32]) {
+    fn put<E>(
+        (keys, values): (&mut [E], &mut [E]),
+        (kv_dim, index): (usize, usize),
+        (key, value): (&[f32], &[f32]),
         conv: impl Fn(f32) -> E,
     ) {
-        for (i, (k, v)) in keys
-            .chunks_exact(kvd)
-            .zip(values.chunks_exact(kvd))
-            .enumerate()
-        {
-            let slot = (pos + i) % slots;
-            for (c, &x) in k.iter().enumerate() {
-                kout[key_index(kvd, slot, c)] = conv(x);
-            }
-            for (o, &x) in vout[slot * kvd..][..kvd].iter_mut().zip(v) {
-                *o = conv(x);
-            }
+        for (c, &x) in key[..kv_dim].iter().enumerate() {
+            keys[c * TILE + index] = conv(x);
+        }
+        for (o, &x) in values[index * kv_dim..][..kv_dim].iter_mut().zip(value) {
+            *o = conv(x);
         }
     }
-    assert!(slots.is_multiple_of(TILE) && keys.len() == values.len());
-    let dims = (slots, kv_dim);
-    match layer {
-        KvLayerMut::F32 { keys: k, values: v } => store((k, v), dims, pos, (keys, values), |x| x),
-        KvLayerMut::F16 { keys: k, values: v } => store((k, v), dims, pos, (keys, values), |x| {
+    assert!(index < TILE, "slot {index} is outside a tile of {TILE}");
+    let at = (kv_dim, index);
+    match tile {
+        TileMut::F32 { keys, values } => put((keys, values), at, (key, value), |x| x),
+        TileMut::F16 { keys, values } => put((keys, values), at, (key, value), |x| {
             half::f16::from_f32(x).to_bits()
         }),
     }
@@ -112,21 +100,18 @@ pub fn store_kv(
 pub fn attention(
     q: &[f32],
     kv: KvLayer<'_>,
-    slots: usize,
     pos: usize,
     shape: &AttentionShape,
     threads: usize,
     out: &mut [f32],
 ) {
-    attention_with(Isa::detect(), q, kv, slots, pos, shape, threads, out)
+    attention_with(Isa::detect(), q, kv, pos, shape, threads, out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attention_with(
     isa: Isa,
     q: &[f32],
     kv: KvLayer<'_>,
-    slots: usize,
     pos: usize,
     shape: &AttentionShape,
     threads: usize,
@@ -135,33 +120,20 @@ fn attention_with(
     if q.is_empty() {
         return;
     }
-    let plan = Plan::new(q.len(), slots, pos, shape, threads);
+    let tiles = match kv {
+        KvLayer::F32(tiles) => tiles.len(),
+        KvLayer::F16(tiles) => tiles.len(),
+    };
+    let plan = Plan::new(q.len(), tiles * TILE, pos, shape, threads);
     let stride = plan.unit_stride();
     let mut partials = vec![0f32; plan.units() * stride];
     parallel_chunks_mut(&mut partials, stride, threads, |units, parts| {
         let mut scratch = Scratch::new(&plan);
         for (u, part) in units.zip(parts.chunks_exact_mut(stride)) {
+            let unit = plan.unit(u);
             match kv {
-                KvLayer::F32 { keys, values } => run_unit(
-                    isa,
-                    &plan,
-                    plan.unit(u),
-                    q,
-                    keys,
-                    values,
-                    &mut scratch,
-                    part,
-                ),
-                KvLayer::F16 { keys, values } => run_unit(
-                    isa,
-                    &plan,
-                    plan.unit(u),
-                    q,
-                    keys,
-                    values,
-                    &mut scratch,
-                    part,
-                ),
+                KvLayer::F32(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
+                KvLayer::F16(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
             }
         }
     });
@@ -418,24 +390,22 @@ fn fma<const X86: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_unit<E: Elem>(
     isa: Isa,
     plan: &Plan,
     unit: Unit,
     q: &[f32],
-    keys: &[E],
-    values: &[E],
+    tiles: &[Tile<E>],
     scratch: &mut Scratch,
     part: &mut [f32],
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::detect` found the features these are compiled for.
-        Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, keys, values, scratch, part) },
+        Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, scratch, part) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, keys, values, scratch, part) },
-        Isa::Portable => unit_kernel::<E, false>(plan, unit, q, keys, values, scratch, part),
+        Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, scratch, part) },
+        Isa::Portable => unit_kernel::<E, false>(plan, unit, q, tiles, scratch, part),
     }
 }
 
@@ -445,12 +415,11 @@ unsafe fn unit_avx512<E: Elem>(
     plan: &Plan,
     unit: Unit,
     q: &[f32],
-    keys: &[E],
-    values: &[E],
+    tiles: &[Tile<E>],
     scratch: &mut Scratch,
     part: &mut [f32],
 ) {
-    unit_kernel::<E, true>(plan, unit, q, keys, values, scratch, part)
+    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -459,12 +428,11 @@ unsafe fn unit_avx2<E: Elem>(
     plan: &Plan,
     unit: Unit,
     q: &[f32],
-    keys: &[E],
-    values: &[E],
+    tiles: &[Tile<E>],
     scratch: &mut Scratch,
     part: &mut [f32],
 ) {
-    unit_kernel::<E, true>(plan, unit, q, keys, values, scratch, part)
+    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
 }
 
 /// Runs `$f::<R>` for a block of `$rows` rows (1 to `ROWS`), so that the row count is a
@@ -488,8 +456,7 @@ fn unit_kernel<E: Elem, const X86: bool>(
     plan: &Plan,
     unit: Unit,
     q: &[f32],
-    keys: &[E],
-    values: &[E],
+    tiles: &[Tile<E>],
     sc: &mut Scratch,
     part: &mut [f32],
 ) {
@@ -515,8 +482,8 @@ fn unit_kernel<E: Elem, const X86: bool>(
     sum.fill(0.0);
     for tile in unit.tiles.0..unit.tiles.1 {
         let k0 = tile * TILE;
-        let slot0 = k0 % slots;
-        let ktile = &keys[key_index(kvd, slot0, unit.kv_head * hd)..][..hd * TILE];
+        let kv = &tiles[k0 % slots / TILE];
+        let ktile = &kv.keys[unit.kv_head * hd * TILE..][..hd * TILE];
         // Scores.
         let mut r = 0;
         while r < rows {
@@ -572,7 +539,7 @@ fn unit_kernel<E: Elem, const X86: bool>(
         // Probabilities times values, for the keys some row sees.
         let j0 = unit_first.saturating_sub(k0).min(TILE);
         let j1 = (unit_last + 1 - k0).min(TILE);
-        let vtile = &values[slot0 * kvd + unit.kv_head * hd..];
+        let vtile = &kv.values[unit.kv_head * hd..];
         let mut r = 0;
         while r < rows {
             let n = ROWS.min(rows - r);
@@ -912,7 +879,8 @@ mod tests {
 
     /// Writes positions `0..total` in batches of `batch` into a layer of `slots` positions,
     /// running attention after each write, and compares every output with the reference
-    /// over the same (rounded, for f16) keys and values, with every kernel variant.
+    /// over the same (rounded, for f16) keys and values, with every kernel variant. The
+    /// layer's tiles lie in memory in reverse order, as pages of a paged cache may.
     #[allow(clippy::too_many_arguments)]
     fn check(
         covered: &mut Coverage<Isa>,
@@ -938,48 +906,57 @@ mod tests {
         let keys: Vec<f32> = (0..total * kvd).map(|_| round(rand())).collect();
         let values: Vec<f32> = (0..total * kvd).map(|_| round(rand())).collect();
         let q: Vec<f32> = (0..total * qd).map(|_| rand()).collect();
-        let len = slots * kvd;
-        let (mut k32, mut v32, mut k16, mut v16) = (
-            vec![0f32; len],
-            vec![0f32; len],
-            vec![0u16; len],
-            vec![0u16; len],
-        );
+        let (tiles, page) = (slots / TILE, TILE * kvd);
+        let page_of = |tile: usize| tiles - 1 - tile;
+        let (mut k32, mut v32) = (vec![0f32; slots * kvd], vec![0f32; slots * kvd]);
+        let (mut k16, mut v16) = (vec![0u16; slots * kvd], vec![0u16; slots * kvd]);
         for pos in (0..total).step_by(batch) {
             let n = batch.min(total - pos);
-            let (kb, vb) = (
-                &keys[pos * kvd..(pos + n) * kvd],
-                &values[pos * kvd..(pos + n) * kvd],
+            for p in pos..pos + n {
+                let (key, value) = (&keys[p * kvd..][..kvd], &values[p * kvd..][..kvd]);
+                let at = page_of(p % slots / TILE) * page..;
+                let tile = if f16 {
+                    TileMut::F16 {
+                        keys: &mut k16[at.clone()][..page],
+                        values: &mut v16[at][..page],
+                    }
+                } else {
+                    TileMut::F32 {
+                        keys: &mut k32[at.clone()][..page],
+                        values: &mut v32[at][..page],
+                    }
+                };
+                store(tile, kvd, p % TILE, key, value);
+            }
+            fn layer<'a, E>(
+                k: &'a [E],
+                v: &'a [E],
+                tiles: usize,
+                page_of: impl Fn(usize) -> usize,
+            ) -> Vec<Tile<'a, E>> {
+                let page = k.len() / tiles;
+                (0..tiles)
+                    .map(|t| Tile {
+                        keys: &k[page_of(t) * page..][..page],
+                        values: &v[page_of(t) * page..][..page],
+                    })
+                    .collect()
+            }
+            let (t32, t16) = (
+                layer(&k32, &v32, tiles, page_of),
+                layer(&k16, &v16, tiles, page_of),
             );
             let layer = if f16 {
-                KvLayerMut::F16 {
-                    keys: &mut k16,
-                    values: &mut v16,
-                }
+                KvLayer::F16(&t16)
             } else {
-                KvLayerMut::F32 {
-                    keys: &mut k32,
-                    values: &mut v32,
-                }
-            };
-            store_kv(layer, slots, kvd, pos, kb, vb);
-            let layer = if f16 {
-                KvLayer::F16 {
-                    keys: &k16,
-                    values: &v16,
-                }
-            } else {
-                KvLayer::F32 {
-                    keys: &k32,
-                    values: &v32,
-                }
+                KvLayer::F32(&t32)
             };
             let qb = &q[pos * qd..(pos + n) * qd];
             let want = reference_attention(qb, &keys, &values, pos, &shape);
             for isa in isas() {
                 covered.ran(isa);
                 let mut out = vec![f32::NAN; n * qd];
-                attention_with(isa, qb, layer, slots, pos, &shape, threads, &mut out);
+                attention_with(isa, qb, layer, pos, &shape, threads, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (a - b).abs() < 1e-4,

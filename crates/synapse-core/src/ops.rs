@@ -47,13 +47,18 @@ pub struct RopeTable {
 }
 
 impl RopeTable {
-    /// Angles `position * inv_freq[i]` for positions `pos..pos + n`, with cosines and
+    /// Angles `position * inv_freq[i]` for the batch's `positions`, with cosines and
     /// sines multiplied by `mscale` (the attention factor of YaRN and LongRoPE).
-    pub fn fill(&mut self, pos: usize, n: usize, inv_freq: &[f32], mscale: f32) {
+    pub fn fill(
+        &mut self,
+        positions: impl IntoIterator<Item = usize>,
+        inv_freq: &[f32],
+        mscale: f32,
+    ) {
         self.half = inv_freq.len();
         self.cos.clear();
         self.sin.clear();
-        for p in pos..pos + n {
+        for p in positions {
             for &f in inv_freq {
                 let (sin, cos) = (p as f32 * f).sin_cos();
                 self.cos.push(cos * mscale);
@@ -195,7 +200,7 @@ mod tests {
     fn rope_styles_rotate_the_right_pairs() {
         let mut table = RopeTable::default();
         let inv_freq = [1.0, 0.1];
-        table.fill(3, 1, &inv_freq, 1.0);
+        table.fill([3], &inv_freq, 1.0);
         let v = [1.0f32, 2.0, 3.0, 4.0];
         let rot = |a: f32, b: f32, f: f32| {
             let (s, c) = (3.0 * f).sin_cos();

@@ -50,6 +50,12 @@ pub enum Error {
     EmptyPrompt,
     #[error("{0}")]
     Fetch(String),
+    #[error("sequence {id} does not exist (it was removed, or belongs to another pool)")]
+    UnknownSequence { id: u32 },
+    #[error("{tokens} tokens of one sequence in a forward pass: a sliding-window cache takes at most {most}")]
+    BatchTooLarge { tokens: usize, most: usize },
+    #[error("the key/value memory is full: {pages} more pages of {page_bytes} bytes are needed")]
+    KvMemoryFull { pages: usize, page_bytes: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

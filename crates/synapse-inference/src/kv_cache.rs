@@ -1,9 +1,17 @@
-//! The key/value cache: every layer's keys and values, in f32 or f16, in the layout the
-//! attention kernel reads (see `synapse_core::attention`). Without a sliding window it
-//! holds every position of the context; with one it is a ring buffer of the window plus
-//! one batch, so memory stays bounded however long the generation.
+//! The key/value memory: every layer's keys and values, in f32 or f16, in pages of
+//! [`TILE`] positions (the attention kernel's key tile, see `synapse_core::attention`)
+//! that sequences draw from one pool.
+//!
+//! A sequence is a list of pages, one per tile of its positions. Pages are reference
+//! counted: [`KvCache::fork`] gives a new sequence the same pages, so a shared prefix is
+//! stored once, and a page is copied only when a sequence writes into one it shares
+//! (copy on write). Snapshots are forks that nobody runs. Without a sliding window a
+//! sequence holds every position it has evaluated; with one it is a ring of the window
+//! plus one batch, so memory stays bounded however long the generation. Memory is
+//! allocated in chunks of pages as sequences grow, and freed pages are reused first.
 
-use synapse_core::attention::{self, AttentionShape, KvLayer, KvLayerMut, TILE};
+use crate::error::{Error, Result};
+use synapse_core::attention::{self, AttentionShape, KvLayer, Tile, TileMut, TILE};
 
 /// Element type of the cached keys and values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,32 +20,58 @@ pub enum KvType {
     F16,
 }
 
-enum Store {
-    F32 {
-        keys: Vec<f32>,
-        values: Vec<f32>,
-    },
-    /// f16 bits.
-    F16 {
-        keys: Vec<u16>,
-        values: Vec<u16>,
-    },
+/// A sequence of a [`KvCache`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SeqId(u32);
+
+impl SeqId {
+    /// A number for messages and handles: unique among the pool's live sequences.
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// Pages allocated at a time, at most: few enough that a short sequence stays small.
+const CHUNK_PAGES: usize = 8;
+
+/// Page storage, in chunks of `chunk_pages` pages. A page holds, layer after layer,
+/// the tile's keys (`[kv_dim][TILE]`) then its values (`[TILE][kv_dim]`); f16 as bits.
+enum Chunks {
+    F32(Vec<Box<[f32]>>),
+    F16(Vec<Box<[u16]>>),
+}
+
+struct Sequence {
+    /// The page of each tile of positions, in slot order.
+    pages: Vec<u32>,
+    /// Positions evaluated.
+    len: usize,
 }
 
 pub struct KvCache {
-    store: Store,
+    chunks: Chunks,
+    /// Pages per chunk: [`CHUNK_PAGES`], or fewer where a sequence or the pool holds fewer.
+    chunk_pages: usize,
+    n_layers: usize,
     kv_dim: usize,
-    /// Positions held per layer; position `p` lives in slot `p % slots`.
+    /// Sequences holding each page.
+    refs: Vec<u32>,
+    free: Vec<u32>,
+    /// Most pages the pool may allocate.
+    max_pages: usize,
+    /// Positions a sequence holds, a multiple of [`TILE`]: position `p` lives in slot
+    /// `p % slots`.
     slots: usize,
     context: usize,
     window: Option<usize>,
     max_batch: usize,
+    sequences: Vec<Option<Sequence>>,
 }
 
 impl KvCache {
-    /// A cache for `context` positions whose forward batches have at most `max_batch`
-    /// tokens. Zeroed memory from the allocator is not touched until written, so a long
-    /// context costs resident memory only for the positions actually used.
+    /// A pool for sequences of up to `context` positions whose forward batches have at
+    /// most `max_batch` tokens each, allocating at most `max_pages` pages (None: as many
+    /// as the sequences need).
     pub fn new(
         n_layers: usize,
         kv_dim: usize,
@@ -45,117 +79,359 @@ impl KvCache {
         window: Option<usize>,
         max_batch: usize,
         kv_type: KvType,
+        max_pages: Option<usize>,
     ) -> KvCache {
         let max_batch = max_batch.max(1);
         // A batch written at `pos` must not overwrite what its first query still sees,
         // `pos + 1 - window..pos`.
         let needed = window.map_or(context, |w| context.min(w.max(1) + max_batch - 1));
         let slots = needed.max(1).next_multiple_of(TILE);
-        let len = n_layers * slots * kv_dim;
-        let store = match kv_type {
-            KvType::F32 => Store::F32 {
-                keys: vec![0.0; len],
-                values: vec![0.0; len],
-            },
-            KvType::F16 => Store::F16 {
-                keys: vec![0; len],
-                values: vec![0; len],
-            },
-        };
+        let max_pages = max_pages.unwrap_or(usize::MAX);
         KvCache {
-            store,
+            chunks: match kv_type {
+                KvType::F32 => Chunks::F32(Vec::new()),
+                KvType::F16 => Chunks::F16(Vec::new()),
+            },
+            chunk_pages: CHUNK_PAGES.min(slots / TILE).min(max_pages).max(1),
+            n_layers,
             kv_dim,
+            refs: Vec::new(),
+            free: Vec::new(),
+            max_pages,
             slots,
             context,
             window,
             max_batch,
+            sequences: Vec::new(),
         }
     }
 
-    /// The context length in positions.
+    /// The context length of every sequence, in positions.
     pub fn capacity(&self) -> usize {
         self.context
     }
 
     pub fn kv_type(&self) -> KvType {
-        match self.store {
-            Store::F32 { .. } => KvType::F32,
-            Store::F16 { .. } => KvType::F16,
+        match self.chunks {
+            Chunks::F32(_) => KvType::F32,
+            Chunks::F16(_) => KvType::F16,
         }
     }
 
-    /// Bytes of key and value storage.
+    /// Elements of one page (every layer's keys and values of one tile).
+    fn page_len(&self) -> usize {
+        self.n_layers * 2 * TILE * self.kv_dim
+    }
+
+    fn page_bytes(&self) -> usize {
+        let elem = match self.kv_type() {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        };
+        self.page_len() * elem
+    }
+
+    /// Bytes of pages that some sequence holds.
+    pub fn bytes_in_use(&self) -> usize {
+        self.refs.iter().filter(|&&r| r > 0).count() * self.page_bytes()
+    }
+
+    /// Bytes of key and value storage allocated.
     pub fn allocated_bytes(&self) -> usize {
-        match &self.store {
-            Store::F32 { keys, values } => (keys.len() + values.len()) * 4,
-            Store::F16 { keys, values } => (keys.len() + values.len()) * 2,
+        self.refs.len() * self.page_bytes()
+    }
+
+    /// A new, empty sequence.
+    pub fn add_sequence(&mut self) -> SeqId {
+        let seq = Sequence {
+            pages: Vec::new(),
+            len: 0,
+        };
+        match self.sequences.iter().position(Option::is_none) {
+            Some(i) => {
+                self.sequences[i] = Some(seq);
+                SeqId(i as u32)
+            }
+            None => {
+                self.sequences.push(Some(seq));
+                SeqId(self.sequences.len() as u32 - 1)
+            }
         }
     }
 
-    fn layer_range(&self, layer: usize) -> std::ops::Range<usize> {
-        let len = self.slots * self.kv_dim;
-        layer * len..(layer + 1) * len
+    fn sequence(&self, seq: SeqId) -> Result<&Sequence> {
+        self.sequences
+            .get(seq.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Error::UnknownSequence { id: seq.0 })
     }
 
-    /// Stores the keys and values (`[n][kv_dim]`) of the consecutive positions from `pos`.
-    pub fn write(&mut self, layer: usize, pos: usize, keys: &[f32], values: &[f32]) {
-        let n = keys.len() / self.kv_dim;
-        assert!(pos + n <= self.context);
-        // A ring buffer only has room for the window plus one batch.
-        assert!(self.window.is_none() || n <= self.max_batch);
-        let r = self.layer_range(layer);
-        let layer = match &mut self.store {
-            Store::F32 { keys, values } => KvLayerMut::F32 {
-                keys: &mut keys[r.clone()],
-                values: &mut values[r],
-            },
-            Store::F16 { keys, values } => KvLayerMut::F16 {
-                keys: &mut keys[r.clone()],
-                values: &mut values[r],
-            },
+    fn sequence_mut(&mut self, seq: SeqId) -> Result<&mut Sequence> {
+        self.sequences
+            .get_mut(seq.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::UnknownSequence { id: seq.0 })
+    }
+
+    /// A new sequence holding what `seq` holds, sharing its pages until one of them writes.
+    pub fn fork(&mut self, seq: SeqId) -> Result<SeqId> {
+        let Sequence { pages, len } = self.sequence(seq)?;
+        let (pages, len) = (pages.clone(), *len);
+        for &p in &pages {
+            self.refs[p as usize] += 1;
+        }
+        let child = self.add_sequence();
+        *self.sequence_mut(child)? = Sequence { pages, len };
+        Ok(child)
+    }
+
+    /// Makes `dst` hold what `src` holds (as [`KvCache::fork`], into an existing sequence).
+    pub fn copy(&mut self, src: SeqId, dst: SeqId) -> Result<()> {
+        if src == dst {
+            return self.sequence(src).map(|_| ());
+        }
+        let copy = self.fork(src)?;
+        self.sequence(dst)?;
+        self.release_pages(dst, 0);
+        self.sequences.swap(copy.0 as usize, dst.0 as usize);
+        self.sequences[copy.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Frees a sequence's pages (those it shares stay with the others).
+    pub fn remove_sequence(&mut self, seq: SeqId) -> Result<()> {
+        self.sequence(seq)?;
+        self.release_pages(seq, 0);
+        self.sequences[seq.0 as usize] = None;
+        Ok(())
+    }
+
+    /// Positions `seq` has evaluated.
+    pub fn len(&self, seq: SeqId) -> Result<usize> {
+        Ok(self.sequence(seq)?.len)
+    }
+
+    /// Drops the pages of `seq` from tile `keep` on.
+    fn release_pages(&mut self, seq: SeqId, keep: usize) {
+        let Some(Some(s)) = self.sequences.get_mut(seq.0 as usize) else {
+            return;
         };
-        attention::store_kv(layer, self.slots, self.kv_dim, pos, keys, values);
+        for p in s.pages.drain(keep.min(s.pages.len())..) {
+            self.refs[p as usize] -= 1;
+            if self.refs[p as usize] == 0 {
+                self.free.push(p);
+            }
+        }
     }
 
-    /// Attention of the queries `q` (`[n][n_heads * head_dim]`) at positions `pos..pos + n`,
-    /// after their keys and values were written, into `out` (shaped like `q`).
-    pub fn attention(
-        &self,
-        layer: usize,
-        q: &[f32],
-        pos: usize,
-        shape: &AttentionShape,
-        threads: usize,
-        out: &mut [f32],
-    ) {
-        assert_eq!(shape.n_kv_heads * shape.head_dim, self.kv_dim);
-        assert_eq!(
-            shape.window, self.window,
-            "the cache is sized for its window"
-        );
-        let r = self.layer_range(layer);
-        let kv = match &self.store {
-            Store::F32 { keys, values } => KvLayer::F32 {
-                keys: &keys[r.clone()],
-                values: &values[r],
-            },
-            Store::F16 { keys, values } => KvLayer::F16 {
-                keys: &keys[r.clone()],
-                values: &values[r],
-            },
+    /// Forgets the positions of `seq` from `len` on and returns how many it keeps: all
+    /// `len`, or none when a sliding-window ring has overwritten what position `len` needs.
+    pub fn truncate(&mut self, seq: SeqId, len: usize) -> Result<usize> {
+        let current = self.sequence(seq)?.len;
+        let len = len.min(current);
+        let keep = match self.can_rewind(current, len) {
+            true => len,
+            false => 0,
         };
-        attention::attention(q, kv, self.slots, pos, shape, threads, out);
+        // A ring that has wrapped keeps every page: the kept positions are spread over it.
+        if current <= self.slots || keep == 0 {
+            self.release_pages(seq, keep.div_ceil(TILE));
+        }
+        self.sequence_mut(seq)?.len = keep;
+        Ok(keep)
     }
 
-    /// Whether a session of `current_len` positions can go back to `new_len` and continue:
-    /// false when a ring buffer has overwritten positions the next query would see.
-    pub fn can_rewind(&self, current_len: usize, new_len: usize) -> bool {
+    /// Whether a sequence of `current_len` positions can go back to `new_len` and
+    /// continue: false when a ring buffer has overwritten positions the next query sees.
+    fn can_rewind(&self, current_len: usize, new_len: usize) -> bool {
         if new_len > current_len {
             return false;
         }
         match self.window {
             None => true,
             Some(w) => (new_len + 1).saturating_sub(w) >= current_len.saturating_sub(self.slots),
+        }
+    }
+
+    /// Makes room for `n` more positions of `seq`, each in a page of its own (shared
+    /// pages it will write are copied), and returns the first of them. The caller writes
+    /// their keys and values next, layer by layer.
+    pub fn append(&mut self, seq: SeqId, n: usize) -> Result<usize> {
+        let pos = self.sequence(seq)?.len;
+        if pos + n > self.context {
+            return Err(Error::ContextOverflow {
+                prompt: n,
+                already: pos,
+                context: self.context,
+            });
+        }
+        if self.window.is_some() && n > self.max_batch {
+            return Err(Error::BatchTooLarge {
+                tokens: n,
+                most: self.max_batch,
+            });
+        }
+        let (first, last) = (pos / TILE, (pos + n).div_ceil(TILE));
+        let ring = self.slots / TILE;
+        // Tiles already wrapped around are written again: the rest are new.
+        let tiles: Vec<usize> = (first..last.min(first + ring)).map(|t| t % ring).collect();
+        let new_pages = tiles
+            .iter()
+            .filter(|&&t| {
+                let pages = &self.sequences[seq.0 as usize].as_ref().unwrap().pages;
+                pages.get(t).is_none_or(|&p| self.refs[p as usize] > 1)
+            })
+            .count();
+        let in_use = self.refs.len() - self.free.len();
+        if in_use + new_pages > self.max_pages {
+            return Err(Error::KvMemoryFull {
+                pages: new_pages,
+                page_bytes: self.page_bytes(),
+            });
+        }
+        for t in tiles {
+            let held = self.sequence(seq)?.pages.get(t).copied();
+            match held {
+                Some(p) if self.refs[p as usize] == 1 => {}
+                Some(shared) => {
+                    let page = self.new_page();
+                    self.copy_page(shared, page);
+                    self.refs[shared as usize] -= 1;
+                    self.sequence_mut(seq)?.pages[t] = page;
+                }
+                None => {
+                    debug_assert_eq!(t, self.sequence(seq)?.pages.len(), "tiles fill in order");
+                    let page = self.new_page();
+                    self.sequence_mut(seq)?.pages.push(page);
+                }
+            }
+        }
+        self.sequence_mut(seq)?.len = pos + n;
+        Ok(pos)
+    }
+
+    /// A free page, allocating a chunk when none is left (the caller checked the limit).
+    fn new_page(&mut self) -> u32 {
+        if self.free.is_empty() {
+            let (first, pages) = (self.refs.len(), self.chunk_pages);
+            let len = pages * self.page_len();
+            match &mut self.chunks {
+                Chunks::F32(c) => c.push(vec![0.0; len].into_boxed_slice()),
+                Chunks::F16(c) => c.push(vec![0; len].into_boxed_slice()),
+            }
+            self.refs.resize(first + pages, 0);
+            // Lowest first, so that a pool's memory stays compact.
+            self.free
+                .extend((first..first + pages).rev().map(|p| p as u32));
+        }
+        let page = self.free.pop().expect("a chunk was just added");
+        self.refs[page as usize] = 1;
+        page
+    }
+
+    fn copy_page(&mut self, from: u32, to: u32) {
+        fn copy<E: Copy>(
+            chunks: &mut [Box<[E]>],
+            (pages, len): (usize, usize),
+            from: u32,
+            to: u32,
+        ) {
+            let at = |p: u32| (p as usize / pages, p as usize % pages * len);
+            let ((fc, fo), (tc, to)) = (at(from), at(to));
+            let page = chunks[fc][fo..fo + len].to_vec();
+            chunks[tc][to..to + len].copy_from_slice(&page);
+        }
+        let size = (self.chunk_pages, self.page_len());
+        match &mut self.chunks {
+            Chunks::F32(c) => copy(c, size, from, to),
+            Chunks::F16(c) => copy(c, size, from, to),
+        }
+    }
+
+    /// Where `layer`'s part of `page` starts in its chunk, and the chunk.
+    fn locate(&self, page: u32, layer: usize) -> (usize, usize) {
+        let p = page as usize;
+        let offset = p % self.chunk_pages * self.page_len() + layer * 2 * TILE * self.kv_dim;
+        (p / self.chunk_pages, offset)
+    }
+
+    /// Stores the keys and values (`[n][kv_dim]`) of positions `pos..pos + n` of `seq`,
+    /// made room for by [`KvCache::append`].
+    pub fn write(&mut self, layer: usize, seq: SeqId, pos: usize, keys: &[f32], values: &[f32]) {
+        let kvd = self.kv_dim;
+        let tile_len = TILE * kvd;
+        let s = self.sequences[seq.0 as usize]
+            .as_ref()
+            .expect("a live sequence");
+        for (i, (k, v)) in keys
+            .chunks_exact(kvd)
+            .zip(values.chunks_exact(kvd))
+            .enumerate()
+        {
+            let slot = (pos + i) % self.slots;
+            let (chunk, at) = self.locate(s.pages[slot / TILE], layer);
+            let tile = match &mut self.chunks {
+                Chunks::F32(c) => {
+                    let (keys, values) = c[chunk][at..at + 2 * tile_len].split_at_mut(tile_len);
+                    TileMut::F32 { keys, values }
+                }
+                Chunks::F16(c) => {
+                    let (keys, values) = c[chunk][at..at + 2 * tile_len].split_at_mut(tile_len);
+                    TileMut::F16 { keys, values }
+                }
+            };
+            attention::store(tile, kvd, slot % TILE, k, v);
+        }
+    }
+
+    /// Attention of the queries `q` (`[n][n_heads * head_dim]`) of `seq` at positions
+    /// `pos..pos + n`, after their keys and values were written, into `out` (shaped
+    /// like `q`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        layer: usize,
+        seq: SeqId,
+        q: &[f32],
+        pos: usize,
+        shape: &AttentionShape,
+        threads: usize,
+        out: &mut [f32],
+    ) {
+        debug_assert_eq!(shape.n_kv_heads * shape.head_dim, self.kv_dim);
+        debug_assert_eq!(
+            shape.window, self.window,
+            "the pool is sized for its window"
+        );
+        fn tiles<'a, E>(
+            cache: &KvCache,
+            chunks: &'a [Box<[E]>],
+            pages: &[u32],
+            layer: usize,
+        ) -> Vec<Tile<'a, E>> {
+            let tile_len = TILE * cache.kv_dim;
+            pages
+                .iter()
+                .map(|&p| {
+                    let (chunk, at) = cache.locate(p, layer);
+                    let (keys, values) = chunks[chunk][at..at + 2 * tile_len].split_at(tile_len);
+                    Tile { keys, values }
+                })
+                .collect()
+        }
+        let pages = &self.sequences[seq.0 as usize]
+            .as_ref()
+            .expect("a live sequence")
+            .pages;
+        match &self.chunks {
+            Chunks::F32(c) => {
+                let tiles = tiles(self, c, pages, layer);
+                attention::attention(q, KvLayer::F32(&tiles), pos, shape, threads, out)
+            }
+            Chunks::F16(c) => {
+                let tiles = tiles(self, c, pages, layer);
+                attention::attention(q, KvLayer::F16(&tiles), pos, shape, threads, out)
+            }
         }
     }
 }
@@ -176,78 +452,190 @@ mod tests {
         }
     }
 
-    /// Feeds `total` positions in batches of `batch` and checks each batch's attention
-    /// against the reference over the whole history (rounded as the cache stores it).
-    fn run(
+    const KVD: usize = 64;
+    const QD: usize = 192;
+
+    /// Random keys, values and queries, and the history of one sequence for the reference
+    /// (rounded as the cache stores it).
+    struct Feed {
+        seed: u32,
         kv_type: KvType,
-        window: Option<usize>,
-        context: usize,
-        total: usize,
-        batch: usize,
-    ) -> KvCache {
-        let s = shape(window);
-        let (kvd, qd) = (64, 192);
-        let mut cache = KvCache::new(2, kvd, context, window, batch, kv_type);
-        let mut seed = 7u32;
-        let mut rand = move || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (seed >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
-        };
-        let round = |x: f32| match kv_type {
-            KvType::F32 => x,
-            KvType::F16 => half::f16::from_f32(x).to_f32(),
-        };
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
-        for pos in (0..total).step_by(batch) {
-            let n = batch.min(total - pos);
-            for layer in 0..2 {
-                let k: Vec<f32> = (0..n * kvd).map(|_| rand()).collect();
-                let v: Vec<f32> = (0..n * kvd).map(|_| rand()).collect();
-                let q: Vec<f32> = (0..n * qd).map(|_| rand()).collect();
-                cache.write(layer, pos, &k, &v);
-                if layer == 1 {
-                    keys.extend(k.iter().map(|&x| round(x)));
-                    values.extend(v.iter().map(|&x| round(x)));
-                    let mut out = vec![0.0; n * qd];
-                    cache.attention(layer, &q, pos, &s, 2, &mut out);
-                    let want = reference_attention(&q, &keys, &values, pos, &s);
-                    for (a, b) in out.iter().zip(&want) {
-                        assert!((a - b).abs() < 1e-4, "{kv_type:?} pos {pos}: {a} vs {b}");
-                    }
-                }
+        keys: Vec<f32>,
+        values: Vec<f32>,
+    }
+
+    impl Feed {
+        fn new(kv_type: KvType, seed: u32) -> Feed {
+            Feed {
+                seed,
+                kv_type,
+                keys: Vec::new(),
+                values: Vec::new(),
             }
         }
-        cache
+
+        fn rand(&mut self, n: usize) -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    self.seed = self
+                        .seed
+                        .wrapping_mul(1_664_525)
+                        .wrapping_add(1_013_904_223);
+                    (self.seed >> 8) as f32 / (1 << 24) as f32 * 4.0 - 2.0
+                })
+                .collect()
+        }
+
+        /// Appends `n` positions to `seq` (layer 1 only is checked) and compares their
+        /// attention with the reference.
+        fn step(&mut self, cache: &mut KvCache, seq: SeqId, n: usize, s: &AttentionShape) {
+            let pos = cache.append(seq, n).unwrap();
+            let (k, v, q) = (self.rand(n * KVD), self.rand(n * KVD), self.rand(n * QD));
+            for layer in 0..2 {
+                cache.write(layer, seq, pos, &k, &v);
+            }
+            let kv_type = self.kv_type;
+            let round = |x: &f32| match kv_type {
+                KvType::F32 => *x,
+                KvType::F16 => half::f16::from_f32(*x).to_f32(),
+            };
+            self.keys.truncate(pos * KVD);
+            self.values.truncate(pos * KVD);
+            self.keys.extend(k.iter().map(round));
+            self.values.extend(v.iter().map(round));
+            let mut out = vec![0.0; n * QD];
+            cache.attention(1, seq, &q, pos, s, 2, &mut out);
+            let want = reference_attention(&q, &self.keys, &self.values, pos, s);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "{kv_type:?} pos {pos}: {a} vs {b}");
+            }
+        }
+    }
+
+    fn pool(context: usize, window: Option<usize>, batch: usize, kv_type: KvType) -> KvCache {
+        KvCache::new(2, KVD, context, window, batch, kv_type, None)
     }
 
     #[test]
-    fn f32_and_f16_caches_match_the_reference() {
+    fn f32_and_f16_pages_match_the_reference() {
         for kv_type in [KvType::F32, KvType::F16] {
-            let cache = run(kv_type, None, 200, 200, 23);
+            let mut cache = pool(200, None, 23, kv_type);
+            let seq = cache.add_sequence();
+            let mut feed = Feed::new(kv_type, 7);
+            for pos in (0..200).step_by(23) {
+                feed.step(&mut cache, seq, 23.min(200 - pos), &shape(None));
+            }
             assert_eq!(cache.kv_type(), kv_type);
+            // 200 positions take 13 pages of 2 layers' 16 keys and values.
+            let elem = if kv_type == KvType::F32 { 4 } else { 2 };
+            assert_eq!(cache.bytes_in_use(), 13 * 2 * 2 * TILE * KVD * elem);
         }
-        let f32_bytes = KvCache::new(2, 64, 200, None, 8, KvType::F32).allocated_bytes();
-        let f16_bytes = KvCache::new(2, 64, 200, None, 8, KvType::F16).allocated_bytes();
-        assert_eq!(f32_bytes, 2 * f16_bytes);
     }
 
     #[test]
     fn sliding_window_memory_stays_bounded() {
-        let cache = run(KvType::F16, Some(40), 100_000, 700, 8);
-        let long = KvCache::new(2, 64, 10_000_000, Some(40), 8, KvType::F16);
-        assert_eq!(cache.allocated_bytes(), long.allocated_bytes());
-        // Window + batch - 1 positions, rounded up to whole key tiles.
-        assert_eq!(long.allocated_bytes(), 2 * 48 * 64 * 2 * 2);
-        run(KvType::F32, Some(16), 1000, 300, 1);
+        let s = shape(Some(40));
+        let mut cache = pool(100_000, Some(40), 8, KvType::F16);
+        let seq = cache.add_sequence();
+        let mut feed = Feed::new(KvType::F16, 3);
+        for _ in 0..700 / 8 {
+            feed.step(&mut cache, seq, 8, &s);
+        }
+        // Window + batch - 1 positions, rounded up to whole pages.
+        assert_eq!(cache.bytes_in_use(), 3 * 2 * 2 * TILE * KVD * 2);
+        let mut one_by_one = pool(1000, Some(16), 1, KvType::F32);
+        let single = one_by_one.add_sequence();
+        let mut feed = Feed::new(KvType::F32, 5);
+        for _ in 0..300 {
+            feed.step(&mut one_by_one, single, 1, &shape(Some(16)));
+        }
+        assert!(matches!(
+            cache.append(seq, 9),
+            Err(Error::BatchTooLarge { tokens: 9, most: 8 })
+        ));
+    }
+
+    #[test]
+    fn forks_share_their_prefix_until_they_write() {
+        let s = shape(None);
+        let mut cache = pool(512, None, 64, KvType::F16);
+        let parent = cache.add_sequence();
+        let mut feed = Feed::new(KvType::F16, 11);
+        feed.step(&mut cache, parent, 40, &s);
+        let page = cache.page_bytes();
+        assert_eq!(cache.bytes_in_use(), 3 * page);
+        let child = cache.fork(parent).unwrap();
+        assert_eq!(cache.bytes_in_use(), 3 * page, "a fork copies nothing");
+        // The child's next positions land in the shared, partly filled third page: it
+        // gets a copy of its own, then a new page.
+        let mut child_feed = Feed {
+            keys: feed.keys.clone(),
+            values: feed.values.clone(),
+            ..Feed::new(KvType::F16, 12)
+        };
+        child_feed.step(&mut cache, child, 20, &s);
+        assert_eq!(cache.bytes_in_use(), 5 * page);
+        // The parent still sees its own history, and continues on its own.
+        feed.step(&mut cache, parent, 5, &s);
+        assert_eq!(cache.bytes_in_use(), 5 * page);
+        child_feed.step(&mut cache, child, 1, &s);
+        cache.remove_sequence(child).unwrap();
+        assert_eq!(cache.bytes_in_use(), 3 * page);
+        assert!(matches!(
+            cache.len(child),
+            Err(Error::UnknownSequence { .. })
+        ));
+    }
+
+    #[test]
+    fn snapshots_restore_and_truncation_frees_pages() {
+        let s = shape(None);
+        let mut cache = pool(512, None, 64, KvType::F32);
+        let seq = cache.add_sequence();
+        let mut feed = Feed::new(KvType::F32, 21);
+        feed.step(&mut cache, seq, 50, &s);
+        let snapshot = cache.fork(seq).unwrap();
+        let (keys, values) = (feed.keys.clone(), feed.values.clone());
+        feed.step(&mut cache, seq, 30, &s);
+        cache.copy(snapshot, seq).unwrap();
+        assert_eq!(cache.len(seq).unwrap(), 50);
+        (feed.keys, feed.values) = (keys, values);
+        feed.step(&mut cache, seq, 3, &s);
+
+        let page = cache.page_bytes();
+        cache.remove_sequence(snapshot).unwrap();
+        assert_eq!(cache.bytes_in_use(), 4 * page);
+        assert_eq!(cache.truncate(seq, 20).unwrap(), 20);
+        assert_eq!(cache.bytes_in_use(), 2 * page);
+        feed.step(&mut cache, seq, 10, &s);
+    }
+
+    #[test]
+    fn a_full_pool_or_context_is_an_error() {
+        let mut cache = KvCache::new(2, KVD, 100, None, 64, KvType::F16, Some(4));
+        let a = cache.add_sequence();
+        assert!(matches!(
+            cache.append(a, 101),
+            Err(Error::ContextOverflow { .. })
+        ));
+        cache.append(a, 64).unwrap();
+        let b = cache.add_sequence();
+        assert!(matches!(
+            cache.append(b, 1),
+            Err(Error::KvMemoryFull { pages: 1, .. })
+        ));
+        // Nothing was taken: once `a` gives its pages back, `b` gets them.
+        cache.truncate(a, 0).unwrap();
+        cache.append(b, 64).unwrap();
     }
 
     #[test]
     fn rewinding_a_ring_buffer_is_refused_once_overwritten() {
-        let flat = KvCache::new(1, 64, 1000, None, 8, KvType::F16);
+        let flat = pool(1000, None, 8, KvType::F16);
         assert!(flat.can_rewind(900, 0) && flat.can_rewind(900, 899));
         assert!(!flat.can_rewind(10, 11));
         // 48 slots: after 100 positions, 52..100 are held.
-        let ring = KvCache::new(1, 64, 1000, Some(40), 8, KvType::F16);
+        let ring = pool(1000, Some(40), 8, KvType::F16);
         assert!(ring.can_rewind(100, 100) && ring.can_rewind(100, 91));
         assert!(!ring.can_rewind(100, 90));
         assert!(ring.can_rewind(30, 0));

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conversation;
 #[cfg(feature = "fetch")]
 pub mod default_model;
+pub mod engine;
 pub mod error;
 pub mod generation;
 pub mod hf;
@@ -19,5 +20,7 @@ pub mod session;
 pub mod tokenizer;
 
 pub use config::ModelConfig;
+pub use engine::{Batch, Engine, Logits};
 pub use error::{Error, Result};
+pub use kv_cache::SeqId;
 pub use session::{Model, Session, SessionOptions};

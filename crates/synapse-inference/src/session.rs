@@ -3,10 +3,11 @@
 #[cfg(feature = "chat-template")]
 use crate::chat::ChatTemplate;
 use crate::config::{Metadata, ModelConfig};
+use crate::engine::{Batch, Engine, Logits};
 use crate::error::{Error, Result};
 use crate::hf::HfDir;
-use crate::kv_cache::{KvCache, KvType};
-use crate::model::decoder::{Activations, Decoder, RunOptions};
+use crate::kv_cache::{KvType, SeqId};
+use crate::model::decoder::{Activations, Decoder};
 use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
 use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
 use crate::precision::PrecisionReport;
@@ -170,6 +171,10 @@ impl Model {
         }
     }
 
+    pub(crate) fn decoder(&self) -> &Decoder {
+        &self.net
+    }
+
     /// Tokens that end generation.
     pub fn end_of_generation_ids(&self) -> &[u32] {
         &self.end_of_generation
@@ -271,76 +276,67 @@ impl SessionOptions {
     }
 }
 
-/// One conversation's state: the tokens evaluated so far and their keys and values.
+/// One conversation's state: the tokens evaluated so far and their keys and values. An
+/// [`Engine`] with one sequence, which [`Session::engine`] exposes for forks and snapshots.
 pub struct Session {
     pub model: Arc<Model>,
-    opts: SessionOptions,
-    cache: KvCache,
-    act: Activations,
-    tokens: Vec<u32>,
+    engine: Engine,
+    seq: SeqId,
+    batch: Batch,
 }
 
 impl Session {
     pub fn new(model: Arc<Model>, opts: SessionOptions) -> Session {
-        let opts = opts.resolve(&model);
-        let c = model.config();
-        let kv_type = opts.kv_type.expect("resolved");
-        let cache = KvCache::new(
-            c.n_layers,
-            c.kv_dim(),
-            opts.context,
-            c.window,
-            opts.batch,
-            kv_type,
-        );
-        let act = Activations::new(c, opts.batch, opts.context);
+        let mut engine = Engine::new(model.clone(), opts);
+        let seq = engine.add_sequence();
         Session {
             model,
-            opts,
-            cache,
-            act,
-            tokens: Vec::new(),
+            engine,
+            seq,
+            batch: Batch::new(),
         }
     }
 
     pub fn context(&self) -> usize {
-        self.opts.context
+        self.engine.options().context
     }
 
     pub fn options(&self) -> &SessionOptions {
-        &self.opts
+        self.engine.options()
     }
 
     /// The precision this session runs with.
     pub fn precision(&self) -> PrecisionReport {
         PrecisionReport::new(
-            self.opts.precision,
-            self.cache.kv_type(),
+            self.options().precision,
+            self.engine.kv_type(),
             self.model.matmul_types(),
         )
     }
 
     /// Bytes the key/value cache has allocated.
     pub fn kv_cache_bytes(&self) -> usize {
-        self.cache.allocated_bytes()
+        self.engine.kv_allocated_bytes()
+    }
+
+    /// The engine this session's sequence lives in, and that sequence.
+    pub fn engine(&mut self) -> (&mut Engine, SeqId) {
+        (&mut self.engine, self.seq)
     }
 
     /// Tokens evaluated so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        self.engine
+            .tokens(self.seq)
+            .expect("the session's sequence")
     }
 
-    /// Forgets everything after the first `len` tokens (their cache entries get
-    /// overwritten) and returns how many are kept: all `len`, or none when a sliding-window
-    /// cache no longer holds what position `len` needs.
+    /// Forgets everything after the first `len` tokens and returns how many are kept: all
+    /// `len`, or none when a sliding-window cache no longer holds what position `len` needs.
     pub fn truncate(&mut self, len: usize) -> usize {
-        let len = len.min(self.tokens.len());
-        let keep = match self.cache.can_rewind(self.tokens.len(), len) {
-            true => len,
-            false => 0,
-        };
-        self.tokens.truncate(keep);
-        keep
+        self.engine
+            .truncate(self.seq, len)
+            .expect("the session's sequence")
     }
 
     /// Evaluates `tokens` after those already in the session and returns the logits of the
@@ -358,42 +354,13 @@ impl Session {
         all_logits: bool,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        if tokens.is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        let vocab = self.model.config().vocab_size;
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
-            return Err(Error::BadTokenId { id, vocab });
-        }
-        if self.tokens.len() + tokens.len() > self.opts.context {
-            return Err(Error::ContextOverflow {
-                prompt: tokens.len(),
-                already: self.tokens.len(),
-                context: self.opts.context,
-            });
-        }
-        out.clear();
-        let run = RunOptions {
-            precision: self.opts.precision,
-            threads: self.opts.threads,
+        let logits = match all_logits {
+            true => Logits::All,
+            false => Logits::Last,
         };
-        let n_batches = tokens.len().div_ceil(self.opts.batch);
-        for (i, batch) in tokens.chunks(self.opts.batch).enumerate() {
-            let last = i + 1 == n_batches;
-            self.model.net.forward(
-                batch,
-                self.tokens.len(),
-                &mut self.cache,
-                &mut self.act,
-                all_logits,
-                run,
-            );
-            if all_logits || last {
-                out.extend_from_slice(&self.act.logits);
-            }
-            self.tokens.extend_from_slice(batch);
-        }
-        Ok(())
+        self.batch.clear();
+        self.batch.add(self.seq, tokens, logits);
+        self.engine.eval(&self.batch, out)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::weights::{Linear, Norm, QkvWeights, Weights};
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, SeqId};
 use std::ops::Range;
 use synapse_core::attention::AttentionShape;
 use synapse_core::kernels::{matmul, matmul_many, MatmulScratch, Precision};
@@ -37,6 +37,24 @@ pub struct RunOptions {
     pub threads: usize,
 }
 
+/// Rows `rows` of a forward batch's tokens are positions `pos..` of sequence `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeqRun {
+    pub seq: SeqId,
+    pub rows: Range<usize>,
+    pub pos: usize,
+}
+
+/// The tokens of one forward pass: runs of consecutive positions of one or more
+/// sequences, and the rows whose logits are wanted.
+pub struct ForwardBatch<'a> {
+    pub tokens: &'a [u32],
+    /// Cover `tokens` in order; the cache has made room for them (`KvCache::append`).
+    pub runs: &'a [SeqRun],
+    /// Rows whose logits `forward` computes, in the order it writes them.
+    pub logits: &'a [usize],
+}
+
 // ---------------------------------------------------------------------------------------
 // Activations of one forward batch
 // ---------------------------------------------------------------------------------------
@@ -57,6 +75,8 @@ pub struct Activations {
     /// Up projection output (gate and up rows when fused).
     up: Vec<f32>,
     pub logits: Vec<f32>,
+    /// The position of each row of the batch.
+    positions: Vec<usize>,
     rope: RopeTable,
     /// RoPE frequencies and attention factor for this session's context length.
     inv_freq: Vec<f32>,
@@ -95,6 +115,7 @@ impl Activations {
             gate: vec![0.0; t * c.d_ff],
             up: vec![0.0; t * up_width],
             logits: Vec::with_capacity(t * c.vocab_size),
+            positions: Vec::with_capacity(t),
             rope: RopeTable::default(),
             inv_freq,
             mscale,
@@ -218,41 +239,46 @@ impl Ops<'_> {
 }
 
 impl Decoder {
-    /// Runs `tokens` (at most `act.max_batch()`) at positions `pos..`, appending their keys
-    /// and values to `cache`. Leaves in `act.logits` the logits of every position when
-    /// `all_logits`, else of the last one.
+    /// Runs a batch of at most `act.max_batch()` tokens, writing their keys and values
+    /// to `cache`, and leaves in `act.logits` the logits of the rows `batch.logits` asks
+    /// for. Matmuls, norms and the feed-forward run over the whole batch, attention per
+    /// sequence.
     pub fn forward(
         &self,
-        tokens: &[u32],
-        pos: usize,
+        batch: &ForwardBatch,
         cache: &mut KvCache,
         act: &mut Activations,
-        all_logits: bool,
         opts: RunOptions,
     ) {
         let c = &self.config;
         let w = &self.weights;
-        let n = tokens.len();
-        assert!(n >= 1 && n <= act.max_batch && pos + n <= cache.capacity());
+        let n = batch.tokens.len();
+        debug_assert!(n >= 1 && n <= act.max_batch);
         let ops = Ops { c, opts };
         let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
+        act.positions.clear();
+        for run in batch.runs {
+            act.positions.extend(run.pos..run.pos + run.rows.len());
+        }
+        debug_assert_eq!(act.positions.len(), n, "the runs cover the batch");
 
         // Embeddings.
         let x = &mut act.x[..n * d];
-        for (t, (row, &tok)) in x.chunks_exact_mut(d).zip(tokens).enumerate() {
+        for ((row, &tok), &pos) in x.chunks_exact_mut(d).zip(batch.tokens).zip(&act.positions) {
             w.token_embd.dequantize_row(tok as usize, row);
             if let Some(scale) = c.embedding_scale {
                 row.iter_mut().for_each(|v| *v *= scale);
             }
             if let Some(table) = &w.position_embd {
                 let p = &mut act.proj[..d];
-                table.dequantize_row(pos + t, p);
+                table.dequantize_row(pos, p);
                 add_assign(row, p);
             }
         }
         let rope_style = match &c.position {
             Position::Rope(rope) => {
-                act.rope.fill(pos, n, &act.inv_freq, act.mscale);
+                let positions = act.positions.iter().copied();
+                act.rope.fill(positions, &act.inv_freq, act.mscale);
                 Some(rope.style)
             }
             Position::Learned => None,
@@ -291,9 +317,17 @@ impl Decoder {
                 rotate(&act.rope, q, qd, c.head_dim, style);
                 rotate(&act.rope, k, kvd, c.head_dim, style);
             }
-            cache.write(layer, pos, k, v);
             let attn = &mut act.attn[..n * qd];
-            cache.attention(layer, q, pos, &ops.attention_shape(), opts.threads, attn);
+            for run in batch.runs {
+                let (rows, kv_rows) = (
+                    run.rows.start * qd..run.rows.end * qd,
+                    run.rows.start * kvd..run.rows.end * kvd,
+                );
+                cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows]);
+                let shape = ops.attention_shape();
+                let (q, out) = (&q[rows.clone()], &mut attn[rows]);
+                cache.attention(layer, run.seq, q, run.pos, &shape, opts.threads, out);
+            }
             let proj = &mut act.proj[..n * d];
             ops.linear(&lw.attn_output, attn, proj, &mut act.matmul);
             add_assign(x, proj);
@@ -341,11 +375,16 @@ impl Decoder {
             add_assign(x, proj);
         }
 
-        // Output.
-        let first = if all_logits { 0 } else { n - 1 };
-        let rows = n - first;
+        // Output, for the rows asked for.
+        let rows = batch.logits.len();
+        act.logits.clear();
+        if rows == 0 {
+            return;
+        }
         let normed = &mut act.normed[..rows * d];
-        ops.norm(&w.output_norm, &x[first * d..], normed);
+        for (&row, out) in batch.logits.iter().zip(normed.chunks_exact_mut(d)) {
+            ops.norm(&w.output_norm, &x[row * d..][..d], out);
+        }
         act.logits.resize(rows * c.vocab_size, 0.0);
         ops.matmul(&w.output, normed, &mut act.logits, &mut act.matmul);
         if let Some(cap) = c.final_softcap {
