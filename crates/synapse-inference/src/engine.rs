@@ -5,7 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::kv_cache::{KvCache, KvType, SeqId};
-use crate::model::decoder::{Activations, ForwardBatch, RunOptions, SeqRun};
+use crate::model::backend::{Backend, Cpu, RunOptions};
+use crate::model::decoder::{Activations, ForwardBatch, SeqRun};
 use crate::session::{Model, SessionOptions};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -53,11 +54,11 @@ impl Batch {
 }
 
 /// A model, a key/value pool and the sequences in it.
-pub struct Engine {
-    pub model: Arc<Model>,
+pub struct Engine<B: Backend = Cpu> {
+    pub model: Arc<Model<B>>,
     opts: SessionOptions,
     cache: KvCache,
-    act: Activations,
+    act: Activations<B>,
     /// The tokens each sequence has evaluated.
     tokens: HashMap<SeqId, Vec<u32>>,
     /// One forward pass being assembled.
@@ -66,10 +67,10 @@ pub struct Engine {
     pass_tokens: Vec<u32>,
 }
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     /// An engine with no sequences; `opts.batch` bounds the tokens of one forward pass
     /// (all sequences together) and `opts.context` each sequence.
-    pub fn new(model: Arc<Model>, opts: SessionOptions) -> Engine {
+    pub fn new(model: Arc<Model<B>>, opts: SessionOptions) -> Engine<B> {
         let opts = opts.resolve(&model);
         let c = model.config();
         let kv_type = opts.kv_type.unwrap_or(KvType::F16);
@@ -82,7 +83,7 @@ impl Engine {
             kv_type,
             None,
         );
-        let act = Activations::new(c, opts.batch, opts.context);
+        let act = Activations::new(&model.decoder().backend, c, opts.batch, opts.context);
         Engine {
             model,
             opts,
@@ -242,8 +243,7 @@ impl Engine {
             };
             self.model
                 .decoder()
-                .forward(&batch, &mut self.cache, &mut self.act, run);
-            out.extend_from_slice(&self.act.logits);
+                .forward(&batch, &mut self.cache, &mut self.act, run, out);
             for run in &self.runs {
                 let tokens = self.tokens.get_mut(&run.seq).expect("checked");
                 tokens.extend_from_slice(&self.pass_tokens[run.rows.clone()]);

@@ -384,6 +384,39 @@ impl KvCache {
         }
     }
 
+    /// The keys and values (`[position][kv_dim]`, as f32) of positions `0..len` of `seq`
+    /// in `layer`, for references that attend without the kernel. Positions a ring has
+    /// overwritten hold whatever took their slot.
+    pub fn history(&self, layer: usize, seq: SeqId, len: usize) -> (Vec<f32>, Vec<f32>) {
+        let kvd = self.kv_dim;
+        let pages = &self.sequences[seq.0 as usize]
+            .as_ref()
+            .expect("a live sequence")
+            .pages;
+        let (mut keys, mut values) = (vec![0.0; len * kvd], vec![0.0; len * kvd]);
+        let widen = |x: &dyn Fn(usize) -> f32, out: &mut [f32]| {
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = x(i));
+        };
+        for p in 0..len {
+            let slot = p % self.slots;
+            let (chunk, at) = self.locate(pages[slot / TILE], layer);
+            let (i, v) = (slot % TILE, at + TILE * kvd);
+            let (key, value) = (&mut keys[p * kvd..][..kvd], &mut values[p * kvd..][..kvd]);
+            match &self.chunks {
+                Chunks::F32(c) => {
+                    widen(&|d| c[chunk][at + d * TILE + i], key);
+                    widen(&|d| c[chunk][v + i * kvd + d], value);
+                }
+                Chunks::F16(c) => {
+                    let f = |bits: u16| half::f16::from_bits(bits).to_f32();
+                    widen(&|d| f(c[chunk][at + d * TILE + i]), key);
+                    widen(&|d| f(c[chunk][v + i * kvd + d]), value);
+                }
+            }
+        }
+        (keys, values)
+    }
+
     /// Attention of the queries `q` (`[n][n_heads * head_dim]`) of `seq` at positions
     /// `pos..pos + n`, after their keys and values were written, into `out` (shaped
     /// like `q`).

@@ -7,6 +7,7 @@ use crate::engine::{Batch, Engine, Logits};
 use crate::error::{Error, Result};
 use crate::hf::HfDir;
 use crate::kv_cache::{KvType, SeqId};
+use crate::model::backend::{Backend, Cpu};
 use crate::model::decoder::{Activations, Decoder};
 use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
 use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
@@ -27,18 +28,21 @@ pub enum ModelSource {
 }
 
 /// A model ready to run: configuration and weights (in place in the file's bytes, unless
-/// quantized at load).
-pub struct Model {
+/// quantized at load), on backend `B` (the CPU unless moved with [`Model::with_backend`]).
+pub struct Model<B: Backend = Cpu> {
     pub path: String,
     /// None for a checkpoint without tokenizer files: it runs on token ids.
     pub tokenizer: Option<Tokenizer>,
     pub source: ModelSource,
     /// Tokens that end generation: the tokenizer's, and generation_config.json's.
     end_of_generation: Vec<u32>,
-    net: Decoder,
+    /// The type of every matrix a matmul reads (see [`Weights::matmul_weights`]).
+    matmul_types: Vec<DType>,
+    weight_bytes_per_token: u64,
+    net: Decoder<B>,
 }
 
-impl Model {
+impl Model<Cpu> {
     /// Loads a GGUF model file, memory-mapped.
     #[cfg(feature = "native")]
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Model> {
@@ -96,7 +100,13 @@ impl Model {
         end_of_generation.dedup();
         Model {
             path,
-            net: Decoder { config, weights },
+            matmul_types: weights.matmul_weights().map(|w| w.dtype).collect(),
+            weight_bytes_per_token: weights.bytes_per_token(config.tied_embeddings),
+            net: Decoder {
+                config,
+                weights,
+                backend: Cpu,
+            },
             tokenizer,
             source,
             end_of_generation,
@@ -151,6 +161,28 @@ impl Model {
         ))
     }
 
+    /// The same model on backend `b` (its weights handed over with [`Backend::matrix`]).
+    pub fn with_backend<B: Backend>(self, backend: B) -> Model<B> {
+        let Decoder {
+            config, weights, ..
+        } = self.net;
+        Model {
+            path: self.path,
+            tokenizer: self.tokenizer,
+            source: self.source,
+            end_of_generation: self.end_of_generation,
+            matmul_types: self.matmul_types,
+            weight_bytes_per_token: self.weight_bytes_per_token,
+            net: Decoder {
+                config,
+                weights: weights.upload(&backend),
+                backend,
+            },
+        }
+    }
+}
+
+impl<B: Backend> Model<B> {
     /// The model's shape and components.
     pub fn config(&self) -> &ModelConfig {
         &self.net.config
@@ -171,7 +203,7 @@ impl Model {
         }
     }
 
-    pub(crate) fn decoder(&self) -> &Decoder {
+    pub(crate) fn decoder(&self) -> &Decoder<B> {
         &self.net
     }
 
@@ -183,14 +215,12 @@ impl Model {
     /// Bytes of weights a decode step reads: every matrix except the embedding table, of
     /// which one row is read, unless it doubles as the output projection.
     pub fn weight_bytes_per_token(&self) -> u64 {
-        self.net
-            .weights
-            .bytes_per_token(self.config().tied_embeddings)
+        self.weight_bytes_per_token
     }
 
     /// The type of every matrix a matmul reads (see [`Weights::matmul_weights`]).
     pub fn matmul_types(&self) -> impl Iterator<Item = DType> + '_ {
-        self.net.weights.matmul_weights().map(|w| w.dtype)
+        self.matmul_types.iter().copied()
     }
 
     /// The model's chat template (GGUF `tokenizer.chat_template`, or the Hugging Face
@@ -261,7 +291,7 @@ impl Default for SessionOptions {
 impl SessionOptions {
     /// These options with the automatic values (context 0, batch 0, no cache type) chosen
     /// for `model`.
-    pub fn resolve(mut self, model: &Model) -> SessionOptions {
+    pub fn resolve<B: Backend>(mut self, model: &Model<B>) -> SessionOptions {
         let c = model.config();
         let kv_type = KvType::default_for(self.precision, model.matmul_types());
         self.kv_type = Some(self.kv_type.unwrap_or(kv_type));
@@ -269,7 +299,7 @@ impl SessionOptions {
             self.context = c.context_length.min(4096);
         }
         if self.batch == 0 {
-            self.batch = Activations::batch_within(c, ACTIVATION_BUDGET, MAX_AUTO_BATCH);
+            self.batch = Activations::<B>::batch_within(c, ACTIVATION_BUDGET, MAX_AUTO_BATCH);
         }
         self.batch = self.batch.clamp(1, self.context);
         self
@@ -278,15 +308,15 @@ impl SessionOptions {
 
 /// One conversation's state: the tokens evaluated so far and their keys and values. An
 /// [`Engine`] with one sequence, which [`Session::engine`] exposes for forks and snapshots.
-pub struct Session {
-    pub model: Arc<Model>,
-    engine: Engine,
+pub struct Session<B: Backend = Cpu> {
+    pub model: Arc<Model<B>>,
+    engine: Engine<B>,
     seq: SeqId,
     batch: Batch,
 }
 
-impl Session {
-    pub fn new(model: Arc<Model>, opts: SessionOptions) -> Session {
+impl<B: Backend> Session<B> {
+    pub fn new(model: Arc<Model<B>>, opts: SessionOptions) -> Session<B> {
         let mut engine = Engine::new(model.clone(), opts);
         let seq = engine.add_sequence();
         Session {
@@ -320,7 +350,7 @@ impl Session {
     }
 
     /// The engine this session's sequence lives in, and that sequence.
-    pub fn engine(&mut self) -> (&mut Engine, SeqId) {
+    pub fn engine(&mut self) -> (&mut Engine<B>, SeqId) {
         (&mut self.engine, self.seq)
     }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use synapse_core::kernels::Precision;
 use synapse_inference::kv_cache::KvType;
+use synapse_inference::model::backend::{Backend, Cpu, Reference};
 use synapse_inference::{Model, Session, SessionOptions};
 
 /// How a check runs the model, and how close to transformers' logits it must come.
@@ -52,13 +53,14 @@ fn fixtures() -> PathBuf {
     }
 }
 
-struct Reference {
+/// What transformers computed for a family.
+struct Expected {
     input_ids: Vec<u32>,
     logits: Vec<Vec<f32>>,
     greedy: Vec<u32>,
 }
 
-fn reference(family: &str) -> Reference {
+fn reference(family: &str) -> Expected {
     let path = fixtures().join(family).join("reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json: Value = serde_json::from_str(&text).unwrap();
@@ -70,7 +72,7 @@ fn reference(family: &str) -> Reference {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect()
     };
-    Reference {
+    Expected {
         input_ids: ids("input_ids"),
         greedy: ids("greedy"),
         logits: json["logits"]
@@ -98,10 +100,16 @@ fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Checks the model at `path` against the family's reference; returns the largest logit
-/// difference.
-fn check(path: &Path, r: &Reference, mode: Mode) -> f32 {
-    let model = Arc::new(Model::load(path).unwrap_or_else(|e| panic!("{e}")));
+/// The model at `path` on backend `B`.
+fn load<B: Backend>(path: &Path, backend: B) -> Arc<Model<B>> {
+    let model = Model::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Arc::new(model.with_backend(backend))
+}
+
+/// Checks the model at `path` on backend `B` against the family's reference; returns the
+/// largest logit difference.
+fn check<B: Backend>(path: &Path, backend: B, r: &Expected, mode: Mode) -> f32 {
+    let model = load(path, backend);
     let opts = SessionOptions {
         context: 64,
         threads: mode.threads,
@@ -151,7 +159,7 @@ fn check_family(family: &str) {
     check_hf(family);
     let r = reference(family);
     for mode in [F32, DEFAULT] {
-        let d = check(&fixtures().join(family).join("model.gguf"), &r, mode);
+        let d = check(&fixtures().join(family).join("model.gguf"), Cpu, &r, mode);
         eprintln!("{family} gguf {mode:?}: max |logit diff| {d:.2e}");
     }
 }
@@ -160,9 +168,44 @@ fn check_hf(family: &str) {
     let r = reference(family);
     let one_thread = Mode { threads: 1, ..F32 };
     for mode in [one_thread, F32, DEFAULT, DEFAULT_F16_KV] {
-        let d = check(&fixtures().join(family).join("hf"), &r, mode);
+        let d = check(&fixtures().join(family).join("hf"), Cpu, &r, mode);
         eprintln!("{family} hf {mode:?}: max |logit diff| {d:.2e}");
     }
+}
+
+const FAMILIES: [&str; 7] = [
+    "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt2",
+];
+
+/// The reference backend (scalar f32, one thread, textbook attention) runs the same model
+/// code to transformers' logits and greedy tokens, from every family's Hugging Face
+/// directory and GGUF conversion.
+#[test]
+fn reference_backend_matches_transformers() {
+    let one_thread = Mode { threads: 1, ..F32 };
+    for family in FAMILIES {
+        let r = reference(family);
+        let mut paths = vec![fixtures().join(family).join("hf")];
+        // llama.cpp's Mistral conversion drops the window (see `mistral_sliding_window`).
+        if family != "mistral" {
+            paths.push(fixtures().join(family).join("model.gguf"));
+        }
+        for path in paths {
+            for mode in [one_thread, DEFAULT_F16_KV] {
+                let d = check(&path, Reference, &r, mode);
+                eprintln!(
+                    "{} reference backend {mode:?}: max |logit diff| {d:.2e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// The batched forward pass on the reference backend, as on the CPU.
+#[test]
+fn reference_backend_batches_sequences() {
+    batched_sequences_match_each_alone_on(|| Reference);
 }
 
 #[test]
@@ -361,7 +404,12 @@ struct Script {
 
 /// Logits of `script` run alone in a session of its own: every prompt position's, then
 /// those of `steps` greedy tokens.
-fn alone(model: &Arc<Model>, opts: SessionOptions, script: &Script, steps: usize) -> Vec<f32> {
+fn alone<B: Backend>(
+    model: &Arc<Model<B>>,
+    opts: SessionOptions,
+    script: &Script,
+    steps: usize,
+) -> Vec<f32> {
     let mut session = Session::new(model.clone(), opts);
     let mut logits = session.eval(&script.first, true).unwrap();
     logits.extend(session.eval(&script.second, true).unwrap());
@@ -379,12 +427,14 @@ fn alone(model: &Arc<Model>, opts: SessionOptions, script: &Script, steps: usize
 /// alone, in every family.
 #[test]
 fn batched_sequences_match_each_alone() {
+    batched_sequences_match_each_alone_on(|| Cpu);
+}
+
+fn batched_sequences_match_each_alone_on<B: Backend>(backend: impl Fn() -> B) {
     use synapse_inference::{Batch, Engine, Logits};
-    for family in [
-        "llama3", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gpt2",
-    ] {
+    for family in FAMILIES {
         let ids = reference(family).input_ids;
-        let model = Arc::new(Model::load(fixtures().join(family).join("hf")).unwrap());
+        let model = load(&fixtures().join(family).join("hf"), backend());
         let opts = SessionOptions {
             context: 64,
             threads: 2,

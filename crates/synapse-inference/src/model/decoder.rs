@@ -1,41 +1,14 @@
 //! The decoder-only transformer every family is an instance of: embeddings, then blocks
 //! of (norm, attention, residual, norm, feed-forward, residual), then a final norm and
 //! the output projection. Which norm, position scheme, FFN and projections a block uses
-//! comes from the [`ModelConfig`].
+//! comes from the [`ModelConfig`]; every operation runs on a [`Backend`].
 
-use super::weights::{Linear, Norm, QkvWeights, Weights};
-use crate::config::{FfnKind, ModelConfig, NormKind, Position};
+use super::backend::{Backend, RopePositions, RunOptions};
+use super::weights::{QkvWeights, Weights};
+use crate::config::{FfnKind, ModelConfig, Position};
 use crate::kv_cache::{KvCache, SeqId};
 use std::ops::Range;
 use synapse_core::attention::AttentionShape;
-use synapse_core::kernels::{matmul, matmul_many, MatmulScratch, Precision};
-use synapse_core::ops::{
-    activate, add_assign, add_bias, gated, layer_norm, rms_norm, rms_norm_in_place, softcap,
-    RopeStyle, RopeTable,
-};
-use synapse_core::threads::parallel_chunks_mut;
-use synapse_core::WeightTensor;
-
-/// Calls `f(tokens, their part of x)` on runs of the tokens of `x` (`len` values each), on
-/// up to `threads` threads once a batch is large enough to pay for waking them.
-fn per_token(
-    x: &mut [f32],
-    len: usize,
-    threads: usize,
-    f: impl Fn(Range<usize>, &mut [f32]) + Sync,
-) {
-    /// Values below which one thread does the work (about 10 us of activation functions).
-    const PARALLEL_MIN: usize = 1 << 14;
-    let threads = if x.len() >= PARALLEL_MIN { threads } else { 1 };
-    parallel_chunks_mut(x, len, threads, f);
-}
-
-/// How to run a forward pass.
-#[derive(Clone, Copy, Debug)]
-pub struct RunOptions {
-    pub precision: Precision,
-    pub threads: usize,
-}
 
 /// Rows `rows` of a forward batch's tokens are positions `pos..` of sequence `seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,33 +32,32 @@ pub struct ForwardBatch<'a> {
 // Activations of one forward batch
 // ---------------------------------------------------------------------------------------
 
-/// Buffers for a batch of up to `max_batch` tokens, allocated once per session.
-pub struct Activations {
+/// Buffers for a batch of up to `max_batch` tokens, allocated once per engine.
+pub struct Activations<B: Backend> {
     max_batch: usize,
-    x: Vec<f32>,
-    normed: Vec<f32>,
+    x: B::Buffer,
+    normed: B::Buffer,
     /// Fused Q/K/V projection output, split into `q`, `k`, `v`.
-    qkv: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    attn: Vec<f32>,
-    proj: Vec<f32>,
-    gate: Vec<f32>,
+    qkv: B::Buffer,
+    q: B::Buffer,
+    k: B::Buffer,
+    v: B::Buffer,
+    attn: B::Buffer,
+    proj: B::Buffer,
+    gate: B::Buffer,
     /// Up projection output (gate and up rows when fused).
-    up: Vec<f32>,
-    pub logits: Vec<f32>,
+    up: B::Buffer,
+    logits: B::Buffer,
     /// The position of each row of the batch.
     positions: Vec<usize>,
-    rope: RopeTable,
-    /// RoPE frequencies and attention factor for this session's context length.
+    /// RoPE frequencies and attention factor for this engine's context length.
     inv_freq: Vec<f32>,
     mscale: f32,
-    matmul: MatmulScratch,
+    scratch: B::Scratch,
 }
 
-impl Activations {
-    pub fn new(c: &ModelConfig, max_batch: usize, context: usize) -> Activations {
+impl<B: Backend> Activations<B> {
+    pub fn new(b: &B, c: &ModelConfig, max_batch: usize, context: usize) -> Activations<B> {
         let t = max_batch;
         let up_width = match c.fused_gate_up {
             true => 2 * c.d_ff,
@@ -95,31 +67,27 @@ impl Activations {
             Position::Rope(rope) => rope.frequencies(context),
             Position::Learned => (Vec::new(), 1.0),
         };
+        let qkv = match c.fused_qkv {
+            true => t * (c.q_dim() + 2 * c.kv_dim()),
+            false => 0,
+        };
         Activations {
             max_batch,
-            x: vec![0.0; t * c.d_model],
-            normed: vec![0.0; t * c.d_model],
-            qkv: vec![
-                0.0;
-                if c.fused_qkv {
-                    t * (c.q_dim() + 2 * c.kv_dim())
-                } else {
-                    0
-                }
-            ],
-            q: vec![0.0; t * c.q_dim()],
-            k: vec![0.0; t * c.kv_dim()],
-            v: vec![0.0; t * c.kv_dim()],
-            attn: vec![0.0; t * c.q_dim()],
-            proj: vec![0.0; t * c.d_model],
-            gate: vec![0.0; t * c.d_ff],
-            up: vec![0.0; t * up_width],
-            logits: Vec::with_capacity(t * c.vocab_size),
+            x: b.buffer(t * c.d_model),
+            normed: b.buffer(t * c.d_model),
+            qkv: b.buffer(qkv),
+            q: b.buffer(t * c.q_dim()),
+            k: b.buffer(t * c.kv_dim()),
+            v: b.buffer(t * c.kv_dim()),
+            attn: b.buffer(t * c.q_dim()),
+            proj: b.buffer(t * c.d_model),
+            gate: b.buffer(t * c.d_ff),
+            up: b.buffer(t * up_width),
+            logits: b.buffer(t * c.vocab_size),
             positions: Vec::with_capacity(t),
-            rope: RopeTable::default(),
             inv_freq,
             mscale,
-            matmul: MatmulScratch::default(),
+            scratch: B::Scratch::default(),
         }
     }
 
@@ -127,7 +95,8 @@ impl Activations {
         self.max_batch
     }
 
-    /// Bytes of activation buffers per token of batch.
+    /// Bytes of activation buffers per token of batch (the logits excepted: allocated,
+    /// they are touched only for the rows asked for).
     pub fn bytes_per_token(c: &ModelConfig) -> usize {
         let fused_qkv = if c.fused_qkv {
             c.q_dim() + 2 * c.kv_dim()
@@ -141,7 +110,7 @@ impl Activations {
 
     /// The largest batch, a multiple of 32 from 32 to `max`, whose buffers fit `budget`.
     pub fn batch_within(c: &ModelConfig, budget: usize, max: usize) -> usize {
-        (budget / Activations::bytes_per_token(c) / 32 * 32).clamp(32, max)
+        (budget / Activations::<B>::bytes_per_token(c) / 32 * 32).clamp(32, max)
     }
 }
 
@@ -149,84 +118,15 @@ impl Activations {
 // Forward
 // ---------------------------------------------------------------------------------------
 
-pub struct Decoder {
+pub struct Decoder<B: Backend> {
     pub config: ModelConfig,
-    pub weights: Weights,
+    pub weights: Weights<B>,
+    pub backend: B,
 }
 
-/// The operations of a forward pass, as the configuration and run options select them.
-struct Ops<'a> {
-    c: &'a ModelConfig,
-    opts: RunOptions,
-}
-
-impl Ops<'_> {
-    /// `out = x W^T (+ b)` for the batch's rows.
-    fn linear(&self, l: &Linear, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) {
-        self.matmul(&l.weight, x, out, scratch);
-        if let Some(b) = &l.bias {
-            add_bias(out, b);
-        }
-    }
-
-    /// Several linear layers of the same input (Q/K/V; gate and up) in one dispatch, with
-    /// the input quantized once.
-    fn linears<const N: usize>(
-        &self,
-        mut parts: [(&Linear, &mut [f32]); N],
-        x: &[f32],
-        scratch: &mut MatmulScratch,
-    ) {
-        let n = x.len() / parts[0].0.weight.cols;
-        let mut weights: [(&WeightTensor, &mut [f32]); N] =
-            parts.each_mut().map(|(l, out)| (&l.weight, &mut **out));
-        matmul_many(
-            &mut weights,
-            x,
-            n,
-            self.opts.precision,
-            self.opts.threads,
-            scratch,
-        );
-        for (l, out) in parts.iter_mut() {
-            if let Some(bias) = &l.bias {
-                add_bias(out, bias);
-            }
-        }
-    }
-
-    fn matmul(&self, w: &WeightTensor, x: &[f32], out: &mut [f32], scratch: &mut MatmulScratch) {
-        let n = x.len() / w.cols;
-        matmul(
-            w,
-            x,
-            n,
-            out,
-            self.opts.precision,
-            self.opts.threads,
-            scratch,
-        );
-    }
-
-    fn norm(&self, norm: &Norm, x: &[f32], out: &mut [f32]) {
-        let d = norm.weight.len();
-        for (o, xi) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-            match (self.c.norm, &norm.bias) {
-                (NormKind::Layer, Some(b)) => layer_norm(xi, &norm.weight, b, self.c.norm_eps, o),
-                _ => rms_norm(xi, &norm.weight, self.c.norm_eps, o),
-            }
-        }
-    }
-
-    /// Per-head RMSNorm (Qwen3's Q/K norm), in place.
-    fn head_norm(&self, weight: &[f32], x: &mut [f32]) {
-        for head in x.chunks_exact_mut(weight.len()) {
-            rms_norm_in_place(head, weight, self.c.norm_eps);
-        }
-    }
-
+impl<B: Backend> Decoder<B> {
     fn attention_shape(&self) -> AttentionShape {
-        let c = self.c;
+        let c = &self.config;
         AttentionShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -236,25 +136,22 @@ impl Ops<'_> {
             softcap: c.attention_softcap,
         }
     }
-}
 
-impl Decoder {
     /// Runs a batch of at most `act.max_batch()` tokens, writing their keys and values
-    /// to `cache`, and leaves in `act.logits` the logits of the rows `batch.logits` asks
-    /// for. Matmuls, norms and the feed-forward run over the whole batch, attention per
-    /// sequence.
+    /// to `cache`, and appends to `logits` those of the rows `batch.logits` asks for
+    /// (`[rows][vocab]`). Matmuls, norms and the feed-forward run over the whole batch,
+    /// attention per sequence.
     pub fn forward(
         &self,
         batch: &ForwardBatch,
         cache: &mut KvCache,
-        act: &mut Activations,
+        act: &mut Activations<B>,
         opts: RunOptions,
+        logits: &mut Vec<f32>,
     ) {
-        let c = &self.config;
-        let w = &self.weights;
+        let (c, w, b) = (&self.config, &self.weights, &self.backend);
         let n = batch.tokens.len();
         debug_assert!(n >= 1 && n <= act.max_batch);
-        let ops = Ops { c, opts };
         let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
         act.positions.clear();
         for run in batch.runs {
@@ -263,162 +160,130 @@ impl Decoder {
         debug_assert_eq!(act.positions.len(), n, "the runs cover the batch");
 
         // Embeddings.
-        let x = &mut act.x[..n * d];
-        for ((row, &tok), &pos) in x.chunks_exact_mut(d).zip(batch.tokens).zip(&act.positions) {
-            w.token_embd.dequantize_row(tok as usize, row);
-            if let Some(scale) = c.embedding_scale {
-                row.iter_mut().for_each(|v| *v *= scale);
-            }
-            if let Some(table) = &w.position_embd {
-                let p = &mut act.proj[..d];
-                table.dequantize_row(pos, p);
-                add_assign(row, p);
-            }
+        let x = &mut act.x;
+        b.embed(&w.token_embd, batch.tokens, x);
+        if let Some(scale) = c.embedding_scale {
+            b.scale(x, n * d, scale);
+        }
+        if let Some(table) = &w.position_embd {
+            b.add_rows(table, &act.positions, x);
         }
         let rope_style = match &c.position {
             Position::Rope(rope) => {
-                let positions = act.positions.iter().copied();
-                act.rope.fill(positions, &act.inv_freq, act.mscale);
+                let positions = RopePositions {
+                    inv_freq: &act.inv_freq,
+                    mscale: act.mscale,
+                    positions: &act.positions,
+                };
+                b.prepare_rope(&positions, &mut act.scratch);
                 Some(rope.style)
             }
             Position::Learned => None,
         };
+        let shape = self.attention_shape();
 
         for (layer, lw) in w.blocks.iter().enumerate() {
             // Attention block.
-            let normed = &mut act.normed[..n * d];
-            ops.norm(&lw.attn_norm, x, normed);
-            let (q, k, v) = (
-                &mut act.q[..n * qd],
-                &mut act.k[..n * kvd],
-                &mut act.v[..n * kvd],
-            );
+            b.norm(&lw.attn_norm, c.norm_eps, x, n, &mut act.normed);
+            let (q, k, v) = (&mut act.q, &mut act.k, &mut act.v);
             match &lw.qkv {
                 QkvWeights::Separate {
                     q: wq,
                     k: wk,
                     v: wv,
-                } => ops.linears([(wq, q), (wk, k), (wv, v)], normed, &mut act.matmul),
+                } => {
+                    let parts = [(wq, &mut *q), (wk, &mut *k), (wv, &mut *v)];
+                    b.linears(parts, &act.normed, n, opts, &mut act.scratch)
+                }
                 QkvWeights::Fused(wqkv) => {
-                    let qkv = &mut act.qkv[..n * (qd + 2 * kvd)];
-                    ops.linear(wqkv, normed, qkv, &mut act.matmul);
-                    for (t, row) in qkv.chunks_exact(qd + 2 * kvd).enumerate() {
-                        q[t * qd..][..qd].copy_from_slice(&row[..qd]);
-                        k[t * kvd..][..kvd].copy_from_slice(&row[qd..qd + kvd]);
-                        v[t * kvd..][..kvd].copy_from_slice(&row[qd + kvd..]);
-                    }
+                    b.linears(
+                        [(wqkv, &mut act.qkv)],
+                        &act.normed,
+                        n,
+                        opts,
+                        &mut act.scratch,
+                    );
+                    b.split_qkv(&act.qkv, n, qd, kvd, q, k, v);
                 }
             }
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
-                ops.head_norm(qn, q);
-                ops.head_norm(kn, k);
+                b.head_norm(qn, c.norm_eps, q, n * qd);
+                b.head_norm(kn, c.norm_eps, k, n * kvd);
             }
             if let Some(style) = rope_style {
-                rotate(&act.rope, q, qd, c.head_dim, style);
-                rotate(&act.rope, k, kvd, c.head_dim, style);
+                b.rope(q, n, qd, c.head_dim, style, &act.scratch);
+                b.rope(k, n, kvd, c.head_dim, style, &act.scratch);
             }
-            let attn = &mut act.attn[..n * qd];
-            for run in batch.runs {
-                let (rows, kv_rows) = (
-                    run.rows.start * qd..run.rows.end * qd,
-                    run.rows.start * kvd..run.rows.end * kvd,
-                );
-                cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows]);
-                let shape = ops.attention_shape();
-                let (q, out) = (&q[rows.clone()], &mut attn[rows]);
-                cache.attention(layer, run.seq, q, run.pos, &shape, opts.threads, out);
-            }
-            let proj = &mut act.proj[..n * d];
-            ops.linear(&lw.attn_output, attn, proj, &mut act.matmul);
-            add_assign(x, proj);
+            let qkv = (&*q, &*k, &*v);
+            b.attention(cache, layer, batch.runs, qkv, &shape, opts, &mut act.attn);
+            b.linears(
+                [(&lw.attn_output, &mut act.proj)],
+                &act.attn,
+                n,
+                opts,
+                &mut act.scratch,
+            );
+            b.add(x, &act.proj, n * d);
 
             // Feed-forward block.
-            ops.norm(&lw.ffn_norm, x, normed);
-            let gate = &mut act.gate[..n * ff];
-            let hidden: &[f32] = match (c.ffn, &lw.ffn_gate) {
+            b.norm(&lw.ffn_norm, c.norm_eps, x, n, &mut act.normed);
+            let hidden = match (c.ffn, &lw.ffn_gate) {
                 (FfnKind::Gated(f), Some(wg)) => {
-                    let up = &mut act.up[..n * ff];
-                    ops.linears(
-                        [(wg, &mut *gate), (&lw.ffn_up, up)],
-                        normed,
-                        &mut act.matmul,
-                    );
-                    let up = &*up;
-                    // Token by token, the tokens split across threads (as all the
-                    // element-wise work of a batch large enough to pay for it).
-                    per_token(gate, ff, opts.threads, |tokens, gate| {
-                        gated(gate, &up[tokens.start * ff..tokens.end * ff], f)
-                    });
-                    gate
+                    let parts = [(wg, &mut act.gate), (&lw.ffn_up, &mut act.up)];
+                    b.linears(parts, &act.normed, n, opts, &mut act.scratch);
+                    b.gated(&mut act.gate, &act.up, n, ff, f, opts);
+                    &act.gate
                 }
                 (FfnKind::Gated(f), None) => {
-                    let gate_up = &mut act.up[..n * 2 * ff];
-                    ops.linear(&lw.ffn_up, normed, gate_up, &mut act.matmul);
-                    let gate_up = &*gate_up;
-                    per_token(gate, ff, opts.threads, |tokens, gate| {
-                        let rows = gate_up[tokens.start * 2 * ff..].chunks_exact(2 * ff);
-                        for (g, row) in gate.chunks_exact_mut(ff).zip(rows) {
-                            g.copy_from_slice(&row[..ff]);
-                            gated(g, &row[ff..], f);
-                        }
-                    });
-                    gate
+                    b.linears(
+                        [(&lw.ffn_up, &mut act.up)],
+                        &act.normed,
+                        n,
+                        opts,
+                        &mut act.scratch,
+                    );
+                    b.gated_fused(&act.up, n, ff, f, &mut act.gate, opts);
+                    &act.gate
                 }
                 (FfnKind::Plain(f), _) => {
-                    let up = &mut act.up[..n * ff];
-                    ops.linear(&lw.ffn_up, normed, up, &mut act.matmul);
-                    per_token(up, ff, opts.threads, |_, up| activate(up, f));
-                    up
+                    b.linears(
+                        [(&lw.ffn_up, &mut act.up)],
+                        &act.normed,
+                        n,
+                        opts,
+                        &mut act.scratch,
+                    );
+                    b.activate(&mut act.up, n, ff, f, opts);
+                    &act.up
                 }
             };
-            ops.linear(&lw.ffn_down, hidden, proj, &mut act.matmul);
-            add_assign(x, proj);
+            b.linears(
+                [(&lw.ffn_down, &mut act.proj)],
+                hidden,
+                n,
+                opts,
+                &mut act.scratch,
+            );
+            b.add(x, &act.proj, n * d);
         }
 
         // Output, for the rows asked for.
         let rows = batch.logits.len();
-        act.logits.clear();
         if rows == 0 {
             return;
         }
-        let normed = &mut act.normed[..rows * d];
-        for (&row, out) in batch.logits.iter().zip(normed.chunks_exact_mut(d)) {
-            ops.norm(&w.output_norm, &x[row * d..][..d], out);
-        }
-        act.logits.resize(rows * c.vocab_size, 0.0);
-        ops.matmul(&w.output, normed, &mut act.logits, &mut act.matmul);
+        b.gather(x, d, batch.logits, &mut act.proj);
+        b.norm(&w.output_norm, c.norm_eps, &act.proj, rows, &mut act.normed);
+        b.linears(
+            [(&w.output, &mut act.logits)],
+            &act.normed,
+            rows,
+            opts,
+            &mut act.scratch,
+        );
         if let Some(cap) = c.final_softcap {
-            softcap(&mut act.logits, cap);
+            b.softcap(&mut act.logits, rows * c.vocab_size, cap);
         }
-    }
-}
-
-/// RoPE on every head of every token of `x` (rows of `width` values).
-fn rotate(table: &RopeTable, x: &mut [f32], width: usize, head_dim: usize, style: RopeStyle) {
-    for (t, row) in x.chunks_exact_mut(width).enumerate() {
-        for head in row.chunks_exact_mut(head_dim) {
-            table.apply(head, t, style);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::per_token;
-
-    #[test]
-    fn per_token_hands_each_run_of_tokens_its_own_values() {
-        // Enough values to split across threads.
-        let (len, n) = (1000, 40);
-        let mut x = vec![-1f32; n * len];
-        per_token(&mut x, len, 2, |tokens, part| {
-            assert_eq!(part.len(), tokens.len() * len);
-            for (t, row) in tokens.zip(part.chunks_exact_mut(len)) {
-                row.fill(t as f32);
-            }
-        });
-        for (t, row) in x.chunks_exact(len).enumerate() {
-            assert!(row.iter().all(|&v| v == t as f32), "token {t}");
-        }
+        b.read(&act.logits, rows * c.vocab_size, logits);
     }
 }

@@ -3,6 +3,7 @@
 //! [`decoder`] assembles the forward pass from a [`ModelConfig`](crate::ModelConfig);
 //! adding a family touches no engine code.
 
+pub mod backend;
 pub mod decoder;
 mod families;
 pub mod rope;

@@ -1,6 +1,7 @@
 //! Loading a family's weights by their GGUF names from any [`TensorSource`]: a GGUF file,
 //! a Hugging Face checkpoint (through the family's name mapping), or random values.
 
+use super::backend::{Backend, Cpu, Linear, Norm};
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
 use crate::error::{Error, Result};
 use synapse_core::gguf::GgufFile;
@@ -122,52 +123,41 @@ impl TensorSource for RandomWeights {
     }
 }
 
-/// A linear layer: `y = W x (+ b)`.
-pub struct Linear {
-    pub weight: WeightTensor,
-    pub bias: Option<Vec<f32>>,
-}
-
-pub struct Norm {
-    pub weight: Vec<f32>,
-    /// LayerNorm's shift.
-    pub bias: Option<Vec<f32>>,
-}
-
 /// The attention input projections.
-pub enum QkvWeights {
+pub enum QkvWeights<B: Backend> {
     Separate {
-        q: Linear,
-        k: Linear,
-        v: Linear,
+        q: Linear<B>,
+        k: Linear<B>,
+        v: Linear<B>,
     },
     /// One weight whose output rows are Q, then K, then V.
-    Fused(Linear),
+    Fused(Linear<B>),
 }
 
-pub struct BlockWeights {
-    pub attn_norm: Norm,
-    pub qkv: QkvWeights,
+pub struct BlockWeights<B: Backend> {
+    pub attn_norm: Norm<B>,
+    pub qkv: QkvWeights<B>,
     /// Per-head RMSNorm weights of queries and keys (Qwen3).
-    pub q_norm: Option<Vec<f32>>,
-    pub k_norm: Option<Vec<f32>>,
-    pub attn_output: Linear,
-    pub ffn_norm: Norm,
+    pub q_norm: Option<B::Vector>,
+    pub k_norm: Option<B::Vector>,
+    pub attn_output: Linear<B>,
+    pub ffn_norm: Norm<B>,
     /// The gate of a gated FFN with separate weights.
-    pub ffn_gate: Option<Linear>,
+    pub ffn_gate: Option<Linear<B>>,
     /// The up projection; with a fused gate it holds the gate rows first.
-    pub ffn_up: Linear,
-    pub ffn_down: Linear,
+    pub ffn_up: Linear<B>,
+    pub ffn_down: Linear<B>,
 }
 
-pub struct Weights {
-    pub token_embd: WeightTensor,
+/// A model's weights, as backend `B` holds them; loading gives them to the CPU first.
+pub struct Weights<B: Backend = Cpu> {
+    pub token_embd: B::Matrix,
     /// Learned absolute positions (GPT-2).
-    pub position_embd: Option<WeightTensor>,
-    pub blocks: Vec<BlockWeights>,
-    pub output_norm: Norm,
+    pub position_embd: Option<B::Matrix>,
+    pub blocks: Vec<BlockWeights<B>>,
+    pub output_norm: Norm<B>,
     /// The output projection; the embedding table itself when the model ties them.
-    pub output: WeightTensor,
+    pub output: Linear<B>,
 }
 
 /// How weights are stored once loaded.
@@ -222,7 +212,7 @@ impl Loader<'_> {
         Ok(self.required(name, 1, len)?.to_f32())
     }
 
-    fn linear(&self, stem: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear> {
+    fn linear(&self, stem: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear<Cpu>> {
         Ok(Linear {
             weight: self.matrix(&format!("{stem}.weight"), rows, cols)?,
             bias: match bias {
@@ -232,11 +222,12 @@ impl Loader<'_> {
         })
     }
 
-    fn norm(&self, stem: &str, len: usize, kind: NormKind) -> Result<Norm> {
+    fn norm(&self, stem: &str, len: usize, kind: NormKind) -> Result<Norm<Cpu>> {
         let offset = self.source.norm_offset();
         let mut weight = self.vector(&format!("{stem}.weight"), len)?;
         weight.iter_mut().for_each(|w| *w += offset);
         Ok(Norm {
+            kind,
             weight,
             bias: match kind {
                 NormKind::Layer => Some(self.vector(&format!("{stem}.bias"), len)?),
@@ -246,7 +237,7 @@ impl Loader<'_> {
     }
 }
 
-impl Weights {
+impl Weights<Cpu> {
     pub fn load(source: &dyn TensorSource, c: &ModelConfig, opts: LoadOptions) -> Result<Weights> {
         let l = Loader { source, opts };
         let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
@@ -302,7 +293,10 @@ impl Weights {
             token_embd,
             blocks,
             output_norm: l.norm("output_norm", d, c.norm)?,
-            output,
+            output: Linear {
+                weight: output,
+                bias: None,
+            },
         };
         weights.prepare(c.tied_embeddings);
         Ok(weights)
@@ -327,16 +321,57 @@ impl Weights {
             ]);
         }
         if !tied {
-            matrices.push(&mut self.output);
+            matrices.push(&mut self.output.weight);
         }
         synapse_core::kernels::prepare(&mut matrices);
         if tied {
-            self.output = self.token_embd.clone();
+            self.output.weight = self.token_embd.clone();
         }
     }
 }
 
-impl Weights {
+impl Weights<Cpu> {
+    /// Hands every matrix and vector to backend `b`.
+    pub fn upload<B: Backend>(self, b: &B) -> Weights<B> {
+        let linear = |l: Linear<Cpu>| Linear {
+            weight: b.matrix(l.weight),
+            bias: l.bias.map(|v| b.vector(v)),
+        };
+        let norm = |n: Norm<Cpu>| Norm {
+            kind: n.kind,
+            weight: b.vector(n.weight),
+            bias: n.bias.map(|v| b.vector(v)),
+        };
+        Weights {
+            token_embd: b.matrix(self.token_embd),
+            position_embd: self.position_embd.map(|m| b.matrix(m)),
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|w| BlockWeights {
+                    attn_norm: norm(w.attn_norm),
+                    qkv: match w.qkv {
+                        QkvWeights::Separate { q, k, v } => QkvWeights::Separate {
+                            q: linear(q),
+                            k: linear(k),
+                            v: linear(v),
+                        },
+                        QkvWeights::Fused(qkv) => QkvWeights::Fused(linear(qkv)),
+                    },
+                    q_norm: w.q_norm.map(|v| b.vector(v)),
+                    k_norm: w.k_norm.map(|v| b.vector(v)),
+                    attn_output: linear(w.attn_output),
+                    ffn_norm: norm(w.ffn_norm),
+                    ffn_gate: w.ffn_gate.map(linear),
+                    ffn_up: linear(w.ffn_up),
+                    ffn_down: linear(w.ffn_down),
+                })
+                .collect(),
+            output_norm: norm(self.output_norm),
+            output: linear(self.output),
+        }
+    }
+
     /// The matrices that matmuls read: every block's projections, then the output
     /// projection (the embedding table only when the model ties them).
     pub fn matmul_weights(&self) -> impl Iterator<Item = &WeightTensor> {
@@ -353,7 +388,7 @@ impl Weights {
                     .chain([&b.ffn_up, &b.ffn_down])
                     .map(|l| &l.weight)
             })
-            .chain([&self.output])
+            .chain([&self.output.weight])
     }
 
     /// Bytes of weights a decode step reads: every matrix of a matmul, and one row of the

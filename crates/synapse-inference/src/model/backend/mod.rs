@@ -1,0 +1,174 @@
+//! The seam between the model and the hardware that runs it: a [`Backend`] owns the types
+//! of its activation buffers, weight matrices and per-channel vectors, and every
+//! operation of a forward pass. The decoder (`super::decoder`) is written once against
+//! this trait; [`Cpu`] is the engine's SIMD and multi-threaded implementation,
+//! [`Reference`] a deliberately plain one (scalar f32 from dequantized rows, one thread,
+//! attention as a textbook softmax) that the same conformance tests run on. A GPU
+//! backend or an autograd wrapper implements the same trait.
+//!
+//! Buffers hold rows of f32 activations; an operation reads and writes the first rows
+//! it is told about. Key/value memory is the host [`KvCache`] for now: its page
+//! bookkeeping is the backend-independent part, and a device backend will keep its
+//! pages in device memory behind the same calls.
+
+mod cpu;
+mod reference;
+
+pub use cpu::Cpu;
+pub use reference::Reference;
+
+use super::decoder::SeqRun;
+use crate::config::NormKind;
+use crate::kv_cache::KvCache;
+use synapse_core::attention::AttentionShape;
+use synapse_core::kernels::Precision;
+use synapse_core::ops::{Activation, RopeStyle};
+use synapse_core::WeightTensor;
+
+/// How a forward pass runs, as the session asks.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    pub precision: Precision,
+    pub threads: usize,
+}
+
+/// A linear layer: `y = W x (+ b)`.
+pub struct Linear<B: Backend> {
+    pub weight: B::Matrix,
+    pub bias: Option<B::Vector>,
+}
+
+pub struct Norm<B: Backend> {
+    pub kind: NormKind,
+    pub weight: B::Vector,
+    /// LayerNorm's shift.
+    pub bias: Option<B::Vector>,
+}
+
+/// RoPE's inputs for one forward pass: the frequencies and attention factor of the
+/// session's context, and the position of every row of the batch.
+pub struct RopePositions<'a> {
+    pub inv_freq: &'a [f32],
+    pub mscale: f32,
+    pub positions: &'a [usize],
+}
+
+pub trait Backend: Send + Sync + Sized + 'static {
+    /// Rows of f32 activations.
+    type Buffer: Send;
+    /// A weight matrix, as this backend's matmuls read it.
+    type Matrix: Send + Sync;
+    /// Per-channel weights: norms, biases.
+    type Vector: Send + Sync;
+    /// What one engine keeps between operations (matmul workspace, RoPE tables).
+    type Scratch: Default + Send;
+
+    /// Takes a loaded matrix (in the layout the CPU kernels read; any layout can give
+    /// back its rows, see [`WeightTensor::dequantize_row`]).
+    fn matrix(&self, w: WeightTensor) -> Self::Matrix;
+    fn vector(&self, v: Vec<f32>) -> Self::Vector;
+    /// A buffer of `len` values.
+    fn buffer(&self, len: usize) -> Self::Buffer;
+
+    /// Row `i` of `x` holds row `tokens[i]` of `table`.
+    fn embed(&self, table: &Self::Matrix, tokens: &[u32], x: &mut Self::Buffer);
+    /// Adds row `rows[i]` of `table` to row `i` of `x` (learned positions).
+    fn add_rows(&self, table: &Self::Matrix, rows: &[usize], x: &mut Self::Buffer);
+    /// Multiplies the first `len` values by `factor`.
+    fn scale(&self, x: &mut Self::Buffer, len: usize, factor: f32);
+    /// `acc += x` over the first `len` values.
+    fn add(&self, acc: &mut Self::Buffer, x: &Self::Buffer, len: usize);
+    /// Row `i` of `out` is row `rows[i]` of `x` (rows of `width` values).
+    fn gather(&self, x: &Self::Buffer, width: usize, rows: &[usize], out: &mut Self::Buffer);
+    /// Splits `n` rows of `[q | k | v]` (widths `q_dim`, `kv_dim`, `kv_dim`) into three.
+    #[allow(clippy::too_many_arguments)]
+    fn split_qkv(
+        &self,
+        qkv: &Self::Buffer,
+        n: usize,
+        q_dim: usize,
+        kv_dim: usize,
+        q: &mut Self::Buffer,
+        k: &mut Self::Buffer,
+        v: &mut Self::Buffer,
+    );
+
+    /// Normalises `n` rows of `x` into `out`.
+    fn norm(&self, norm: &Norm<Self>, eps: f32, x: &Self::Buffer, n: usize, out: &mut Self::Buffer);
+    /// RMS-normalises every `weight.len()`-value head of the first `len` values, in place.
+    fn head_norm(&self, weight: &Self::Vector, eps: f32, x: &mut Self::Buffer, len: usize);
+
+    /// `out = x W^T (+ b)` for `n` rows of `x`, for each part, the input shared.
+    fn linears<const N: usize>(
+        &self,
+        parts: [(&Linear<Self>, &mut Self::Buffer); N],
+        x: &Self::Buffer,
+        n: usize,
+        opts: RunOptions,
+        scratch: &mut Self::Scratch,
+    );
+
+    /// Readies RoPE for a forward pass's positions.
+    fn prepare_rope(&self, rope: &RopePositions, scratch: &mut Self::Scratch);
+    /// Rotates every head of `n` rows of `width` values (the positions given to
+    /// [`Backend::prepare_rope`]).
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &self,
+        x: &mut Self::Buffer,
+        n: usize,
+        width: usize,
+        head_dim: usize,
+        style: RopeStyle,
+        scratch: &Self::Scratch,
+    );
+
+    /// Writes the keys and values of each run's rows to its sequence in `cache` (room
+    /// was made for them), then attends each run's queries over its sequence, into `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        cache: &mut KvCache,
+        layer: usize,
+        runs: &[SeqRun],
+        qkv: (&Self::Buffer, &Self::Buffer, &Self::Buffer),
+        shape: &AttentionShape,
+        opts: RunOptions,
+        out: &mut Self::Buffer,
+    );
+
+    /// `gate = f(gate) * up` over `n` rows of `width` values.
+    fn gated(
+        &self,
+        gate: &mut Self::Buffer,
+        up: &Self::Buffer,
+        n: usize,
+        width: usize,
+        f: Activation,
+        opts: RunOptions,
+    );
+    /// `out = f(gate) * up` from `n` rows of `[gate | up]` (`width` values each half).
+    fn gated_fused(
+        &self,
+        gate_up: &Self::Buffer,
+        n: usize,
+        width: usize,
+        f: Activation,
+        out: &mut Self::Buffer,
+        opts: RunOptions,
+    );
+    /// `x = f(x)` over `n` rows of `width` values.
+    fn activate(
+        &self,
+        x: &mut Self::Buffer,
+        n: usize,
+        width: usize,
+        f: Activation,
+        opts: RunOptions,
+    );
+    /// `x = cap * tanh(x / cap)` over the first `len` values.
+    fn softcap(&self, x: &mut Self::Buffer, len: usize, cap: f32);
+
+    /// Appends the first `len` values of `x` to `out` (logits, to the host).
+    fn read(&self, x: &Self::Buffer, len: usize, out: &mut Vec<f32>);
+}
