@@ -14,8 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use synapse_core::kernels::Precision;
 use synapse_core::DType;
-use synapse_inference::generation::sampler::SamplerConfig;
-use synapse_inference::hf::GenerationConfig;
+use synapse_inference::generation::sampler::{SamplerConfig, SamplingOverrides};
 use synapse_inference::kv_cache::KvType;
 use synapse_inference::model::weights::LoadOptions;
 use synapse_inference::{Model, SessionOptions};
@@ -173,25 +172,16 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn sampler(&self, model: &Model) -> SamplerConfig {
-        let base = SamplerConfig::default();
-        let g = model.generation_config();
-        let greedy = g.and_then(|g| g.do_sample) == Some(false);
-        let from_model = |f: fn(&GenerationConfig) -> Option<f32>| g.and_then(f);
-        SamplerConfig {
-            temperature: self.temperature.unwrap_or(match greedy {
-                true => 0.0,
-                false => from_model(|g| g.temperature).unwrap_or(base.temperature),
-            }),
-            top_k: self.top_k.or(g.and_then(|g| g.top_k)).unwrap_or(base.top_k),
-            top_p: self.top_p.or(from_model(|g| g.top_p)).unwrap_or(base.top_p),
-            min_p: self.min_p,
-            repeat_penalty: self
-                .repeat_penalty
-                .or(from_model(|g| g.repetition_penalty))
-                .unwrap_or(base.repeat_penalty),
-            repeat_last_n: self.repeat_last_n,
-            seed: self.seed,
-        }
+        let overrides = SamplingOverrides {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: Some(self.min_p),
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: Some(self.repeat_last_n),
+            seed: Some(self.seed),
+        };
+        SamplerConfig::resolve(&overrides, model.generation_config())
     }
 }
 

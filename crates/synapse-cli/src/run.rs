@@ -61,6 +61,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         stop: args.sampling.stop.clone(),
         ignore_eos: args.ignore_eos,
         logits_top: args.logits_top,
+        ..GenerateOptions::default()
     };
     let mut session = Session::new(model.clone(), args.model.session_options());
     let mut to_generate = &prompt[..];

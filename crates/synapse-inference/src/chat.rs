@@ -8,7 +8,6 @@
 #![cfg(feature = "chat-template")]
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
@@ -105,6 +104,21 @@ impl ChatTemplate {
         })
     }
 
+    /// Fixes the time `strftime_now` renders (seconds since the Unix epoch, UTC), or with
+    /// `None` goes back to the clock. The clock is the system's, except on
+    /// wasm32-unknown-unknown, which has none: there it reads as the epoch
+    /// (1 January 1970) unless the time is set here. ChatML renders no date.
+    pub fn set_time(&mut self, unix_secs: Option<u64>) {
+        if let Kind::Jinja { env, .. } = &mut self.kind {
+            match unix_secs {
+                Some(secs) => env.add_function("strftime_now", move |format: String| {
+                    format_utc(&format, secs)
+                }),
+                None => env.add_function("strftime_now", strftime_now),
+            }
+        }
+    }
+
     /// The ChatML format (`<|im_start|>role\ncontent<|im_end|>\n`), for models
     /// without a template of their own.
     pub fn chatml() -> Self {
@@ -193,11 +207,23 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 }
 
 fn strftime_now(format: String) -> String {
-    // A clock before 1970 is a broken clock; render the epoch rather than fail.
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format_utc(&format, secs)
+    format_utc(&format, unix_now())
+}
+
+/// Seconds since the Unix epoch by the system clock; wasm32-unknown-unknown has no
+/// clock (`SystemTime::now` panics there) and reads as the epoch.
+fn unix_now() -> u64 {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    {
+        0
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    {
+        // A clock before 1970 is a broken clock; render the epoch rather than fail.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -642,6 +668,18 @@ mod tests {
         assert!(
             got == expected(&before) || got == expected(&after),
             "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_set_time_replaces_the_clock_until_unset() {
+        let mut t = ChatTemplate::new("{{ strftime_now('%Y-%m-%d') }}", "", "").unwrap();
+        t.set_time(Some(951_782_400));
+        assert_eq!(t.render(&[], false).unwrap(), "2000-02-29");
+        t.set_time(None);
+        assert_eq!(
+            t.render(&[], false).unwrap(),
+            strftime_now("%Y-%m-%d".into())
         );
     }
 

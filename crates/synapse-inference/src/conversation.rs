@@ -1,10 +1,13 @@
 //! Multi-turn chat: a session plus the message history, rendered with the model's chat
 //! template. Each turn re-renders the whole conversation and evaluates only the tokens
-//! past what the KV cache already holds.
+//! past what the KV cache already holds. The sampler's random stream runs on from turn
+//! to turn, so a seed fixes the whole conversation, and a later turn does not replay the
+//! draws of the first.
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::Result;
-use crate::generation::{generate, GenerateOptions, Generation};
+use crate::generation::sampler::Sampler;
+use crate::generation::{generate_with, GenerateOptions, Generation, Generator};
 use crate::session::{Model, Session, SessionOptions};
 use std::sync::Arc;
 
@@ -12,6 +15,8 @@ pub struct Conversation {
     session: Session,
     template: ChatTemplate,
     messages: Vec<ChatMessage>,
+    /// The last turn's sampler, whose random stream the next turn continues.
+    sampler: Option<Sampler>,
 }
 
 impl Conversation {
@@ -28,6 +33,7 @@ impl Conversation {
             session: Session::new(model, opts),
             template,
             messages,
+            sampler: None,
         })
     }
 
@@ -40,14 +46,19 @@ impl Conversation {
         self.messages.push(message);
     }
 
-    /// Forgets all messages but a leading system message.
+    /// Forgets all messages but a leading system message; the random stream goes on.
     pub fn reset(&mut self) {
         self.messages.retain(|m| m.role == "system");
         self.session.truncate(0);
     }
 
+    /// The chat template, e.g. to give it the date on a platform without a clock.
+    pub fn template_mut(&mut self) -> &mut ChatTemplate {
+        &mut self.template
+    }
+
     /// Adds the user's message, generates the assistant's reply (streamed to `on_text`)
-    /// and adds it to the history.
+    /// and adds it to the history; a cancelled reply is added as far as it got.
     pub fn reply(
         &mut self,
         user: &str,
@@ -78,9 +89,73 @@ impl Conversation {
         let common = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
         let keep = common.min(ids.len().saturating_sub(1));
         let keep = self.session.truncate(keep);
-        let out = generate(&mut self.session, &ids[keep..], opts, on_text)?;
+        // Settings changed since the last turn (a new seed, say) start a new stream.
+        let sampler = match self.sampler.take() {
+            Some(sampler) if *sampler.config() == opts.sampler => sampler,
+            _ => Sampler::new(opts.sampler.clone()),
+        };
+        let mut generator = Generator::with_sampler(model, sampler, opts);
+        let out = generate_with(
+            &mut self.session,
+            &ids[keep..],
+            &mut generator,
+            opts,
+            on_text,
+        );
+        self.sampler = Some(generator.into_sampler());
+        let out = out?;
         self.messages
             .push(ChatMessage::new("assistant", out.text.clone()));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generation::sampler::SamplerConfig;
+    use crate::generation::tiny_model;
+
+    fn conversation() -> Conversation {
+        Conversation::new(tiny_model(), SessionOptions::default(), None).unwrap()
+    }
+
+    fn opts() -> GenerateOptions {
+        GenerateOptions {
+            max_tokens: 12,
+            sampler: SamplerConfig {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: 11,
+                ..SamplerConfig::default()
+            },
+            ..GenerateOptions::default()
+        }
+    }
+
+    fn turn(c: &mut Conversation, user: &str) -> Vec<u32> {
+        c.reply(user, &opts(), |_| {}).unwrap().tokens
+    }
+
+    #[test]
+    fn later_turns_continue_the_random_stream() {
+        let mut carried = conversation();
+        let mut restarted = conversation();
+        assert_eq!(turn(&mut carried, "hi"), turn(&mut restarted, "hi"));
+        // Both hold the same conversation; only the second starts its draws over, as
+        // a sampler seeded again for every turn would.
+        restarted.sampler = None;
+        let second = turn(&mut carried, "and then?");
+        assert_ne!(second, turn(&mut restarted, "and then?"));
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_whole_conversation() {
+        let turns = |c: &mut Conversation| [turn(c, "hi"), turn(c, "and then?")];
+        let first = turns(&mut conversation());
+        assert_eq!(first, turns(&mut conversation()));
+        assert_ne!(first[0], first[1]);
     }
 }

@@ -1,15 +1,21 @@
 //! Generation: the loop that samples tokens one at a time, streams their text and stops
-//! at an end-of-generation token, a stop string or a token limit.
+//! at an end-of-generation token, a stop string, a token limit or a cancellation.
+//! [`Generator`] is one sequence's state, a step at a time; [`generate`] runs it with a
+//! session.
 
+mod generator;
 pub mod sampler;
 pub mod stop;
 
+pub use generator::{Generator, Step};
+
 use crate::clock::Stopwatch;
 use crate::error::Result;
+use crate::model::backend::Backend;
 use crate::session::Session;
-use crate::tokenizer::StreamDecoder;
-use sampler::{Sampler, SamplerConfig};
-use stop::StopMatcher;
+use sampler::SamplerConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -21,6 +27,12 @@ pub struct GenerateOptions {
     pub ignore_eos: bool,
     /// Keep this many highest logits of the last prompt position (0 = none).
     pub logits_top: usize,
+    /// Report each generated token's logprob and this many most likely alternatives
+    /// (`Some(0)`: the token's own only; `None`: no logprobs).
+    pub logprobs: Option<usize>,
+    /// Checked before every forward pass. A cancelled generation ends with
+    /// `StopReason::Cancelled` and keeps the tokens and text generated until then.
+    pub cancel: Option<CancelHandle>,
 }
 
 impl Default for GenerateOptions {
@@ -31,7 +43,29 @@ impl Default for GenerateOptions {
             stop: Vec::new(),
             ignore_eos: false,
             logits_top: 0,
+            logprobs: None,
+            cancel: None,
         }
+    }
+}
+
+/// Asks a generation to stop, from another thread or from its own streaming callback.
+/// Clones share one flag.
+#[derive(Clone, Debug, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    pub fn cancel(&self) {
+        // Only the flag itself is shared, so no ordering with other memory is needed.
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -43,6 +77,8 @@ pub enum StopReason {
     Length,
     /// A stop string appeared.
     Stop,
+    /// The caller cancelled it through a [`CancelHandle`].
+    Cancelled,
 }
 
 impl StopReason {
@@ -51,6 +87,7 @@ impl StopReason {
             StopReason::Eos => "eos",
             StopReason::Length => "length",
             StopReason::Stop => "stop",
+            StopReason::Cancelled => "cancelled",
         }
     }
 }
@@ -90,75 +127,97 @@ pub struct Generation {
     pub timings: Timings,
     /// The `logits_top` highest `(id, logit)` at the last prompt position, highest first.
     pub top_logits: Vec<(u32, f32)>,
+    /// One per generated token when `GenerateOptions::logprobs` asks for them.
+    pub logprobs: Vec<TokenLogprob>,
+}
+
+/// A generated token's logprob and its most likely alternatives (see [`Step::logprob`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
 }
 
 /// Evaluates `prompt` after what `session` holds, then generates, calling `on_text` with
 /// each piece of text as soon as it is safe to show (complete UTF-8, not part of a
-/// possible stop string).
-pub fn generate(
-    session: &mut Session,
+/// possible stop string). A cancellation (`opts.cancel`) is not an error: the result has
+/// `StopReason::Cancelled` and what was generated before it.
+pub fn generate<B: Backend>(
+    session: &mut Session<B>,
     prompt: &[u32],
+    opts: &GenerateOptions,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    let mut generator = Generator::new(session.model.clone(), opts);
+    generate_with(session, prompt, &mut generator, opts, on_text)
+}
+
+/// [`generate`] with a generator the caller keeps, which must have been made with the
+/// same `opts` (a chat carries its sampler's random state from turn to turn).
+pub(crate) fn generate_with<B: Backend>(
+    session: &mut Session<B>,
+    prompt: &[u32],
+    generator: &mut Generator<B>,
     opts: &GenerateOptions,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
-    let model = session.model.clone();
-    // Without a tokenizer (a checkpoint run on token ids) there is no text to stream.
-    let tokenizer = model.tokenizer.as_ref();
-    let mut timings = Timings {
-        prefill_tokens: prompt.len(),
-        ..Timings::default()
-    };
-
-    let clock = Stopwatch::start();
-    let mut logits = Vec::new();
-    session.eval_into(prompt, false, &mut logits)?;
-    timings.prefill_ms = clock.elapsed_ms();
-
-    let clock = Stopwatch::start();
-    let mut sampler = Sampler::new(opts.sampler.clone());
-    let mut decoder = StreamDecoder::default();
-    let mut stops = StopMatcher::new(opts.stop.clone());
+    let cancelled = || opts.cancel.as_ref().is_some_and(CancelHandle::is_cancelled);
     let mut out = Generation {
         tokens: Vec::new(),
         text: String::new(),
         stop_reason: StopReason::Length,
-        timings,
-        top_logits: top_k_logits(&logits, opts.logits_top),
+        timings: Timings::default(),
+        top_logits: Vec::new(),
+        logprobs: Vec::new(),
     };
+    if cancelled() {
+        out.stop_reason = StopReason::Cancelled;
+        return Ok(out);
+    }
+
+    let clock = Stopwatch::start();
+    let mut logits = Vec::new();
+    session.eval_into(prompt, false, &mut logits)?;
+    out.timings.prefill_tokens = prompt.len();
+    out.timings.prefill_ms = clock.elapsed_ms();
+    out.top_logits = top_k_logits(&logits, opts.logits_top);
+
+    let clock = Stopwatch::start();
     let mut emit = |text: &str, out: &mut Generation| {
         if !text.is_empty() {
             out.text.push_str(text);
             on_text(text);
         }
     };
-    while out.tokens.len() < opts.max_tokens {
-        let history = session.tokens();
-        let recent = &history[history.len().saturating_sub(opts.sampler.repeat_last_n)..];
-        let token = sampler.sample(&logits, recent);
-        if !opts.ignore_eos && model.end_of_generation_ids().contains(&token) {
-            out.stop_reason = StopReason::Eos;
-            break;
-        }
-        out.tokens.push(token);
-        if let Some(tokenizer) = tokenizer {
-            let pushed = stops.push(&decoder.push(tokenizer, token));
-            emit(&pushed.text, &mut out);
-            if pushed.stop.is_some() {
-                out.stop_reason = StopReason::Stop;
-                break;
+    if opts.max_tokens > 0 {
+        out.stop_reason = loop {
+            let step = generator.step(&logits, session.tokens());
+            if step.stop != Some(StopReason::Eos) {
+                out.tokens.push(step.token);
+                if opts.logprobs.is_some() {
+                    out.logprobs.push(TokenLogprob {
+                        token: step.token,
+                        logprob: step.logprob,
+                        top: step.top_logprobs,
+                    });
+                }
             }
-        }
-        // The last token needs no forward pass; a full context ends generation.
-        if out.tokens.len() == opts.max_tokens || session.tokens().len() == session.context() {
-            break;
-        }
-        session.eval_into(&[token], false, &mut logits)?;
+            emit(&step.text, &mut out);
+            if let Some(reason) = step.stop {
+                break reason;
+            }
+            // The last token needs no forward pass; a full context ends generation.
+            if session.tokens().len() == session.context() {
+                break StopReason::Length;
+            }
+            if cancelled() {
+                break StopReason::Cancelled;
+            }
+            session.eval_into(&[step.token], false, &mut logits)?;
+        };
     }
-    if out.stop_reason != StopReason::Stop {
-        let rest = stops.push(&decoder.finish());
-        let tail = stops.flush();
-        emit(&(rest.text + &tail), &mut out);
-    }
+    emit(&generator.finish(), &mut out);
     out.timings.decode_tokens = out.tokens.len();
     out.timings.decode_ms = clock.elapsed_ms();
     Ok(out)
@@ -182,4 +241,132 @@ pub fn top_k_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     ids.into_iter()
         .map(|id| (id, logits[id as usize]))
         .collect()
+}
+
+/// A two-layer model with random weights over the tokenizer module's test vocabulary
+/// (260 tokens, byte-level): fast to run, with varied logits. It has no
+/// end-of-generation tokens.
+#[cfg(test)]
+pub(crate) fn tiny_model() -> Arc<crate::Model> {
+    let config = r#"{"model_type": "llama", "hidden_size": 32, "num_attention_heads": 4,
+        "num_hidden_layers": 2, "intermediate_size": 64, "vocab_size": 260,
+        "max_position_embeddings": 256}"#;
+    let mut model =
+        crate::Model::random("tiny.json", config, Default::default()).expect("tiny model");
+    model.tokenizer = Some(crate::tokenizer::test_tokenizer());
+    Arc::new(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionOptions;
+
+    const PROMPT: &[u32] = &[104, 105, 32, 116, 104, 101, 114, 101];
+
+    fn session() -> Session {
+        Session::new(tiny_model(), SessionOptions::default())
+    }
+
+    fn sampling(max_tokens: usize) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens,
+            sampler: SamplerConfig {
+                temperature: 1.0,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: 5,
+                ..SamplerConfig::default()
+            },
+            logprobs: Some(2),
+            ..GenerateOptions::default()
+        }
+    }
+
+    #[test]
+    fn stepping_a_generator_reproduces_generate() {
+        let opts = sampling(16);
+        let mut pieces = Vec::new();
+        let out = generate(&mut session(), PROMPT, &opts, |t| {
+            pieces.push(t.to_string())
+        })
+        .unwrap();
+        assert_eq!(out.tokens.len(), 16);
+        assert_eq!(out.stop_reason, StopReason::Length);
+        assert_eq!(pieces.concat(), out.text);
+
+        let mut session = session();
+        let mut generator = Generator::new(session.model.clone(), &opts);
+        let mut logits = session.eval(PROMPT, false).unwrap();
+        let (mut tokens, mut text, mut logprobs) = (Vec::new(), String::new(), Vec::new());
+        loop {
+            let step = generator.step(&logits, session.tokens());
+            tokens.push(step.token);
+            text += &step.text;
+            logprobs.push(TokenLogprob {
+                token: step.token,
+                logprob: step.logprob,
+                top: step.top_logprobs,
+            });
+            if step.stop.is_some() {
+                break;
+            }
+            logits = session.eval(&[step.token], false).unwrap();
+        }
+        assert_eq!(tokens, out.tokens);
+        assert_eq!(text, out.text);
+        assert_eq!(logprobs, out.logprobs);
+        // Sampling, not a constant: the seed's draws show in the tokens.
+        let mut distinct = tokens.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert!(distinct.len() > 4, "{tokens:?}");
+    }
+
+    #[test]
+    fn logprobs_only_when_asked() {
+        let opts = GenerateOptions {
+            logprobs: None,
+            ..sampling(4)
+        };
+        let out = generate(&mut session(), PROMPT, &opts, |_| {}).unwrap();
+        assert_eq!((out.tokens.len(), out.logprobs.len()), (4, 0));
+    }
+
+    #[test]
+    fn cancelling_keeps_what_was_generated_before() {
+        let cancel = CancelHandle::new();
+        let opts = GenerateOptions {
+            cancel: Some(cancel.clone()),
+            ..sampling(16)
+        };
+        let full = generate(&mut session(), PROMPT, &sampling(16), |_| {}).unwrap();
+
+        // Cancelled from the streaming callback, as a user interrupting would.
+        let mut session = session();
+        let mut shown = String::new();
+        let out = generate(&mut session, PROMPT, &opts, |text| {
+            shown += text;
+            cancel.cancel();
+        })
+        .unwrap();
+        assert_eq!(out.stop_reason, StopReason::Cancelled);
+        assert!(
+            !out.tokens.is_empty() && out.tokens.len() < 16,
+            "{:?}",
+            out.tokens
+        );
+        assert_eq!(out.tokens, full.tokens[..out.tokens.len()]);
+        assert_eq!(out.text, shown);
+        assert!(full.text.starts_with(&out.text));
+        // No forward pass after the cancellation: the last token was not evaluated.
+        assert_eq!(session.tokens().len(), PROMPT.len() + out.tokens.len() - 1);
+
+        // Cancelled before it starts: not even the prompt is evaluated.
+        let mut session = self::session();
+        let out = generate(&mut session, PROMPT, &opts, |_| {}).unwrap();
+        assert_eq!(out.stop_reason, StopReason::Cancelled);
+        assert!(out.tokens.is_empty() && session.tokens().is_empty());
+    }
 }

@@ -6,6 +6,7 @@
 //! distribution. Randomness comes from a self-contained xoshiro256** generator,
 //! so a seed gives the same tokens on every platform and with every build.
 
+use crate::hf::GenerationConfig;
 use std::cmp::Ordering;
 
 /// Sampling parameters. The field values that switch a stage off are noted per field.
@@ -42,7 +43,52 @@ impl Default for SamplerConfig {
     }
 }
 
+/// Sampling settings a caller chose (command-line flags, request fields); `None` leaves
+/// the choice to [`SamplerConfig::resolve`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingOverrides {
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub repeat_last_n: Option<usize>,
+    pub seed: Option<u64>,
+}
+
 impl SamplerConfig {
+    /// Each setting from `overrides` when set, else from the model's
+    /// `generation_config.json`, else llama.cpp's default. A model with
+    /// `do_sample: false` decodes greedily (as transformers does) unless a temperature is
+    /// given.
+    pub fn resolve(
+        overrides: &SamplingOverrides,
+        generation_config: Option<&GenerationConfig>,
+    ) -> SamplerConfig {
+        let base = SamplerConfig::default();
+        let model = |field: fn(&GenerationConfig) -> Option<f32>| generation_config.and_then(field);
+        let model_temperature = match generation_config.and_then(|g| g.do_sample) {
+            Some(false) => 0.0,
+            _ => model(|g| g.temperature).unwrap_or(base.temperature),
+        };
+        SamplerConfig {
+            temperature: overrides.temperature.unwrap_or(model_temperature),
+            top_k: overrides
+                .top_k
+                .or(generation_config.and_then(|g| g.top_k))
+                .unwrap_or(base.top_k),
+            top_p: overrides.top_p.or(model(|g| g.top_p)).unwrap_or(base.top_p),
+            // generation_config.json has no min-p or repetition window.
+            min_p: overrides.min_p.unwrap_or(base.min_p),
+            repeat_penalty: overrides
+                .repeat_penalty
+                .or(model(|g| g.repetition_penalty))
+                .unwrap_or(base.repeat_penalty),
+            repeat_last_n: overrides.repeat_last_n.unwrap_or(base.repeat_last_n),
+            seed: overrides.seed.unwrap_or(base.seed),
+        }
+    }
+
     /// Deterministic argmax decoding with every other stage off.
     pub fn greedy() -> Self {
         SamplerConfig {
@@ -522,6 +568,53 @@ mod tests {
         assert_eq!(Sampler::new(odd.clone()).sample(&[0.0, 1.0], &[1]), 1);
         odd.temperature = 1e-30;
         assert_eq!(Sampler::new(odd).sample(&[0.0, 1.0, 0.5], &[1]), 1);
+    }
+
+    #[test]
+    fn resolve_takes_flags_then_the_model_then_llama_cpp() {
+        let model = GenerationConfig {
+            temperature: Some(0.6),
+            top_p: Some(0.9),
+            repetition_penalty: Some(1.2),
+            ..GenerationConfig::default()
+        };
+        let flags = SamplingOverrides {
+            top_p: Some(0.5),
+            seed: Some(7),
+            ..SamplingOverrides::default()
+        };
+        let got = SamplerConfig::resolve(&flags, Some(&model));
+        let want = SamplerConfig {
+            temperature: 0.6,
+            top_p: 0.5,
+            repeat_penalty: 1.2,
+            seed: 7,
+            ..SamplerConfig::default()
+        };
+        assert_eq!(got, want);
+        assert_eq!(
+            SamplerConfig::resolve(&SamplingOverrides::default(), None),
+            SamplerConfig::default()
+        );
+    }
+
+    #[test]
+    fn resolve_decodes_greedily_when_the_model_does_not_sample() {
+        let model = GenerationConfig {
+            do_sample: Some(false),
+            temperature: Some(0.6),
+            top_k: Some(20),
+            ..GenerationConfig::default()
+        };
+        let got = SamplerConfig::resolve(&SamplingOverrides::default(), Some(&model));
+        assert_eq!((got.temperature, got.top_k), (0.0, 20));
+        // An explicit temperature still samples.
+        let flags = SamplingOverrides {
+            temperature: Some(1.1),
+            ..SamplingOverrides::default()
+        };
+        let got = SamplerConfig::resolve(&flags, Some(&model));
+        assert_eq!(got.temperature, 1.1);
     }
 
     #[test]

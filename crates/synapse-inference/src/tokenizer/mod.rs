@@ -876,6 +876,14 @@ impl<'a, F: Fn(&str) -> Option<&'a Value>> Metadata<'_, F> {
     }
 }
 
+/// The small vocabulary of this module's tests, for tests elsewhere in the crate: 256
+/// byte tokens (id = byte), "hi" (256), `<|im_start|>` (257), `<|im_end|>` (258, its end
+/// of generation) and `<tool>` (259).
+#[cfg(test)]
+pub(crate) fn test_tokenizer() -> Tokenizer {
+    tests::load(&tests::metadata()).expect("the test vocabulary loads")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,7 +894,7 @@ mod tests {
 
     /// A byte-level vocabulary: the 256 byte characters (id = byte), "hi" from one merge,
     /// two control tokens and a user-defined one.
-    fn metadata() -> Vec<(&'static str, Value)> {
+    pub(super) fn metadata() -> Vec<(&'static str, Value)> {
         let mut tokens: Vec<Value> = (0..=255u8)
             .map(|b| Value::String(byte_level::byte_to_char(b).into()))
             .collect();
@@ -911,7 +919,7 @@ mod tests {
         ]
     }
 
-    fn load(meta: &[(&str, Value)]) -> Result<Tokenizer, TokenizerError> {
+    pub(super) fn load(meta: &[(&str, Value)]) -> Result<Tokenizer, TokenizerError> {
         Tokenizer::from_metadata(|key| meta.iter().find(|(k, _)| *k == key).map(|(_, v)| v))
     }
 
