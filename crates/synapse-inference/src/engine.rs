@@ -231,7 +231,7 @@ impl<B: Backend> Engine<B> {
         if self.runs.is_empty() {
             return Ok(());
         }
-        let result = self.reserve().map(|()| {
+        let result = self.reserve().and_then(|()| {
             let batch = ForwardBatch {
                 tokens: &self.pass_tokens,
                 runs: &self.runs,
@@ -241,13 +241,13 @@ impl<B: Backend> Engine<B> {
                 precision: self.opts.precision,
                 threads: self.opts.threads,
             };
-            self.model
-                .decoder()
-                .forward(&batch, &mut self.cache, &mut self.act, run, out);
+            let decoder = self.model.decoder();
+            decoder.forward(&batch, &mut self.cache, &mut self.act, run, out)?;
             for run in &self.runs {
                 let tokens = self.tokens.get_mut(&run.seq).expect("checked");
                 tokens.extend_from_slice(&self.pass_tokens[run.rows.clone()]);
             }
+            Ok(())
         });
         self.runs.clear();
         self.logit_rows.clear();

@@ -68,6 +68,15 @@ pub struct KvCache {
     sequences: Vec<Option<Sequence>>,
 }
 
+/// `seq` among `sequences` (a function of the field alone, so that the pages can be
+/// written while a sequence is borrowed).
+fn find(sequences: &[Option<Sequence>], seq: SeqId) -> Result<&Sequence> {
+    sequences
+        .get(seq.0 as usize)
+        .and_then(Option::as_ref)
+        .ok_or(Error::UnknownSequence { id: seq.0 })
+}
+
 impl KvCache {
     /// A pool for sequences of up to `context` positions whose forward batches have at
     /// most `max_batch` tokens each, allocating at most `max_pages` pages (None: as many
@@ -160,10 +169,7 @@ impl KvCache {
     }
 
     fn sequence(&self, seq: SeqId) -> Result<&Sequence> {
-        self.sequences
-            .get(seq.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(Error::UnknownSequence { id: seq.0 })
+        find(&self.sequences, seq)
     }
 
     fn sequence_mut(&mut self, seq: SeqId) -> Result<&mut Sequence> {
@@ -357,12 +363,17 @@ impl KvCache {
 
     /// Stores the keys and values (`[n][kv_dim]`) of positions `pos..pos + n` of `seq`,
     /// made room for by [`KvCache::append`].
-    pub fn write(&mut self, layer: usize, seq: SeqId, pos: usize, keys: &[f32], values: &[f32]) {
+    pub fn write(
+        &mut self,
+        layer: usize,
+        seq: SeqId,
+        pos: usize,
+        keys: &[f32],
+        values: &[f32],
+    ) -> Result<()> {
         let kvd = self.kv_dim;
         let tile_len = TILE * kvd;
-        let s = self.sequences[seq.0 as usize]
-            .as_ref()
-            .expect("a live sequence");
+        let s = find(&self.sequences, seq)?;
         for (i, (k, v)) in keys
             .chunks_exact(kvd)
             .zip(values.chunks_exact(kvd))
@@ -382,17 +393,15 @@ impl KvCache {
             };
             attention::store(tile, kvd, slot % TILE, k, v);
         }
+        Ok(())
     }
 
     /// The keys and values (`[position][kv_dim]`, as f32) of positions `0..len` of `seq`
     /// in `layer`, for references that attend without the kernel. Positions a ring has
     /// overwritten hold whatever took their slot.
-    pub fn history(&self, layer: usize, seq: SeqId, len: usize) -> (Vec<f32>, Vec<f32>) {
+    pub fn history(&self, layer: usize, seq: SeqId, len: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let kvd = self.kv_dim;
-        let pages = &self.sequences[seq.0 as usize]
-            .as_ref()
-            .expect("a live sequence")
-            .pages;
+        let pages = &self.sequence(seq)?.pages;
         let (mut keys, mut values) = (vec![0.0; len * kvd], vec![0.0; len * kvd]);
         let widen = |x: &dyn Fn(usize) -> f32, out: &mut [f32]| {
             out.iter_mut().enumerate().for_each(|(i, o)| *o = x(i));
@@ -414,7 +423,7 @@ impl KvCache {
                 }
             }
         }
-        (keys, values)
+        Ok((keys, values))
     }
 
     /// Attention of the queries `q` (`[n][n_heads * head_dim]`) of `seq` at positions
@@ -430,7 +439,7 @@ impl KvCache {
         shape: &AttentionShape,
         threads: usize,
         out: &mut [f32],
-    ) {
+    ) -> Result<()> {
         debug_assert_eq!(shape.n_kv_heads * shape.head_dim, self.kv_dim);
         debug_assert_eq!(
             shape.window, self.window,
@@ -452,10 +461,7 @@ impl KvCache {
                 })
                 .collect()
         }
-        let pages = &self.sequences[seq.0 as usize]
-            .as_ref()
-            .expect("a live sequence")
-            .pages;
+        let pages = &self.sequence(seq)?.pages;
         match &self.chunks {
             Chunks::F32(c) => {
                 let tiles = tiles(self, c, pages, layer);
@@ -466,6 +472,7 @@ impl KvCache {
                 attention::attention(q, KvLayer::F16(&tiles), pos, shape, threads, out)
             }
         }
+        Ok(())
     }
 }
 
@@ -525,7 +532,7 @@ mod tests {
             let pos = cache.append(seq, n).unwrap();
             let (k, v, q) = (self.rand(n * KVD), self.rand(n * KVD), self.rand(n * QD));
             for layer in 0..2 {
-                cache.write(layer, seq, pos, &k, &v);
+                cache.write(layer, seq, pos, &k, &v).unwrap();
             }
             let kv_type = self.kv_type;
             let round = |x: &f32| match kv_type {
@@ -537,7 +544,7 @@ mod tests {
             self.keys.extend(k.iter().map(round));
             self.values.extend(v.iter().map(round));
             let mut out = vec![0.0; n * QD];
-            cache.attention(1, seq, &q, pos, s, 2, &mut out);
+            cache.attention(1, seq, &q, pos, s, 2, &mut out).unwrap();
             let want = reference_attention(&q, &self.keys, &self.values, pos, s);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{kv_type:?} pos {pos}: {a} vs {b}");

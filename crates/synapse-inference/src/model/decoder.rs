@@ -6,6 +6,7 @@
 use super::backend::{Backend, RopePositions, RunOptions};
 use super::weights::{QkvWeights, Weights};
 use crate::config::{FfnKind, ModelConfig, Position};
+use crate::error::Result;
 use crate::kv_cache::{KvCache, SeqId};
 use std::ops::Range;
 use synapse_core::attention::AttentionShape;
@@ -148,7 +149,7 @@ impl<B: Backend> Decoder<B> {
         act: &mut Activations<B>,
         opts: RunOptions,
         logits: &mut Vec<f32>,
-    ) {
+    ) -> Result<()> {
         let (c, w, b) = (&self.config, &self.weights, &self.backend);
         let n = batch.tokens.len();
         debug_assert!(n >= 1 && n <= act.max_batch);
@@ -215,7 +216,7 @@ impl<B: Backend> Decoder<B> {
                 b.rope(k, n, kvd, c.head_dim, style, &act.scratch);
             }
             let qkv = (&*q, &*k, &*v);
-            b.attention(cache, layer, batch.runs, qkv, &shape, opts, &mut act.attn);
+            b.attention(cache, layer, batch.runs, qkv, &shape, opts, &mut act.attn)?;
             b.linears(
                 [(&lw.attn_output, &mut act.proj)],
                 &act.attn,
@@ -270,7 +271,7 @@ impl<B: Backend> Decoder<B> {
         // Output, for the rows asked for.
         let rows = batch.logits.len();
         if rows == 0 {
-            return;
+            return Ok(());
         }
         b.gather(x, d, batch.logits, &mut act.proj);
         b.norm(&w.output_norm, c.norm_eps, &act.proj, rows, &mut act.normed);
@@ -285,5 +286,6 @@ impl<B: Backend> Decoder<B> {
             b.softcap(&mut act.logits, rows * c.vocab_size, cap);
         }
         b.read(&act.logits, rows * c.vocab_size, logits);
+        Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! The CPU backend: `synapse_core`'s runtime-dispatched SIMD kernels on host buffers,
 //! matmuls and attention split across the session's threads.
 
-use super::{Backend, Linear, Norm, RopePositions, RunOptions};
+use super::{attend_runs, Backend, Linear, Norm, RopePositions, RunOptions};
 use crate::config::NormKind;
+use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::model::decoder::SeqRun;
 use std::ops::Range;
@@ -168,20 +169,18 @@ impl Backend for Cpu {
         shape: &AttentionShape,
         opts: RunOptions,
         out: &mut Vec<f32>,
-    ) {
-        let (qd, kvd) = (
-            shape.n_heads * shape.head_dim,
-            shape.n_kv_heads * shape.head_dim,
-        );
-        for run in runs {
-            let (rows, kv_rows) = (
-                run.rows.start * qd..run.rows.end * qd,
-                run.rows.start * kvd..run.rows.end * kvd,
-            );
-            cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows]);
-            let (q, out) = (&q[rows.clone()], &mut out[rows]);
-            cache.attention(layer, run.seq, q, run.pos, shape, opts.threads, out);
-        }
+    ) -> Result<()> {
+        attend_runs(
+            cache,
+            layer,
+            runs,
+            (q, k, v),
+            shape,
+            out,
+            |cache, run, q, out| {
+                cache.attention(layer, run.seq, q, run.pos, shape, opts.threads, out)
+            },
+        )
     }
 
     fn gated(

@@ -19,6 +19,7 @@ pub use reference::Reference;
 
 use super::decoder::SeqRun;
 use crate::config::NormKind;
+use crate::error::Result;
 use crate::kv_cache::KvCache;
 use synapse_core::attention::AttentionShape;
 use synapse_core::kernels::Precision;
@@ -135,7 +136,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         shape: &AttentionShape,
         opts: RunOptions,
         out: &mut Self::Buffer,
-    );
+    ) -> Result<()>;
 
     /// `gate = f(gate) * up` over `n` rows of `width` values.
     fn gated(
@@ -171,4 +172,30 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// Appends the first `len` values of `x` to `out` (logits, to the host).
     fn read(&self, x: &Self::Buffer, len: usize, out: &mut Vec<f32>);
+}
+
+/// [`Backend::attention`] for backends whose buffers are host memory: writes each run's
+/// keys and values, then calls `attend(cache, run, its queries, its output rows)`.
+fn attend_runs(
+    cache: &mut KvCache,
+    layer: usize,
+    runs: &[SeqRun],
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    shape: &AttentionShape,
+    out: &mut [f32],
+    mut attend: impl FnMut(&KvCache, &SeqRun, &[f32], &mut [f32]) -> Result<()>,
+) -> Result<()> {
+    let (qd, kvd) = (
+        shape.n_heads * shape.head_dim,
+        shape.n_kv_heads * shape.head_dim,
+    );
+    for run in runs {
+        let (rows, kv_rows) = (
+            run.rows.start * qd..run.rows.end * qd,
+            run.rows.start * kvd..run.rows.end * kvd,
+        );
+        cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows])?;
+        attend(cache, run, &q[rows.clone()], &mut out[rows])?;
+    }
+    Ok(())
 }

@@ -2,10 +2,12 @@
 //! no kernel with [`super::Cpu`]. Matmuls dequantize each weight row (the scalar
 //! dequantizers, checked against gguf-py) and sum in f64; attention gathers the
 //! sequence's keys and values and runs the textbook softmax in f64. Slow by design: it is
-//! the second implementation the conformance tests hold the engine's to.
+//! the second implementation the conformance tests hold the engine's to. Only the
+//! plumbing that does no arithmetic (host buffers, row copies) is [`Cpu`]'s.
 
-use super::{Backend, Linear, Norm, RopePositions, RunOptions};
+use super::{attend_runs, Backend, Cpu, Linear, Norm, RopePositions, RunOptions};
 use crate::config::NormKind;
+use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::model::decoder::SeqRun;
 use synapse_core::attention::{reference_attention, AttentionShape};
@@ -33,21 +35,19 @@ impl Backend for Reference {
     type Scratch = Angles;
 
     fn matrix(&self, w: WeightTensor) -> WeightTensor {
-        w
+        Cpu.matrix(w)
     }
 
     fn vector(&self, v: Vec<f32>) -> Vec<f32> {
-        v
+        Cpu.vector(v)
     }
 
     fn buffer(&self, len: usize) -> Vec<f32> {
-        vec![0.0; len]
+        Cpu.buffer(len)
     }
 
     fn embed(&self, table: &WeightTensor, tokens: &[u32], x: &mut Vec<f32>) {
-        for (row, &tok) in x.chunks_exact_mut(table.cols).zip(tokens) {
-            table.dequantize_row(tok as usize, row);
-        }
+        Cpu.embed(table, tokens, x)
     }
 
     fn add_rows(&self, table: &WeightTensor, rows: &[usize], x: &mut Vec<f32>) {
@@ -67,9 +67,7 @@ impl Backend for Reference {
     }
 
     fn gather(&self, x: &Vec<f32>, width: usize, rows: &[usize], out: &mut Vec<f32>) {
-        for (o, &r) in out.chunks_exact_mut(width).zip(rows) {
-            o.copy_from_slice(&x[r * width..][..width]);
-        }
+        Cpu.gather(x, width, rows, out)
     }
 
     fn split_qkv(
@@ -82,17 +80,7 @@ impl Backend for Reference {
         k: &mut Vec<f32>,
         v: &mut Vec<f32>,
     ) {
-        let width = qd + 2 * kvd;
-        for t in 0..n {
-            for i in 0..width {
-                let x = qkv[t * width + i];
-                match i {
-                    _ if i < qd => q[t * qd + i] = x,
-                    _ if i < qd + kvd => k[t * kvd + i - qd] = x,
-                    _ => v[t * kvd + i - qd - kvd] = x,
-                }
-            }
-        }
+        Cpu.split_qkv(qkv, n, qd, kvd, q, k, v)
     }
 
     fn norm(&self, norm: &Norm<Self>, eps: f32, x: &Vec<f32>, n: usize, out: &mut Vec<f32>) {
@@ -192,21 +180,20 @@ impl Backend for Reference {
         shape: &AttentionShape,
         _: RunOptions,
         out: &mut Vec<f32>,
-    ) {
-        let (qd, kvd) = (
-            shape.n_heads * shape.head_dim,
-            shape.n_kv_heads * shape.head_dim,
-        );
-        for run in runs {
-            let (rows, kv_rows) = (
-                run.rows.start * qd..run.rows.end * qd,
-                run.rows.start * kvd..run.rows.end * kvd,
-            );
-            cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows]);
-            let (keys, values) = cache.history(layer, run.seq, run.pos + run.rows.len());
-            let o = reference_attention(&q[rows.clone()], &keys, &values, run.pos, shape);
-            out[rows].copy_from_slice(&o);
-        }
+    ) -> Result<()> {
+        attend_runs(
+            cache,
+            layer,
+            runs,
+            (q, k, v),
+            shape,
+            out,
+            |cache, run, q, out| {
+                let (keys, values) = cache.history(layer, run.seq, run.pos + run.rows.len())?;
+                out.copy_from_slice(&reference_attention(q, &keys, &values, run.pos, shape));
+                Ok(())
+            },
+        )
     }
 
     fn gated(
@@ -254,6 +241,6 @@ impl Backend for Reference {
     }
 
     fn read(&self, x: &Vec<f32>, len: usize, out: &mut Vec<f32>) {
-        out.extend_from_slice(&x[..len]);
+        Cpu.read(x, len, out)
     }
 }
