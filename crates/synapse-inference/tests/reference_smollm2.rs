@@ -287,3 +287,80 @@ fn f32_path_matches_transformers() {
     println!("f32 path: worst distance {worst:.2e} (bound {F32_BOUND:.0e})");
     assert!(worst <= F32_BOUND, "{worst:.2e} > {F32_BOUND:.0e}");
 }
+
+/// Greedy continuation of `prompt` alone in a session: the tokens, and each step's top-1
+/// minus top-2 logit.
+fn greedy_alone(opts: SessionOptions, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut session = Session::new(common::model(), opts);
+    let mut logits = session.eval(prompt, false).unwrap();
+    let (mut tokens, mut gaps) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let (token, gap) = top_two_gap(&logits);
+        tokens.push(token);
+        gaps.push(gap);
+        logits = session.eval(&[token], false).unwrap();
+    }
+    (tokens, gaps)
+}
+
+/// The argmax of `logits` and its lead over the runner-up.
+fn top_two_gap(logits: &[f32]) -> (u32, f32) {
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.select_nth_unstable_by(1, |&a, &b| logits[b].total_cmp(&logits[a]));
+    let (first, second) = if logits[order[0]] >= logits[order[1]] {
+        (order[0], order[1])
+    } else {
+        (order[1], order[0])
+    };
+    (first as u32, logits[first] - logits[second])
+}
+
+/// The default path (8-bit activations, f16 KV cache) with six prompts' tokens side by side
+/// in the same forward passes, then one greedy step of all six per pass, picks the tokens
+/// each prompt gets alone (up to an exact tie, where the order of float additions decides).
+#[test]
+fn batched_sequences_decode_greedily_as_each_alone() {
+    use synapse_inference::{Batch, Engine, Logits};
+    let prompts: Vec<Vec<u32>> = cases()
+        .into_iter()
+        .filter(|c| c.prompt.len() <= 64)
+        .take(6)
+        .map(|c| c.prompt)
+        .collect();
+    assert_eq!(prompts.len(), 6);
+    let opts = SessionOptions {
+        context: 128,
+        threads: 2,
+        ..SessionOptions::default()
+    };
+    let steps = 24;
+    let mut engine = Engine::new(common::model(), opts);
+    let seqs: Vec<_> = prompts.iter().map(|_| engine.add_sequence()).collect();
+    let mut batch = Batch::new();
+    for (&seq, prompt) in seqs.iter().zip(&prompts) {
+        batch.add(seq, prompt, Logits::Last);
+    }
+    let mut logits = Vec::new();
+    engine.eval(&batch, &mut logits).unwrap();
+    let vocab = common::model().config().vocab_size;
+    let mut batched = vec![Vec::new(); seqs.len()];
+    for step in 0..steps {
+        batch.clear();
+        for (i, &seq) in seqs.iter().enumerate() {
+            let (token, _) = top_two_gap(&logits[i * vocab..][..vocab]);
+            batched[i].push(token);
+            if step + 1 < steps {
+                batch.add(seq, &[token], Logits::Last);
+            }
+        }
+        if !batch.is_empty() {
+            engine.eval(&batch, &mut logits).unwrap();
+        }
+    }
+    for (i, prompt) in prompts.iter().enumerate() {
+        let (alone, gaps) = greedy_alone(opts, prompt, steps);
+        let tie = gaps.iter().position(|&g| g < 1e-3).unwrap_or(steps);
+        eprintln!("prompt {i}: {tie} of {steps} greedy tokens compared (to the first near-tie)");
+        assert_eq!(batched[i][..tie], alone[..tie], "prompt {i}");
+    }
+}
