@@ -57,7 +57,7 @@ impl Batch {
 pub struct Engine<B: Backend = Cpu> {
     pub model: Arc<Model<B>>,
     opts: SessionOptions,
-    cache: KvCache,
+    cache: KvCache<B::Kv>,
     act: Activations<B>,
     /// The tokens each sequence has evaluated.
     tokens: HashMap<SeqId, Vec<u32>>,
@@ -74,16 +74,10 @@ impl<B: Backend> Engine<B> {
         let opts = opts.resolve(&model);
         let c = model.config();
         let kv_type = opts.kv_type.unwrap_or(KvType::F16);
-        let cache = KvCache::new(
-            c.n_layers,
-            c.kv_dim(),
-            opts.context,
-            c.window,
-            opts.batch,
-            kv_type,
-            None,
-        );
-        let act = Activations::new(&model.decoder().backend, c, opts.batch, opts.context);
+        let backend = &model.decoder().backend;
+        let geometry = (c.n_layers, c.kv_dim(), opts.context, c.window, opts.batch);
+        let cache = KvCache::with_pages(geometry, kv_type, None, |shape| backend.kv_pages(shape));
+        let act = Activations::new(backend, c, opts.batch, opts.context);
         Engine {
             model,
             opts,

@@ -9,6 +9,10 @@
 //! sequence holds every position it has evaluated; with one it is a ring of the window
 //! plus one batch, so memory stays bounded however long the generation. Memory is
 //! allocated in chunks of pages as sequences grow, and freed pages are reused first.
+//!
+//! The pool keeps the books (which page holds which tile of which sequence); a backend's
+//! [`KvPages`] holds the pages themselves, in host memory ([`HostPages`], the layout the
+//! CPU attention kernel reads) or on a device.
 
 use crate::error::{Error, Result};
 use synapse_core::attention::{self, AttentionShape, KvLayer, Tile, TileMut, TILE};
@@ -34,11 +38,84 @@ impl SeqId {
 /// Pages allocated at a time, at most: few enough that a short sequence stays small.
 const CHUNK_PAGES: usize = 8;
 
-/// Page storage, in chunks of `chunk_pages` pages. A page holds, layer after layer,
-/// the tile's keys (`[kv_dim][TILE]`) then its values (`[TILE][kv_dim]`); f16 as bits.
+/// The shape of a pool's pages, from which a backend makes their storage.
+#[derive(Clone, Copy, Debug)]
+pub struct PageShape {
+    pub kv_type: KvType,
+    pub n_layers: usize,
+    pub kv_dim: usize,
+    /// Pages the pool adds at a time.
+    pub chunk_pages: usize,
+}
+
+/// Where a backend keeps the pages of a [`KvCache`]: page `p` holds, for every layer, the
+/// keys and values of [`TILE`] positions.
+pub trait KvPages: Send {
+    /// Allocates `n` more pages (the pool's `chunk_pages`), numbered after those there are.
+    fn grow(&mut self, n: usize);
+    /// Makes page `to` a copy of page `from`.
+    fn copy_page(&mut self, from: u32, to: u32);
+}
+
+/// Pages in host memory, in chunks of `chunk_pages` pages. A page holds, layer after
+/// layer, the tile's keys (`[kv_dim][TILE]`) then its values (`[TILE][kv_dim]`); f16 as
+/// bits.
+pub struct HostPages {
+    chunks: Chunks,
+    shape: PageShape,
+}
+
 enum Chunks {
     F32(Vec<Box<[f32]>>),
     F16(Vec<Box<[u16]>>),
+}
+
+impl HostPages {
+    pub fn new(shape: PageShape) -> HostPages {
+        let chunks = match shape.kv_type {
+            KvType::F32 => Chunks::F32(Vec::new()),
+            KvType::F16 => Chunks::F16(Vec::new()),
+        };
+        HostPages { chunks, shape }
+    }
+
+    /// Elements of one page.
+    fn page_len(&self) -> usize {
+        self.shape.n_layers * 2 * TILE * self.shape.kv_dim
+    }
+
+    /// Where `layer`'s part of `page` starts in its chunk, and the chunk.
+    fn locate(&self, page: u32, layer: usize) -> (usize, usize) {
+        let (p, per) = (page as usize, self.shape.chunk_pages);
+        (
+            p / per,
+            p % per * self.page_len() + layer * 2 * TILE * self.shape.kv_dim,
+        )
+    }
+}
+
+impl KvPages for HostPages {
+    fn grow(&mut self, n: usize) {
+        debug_assert_eq!(n, self.shape.chunk_pages, "whole chunks");
+        let len = n * self.page_len();
+        match &mut self.chunks {
+            Chunks::F32(c) => c.push(vec![0.0; len].into_boxed_slice()),
+            Chunks::F16(c) => c.push(vec![0; len].into_boxed_slice()),
+        }
+    }
+
+    fn copy_page(&mut self, from: u32, to: u32) {
+        fn copy<E: Copy>(chunks: &mut [Box<[E]>], at: [(usize, usize); 2], len: usize) {
+            let [(fc, fo), (tc, to)] = at;
+            let page = chunks[fc][fo..fo + len].to_vec();
+            chunks[tc][to..to + len].copy_from_slice(&page);
+        }
+        let (at, len) = ([self.locate(from, 0), self.locate(to, 0)], self.page_len());
+        match &mut self.chunks {
+            Chunks::F32(c) => copy(c, at, len),
+            Chunks::F16(c) => copy(c, at, len),
+        }
+    }
 }
 
 struct Sequence {
@@ -48,8 +125,9 @@ struct Sequence {
     len: usize,
 }
 
-pub struct KvCache {
-    chunks: Chunks,
+pub struct KvCache<S: KvPages = HostPages> {
+    pages: S,
+    kv_type: KvType,
     /// Pages per chunk: [`CHUNK_PAGES`], or fewer where a sequence or the pool holds fewer.
     chunk_pages: usize,
     n_layers: usize,
@@ -77,10 +155,8 @@ fn find(sequences: &[Option<Sequence>], seq: SeqId) -> Result<&Sequence> {
         .ok_or(Error::UnknownSequence { id: seq.0 })
 }
 
-impl KvCache {
-    /// A pool for sequences of up to `context` positions whose forward batches have at
-    /// most `max_batch` tokens each, allocating at most `max_pages` pages (None: as many
-    /// as the sequences need).
+impl KvCache<HostPages> {
+    /// A pool in host memory (see [`KvCache::with_pages`]).
     pub fn new(
         n_layers: usize,
         kv_dim: usize,
@@ -89,19 +165,39 @@ impl KvCache {
         max_batch: usize,
         kv_type: KvType,
         max_pages: Option<usize>,
-    ) -> KvCache {
+    ) -> KvCache<HostPages> {
+        let geometry = (n_layers, kv_dim, context, window, max_batch);
+        KvCache::with_pages(geometry, kv_type, max_pages, HostPages::new)
+    }
+}
+
+impl<S: KvPages> KvCache<S> {
+    /// A pool for sequences of up to `context` positions whose forward batches have at
+    /// most `max_batch` tokens each, allocating at most `max_pages` pages (None: as many
+    /// as the sequences need), in the storage `pages` makes.
+    pub fn with_pages(
+        (n_layers, kv_dim, context, window, max_batch): (usize, usize, usize, Option<usize>, usize),
+        kv_type: KvType,
+        max_pages: Option<usize>,
+        pages: impl FnOnce(PageShape) -> S,
+    ) -> KvCache<S> {
         let max_batch = max_batch.max(1);
         // A batch written at `pos` must not overwrite what its first query still sees,
         // `pos + 1 - window..pos`.
         let needed = window.map_or(context, |w| context.min(w.max(1) + max_batch - 1));
         let slots = needed.max(1).next_multiple_of(TILE);
         let max_pages = max_pages.unwrap_or(usize::MAX);
+        let chunk_pages = CHUNK_PAGES.min(slots / TILE).min(max_pages).max(1);
+        let shape = PageShape {
+            kv_type,
+            n_layers,
+            kv_dim,
+            chunk_pages,
+        };
         KvCache {
-            chunks: match kv_type {
-                KvType::F32 => Chunks::F32(Vec::new()),
-                KvType::F16 => Chunks::F16(Vec::new()),
-            },
-            chunk_pages: CHUNK_PAGES.min(slots / TILE).min(max_pages).max(1),
+            pages: pages(shape),
+            kv_type,
+            chunk_pages,
             n_layers,
             kv_dim,
             refs: Vec::new(),
@@ -121,23 +217,33 @@ impl KvCache {
     }
 
     pub fn kv_type(&self) -> KvType {
-        match self.chunks {
-            Chunks::F32(_) => KvType::F32,
-            Chunks::F16(_) => KvType::F16,
-        }
+        self.kv_type
     }
 
-    /// Elements of one page (every layer's keys and values of one tile).
-    fn page_len(&self) -> usize {
-        self.n_layers * 2 * TILE * self.kv_dim
-    }
-
+    /// Bytes of one page (every layer's keys and values of one tile).
     fn page_bytes(&self) -> usize {
-        let elem = match self.kv_type() {
+        let elem = match self.kv_type {
             KvType::F32 => 4,
             KvType::F16 => 2,
         };
-        self.page_len() * elem
+        self.n_layers * 2 * TILE * self.kv_dim * elem
+    }
+
+    /// The storage of the pages, and the pages of `seq` in slot order; position `p` is in
+    /// tile `p % slots / TILE` (see [`KvCache::slots`]).
+    pub fn pages(&self, seq: SeqId) -> Result<(&S, &[u32])> {
+        Ok((&self.pages, &self.sequence(seq)?.pages))
+    }
+
+    /// [`KvCache::pages`], the storage writable.
+    pub fn pages_mut(&mut self, seq: SeqId) -> Result<(&mut S, &[u32])> {
+        let pages = &find(&self.sequences, seq)?.pages;
+        Ok((&mut self.pages, pages))
+    }
+
+    /// Positions a sequence holds at most (a ring's size, with a sliding window).
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Bytes of pages that some sequence holds.
@@ -301,7 +407,7 @@ impl KvCache {
                 Some(p) if self.refs[p as usize] == 1 => {}
                 Some(shared) => {
                     let page = self.new_page();
-                    self.copy_page(shared, page);
+                    self.pages.copy_page(shared, page);
                     self.refs[shared as usize] -= 1;
                     self.sequence_mut(seq)?.pages[t] = page;
                 }
@@ -320,11 +426,7 @@ impl KvCache {
     fn new_page(&mut self) -> u32 {
         if self.free.is_empty() {
             let (first, pages) = (self.refs.len(), self.chunk_pages);
-            let len = pages * self.page_len();
-            match &mut self.chunks {
-                Chunks::F32(c) => c.push(vec![0.0; len].into_boxed_slice()),
-                Chunks::F16(c) => c.push(vec![0; len].into_boxed_slice()),
-            }
+            self.pages.grow(pages);
             self.refs.resize(first + pages, 0);
             // Lowest first, so that a pool's memory stays compact.
             self.free
@@ -334,33 +436,9 @@ impl KvCache {
         self.refs[page as usize] = 1;
         page
     }
+}
 
-    fn copy_page(&mut self, from: u32, to: u32) {
-        fn copy<E: Copy>(
-            chunks: &mut [Box<[E]>],
-            (pages, len): (usize, usize),
-            from: u32,
-            to: u32,
-        ) {
-            let at = |p: u32| (p as usize / pages, p as usize % pages * len);
-            let ((fc, fo), (tc, to)) = (at(from), at(to));
-            let page = chunks[fc][fo..fo + len].to_vec();
-            chunks[tc][to..to + len].copy_from_slice(&page);
-        }
-        let size = (self.chunk_pages, self.page_len());
-        match &mut self.chunks {
-            Chunks::F32(c) => copy(c, size, from, to),
-            Chunks::F16(c) => copy(c, size, from, to),
-        }
-    }
-
-    /// Where `layer`'s part of `page` starts in its chunk, and the chunk.
-    fn locate(&self, page: u32, layer: usize) -> (usize, usize) {
-        let p = page as usize;
-        let offset = p % self.chunk_pages * self.page_len() + layer * 2 * TILE * self.kv_dim;
-        (p / self.chunk_pages, offset)
-    }
-
+impl KvCache<HostPages> {
     /// Stores the keys and values (`[n][kv_dim]`) of positions `pos..pos + n` of `seq`,
     /// made room for by [`KvCache::append`].
     pub fn write(
@@ -380,8 +458,8 @@ impl KvCache {
             .enumerate()
         {
             let slot = (pos + i) % self.slots;
-            let (chunk, at) = self.locate(s.pages[slot / TILE], layer);
-            let tile = match &mut self.chunks {
+            let (chunk, at) = self.pages.locate(s.pages[slot / TILE], layer);
+            let tile = match &mut self.pages.chunks {
                 Chunks::F32(c) => {
                     let (keys, values) = c[chunk][at..at + 2 * tile_len].split_at_mut(tile_len);
                     TileMut::F32 { keys, values }
@@ -408,10 +486,10 @@ impl KvCache {
         };
         for p in 0..len {
             let slot = p % self.slots;
-            let (chunk, at) = self.locate(pages[slot / TILE], layer);
+            let (chunk, at) = self.pages.locate(pages[slot / TILE], layer);
             let (i, v) = (slot % TILE, at + TILE * kvd);
             let (key, value) = (&mut keys[p * kvd..][..kvd], &mut values[p * kvd..][..kvd]);
-            match &self.chunks {
+            match &self.pages.chunks {
                 Chunks::F32(c) => {
                     widen(&|d| c[chunk][at + d * TILE + i], key);
                     widen(&|d| c[chunk][v + i * kvd + d], value);
@@ -446,29 +524,29 @@ impl KvCache {
             "the pool is sized for its window"
         );
         fn tiles<'a, E>(
-            cache: &KvCache,
+            host: &HostPages,
             chunks: &'a [Box<[E]>],
             pages: &[u32],
             layer: usize,
         ) -> Vec<Tile<'a, E>> {
-            let tile_len = TILE * cache.kv_dim;
+            let tile_len = TILE * host.shape.kv_dim;
             pages
                 .iter()
                 .map(|&p| {
-                    let (chunk, at) = cache.locate(p, layer);
+                    let (chunk, at) = host.locate(p, layer);
                     let (keys, values) = chunks[chunk][at..at + 2 * tile_len].split_at(tile_len);
                     Tile { keys, values }
                 })
                 .collect()
         }
-        let pages = &self.sequence(seq)?.pages;
-        match &self.chunks {
+        let (host, pages) = self.pages(seq)?;
+        match &host.chunks {
             Chunks::F32(c) => {
-                let tiles = tiles(self, c, pages, layer);
+                let tiles = tiles(host, c, pages, layer);
                 attention::attention(q, KvLayer::F32(&tiles), pos, shape, threads, out)
             }
             Chunks::F16(c) => {
-                let tiles = tiles(self, c, pages, layer);
+                let tiles = tiles(host, c, pages, layer);
                 attention::attention(q, KvLayer::F16(&tiles), pos, shape, threads, out)
             }
         }

@@ -145,7 +145,7 @@ impl<B: Backend> Decoder<B> {
     pub fn forward(
         &self,
         batch: &ForwardBatch,
-        cache: &mut KvCache,
+        cache: &mut KvCache<B::Kv>,
         act: &mut Activations<B>,
         opts: RunOptions,
         logits: &mut Vec<f32>,

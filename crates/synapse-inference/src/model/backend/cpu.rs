@@ -4,7 +4,7 @@
 use super::{attend_runs, Backend, Linear, Norm, RopePositions, RunOptions};
 use crate::config::NormKind;
 use crate::error::Result;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{HostPages, KvCache, PageShape};
 use crate::model::decoder::SeqRun;
 use std::ops::Range;
 use synapse_core::attention::AttentionShape;
@@ -38,6 +38,7 @@ impl Backend for Cpu {
     type Matrix = WeightTensor;
     type Vector = Vec<f32>;
     type Scratch = CpuScratch;
+    type Kv = HostPages;
 
     fn matrix(&self, w: WeightTensor) -> WeightTensor {
         w
@@ -49,6 +50,10 @@ impl Backend for Cpu {
 
     fn buffer(&self, len: usize) -> Vec<f32> {
         vec![0.0; len]
+    }
+
+    fn kv_pages(&self, shape: PageShape) -> HostPages {
+        HostPages::new(shape)
     }
 
     fn embed(&self, table: &WeightTensor, tokens: &[u32], x: &mut Vec<f32>) {
@@ -162,7 +167,7 @@ impl Backend for Cpu {
 
     fn attention(
         &self,
-        cache: &mut KvCache,
+        cache: &mut KvCache<HostPages>,
         layer: usize,
         runs: &[SeqRun],
         (q, k, v): (&Vec<f32>, &Vec<f32>, &Vec<f32>),

@@ -7,9 +7,9 @@
 //! backend or an autograd wrapper implements the same trait.
 //!
 //! Buffers hold rows of f32 activations; an operation reads and writes the first rows
-//! it is told about. Key/value memory is the host [`KvCache`] for now: its page
-//! bookkeeping is the backend-independent part, and a device backend will keep its
-//! pages in device memory behind the same calls.
+//! it is told about. Key/value memory is a [`KvCache`] pool: its books (which page holds
+//! which positions of which sequence, forks, copy on write) are shared by every backend,
+//! its pages are the backend's own [`Backend::Kv`].
 
 mod cpu;
 mod reference;
@@ -20,7 +20,7 @@ pub use reference::Reference;
 use super::decoder::SeqRun;
 use crate::config::NormKind;
 use crate::error::Result;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{HostPages, KvCache, KvPages, PageShape};
 use synapse_core::attention::AttentionShape;
 use synapse_core::kernels::Precision;
 use synapse_core::ops::{Activation, RopeStyle};
@@ -63,6 +63,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     type Vector: Send + Sync;
     /// What one engine keeps between operations (matmul workspace, RoPE tables).
     type Scratch: Default + Send;
+    /// Storage of key/value pages.
+    type Kv: KvPages;
 
     /// Takes a loaded matrix (in the layout the CPU kernels read; any layout can give
     /// back its rows, see [`WeightTensor::dequantize_row`]).
@@ -70,6 +72,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn vector(&self, v: Vec<f32>) -> Self::Vector;
     /// A buffer of `len` values.
     fn buffer(&self, len: usize) -> Self::Buffer;
+    /// Empty storage for key/value pages of `shape`.
+    fn kv_pages(&self, shape: PageShape) -> Self::Kv;
 
     /// Row `i` of `x` holds row `tokens[i]` of `table`.
     fn embed(&self, table: &Self::Matrix, tokens: &[u32], x: &mut Self::Buffer);
@@ -129,7 +133,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
-        cache: &mut KvCache,
+        cache: &mut KvCache<Self::Kv>,
         layer: usize,
         runs: &[SeqRun],
         qkv: (&Self::Buffer, &Self::Buffer, &Self::Buffer),
@@ -177,13 +181,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
 /// [`Backend::attention`] for backends whose buffers are host memory: writes each run's
 /// keys and values, then calls `attend(cache, run, its queries, its output rows)`.
 fn attend_runs(
-    cache: &mut KvCache,
+    cache: &mut KvCache<HostPages>,
     layer: usize,
     runs: &[SeqRun],
     (q, k, v): (&[f32], &[f32], &[f32]),
     shape: &AttentionShape,
     out: &mut [f32],
-    mut attend: impl FnMut(&KvCache, &SeqRun, &[f32], &mut [f32]) -> Result<()>,
+    mut attend: impl FnMut(&KvCache<HostPages>, &SeqRun, &[f32], &mut [f32]) -> Result<()>,
 ) -> Result<()> {
     let (qd, kvd) = (
         shape.n_heads * shape.head_dim,

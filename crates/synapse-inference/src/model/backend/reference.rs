@@ -8,7 +8,7 @@
 use super::{attend_runs, Backend, Cpu, Linear, Norm, RopePositions, RunOptions};
 use crate::config::NormKind;
 use crate::error::Result;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{HostPages, KvCache, PageShape};
 use crate::model::decoder::SeqRun;
 use synapse_core::attention::{reference_attention, AttentionShape};
 use synapse_core::ops::{Activation, RopeStyle};
@@ -33,6 +33,7 @@ impl Backend for Reference {
     type Matrix = WeightTensor;
     type Vector = Vec<f32>;
     type Scratch = Angles;
+    type Kv = HostPages;
 
     fn matrix(&self, w: WeightTensor) -> WeightTensor {
         Cpu.matrix(w)
@@ -44,6 +45,10 @@ impl Backend for Reference {
 
     fn buffer(&self, len: usize) -> Vec<f32> {
         Cpu.buffer(len)
+    }
+
+    fn kv_pages(&self, shape: PageShape) -> HostPages {
+        Cpu.kv_pages(shape)
     }
 
     fn embed(&self, table: &WeightTensor, tokens: &[u32], x: &mut Vec<f32>) {
@@ -173,7 +178,7 @@ impl Backend for Reference {
 
     fn attention(
         &self,
-        cache: &mut KvCache,
+        cache: &mut KvCache<HostPages>,
         layer: usize,
         runs: &[SeqRun],
         (q, k, v): (&Vec<f32>, &Vec<f32>, &Vec<f32>),
