@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Timed repetitions (one more warm-up run is discarded)
     #[arg(long, short = 'r', default_value_t = 5)]
     repetitions: usize,
+    /// Sessions of the one loaded model run at once, each on its own OS thread with
+    /// --threads threads; rates are reported per session and combined
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
@@ -72,6 +76,9 @@ pub struct BenchArgs {
 pub fn bench(args: BenchArgs) -> Result<(), String> {
     if args.repetitions == 0 {
         return Err("--repetitions must be at least 1".into());
+    }
+    if args.sessions == 0 || (args.memory_bandwidth && args.sessions > 1) {
+        return Err("--sessions must be at least 1 (and 1 with --memory-bandwidth)".into());
     }
     // As llama-bench: one thread per physical core unless told otherwise.
     let threads = args.model.threads.unwrap_or_else(physical_cores).max(1);
@@ -276,6 +283,60 @@ fn fork_once(
     })
 }
 
+/// Runs one repetition of `sessions` sessions at once, each on its own OS thread (the
+/// first on this one). They start together and do the same work, so their prefills
+/// overlap, and so do their decodes.
+fn run_sessions(
+    model: &Arc<Model>,
+    opts: SessionOptions,
+    tokens: &[u32],
+    p: usize,
+    sessions: usize,
+) -> Result<Vec<RunTimes>, String> {
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..sessions)
+            .map(|_| s.spawn(|| run_once(model, opts, tokens, p)))
+            .collect();
+        let mut times = vec![run_once(model, opts, tokens, p)?];
+        for other in others {
+            times.push(other.join().map_err(|_| "a bench session panicked")??);
+        }
+        Ok(times)
+    })
+}
+
+/// Prefill and decode rates over the repetitions, each repetition's rates summed over
+/// the sessions given.
+struct Rates {
+    prefill: Stats,
+    decode: Stats,
+    after: Stats,
+}
+
+impl Rates {
+    fn new<'a>(reps: impl Iterator<Item = &'a [RunTimes]> + Clone, p: usize, g: usize) -> Rates {
+        let stats = |seconds: fn(&RunTimes) -> f64, n: usize| {
+            let sums = reps
+                .clone()
+                .map(|runs| runs.iter().map(|t| rate(n, seconds(t))).sum());
+            Stats::new(sums.collect()).expect("at least one run")
+        };
+        Rates {
+            prefill: stats(|t| t.prefill, p),
+            decode: stats(|t| t.decode, g),
+            after: stats(|t| t.decode_after_prompt, g),
+        }
+    }
+
+    fn medians_json(&self) -> serde_json::Value {
+        json!({
+            "prefill_tok_s": self.prefill.median,
+            "decode_tok_s": self.decode.median,
+            "decode_after_prompt_tok_s": self.after.median,
+        })
+    }
+}
+
 fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let (p, g) = (args.prompt_tokens, args.gen_tokens);
     if p == 0 || g == 0 {
@@ -317,7 +378,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             };
             eprint!("\r[bench: {what} of {}]   ", args.repetitions);
         }
-        let t = run_once(&model, opts, &tokens, p)?;
+        let t = run_sessions(&model, opts, &tokens, p, args.sessions)?;
         let batched = match n_seq > 1 {
             true => Some(batched_decode_once(&model, opts, &tokens, p, n_seq)?),
             false => None,
@@ -336,12 +397,14 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
         eprint!("\r{:40}\r", "");
     }
 
-    let stats = |f: fn(&RunTimes) -> f64, n: usize| {
-        Stats::new(times.iter().map(|t| rate(n, f(t))).collect()).expect("at least one run")
-    };
-    let prefill = stats(|t| t.prefill, p);
-    let decode = stats(|t| t.decode, g);
-    let after = stats(|t| t.decode_after_prompt, g);
+    let per_session: Vec<Rates> = (0..args.sessions)
+        .map(|i| Rates::new(times.iter().map(|rep| std::slice::from_ref(&rep[i])), p, g))
+        .collect();
+    let Rates {
+        prefill,
+        decode,
+        after,
+    } = Rates::new(times.iter().map(Vec::as_slice), p, g);
     let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
     let f = f.min(g);
     let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
@@ -368,6 +431,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             "kernel": kernel,
             "precision": precision,
             "threads": threads,
+            "sessions": args.sessions,
             "prompt_tokens": p,
             "gen_tokens": g,
             "repetitions": args.repetitions,
@@ -387,6 +451,7 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
                 "decode": decode.spread_json(),
                 "decode_after_prompt": after.spread_json(),
             },
+            "per_session": per_session.iter().map(Rates::medians_json).collect::<Vec<_>>(),
             "batch_sequences": n_seq,
             "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
             "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
@@ -456,6 +521,22 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             before as f64 / (1 << 20) as f64,
             after as f64 / (1 << 20) as f64,
         );
+    }
+    if args.sessions > 1 {
+        println!();
+        println!(
+            "{} sessions at once, rates above combined; each session's medians (tok/s):",
+            args.sessions
+        );
+        for (i, r) in per_session.iter().enumerate() {
+            println!(
+                "  session {}: pp{p} {:.2}, tg{g} {:.2}, tg{g} @ pp{p} {:.2}",
+                i + 1,
+                r.prefill.median,
+                r.decode.median,
+                r.after.median
+            );
+        }
     }
     println!();
     if let Some(rss) = peak_rss {

@@ -1,25 +1,60 @@
-//! Splitting work across threads. With the `native` feature, work runs on a persistent
-//! pool whose workers spin briefly between jobs (a decode step runs hundreds of small
-//! matmuls, so waking sleeping threads for each would cost more than the work), then park
-//! until the next; without it (WASM) everything runs on the calling thread.
+//! Splitting work across threads.
+//!
+//! [`parallel_for`] cuts its range into chunks (a [`Job`]) and hands the job to the
+//! [`Executor`]: with the `native` feature a persistent pool of OS threads, without it
+//! (WASM) the calling thread alone; [`set_executor`] installs another, e.g. one built on
+//! Web Workers.
+//!
+//! The native pool's policy for concurrent callers (say two sessions on two OS threads):
+//! each caller works on its own job, and the threads a job asks for are split evenly
+//! between the callers active in the last millisecond, the rest of a job's share coming
+//! from the shared workers, which help whichever posted job has a free seat. So on a
+//! machine with `t` cores, `k` callers asking for `t` threads each get `t / k` (at least
+//! their own), never oversubscribing the machine, while a lone caller gets all it asks
+//! for. Workers spin briefly between jobs (a decode step runs hundreds of small matmuls,
+//! so waking sleeping threads for each would cost more than the work), then park until
+//! the next. Past 64 concurrent callers, the further ones run their jobs alone.
+//!
+//! A call made from inside a task (a nested call) runs serially on that thread, whatever
+//! the executor. A panic in a task reaches the caller of `parallel_for` once every thread
+//! has stopped working on the job.
 
+use std::any::Any;
+use std::cell::Cell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Splits `0..n` into chunks of whole multiples of `align` items (the last may be shorter)
 /// and calls `f` on each, on up to `threads` threads (the caller is one of them).
 /// Returns when every chunk is done.
 pub fn parallel_for(n: usize, threads: usize, align: usize, f: impl Fn(Range<usize>) + Sync) {
+    run_on(executor(), n, threads, align, &f);
+}
+
+fn run_on(
+    executor: &dyn Executor,
+    n: usize,
+    threads: usize,
+    align: usize,
+    f: &(dyn Fn(Range<usize>) + Sync),
+) {
     let align = align.max(1);
     let units = n.div_ceil(align);
     let threads = threads.clamp(1, units.max(1));
-    if threads == 1 {
+    if threads == 1 || IN_TASK.get() {
         f(0..n);
         return;
     }
-    #[cfg(feature = "native")]
-    pool::run(n, threads, align, &f);
-    #[cfg(not(feature = "native"))]
-    f(0..n);
+    let job = Job::new(n, threads, align, f);
+    executor.run(&job);
+    let panic = job
+        .panic
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(panic) = panic {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Splits `out` into `out.len() / unit_len` units of `unit_len` items and calls `f` with a
@@ -60,23 +95,129 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// The number of threads to use by default: the machine's available parallelism.
+/// The number of threads to use by default: the executor's (for the native pool, the
+/// machine's available parallelism).
 pub fn default_threads() -> usize {
-    #[cfg(feature = "native")]
-    {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+    executor().threads()
+}
+
+/// Chunks per thread: a few, so a thread slowed by the OS does not hold up the rest.
+const CHUNKS_PER_THREAD: usize = 4;
+
+thread_local! {
+    /// Whether this thread is running a task, so that a nested call runs serially.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One call of [`parallel_for`]: its task and the chunks of `0..n` not taken yet.
+pub struct Job<'a> {
+    task: &'a (dyn Fn(Range<usize>) + Sync),
+    n: usize,
+    chunk: usize,
+    helpers: usize,
+    next_chunk: AtomicUsize,
+    /// The first panic of a task, resumed on the caller once the job is done.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        n: usize,
+        threads: usize,
+        align: usize,
+        task: &'a (dyn Fn(Range<usize>) + Sync),
+    ) -> Self {
+        let units = n.div_ceil(align);
+        let chunk = units.div_ceil(threads * CHUNKS_PER_THREAD).max(1) * align;
+        Job {
+            task,
+            n,
+            chunk,
+            helpers: threads - 1,
+            next_chunk: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+        }
     }
-    #[cfg(not(feature = "native"))]
-    {
+
+    /// How many threads besides the caller's may work on the job.
+    pub fn helpers(&self) -> usize {
+        self.helpers
+    }
+
+    /// Runs chunks until none is left. Any number of threads may call it at once. A task
+    /// that panics ends this thread's share; the panic is kept for the caller.
+    pub fn work(&self) {
+        let outer = IN_TASK.replace(true);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let chunks = self.n.div_ceil(self.chunk);
+            loop {
+                let c = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                (self.task)(c * self.chunk..((c + 1) * self.chunk).min(self.n));
+            }
+        }));
+        IN_TASK.set(outer);
+        if let Err(panic) = run {
+            let mut first = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert(panic);
+        }
+    }
+}
+
+/// Runs the jobs of [`parallel_for`] on threads: the native pool by default, or one
+/// installed with [`set_executor`] (e.g. Web Workers sharing the wasm memory).
+pub trait Executor: Send + Sync {
+    /// How many threads callers use unless told otherwise ([`default_threads`]).
+    fn threads(&self) -> usize;
+
+    /// Calls [`Job::work`] on the calling thread and on up to [`Job::helpers`] other
+    /// threads, and returns only once every one of those calls has returned (the job
+    /// borrows the caller's stack). Panics in tasks are the job's to report.
+    fn run(&self, job: &Job<'_>);
+}
+
+static INSTALLED: OnceLock<Box<dyn Executor>> = OnceLock::new();
+
+/// Makes `executor` run every later [`parallel_for`] (jobs already running finish where
+/// they are). Only the first one installed counts: later calls get theirs back.
+pub fn set_executor(executor: Box<dyn Executor>) -> Result<(), Box<dyn Executor>> {
+    INSTALLED.set(executor)
+}
+
+fn executor() -> &'static dyn Executor {
+    match INSTALLED.get() {
+        Some(installed) => installed.as_ref(),
+        None => &DefaultExecutor,
+    }
+}
+
+#[cfg(feature = "native")]
+use pool::Native as DefaultExecutor;
+
+/// Runs every job on the thread that calls (there are no others without `native`).
+#[cfg(not(feature = "native"))]
+struct DefaultExecutor;
+
+#[cfg(not(feature = "native"))]
+impl Executor for DefaultExecutor {
+    fn threads(&self) -> usize {
         1
+    }
+
+    fn run(&self, job: &Job<'_>) {
+        job.work();
     }
 }
 
 #[cfg(feature = "native")]
 mod pool {
-    use std::ops::Range;
-    use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
-    use std::sync::{Mutex, OnceLock, TryLockError};
+    use super::{Executor, Job};
+    use std::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*,
+    };
+    use std::sync::{Mutex, OnceLock};
     use std::thread::Thread;
     use std::time::{Duration, Instant};
 
@@ -89,62 +230,102 @@ mod pool {
     const YIELD_AFTER: Duration = Duration::from_micros(50);
     /// Spins between looks at the clock.
     const SPINS_PER_CHECK: u32 = 64;
-    /// Chunks per thread: a few, so a thread slowed by the OS does not hold up the rest.
-    const CHUNKS_PER_THREAD: usize = 4;
-    /// Workers the pool can hold (plus the calling thread).
+    /// Workers the pool can hold; a job gets at most this many helpers.
     const MAX_WORKERS: usize = 255;
+    /// Callers that can share the workers at once; further ones run their jobs alone.
+    const SLOTS: usize = 64;
+    /// How long after its last call a caller still counts as active: longer than the
+    /// gaps between the parallel calls of a forward pass.
+    const ACTIVE_MICROS: u64 = 1000;
 
-    type Task = dyn Fn(Range<usize>) + Sync;
+    /// A slot's `state` while helpers may join its job: `OPEN | seats << SEATS_SHIFT |
+    /// joined`; 0 once closed. Seats and joined helpers fit in 8 bits (`MAX_WORKERS`).
+    const OPEN: u32 = 1 << 31;
+    const SEATS_SHIFT: u32 = 8;
+    const COUNT: u32 = 0xFF;
 
-    /// The job the workers are running. `task` points at the caller's closure; the caller
-    /// does not return before every helper has finished with it.
-    struct Job {
-        task: *const Task,
-        n: usize,
-        chunk: usize,
+    /// The native executor: the process-wide pool, started on first use.
+    pub struct Native;
+
+    impl Executor for Native {
+        fn threads(&self) -> usize {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+
+        fn run(&self, job: &Job<'_>) {
+            let pool = pool();
+            match DESK.try_with(|desk| desk.0) {
+                Ok(Some(slot)) => pool.run(slot, job),
+                // Every slot has a caller (or this thread is exiting).
+                _ => job.work(),
+            }
+        }
+    }
+
+    /// A caller thread's own slot, released when the thread exits.
+    struct Desk(Option<usize>);
+
+    impl Drop for Desk {
+        fn drop(&mut self) {
+            if let Some(slot) = self.0 {
+                pool().slots[slot].owned.store(false, Release);
+            }
+        }
+    }
+
+    thread_local! {
+        static DESK: Desk = Desk(pool().claim_slot());
+    }
+
+    /// One caller's place: when it last called, and the job it posts to the workers. On
+    /// its own cache line so that callers do not contend.
+    #[repr(align(64))]
+    struct Slot {
+        /// Whether a caller thread owns the slot.
+        owned: AtomicBool,
+        /// When the owner last called, in `Pool::now` units.
+        last_call: AtomicU64,
+        state: AtomicU32,
+        /// The owner's job. A helper may read it from joining until it counts itself in
+        /// `left`: the owner waits for that before returning.
+        job: AtomicPtr<Job<'static>>,
+        /// Helpers that joined the job and are done with it.
+        left: AtomicUsize,
     }
 
     struct Pool {
-        /// Held by the thread that is submitting a job; others run theirs serially.
-        submit: Mutex<()>,
-        /// The generation of the current job (high 32 bits) and how many workers help
-        /// with it (low 32 bits), published together so that a worker never has to read
-        /// a job it is not part of (the submitter does not wait for those).
-        posted: AtomicU64,
-        job: AtomicPtr<Job>,
-        next_chunk: AtomicUsize,
-        pending: AtomicUsize,
-        panicked: AtomicBool,
+        start: Instant,
+        slots: [Slot; SLOTS],
+        /// How many slots workers look at: all that were ever owned.
+        used: AtomicUsize,
+        /// Bumped when a job is posted; idle workers wait for it to change.
+        posted: AtomicUsize,
         /// Per worker: whether it is parked (or about to), and its handle for unparking.
         parked: [AtomicBool; MAX_WORKERS],
         handles: [OnceLock<Thread>; MAX_WORKERS],
         workers: Mutex<usize>,
     }
 
-    fn generation(posted: u64) -> u32 {
-        (posted >> 32) as u32
-    }
-
-    fn helpers(posted: u64) -> usize {
-        posted as u32 as usize
-    }
-
     fn pool() -> &'static Pool {
         static POOL: OnceLock<Pool> = OnceLock::new();
         POOL.get_or_init(|| Pool {
-            submit: Mutex::new(()),
-            posted: AtomicU64::new(0),
-            job: AtomicPtr::new(std::ptr::null_mut()),
-            next_chunk: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
+            start: Instant::now(),
+            slots: std::array::from_fn(|_| Slot {
+                owned: AtomicBool::new(false),
+                last_call: AtomicU64::new(0),
+                state: AtomicU32::new(0),
+                job: AtomicPtr::new(std::ptr::null_mut()),
+                left: AtomicUsize::new(0),
+            }),
+            used: AtomicUsize::new(0),
+            posted: AtomicUsize::new(0),
             parked: std::array::from_fn(|_| AtomicBool::new(false)),
             handles: std::array::from_fn(|_| OnceLock::new()),
             workers: Mutex::new(0),
         })
     }
 
-    /// Spins (then spins and yields) until `done`; false if `SPIN` ran out first.
+    /// Spins (then spins and yields) until `done`; false if `limit` ran out first.
     fn spin_until(mut done: impl FnMut() -> bool, limit: Option<Duration>) -> bool {
         let start = Instant::now();
         let mut spins = 0u32;
@@ -167,130 +348,150 @@ mod pool {
         }
     }
 
+    impl Slot {
+        /// Takes a seat at the slot's job if one is free, works on it, and leaves.
+        fn help(&self) -> bool {
+            let mut state = self.state.load(Relaxed);
+            loop {
+                let seats = state >> SEATS_SHIFT & COUNT;
+                if state & OPEN == 0 || state & COUNT >= seats {
+                    return false;
+                }
+                match self
+                    .state
+                    .compare_exchange_weak(state, state + 1, Acquire, Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(now) => state = now,
+                }
+            }
+            // SAFETY: see `job`: this helper joined, and has not left yet.
+            unsafe { (*self.job.load(Relaxed)).work() };
+            self.left.fetch_add(1, Release);
+            true
+        }
+    }
+
     impl Pool {
+        /// Microseconds since the pool started.
+        fn now(&self) -> u64 {
+            self.start.elapsed().as_micros() as u64
+        }
+
+        fn claim_slot(&self) -> Option<usize> {
+            let free = |slot: &Slot| slot.owned.compare_exchange(false, true, Acquire, Relaxed);
+            let index = self.slots.iter().position(|slot| free(slot).is_ok())?;
+            self.used.fetch_max(index + 1, Relaxed);
+            Some(index)
+        }
+
+        /// The callers (this one included) that called within the last `ACTIVE_MICROS`.
+        fn active_callers(&self, now: u64) -> usize {
+            let used = &self.slots[..self.used.load(Relaxed)];
+            let active = |slot: &&Slot| {
+                slot.owned.load(Relaxed)
+                    && now.saturating_sub(slot.last_call.load(Relaxed)) < ACTIVE_MICROS
+            };
+            used.iter().filter(active).count().max(1)
+        }
+
+        /// Runs `job` as the owner of slot `index`, with the workers' help: the threads
+        /// it asks for are split evenly between the active callers.
+        fn run(&'static self, index: usize, job: &Job<'_>) {
+            let slot = &self.slots[index];
+            let now = self.now();
+            slot.last_call.store(now, Relaxed);
+            let threads = (job.helpers() + 1) / self.active_callers(now);
+            let helpers = threads.saturating_sub(1).min(MAX_WORKERS);
+            if helpers == 0 {
+                job.work();
+                return;
+            }
+            self.ensure_workers(helpers);
+            slot.left.store(0, Relaxed);
+            // Lifetime erasure: the helpers are done with the job before `run` returns.
+            slot.job
+                .store((job as *const Job<'_>).cast_mut().cast(), Relaxed);
+            slot.state
+                .store(OPEN | (helpers as u32) << SEATS_SHIFT, Release);
+            // Publishes the stores above to the workers that see the new count.
+            self.posted.fetch_add(1, SeqCst);
+            self.wake(helpers);
+
+            job.work();
+            // Closes the job to newcomers, then waits for the helpers that joined: they
+            // may still be running their last chunks.
+            let joined = (slot.state.swap(0, Acquire) & COUNT) as usize;
+            spin_until(|| slot.left.load(Acquire) == joined, None);
+        }
+
+        /// Unparks up to `count` parked workers.
+        fn wake(&self, count: usize) {
+            let workers = self.parked.iter().zip(&self.handles);
+            let started = workers.map_while(|(parked, handle)| Some((parked, handle.get()?)));
+            for (_, thread) in started
+                .filter(|(parked, _)| parked.load(SeqCst))
+                .take(count)
+            {
+                thread.unpark();
+            }
+        }
+
         fn ensure_workers(&'static self, count: usize) {
+            // Workers start in order, so the last one needed tells whether all are there.
+            if self.handles[count - 1].get().is_some() {
+                return;
+            }
             let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             while *workers < count {
                 let index = *workers;
-                // Read now, before the job that needs this worker is posted, so the new
-                // thread cannot start late and mistake that job for one it has seen.
-                let seen = generation(self.posted.load(SeqCst));
                 let thread = std::thread::Builder::new()
                     .name(format!("synapse-worker-{index}"))
-                    .spawn(move || self.worker(index, seen))
+                    .spawn(move || self.worker(index))
                     .expect("spawn a worker thread");
                 let _ = self.handles[index].set(thread.thread().clone());
                 *workers += 1;
             }
         }
 
-        /// Runs chunks of the current job until none is left.
-        fn work(&self, job: &Job) {
-            let chunks = job.n.div_ceil(job.chunk);
+        /// Helps posted jobs, taking the slots in turn so that concurrent callers share
+        /// the workers; between jobs, waits for the next post.
+        fn worker(&self, index: usize) {
+            let mut next_slot = 0;
             loop {
-                let c = self.next_chunk.fetch_add(1, Relaxed);
-                if c >= chunks {
-                    break;
+                let seen = self.posted.load(Acquire);
+                let used = self.used.load(Relaxed);
+                let helped = (0..used)
+                    .map(|k| (next_slot + k) % used)
+                    .find(|&s| self.slots[s].help());
+                match helped {
+                    Some(s) => next_slot = s + 1,
+                    None => self.wait_for_post(index, seen),
                 }
-                let range = c * job.chunk..((c + 1) * job.chunk).min(job.n);
-                // SAFETY: see `Job`: the closure outlives the job.
-                unsafe { (*job.task)(range) };
             }
         }
 
-        /// Waits for a job newer than generation `seen`: spins, then parks.
-        fn next_posted(&self, index: usize, seen: u32) -> u64 {
-            let mut posted = 0;
-            let fresh = |posted: &mut u64, order| {
-                *posted = self.posted.load(order);
-                generation(*posted) != seen
-            };
-            if spin_until(|| fresh(&mut posted, Acquire), Some(SPIN)) {
-                return posted;
+        /// Waits until `posted` is no longer `seen`: spins, then parks.
+        fn wait_for_post(&self, index: usize, seen: usize) {
+            if spin_until(|| self.posted.load(Acquire) != seen, Some(SPIN)) {
+                return;
             }
-            // Flag first, then look: the submitter publishes first, then looks at the
-            // flag, so (all SeqCst) one of the two sees the other.
+            // Flag first, then look: the caller posts first, then looks at the flag, so
+            // (all SeqCst) one of the two sees the other.
             self.parked[index].store(true, SeqCst);
-            while !fresh(&mut posted, SeqCst) {
+            while self.posted.load(SeqCst) == seen {
                 std::thread::park();
             }
             self.parked[index].store(false, Relaxed);
-            posted
-        }
-
-        fn worker(&self, index: usize, mut seen: u32) {
-            loop {
-                let posted = self.next_posted(index, seen);
-                seen = generation(posted);
-                if index >= helpers(posted) {
-                    continue;
-                }
-                // SAFETY: this worker is counted in `pending` for this job (a later job
-                // cannot be posted until it is done with this one), and the submitter
-                // keeps the job alive until `pending` reaches zero.
-                let job = unsafe { &*self.job.load(Acquire) };
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(job)));
-                if run.is_err() {
-                    self.panicked.store(true, SeqCst);
-                }
-                self.pending.fetch_sub(1, Release);
-            }
-        }
-    }
-
-    pub fn run(n: usize, threads: usize, align: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
-        let pool = pool();
-        // Another thread owns the pool (e.g. two sessions at once), or this is a nested
-        // call from inside a job: run here, serially.
-        let _submitting = match pool.submit.try_lock() {
-            Ok(guard) => guard,
-            // A job that panicked poisons the lock, but leaves the pool sound.
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                f(0..n);
-                return;
-            }
-        };
-        let helpers = (threads - 1).min(MAX_WORKERS);
-        pool.ensure_workers(helpers);
-        let units = n.div_ceil(align);
-        let chunk = units.div_ceil((helpers + 1) * CHUNKS_PER_THREAD).max(1) * align;
-        // SAFETY (lifetime erasure): `run` waits below until every helper is done with
-        // the closure, so the 'static it is given here is never relied on.
-        let task: *const Task = unsafe {
-            std::mem::transmute::<*const (dyn Fn(Range<usize>) + Sync + '_), *const Task>(f)
-        };
-        let job = Job { task, n, chunk };
-        pool.next_chunk.store(0, Relaxed);
-        pool.pending.store(helpers, Relaxed);
-        pool.job.store(&job as *const Job as *mut Job, Relaxed);
-        let next = generation(pool.posted.load(Relaxed)).wrapping_add(1);
-        // Publishes the stores above to the workers that see the new generation.
-        pool.posted
-            .store((next as u64) << 32 | helpers as u64, SeqCst);
-        for (parked, handle) in pool.parked.iter().zip(&pool.handles).take(helpers) {
-            if parked.load(SeqCst) {
-                if let Some(thread) = handle.get() {
-                    thread.unpark();
-                }
-            }
-        }
-        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.work(&job)));
-        // The helpers must be done with `job` and `f` before either goes away, panic or not.
-        spin_until(|| pool.pending.load(Acquire) == 0, None);
-        if let Err(panic) = mine {
-            std::panic::resume_unwind(panic);
-        }
-        if pool.panicked.swap(false, SeqCst) {
-            panic!("a worker thread panicked");
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parallel_for;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn every_index_is_visited_exactly_once() {
@@ -341,20 +542,165 @@ mod tests {
         }
     }
 
+    /// Longer than any wait a loaded machine makes a test see.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// Waits until `ready`, giving up (false) after `limit`.
+    fn wait_for(ready: impl Fn() -> bool, limit: Duration) -> bool {
+        let start = Instant::now();
+        while !ready() {
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
     #[test]
-    fn concurrent_callers_all_complete() {
+    fn concurrent_callers_visit_every_index_once() {
         std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..200 {
-                        let sum = AtomicUsize::new(0);
-                        parallel_for(100, 2, 1, |r| {
-                            sum.fetch_add(r.len(), Ordering::Relaxed);
+            for caller in 0..4 {
+                s.spawn(move || {
+                    for round in 0..100 {
+                        let n = 1000 + 37 * round;
+                        let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+                        parallel_for(n, 2 + caller % 2, 1 + round % 3, |range| {
+                            for i in range {
+                                hits[i].fetch_add(1, Ordering::Relaxed);
+                            }
                         });
-                        assert_eq!(sum.load(Ordering::Relaxed), 100);
+                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+
+                        let mut squares = vec![0usize; n];
+                        parallel_chunks_mut(&mut squares, 1, 2, |range, part| {
+                            for (i, out) in range.zip(part) {
+                                *out = i * i + caller;
+                            }
+                        });
+                        assert!(squares
+                            .iter()
+                            .enumerate()
+                            .all(|(i, &x)| x == i * i + caller));
                     }
                 });
             }
         });
+    }
+
+    #[test]
+    fn concurrent_callers_both_get_helpers() {
+        // The first caller holds its job open, inside a chunk on its own thread, until the
+        // second job has had two threads at once: were the second caller left to run its
+        // job alone, that would never happen.
+        const THREADS: usize = 4;
+        let first_holds_its_job = AtomicBool::new(false);
+        let second_ran_in_parallel = AtomicBool::new(false);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let first_caller = std::thread::current().id();
+                // A helper may take every chunk of a round: then try again.
+                while !second_ran_in_parallel.load(Ordering::SeqCst) {
+                    parallel_for(2, THREADS, 1, |_| {
+                        if std::thread::current().id() == first_caller {
+                            first_holds_its_job.store(true, Ordering::SeqCst);
+                            let done = || second_ran_in_parallel.load(Ordering::SeqCst);
+                            assert!(wait_for(done, PATIENCE));
+                        }
+                    });
+                }
+            });
+            assert!(wait_for(
+                || first_holds_its_job.load(Ordering::SeqCst),
+                PATIENCE
+            ));
+            // The callers of other tests running at once may leave a round no helper:
+            // then try again.
+            while !second_ran_in_parallel.load(Ordering::SeqCst) {
+                assert!(
+                    start.elapsed() < PATIENCE,
+                    "the second job never got a helper"
+                );
+                let inside = AtomicUsize::new(0);
+                parallel_for(2, THREADS, 1, |_| {
+                    inside.fetch_add(1, Ordering::SeqCst);
+                    let both = || inside.load(Ordering::SeqCst) == 2;
+                    if wait_for(both, Duration::from_millis(100)) {
+                        second_ran_in_parallel.store(true, Ordering::SeqCst);
+                    }
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn panics_propagate_under_concurrency() {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for panic_at in 0..50 {
+                    let run = std::panic::catch_unwind(|| {
+                        parallel_for(100, 4, 1, |r| assert!(!r.contains(&(panic_at * 2)), "boom"));
+                    });
+                    let payload = run.expect_err("the task panicked");
+                    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+                }
+            });
+            s.spawn(|| {
+                for _ in 0..200 {
+                    let sum = AtomicUsize::new(0);
+                    parallel_for(100, 2, 1, |r| {
+                        sum.fetch_add(r.len(), Ordering::Relaxed);
+                    });
+                    assert_eq!(sum.load(Ordering::Relaxed), 100);
+                }
+            });
+        });
+    }
+
+    #[test]
+    fn nested_calls_run_on_the_task_thread() {
+        let inner_total = AtomicUsize::new(0);
+        parallel_for(8, 2, 1, |_| {
+            let outer = std::thread::current().id();
+            parallel_for(100, 4, 1, |r| {
+                assert_eq!(std::thread::current().id(), outer);
+                inner_total.fetch_add(r.len(), Ordering::Relaxed);
+            });
+        });
+        assert_eq!(inner_total.load(Ordering::Relaxed), 800);
+    }
+
+    /// An executor of fresh scoped threads, standing in for one an embedder installs.
+    struct ScopedThreads;
+
+    impl Executor for ScopedThreads {
+        fn threads(&self) -> usize {
+            2
+        }
+
+        fn run(&self, job: &Job<'_>) {
+            std::thread::scope(|s| {
+                for _ in 0..job.helpers() {
+                    s.spawn(|| job.work());
+                }
+                job.work();
+            });
+        }
+    }
+
+    #[test]
+    fn a_custom_executor_runs_every_chunk_and_reports_panics() {
+        let hits: Vec<AtomicUsize> = (0..1000).map(|_| AtomicUsize::new(0)).collect();
+        run_on(&ScopedThreads, 1000, 3, 8, &|range| {
+            for i in range {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        let run =
+            std::panic::catch_unwind(|| run_on(&ScopedThreads, 10, 2, 1, &|_| panic!("boom")));
+        assert!(run.is_err());
     }
 }
