@@ -299,16 +299,17 @@ enum Isa {
 }
 
 impl Isa {
+    /// The variant for the matmul kernels' ISA ([`crate::kernels::isa`]), so that one
+    /// choice (and one `SYNAPSE_KERNEL` override) holds for both: AVX-512 and AVX2 run
+    /// their own variants, everything else (scalar, NEON) the portable one.
     fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            let base =
-                std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c");
-            if base && std::is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if base && std::is_x86_feature_detected!("avx2") {
-                return Isa::Avx2;
+            use crate::kernels::Isa as Kernels;
+            match crate::kernels::isa() {
+                Kernels::Avx512 => return Isa::Avx512,
+                Kernels::Avx2 => return Isa::Avx2,
+                Kernels::Scalar => {}
             }
         }
         Isa::Portable
@@ -401,7 +402,8 @@ fn run_unit<E: Elem>(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::detect` found the features these are compiled for.
+        // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2)
+        // only when the CPU has the features these are compiled for (and more).
         Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, scratch, part) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, scratch, part) },
@@ -823,6 +825,17 @@ mod tests {
             }
         }
         isas
+    }
+
+    /// Attention runs the variant of the matmul kernels' ISA, so `SYNAPSE_KERNEL=scalar`
+    /// makes it portable too.
+    #[test]
+    fn the_variant_follows_the_kernels_isa() {
+        let isa = Isa::detect();
+        assert!(isas().contains(&isa), "{isa:?} is not on this CPU");
+        if crate::kernels::isa() == crate::kernels::Isa::Scalar {
+            assert_eq!(isa, Isa::Portable);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Weight element types, numbered as GGML numbers them in GGUF files.
+//! Weight element types, numbered as GGML numbers them in GGUF files. Their facts (ids,
+//! names, block sizes) live in the table of formats, [`crate::quant::format`].
 
 use std::fmt;
 
@@ -47,38 +48,12 @@ impl DType {
 
     /// The type for a GGML type id, or `None` when Synapse cannot load it.
     pub fn from_ggml_id(id: u32) -> Option<DType> {
-        Some(match id {
-            0 => DType::F32,
-            1 => DType::F16,
-            2 => DType::Q4_0,
-            3 => DType::Q4_1,
-            6 => DType::Q5_0,
-            7 => DType::Q5_1,
-            8 => DType::Q8_0,
-            12 => DType::Q4K,
-            13 => DType::Q5K,
-            14 => DType::Q6K,
-            30 => DType::BF16,
-            _ => return None,
-        })
+        DType::ALL.into_iter().find(|t| t.ggml_id() == Some(id))
     }
 
     /// The GGML type id, `None` for [`DType::Int8`] (which GGUF files cannot hold).
     pub fn ggml_id(self) -> Option<u32> {
-        Some(match self {
-            DType::F32 => 0,
-            DType::F16 => 1,
-            DType::Q4_0 => 2,
-            DType::Q4_1 => 3,
-            DType::Q5_0 => 6,
-            DType::Q5_1 => 7,
-            DType::Q8_0 => 8,
-            DType::Q4K => 12,
-            DType::Q5K => 13,
-            DType::Q6K => 14,
-            DType::BF16 => 30,
-            DType::Int8 => return None,
-        })
+        self.format().ggml_id
     }
 
     /// Name of a GGML type id for error messages, including types Synapse cannot load.
@@ -103,20 +78,7 @@ impl DType {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "F32",
-            DType::F16 => "F16",
-            DType::BF16 => "BF16",
-            DType::Q4_0 => "Q4_0",
-            DType::Q4_1 => "Q4_1",
-            DType::Q5_0 => "Q5_0",
-            DType::Q5_1 => "Q5_1",
-            DType::Q8_0 => "Q8_0",
-            DType::Q4K => "Q4_K",
-            DType::Q5K => "Q5_K",
-            DType::Q6K => "Q6_K",
-            DType::Int8 => "INT8",
-        }
+        self.format().name
     }
 
     /// The type named `name` as [`DType::name`] spells it, in any case (`q4_k`, `int8`).
@@ -128,32 +90,12 @@ impl DType {
 
     /// Number of values one block holds (1 for plain float types).
     pub fn block_len(self) -> usize {
-        match self {
-            DType::F32 | DType::F16 | DType::BF16 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => 32,
-            DType::Int8 => 32,
-            DType::Q4K | DType::Q5K | DType::Q6K => QK_K,
-        }
+        self.format().block_len
     }
 
     /// Bytes of one block.
     pub fn block_bytes(self) -> usize {
-        use crate::quant::blocks::*;
-        use std::mem::size_of;
-        match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
-            DType::Q4_0 => size_of::<BlockQ4_0>(),
-            DType::Q4_1 => size_of::<BlockQ4_1>(),
-            DType::Q5_0 => size_of::<BlockQ5_0>(),
-            DType::Q5_1 => size_of::<BlockQ5_1>(),
-            DType::Q8_0 => size_of::<BlockQ8_0>(),
-            DType::Q4K => size_of::<BlockQ4K>(),
-            DType::Q5K => size_of::<BlockQ5K>(),
-            DType::Q6K => size_of::<BlockQ6K>(),
-            // 32 codes; each row adds its INT8_ROW_HEADER.
-            DType::Int8 => 32,
-        }
+        self.format().block_bytes
     }
 
     /// Bytes of a row of `len` values, or `None` when `len` is not a whole number of blocks
@@ -163,10 +105,7 @@ impl DType {
             return None;
         }
         let codes = (len / self.block_len()).checked_mul(self.block_bytes())?;
-        match self {
-            DType::Int8 => codes.checked_add(INT8_ROW_HEADER),
-            _ => Some(codes),
-        }
+        codes.checked_add(self.format().row_header)
     }
 
     pub fn is_quantized(self) -> bool {

@@ -47,20 +47,7 @@ pub enum QuantizeFileError {
 /// llama.cpp's `LLAMA_FTYPE` for a file whose weights are mostly `dtype` (the K-quants
 /// as their `_S` variants, the only ones a single type makes).
 pub fn llama_file_type(dtype: DType) -> Option<u32> {
-    Some(match dtype {
-        DType::F32 => 0,
-        DType::F16 => 1,
-        DType::Q4_0 => 2,
-        DType::Q4_1 => 3,
-        DType::Q8_0 => 7,
-        DType::Q5_0 => 8,
-        DType::Q5_1 => 9,
-        DType::Q4K => 14,
-        DType::Q5K => 16,
-        DType::Q6K => 18,
-        DType::BF16 => 32,
-        DType::Int8 => return None,
-    })
+    dtype.format().llama_file_type
 }
 
 /// The type a tensor gets when a file is quantized to `target`, and why it is not
@@ -79,12 +66,7 @@ pub fn plan_tensor(info: &TensorInfo, target: DType) -> (DType, Option<String>) 
         return (target, None);
     }
     // llama.cpp's fallbacks for rows that do not divide into 256-value blocks, then F16.
-    let fallback = match target {
-        DType::Q4K => DType::Q5_0,
-        DType::Q5K => DType::Q5_1,
-        DType::Q6K => DType::Q8_0,
-        _ => DType::F16,
-    };
+    let fallback = target.format().quantize_fallback.unwrap_or(DType::F16);
     let to = if fits(fallback) { fallback } else { DType::F16 };
     let note = format!(
         "row length {cols} is not a multiple of the {target} block size {}: {to} instead",

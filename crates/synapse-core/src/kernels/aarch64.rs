@@ -15,6 +15,7 @@ use crate::dtype::DType;
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
 use crate::quant::blocks::*;
+use crate::quant::format::Format;
 use crate::quant::int8_row;
 use half::f16;
 use std::arch::aarch64::*;
@@ -459,7 +460,7 @@ unsafe fn k4_entries(group: uint8x16_t, j: usize) -> int32x4_t {
 }
 
 impl Panel for PanelQ4K {
-    const BLOCK: usize = 144;
+    const BLOCK: usize = BlockQ4K::BLOCK_BYTES;
     const SUB_LEN: usize = 32;
     #[inline(always)]
     unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t {
@@ -468,7 +469,7 @@ impl Panel for PanelQ4K {
 }
 
 impl Panel for PanelQ5K {
-    const BLOCK: usize = 176;
+    const BLOCK: usize = BlockQ5K::BLOCK_BYTES;
     const SUB_LEN: usize = 32;
     #[inline(always)]
     unsafe fn codes(c: &[u8], half: usize, j: usize, v: usize) -> int8x16_t {
@@ -479,7 +480,7 @@ impl Panel for PanelQ5K {
 }
 
 impl Panel for PanelQ6K {
-    const BLOCK: usize = 210;
+    const BLOCK: usize = BlockQ6K::BLOCK_BYTES;
     const SUB_LEN: usize = 16;
     /// Q6_K's scales are whole bytes, read per sub-block.
     #[inline(always)]

@@ -17,12 +17,11 @@ mod x86;
 
 use crate::dtype::DType;
 use crate::quant::activation::*;
-use crate::quant::{as_blocks, dequantize_row};
+use crate::quant::dequantize_row;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 use crate::tensor::Layout;
 use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
-use std::fmt;
 use std::ops::Range;
 
 /// The precision policy of a forward pass: which type each matmul's activations take.
@@ -35,34 +34,8 @@ pub enum Precision {
     F32,
 }
 
-/// The type a matmul's activations are converted to before they meet the weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ActivationType {
-    F32,
-    /// 32-value blocks of 8-bit codes with an f32 scale ([`BlockQ8_0Act`]).
-    Q8_0,
-    /// [`ActivationType::Q8_0`] plus each block's scaled sum, for formats with a minimum.
-    Q8_1,
-    /// 256-value super-blocks with 16-value sums, for the K-quants ([`BlockQ8K`]).
-    Q8K,
-}
-
-impl ActivationType {
-    pub fn name(self) -> &'static str {
-        match self {
-            ActivationType::F32 => "F32",
-            ActivationType::Q8_0 => "Q8_0",
-            ActivationType::Q8_1 => "Q8_1",
-            ActivationType::Q8K => "Q8_K",
-        }
-    }
-}
-
-impl fmt::Display for ActivationType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub(crate) use crate::quant::format::ActRow;
+pub use crate::quant::format::ActivationType;
 
 impl Precision {
     /// The activation type of a matmul with `weights`, the whole policy:
@@ -76,11 +49,9 @@ impl Precision {
     ///   with (Q8_1 for formats with a minimum, Q8_K for the K-quants, else Q8_0), as in
     ///   llama.cpp, unless the policy is [`Precision::F32`].
     pub fn activation_type(self, weights: DType) -> ActivationType {
-        match (self, weights) {
-            (Precision::F32, _) | (_, DType::F32 | DType::F16 | DType::BF16) => ActivationType::F32,
-            (_, DType::Q4_1 | DType::Q5_1) => ActivationType::Q8_1,
-            (_, DType::Q4K | DType::Q5K | DType::Q6K) => ActivationType::Q8K,
-            (_, DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Int8) => ActivationType::Q8_0,
+        match self {
+            Precision::F32 => ActivationType::F32,
+            Precision::FollowWeights => weights.format().activation,
         }
     }
 
@@ -100,14 +71,6 @@ pub struct MatmulScratch {
     q8_k: Vec<BlockQ8K>,
     #[cfg(target_arch = "x86_64")]
     x86: x86::Scratch,
-}
-
-/// One token's activations in the 8-bit block type its weight format pairs with.
-#[derive(Clone, Copy)]
-enum ActRow<'a> {
-    Q8_0(&'a [BlockQ8_0Act]),
-    Q8_1(&'a [BlockQ8_1Act]),
-    Q8K(&'a [BlockQ8K]),
 }
 
 /// The instruction set the kernels run with, picked once from the CPU's features.
@@ -210,20 +173,10 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
     }
 }
 
+/// The scalar reference dot product of `dtype` (see [`crate::quant::format::Format`]).
 #[inline(always)]
 fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    match (dtype, a) {
-        (DType::Q4_0, ActRow::Q8_0(a)) => scalar::dot_q4_0(as_blocks(w), a),
-        (DType::Q5_0, ActRow::Q8_0(a)) => scalar::dot_q5_0(as_blocks(w), a),
-        (DType::Q8_0, ActRow::Q8_0(a)) => scalar::dot_q8_0(as_blocks(w), a),
-        (DType::Q4_1, ActRow::Q8_1(a)) => scalar::dot_q4_1(as_blocks(w), a),
-        (DType::Q5_1, ActRow::Q8_1(a)) => scalar::dot_q5_1(as_blocks(w), a),
-        (DType::Q4K, ActRow::Q8K(a)) => scalar::dot_q4_k(as_blocks(w), a),
-        (DType::Q5K, ActRow::Q8K(a)) => scalar::dot_q5_k(as_blocks(w), a),
-        (DType::Q6K, ActRow::Q8K(a)) => scalar::dot_q6_k(as_blocks(w), a),
-        (DType::Int8, ActRow::Q8_0(a)) => scalar::dot_int8(w, a),
-        _ => unreachable!("activations are quantized to the type {dtype} pairs with"),
-    }
+    (dtype.format().vec_dot_ref)(w, a)
 }
 
 /// A pointer to an output buffer that threads write disjoint elements of.
@@ -272,30 +225,6 @@ pub fn matmul_many(
     scratch: &mut MatmulScratch,
 ) {
     matmul_many_with(isa(), parts, x, n_tokens, precision, threads, scratch);
-}
-
-/// [`matmul`] with the kernels of `isa`, which the CPU must have.
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-fn matmul_with(
-    isa: Isa,
-    w: &WeightTensor,
-    x: &[f32],
-    n_tokens: usize,
-    out: &mut [f32],
-    precision: Precision,
-    threads: usize,
-    scratch: &mut MatmulScratch,
-) {
-    matmul_many_with(
-        isa,
-        &mut [(w, out)],
-        x,
-        n_tokens,
-        precision,
-        threads,
-        scratch,
-    );
 }
 
 /// The parts of a [`matmul_many`] laid end to end as one range of rows that threads split,

@@ -3,7 +3,7 @@
 //! helpers the other kernel tests share (random blocks, activations, ISA coverage).
 
 use super::{
-    matmul_many_with, matmul_with, quantized_dot_portable, scalar, ActRow, Isa, MatmulScratch,
+    matmul_many_with, quantized_dot_portable, scalar, ActRow, ActivationType, Isa, MatmulScratch,
     Precision,
 };
 use crate::dtype::{DType, QK_K};
@@ -125,18 +125,18 @@ pub(crate) enum Acts {
 
 impl Acts {
     pub(crate) fn quantize(dtype: DType, x: &[f32]) -> Acts {
-        match dtype {
-            DType::Q4_1 | DType::Q5_1 => {
+        match dtype.format().activation {
+            ActivationType::Q8_1 => {
                 let mut a = vec![BlockQ8_1Act::ZERO; x.len() / 32];
                 quantize_q8_1(x, &mut a);
                 Acts::Q8_1(a)
             }
-            DType::Q4K | DType::Q5K | DType::Q6K => {
+            ActivationType::Q8K => {
                 let mut a = vec![BlockQ8K::ZERO; x.len() / QK_K];
                 quantize_q8_k(x, &mut a);
                 Acts::Q8K(a)
             }
-            _ => {
+            ActivationType::Q8_0 | ActivationType::F32 => {
                 let mut a = vec![BlockQ8_0Act::ZERO; x.len() / 32];
                 quantize_q8_0(x, &mut a);
                 Acts::Q8_0(a)
@@ -293,12 +293,12 @@ fn test_cols(dtype: DType) -> usize {
 fn matmul_isa(isa: Isa, w: &WeightTensor, x: &[f32], n_tokens: usize, threads: usize) -> Vec<f32> {
     let mut out = vec![0f32; n_tokens * w.rows];
     let mut scratch = MatmulScratch::default();
-    matmul_with(
+    let parts = &mut [(w, &mut out[..])];
+    matmul_many_with(
         isa,
-        w,
+        parts,
         x,
         n_tokens,
-        &mut out,
         Precision::FollowWeights,
         threads,
         &mut scratch,
@@ -419,7 +419,8 @@ fn matmul_many_equals_one_matmul_per_weight() {
                 matmul_many_with(isa, &mut parts, &x, n_tokens, precision, 2, &mut scratch);
                 for (w, got) in weights.iter().zip(&outs) {
                     let mut want = vec![0f32; n_tokens * w.rows];
-                    matmul_with(isa, w, &x, n_tokens, &mut want, precision, 1, &mut scratch);
+                    let parts = &mut [(w, &mut want[..])];
+                    matmul_many_with(isa, parts, &x, n_tokens, precision, 1, &mut scratch);
                     for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
                         let (t, r) = (i / w.rows, i % w.rows);
                         let xt = &x[t * cols..(t + 1) * cols];
@@ -468,12 +469,12 @@ fn interleaved_weights_give_the_rows_results() {
                     let run = |w: &WeightTensor, threads| {
                         let mut out = vec![f32::NAN; n_tokens * rows];
                         let mut scratch = MatmulScratch::default();
-                        matmul_with(
+                        let parts = &mut [(w, &mut out[..])];
+                        matmul_many_with(
                             isa,
-                            w,
+                            parts,
                             &x,
                             n_tokens,
-                            &mut out,
                             precision,
                             threads,
                             &mut scratch,

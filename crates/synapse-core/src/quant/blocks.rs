@@ -107,29 +107,33 @@ pub fn scale_min_k4(j: usize, scales: &[u8; 12]) -> (u8, u8) {
     }
 }
 
+/// The 5-bit codes of values j and j + 16 of a Q5_0 or Q5_1 block: low nibbles as
+/// Q4_0's, fifth bits in `qh` (bit j for value j).
+#[inline]
+fn codes_5bit(qs: &[u8; 16], qh: [u8; 4], j: usize) -> (u8, u8) {
+    let qh = u32::from_le_bytes(qh);
+    let high0 = (((qh >> j) << 4) & 0x10) as u8;
+    let high1 = ((qh >> (j + 12)) & 0x10) as u8;
+    ((qs[j] & 0x0F) | high0, (qs[j] >> 4) | high1)
+}
+
 impl BlockQ5_0 {
     /// The 5-bit codes of values j and j + 16.
     #[inline]
     pub fn codes(&self, j: usize) -> (u8, u8) {
-        let qh = u32::from_le_bytes(self.qh);
-        let high0 = (((qh >> j) << 4) & 0x10) as u8;
-        let high1 = ((qh >> (j + 12)) & 0x10) as u8;
-        ((self.qs[j] & 0x0F) | high0, (self.qs[j] >> 4) | high1)
+        codes_5bit(&self.qs, self.qh, j)
     }
 }
 
 impl BlockQ5_1 {
+    /// The 5-bit codes of values j and j + 16.
     #[inline]
     pub fn codes(&self, j: usize) -> (u8, u8) {
-        let qh = u32::from_le_bytes(self.qh);
-        let high0 = (((qh >> j) << 4) & 0x10) as u8;
-        let high1 = ((qh >> (j + 12)) & 0x10) as u8;
-        ((self.qs[j] & 0x0F) | high0, (self.qs[j] >> 4) | high1)
+        codes_5bit(&self.qs, self.qh, j)
     }
 }
 
 impl Block for BlockQ4_0 {
-    const LEN: usize = 32;
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for j in 0..16 {
@@ -140,7 +144,6 @@ impl Block for BlockQ4_0 {
 }
 
 impl Block for BlockQ4_1 {
-    const LEN: usize = 32;
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         for j in 0..16 {
@@ -151,7 +154,6 @@ impl Block for BlockQ4_1 {
 }
 
 impl Block for BlockQ5_0 {
-    const LEN: usize = 32;
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for j in 0..16 {
@@ -163,7 +165,6 @@ impl Block for BlockQ5_0 {
 }
 
 impl Block for BlockQ5_1 {
-    const LEN: usize = 32;
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         for j in 0..16 {
@@ -175,7 +176,6 @@ impl Block for BlockQ5_1 {
 }
 
 impl Block for BlockQ8_0 {
-    const LEN: usize = 32;
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (o, &q) in out.iter_mut().zip(&self.qs) {
@@ -185,7 +185,6 @@ impl Block for BlockQ8_0 {
 }
 
 impl Block for BlockQ4K {
-    const LEN: usize = QK_K;
     fn dequantize(&self, out: &mut [f32]) {
         let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
         for (pair, (q, y)) in self
@@ -207,7 +206,6 @@ impl Block for BlockQ4K {
 }
 
 impl Block for BlockQ5K {
-    const LEN: usize = QK_K;
     fn dequantize(&self, out: &mut [f32]) {
         let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
         for (pair, (q, y)) in self
@@ -248,7 +246,6 @@ impl BlockQ6K {
 }
 
 impl Block for BlockQ6K {
-    const LEN: usize = QK_K;
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (half, y) in out.chunks_exact_mut(128).enumerate() {

@@ -19,7 +19,7 @@ pub const ROWS: usize = 16;
 /// Whether `dtype` has an interleaved layout: 32-value formats made of f16 header fields
 /// followed by their code bytes.
 pub fn supports(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0)
+    dtype.format().panels == Some(super::format::Panels::Interleave)
 }
 
 /// Bytes of f16 fields before the codes of a `dtype` block.

@@ -36,7 +36,7 @@ pub const ROWS: usize = 8;
 
 /// Whether `dtype` has the panel layout.
 pub fn supports(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4K | DType::Q5K | DType::Q6K)
+    dtype.format().panels == Some(super::format::Panels::KPanels)
 }
 
 /// Moves the bits of one row's super-block between its GGUF layout and its places in a

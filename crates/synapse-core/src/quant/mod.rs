@@ -3,24 +3,21 @@
 
 pub mod activation;
 pub mod blocks;
+pub mod format;
 pub mod interleave;
 pub mod k_panels;
 pub mod quantize;
 
 use crate::dtype::DType;
-use blocks::*;
-use half::{bf16, f16};
+use format::Panels;
 
 /// Rows per panel of `dtype`'s interleaved layout, if it has one: [`interleave`] for the
 /// 32-value formats the AVX-512 kernels read so, [`k_panels`] for the K-quants.
 pub fn panel_rows(dtype: DType) -> Option<usize> {
-    if interleave::supports(dtype) {
-        Some(interleave::ROWS)
-    } else if k_panels::supports(dtype) {
-        Some(k_panels::ROWS)
-    } else {
-        None
-    }
+    dtype.format().panels.map(|panels| match panels {
+        Panels::Interleave => interleave::ROWS,
+        Panels::KPanels => k_panels::ROWS,
+    })
 }
 
 /// Writes `rows` rows of `dtype` blocks (`bytes`, row after row) to `out` (as long) in
@@ -50,11 +47,10 @@ pub fn panel_block(
     }
 }
 
-/// A fixed-size block of quantized values with a byte layout shared with GGML.
-pub trait Block: Copy + 'static {
-    /// Values in one block.
-    const LEN: usize;
-    /// Writes the block's `LEN` values to `out`.
+/// A fixed-size block of quantized values with a byte layout shared with GGML; its
+/// sizes are its [`Format`](format::Format)'s.
+pub trait Block: format::Format + Copy {
+    /// Writes the block's `BLOCK_LEN` values to `out`.
     fn dequantize(&self, out: &mut [f32]);
 }
 
@@ -77,49 +73,10 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> &[B] {
     unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) }
 }
 
-fn dequantize_blocks<B: Block>(bytes: &[u8], out: &mut [f32]) {
-    for (block, chunk) in as_blocks::<B>(bytes)
-        .iter()
-        .zip(out.chunks_exact_mut(B::LEN))
-    {
-        block.dequantize(chunk);
-    }
-}
-
 /// Dequantizes one row stored as `dtype` into `out`, whose length is the row length.
 pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     debug_assert_eq!(dtype.row_bytes(out.len()), Some(bytes.len()));
-    match dtype {
-        DType::F32 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        DType::F16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
-            }
-        }
-        DType::BF16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = bf16::from_le_bytes([b[0], b[1]]).to_f32();
-            }
-        }
-        DType::Q4_0 => dequantize_blocks::<BlockQ4_0>(bytes, out),
-        DType::Q4_1 => dequantize_blocks::<BlockQ4_1>(bytes, out),
-        DType::Q5_0 => dequantize_blocks::<BlockQ5_0>(bytes, out),
-        DType::Q5_1 => dequantize_blocks::<BlockQ5_1>(bytes, out),
-        DType::Q8_0 => dequantize_blocks::<BlockQ8_0>(bytes, out),
-        DType::Q4K => dequantize_blocks::<BlockQ4K>(bytes, out),
-        DType::Q5K => dequantize_blocks::<BlockQ5K>(bytes, out),
-        DType::Q6K => dequantize_blocks::<BlockQ6K>(bytes, out),
-        DType::Int8 => {
-            let (scale, codes) = int8_row(bytes);
-            for (o, &q) in out.iter_mut().zip(codes) {
-                *o = q as f32 * scale;
-            }
-        }
-    }
+    (dtype.format().dequantize_row)(bytes, out)
 }
 
 /// An [`DType::Int8`] row's scale and codes.

@@ -54,32 +54,7 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
             got: dst.len(),
         });
     }
-    match dtype {
-        DType::F32 => {
-            for (o, v) in dst.chunks_exact_mut(4).zip(src) {
-                o.copy_from_slice(&v.to_le_bytes());
-            }
-        }
-        DType::F16 => {
-            for (o, &v) in dst.chunks_exact_mut(2).zip(src) {
-                o.copy_from_slice(&f16::from_f32(v).to_le_bytes());
-            }
-        }
-        DType::BF16 => {
-            for (o, &v) in dst.chunks_exact_mut(2).zip(src) {
-                o.copy_from_slice(&to_bf16(v).to_le_bytes());
-            }
-        }
-        DType::Q4_0 => blocks(src, dst, q4_0),
-        DType::Q4_1 => blocks(src, dst, q4_1),
-        DType::Q5_0 => blocks(src, dst, q5_0),
-        DType::Q5_1 => blocks(src, dst, q5_1),
-        DType::Q8_0 => blocks(src, dst, q8_0),
-        DType::Q4K => blocks(src, dst, q4_k),
-        DType::Q5K => blocks(src, dst, q5_k),
-        DType::Q6K => blocks(src, dst, q6_k),
-        DType::Int8 => int8(src, dst),
-    }
+    (dtype.format().quantize_row)(src, dst);
     Ok(())
 }
 
@@ -124,7 +99,7 @@ pub fn quantize_tensor_bytes(w: &WeightTensor, target: DType) -> Result<Vec<u8>,
 }
 
 /// GGML's f32 to bf16: round to nearest even, NaNs kept quiet.
-fn to_bf16(v: f32) -> u16 {
+pub(crate) fn to_bf16(v: f32) -> u16 {
     let n = v.to_bits();
     if n & 0x7fff_ffff > 0x7f80_0000 {
         return (((n & 0xffff_0000) | (64 << 16)) >> 16) as u16;
@@ -140,9 +115,9 @@ fn block_bytes<B: Copy>(b: &B) -> &[u8] {
 }
 
 /// Quantizes `src` block by block with `f`, writing each block's bytes to `dst`.
-fn blocks<B: Block>(src: &[f32], dst: &mut [u8], f: fn(&[f32]) -> B) {
+pub(crate) fn blocks<B: Block>(src: &[f32], dst: &mut [u8], f: fn(&[f32]) -> B) {
     for (x, out) in src
-        .chunks_exact(B::LEN)
+        .chunks_exact(B::BLOCK_LEN)
         .zip(dst.chunks_exact_mut(std::mem::size_of::<B>()))
     {
         out.copy_from_slice(block_bytes(&f(x)));
@@ -194,49 +169,47 @@ fn codes_scaled(x: &[f32], sub: f32, id: f32, bias: f32, limit: u8) -> [u8; 32] 
     std::array::from_fn(|j| (((x[j] - sub) * id + bias) as i32).clamp(0, limit as i32) as u8)
 }
 
-fn q4_0(x: &[f32]) -> BlockQ4_0 {
-    let d = signed_max(x) / -8.0;
-    let q = codes_scaled(x, 0.0, inverse(d), 8.5, 15);
-    BlockQ4_0 {
-        d: f16::from_f32(d),
-        qs: pack_nibbles(&q),
-    }
+/// A symmetric 32-value block's scale and codes: `d = max / -half` (the value of largest
+/// magnitude maps to code 0), codes `x / d + half` rounded and at most `limit`.
+fn symmetric(x: &[f32], half: f32, limit: u8) -> (f16, [u8; 32]) {
+    let d = signed_max(x) / -half;
+    let q = codes_scaled(x, 0.0, inverse(d), half + 0.5, limit);
+    (f16::from_f32(d), q)
 }
 
-fn q4_1(x: &[f32]) -> BlockQ4_1 {
+/// A 32-value block with a minimum: its scale `(max - min) / limit`, minimum and codes.
+fn affine(x: &[f32], limit: u8) -> (f16, f16, [u8; 32]) {
     let (min, max) = min_max(x);
-    let d = (max - min) / 15.0;
-    let q = codes_scaled(x, min, inverse(d), 0.5, 15);
-    BlockQ4_1 {
-        d: f16::from_f32(d),
-        m: f16::from_f32(min),
-        qs: pack_nibbles(&q),
-    }
+    let d = (max - min) / limit as f32;
+    let q = codes_scaled(x, min, inverse(d), 0.5, limit);
+    (f16::from_f32(d), f16::from_f32(min), q)
 }
 
-fn q5_0(x: &[f32]) -> BlockQ5_0 {
-    let d = signed_max(x) / -16.0;
-    let q = codes_scaled(x, 0.0, inverse(d), 16.5, 31);
-    BlockQ5_0 {
-        d: f16::from_f32(d),
-        qh: fifth_bits(&q),
-        qs: pack_nibbles(&q),
-    }
+pub(crate) fn q4_0(x: &[f32]) -> BlockQ4_0 {
+    let (d, q) = symmetric(x, 8.0, 15);
+    let qs = pack_nibbles(&q);
+    BlockQ4_0 { d, qs }
 }
 
-fn q5_1(x: &[f32]) -> BlockQ5_1 {
-    let (min, max) = min_max(x);
-    let d = (max - min) / 31.0;
-    let q = codes_scaled(x, min, inverse(d), 0.5, 31);
-    BlockQ5_1 {
-        d: f16::from_f32(d),
-        m: f16::from_f32(min),
-        qh: fifth_bits(&q),
-        qs: pack_nibbles(&q),
-    }
+pub(crate) fn q4_1(x: &[f32]) -> BlockQ4_1 {
+    let (d, m, q) = affine(x, 15);
+    let qs = pack_nibbles(&q);
+    BlockQ4_1 { d, m, qs }
 }
 
-fn q8_0(x: &[f32]) -> BlockQ8_0 {
+pub(crate) fn q5_0(x: &[f32]) -> BlockQ5_0 {
+    let (d, q) = symmetric(x, 16.0, 31);
+    let (qh, qs) = (fifth_bits(&q), pack_nibbles(&q));
+    BlockQ5_0 { d, qh, qs }
+}
+
+pub(crate) fn q5_1(x: &[f32]) -> BlockQ5_1 {
+    let (d, m, q) = affine(x, 31);
+    let (qh, qs) = (fifth_bits(&q), pack_nibbles(&q));
+    BlockQ5_1 { d, m, qh, qs }
+}
+
+pub(crate) fn q8_0(x: &[f32]) -> BlockQ8_0 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = inverse(d);
@@ -248,7 +221,7 @@ fn q8_0(x: &[f32]) -> BlockQ8_0 {
 }
 
 /// Row layout of [`DType::Int8`]: scale `max|x| / 127`, then the rounded codes.
-fn int8(src: &[f32], dst: &mut [u8]) {
+pub(crate) fn int8(src: &[f32], dst: &mut [u8]) {
     let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = amax / 127.0;
     let id = inverse(scale);
@@ -390,7 +363,7 @@ fn k4_like(x: &[f32], nmax: i32, search: (f32, f32, i32)) -> (f16, f16, [u8; 12]
     (d, dmin, packed, l)
 }
 
-fn q4_k(x: &[f32]) -> BlockQ4K {
+pub(crate) fn q4_k(x: &[f32]) -> BlockQ4K {
     let (d, dmin, scales, l) = k4_like(x, 15, (-1.0, 0.1, 20));
     let mut qs = [0u8; QK_K / 2];
     for (pair, q) in qs.chunks_exact_mut(32).enumerate() {
@@ -406,7 +379,7 @@ fn q4_k(x: &[f32]) -> BlockQ4K {
     }
 }
 
-fn q5_k(x: &[f32]) -> BlockQ5K {
+pub(crate) fn q5_k(x: &[f32]) -> BlockQ5K {
     let (d, dmin, scales, l) = k4_like(x, 31, (-0.5, 0.1, 15));
     let mut qs = [0u8; QK_K / 2];
     let mut qh = [0u8; QK_K / 8];
@@ -468,7 +441,7 @@ fn fit_scale_symmetric(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
     scale
 }
 
-fn q6_k(x: &[f32]) -> BlockQ6K {
+pub(crate) fn q6_k(x: &[f32]) -> BlockQ6K {
     // Codes of sub-blocks whose scale rounds to zero stay as the fit left them.
     let mut l = [0u8; QK_K];
     let scales: [f32; 16] = std::array::from_fn(|j| {

@@ -9,6 +9,10 @@
 use super::{Acts, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
+use crate::quant::blocks::{
+    BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+};
+use crate::quant::format::Format;
 use crate::quant::k_panels::ROWS as PANEL_ROWS;
 use crate::tensor::{Layout, WeightTensor};
 use std::arch::x86_64::*;
@@ -301,7 +305,7 @@ struct Q5_1;
 struct Q8_0;
 
 impl Q32 for Q4_0 {
-    const BLOCK: usize = 18;
+    const BLOCK: usize = BlockQ4_0::BLOCK_BYTES;
     const OFFSET: u8 = 8;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -312,7 +316,7 @@ impl Q32 for Q4_0 {
 }
 
 impl Q32 for Q4_1 {
-    const BLOCK: usize = 20;
+    const BLOCK: usize = BlockQ4_1::BLOCK_BYTES;
     const OFFSET: u8 = 0;
     const HAS_M: bool = true;
     #[inline]
@@ -324,7 +328,7 @@ impl Q32 for Q4_1 {
 }
 
 impl Q32 for Q5_0 {
-    const BLOCK: usize = 22;
+    const BLOCK: usize = BlockQ5_0::BLOCK_BYTES;
     const OFFSET: u8 = 16;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -335,7 +339,7 @@ impl Q32 for Q5_0 {
 }
 
 impl Q32 for Q5_1 {
-    const BLOCK: usize = 24;
+    const BLOCK: usize = BlockQ5_1::BLOCK_BYTES;
     const OFFSET: u8 = 0;
     const HAS_M: bool = true;
     #[inline]
@@ -353,7 +357,7 @@ impl Q32 for Q5_1 {
 }
 
 impl Q32 for Q8_0 {
-    const BLOCK: usize = 34;
+    const BLOCK: usize = BlockQ8_0::BLOCK_BYTES;
     const OFFSET: u8 = 0;
     const SIGNED: bool = true;
     #[inline]
@@ -532,7 +536,7 @@ struct Q5K;
 struct Q6K;
 
 impl QK for Q4K {
-    const BLOCK: usize = 144;
+    const BLOCK: usize = BlockQ4K::BLOCK_BYTES;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block(p: *const u8) -> KBlock {
@@ -548,7 +552,7 @@ impl QK for Q4K {
 }
 
 impl QK for Q5K {
-    const BLOCK: usize = 176;
+    const BLOCK: usize = BlockQ5K::BLOCK_BYTES;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block(p: *const u8) -> KBlock {
@@ -575,7 +579,7 @@ impl QK for Q5K {
 }
 
 impl QK for Q6K {
-    const BLOCK: usize = 210;
+    const BLOCK: usize = BlockQ6K::BLOCK_BYTES;
     const MINS_AT_D: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -875,7 +879,7 @@ unsafe fn k4_scales(c: *const u8) -> [__m256i; 4] {
 }
 
 impl Panel for Q4K {
-    const BLOCK: usize = 144;
+    const BLOCK: usize = BlockQ4K::BLOCK_BYTES;
     const SUB_LEN: usize = 32;
     const GROUP: usize = 8;
     #[inline]
@@ -887,7 +891,7 @@ impl Panel for Q4K {
 }
 
 impl Panel for Q5K {
-    const BLOCK: usize = 176;
+    const BLOCK: usize = BlockQ5K::BLOCK_BYTES;
     const SUB_LEN: usize = 32;
     const GROUP: usize = 4;
     #[inline]
@@ -904,7 +908,7 @@ impl Panel for Q5K {
 }
 
 impl Panel for Q6K {
-    const BLOCK: usize = 210;
+    const BLOCK: usize = BlockQ6K::BLOCK_BYTES;
     const SUB_LEN: usize = 16;
     const GROUP: usize = 2;
     const MINS_AT_D: bool = true;

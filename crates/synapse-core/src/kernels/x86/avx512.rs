@@ -16,10 +16,12 @@
 use super::{lane_bytes, Acts, Lanes, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
-use crate::quant::blocks::scale_min_k4;
+use crate::quant::blocks::*;
+use crate::quant::format::Format;
 use crate::tensor::{Layout, WeightTensor};
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
+use std::mem::offset_of;
 use std::ops::Range;
 
 /// Computes rows `rows` of the matmul of `w` with `acts` (see [`super::matmul`]). When
@@ -357,8 +359,8 @@ macro_rules! nibble_format {
 }
 
 nibble_format!(Q4_0 {
-    block: 18,
-    qs: 2,
+    block: BlockQ4_0::BLOCK_BYTES,
+    qs: offset_of!(BlockQ4_0, qs),
     qh: 0,
     m: 0,
     offset: 8,
@@ -366,28 +368,28 @@ nibble_format!(Q4_0 {
     fifth: false
 });
 nibble_format!(Q4_1 {
-    block: 20,
-    qs: 4,
+    block: BlockQ4_1::BLOCK_BYTES,
+    qs: offset_of!(BlockQ4_1, qs),
     qh: 0,
-    m: 2,
+    m: offset_of!(BlockQ4_1, m),
     offset: 0,
     has_m: true,
     fifth: false
 });
 nibble_format!(Q5_0 {
-    block: 22,
-    qs: 6,
-    qh: 2,
+    block: BlockQ5_0::BLOCK_BYTES,
+    qs: offset_of!(BlockQ5_0, qs),
+    qh: offset_of!(BlockQ5_0, qh),
     m: 0,
     offset: 16,
     has_m: false,
     fifth: true
 });
 nibble_format!(Q5_1 {
-    block: 24,
-    qs: 8,
-    qh: 4,
-    m: 2,
+    block: BlockQ5_1::BLOCK_BYTES,
+    qs: offset_of!(BlockQ5_1, qs),
+    qh: offset_of!(BlockQ5_1, qh),
+    m: offset_of!(BlockQ5_1, m),
     offset: 0,
     has_m: true,
     fifth: true
@@ -405,7 +407,7 @@ static Q8_0_D: [u8; 64] = {
     let mut idx = [0u8; 64];
     let mut i = 0;
     while i < 16 {
-        idx[2 * i] = (17 * (i / 4)) as u8;
+        idx[2 * i] = (BlockQ8_0::BLOCK_BYTES / 2 * (i / 4)) as u8;
         i += 1;
     }
     idx
@@ -415,20 +417,20 @@ const fn q8_0_index(first: usize) -> [u8; 64] {
     let mut idx = [0u8; 64];
     let mut i = 0;
     while i < 64 {
-        idx[i] = (34 * (i / 16) + first + i % 16) as u8;
+        idx[i] = (BlockQ8_0::BLOCK_BYTES * (i / 16) + first + i % 16) as u8;
         i += 1;
     }
     idx
 }
 
 impl Q32 for Q8_0 {
-    const BLOCK: usize = 34;
+    const BLOCK: usize = BlockQ8_0::BLOCK_BYTES;
     /// Signed codes become unsigned by flipping their top bit, i.e. adding 128.
     const OFFSET: u8 = 128;
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn decode4(p: *const u8, n: usize) -> Decoded4 {
-        let len = n * 34;
+        let len = n * Self::BLOCK;
         // SAFETY: the caller guarantees `n` readable blocks; only bytes below `len` are read.
         let [a, b, c, d] =
             [0, 64, 8, 72].map(|at| unsafe { load_bytes(p.add(at), len.saturating_sub(at)) });
@@ -743,7 +745,7 @@ struct Q5K;
 struct Q6K;
 
 impl QK for Q4K {
-    const BLOCK: usize = 144;
+    const BLOCK: usize = BlockQ4K::BLOCK_BYTES;
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn codes(p: *const u8, s: usize) -> __m512i {
@@ -765,7 +767,7 @@ impl QK for Q4K {
 }
 
 impl QK for Q5K {
-    const BLOCK: usize = 176;
+    const BLOCK: usize = BlockQ5K::BLOCK_BYTES;
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn codes(p: *const u8, s: usize) -> __m512i {
@@ -787,7 +789,7 @@ impl QK for Q5K {
 }
 
 impl QK for Q6K {
-    const BLOCK: usize = 210;
+    const BLOCK: usize = BlockQ6K::BLOCK_BYTES;
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn codes(p: *const u8, s: usize) -> __m512i {
