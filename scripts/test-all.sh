@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: the wasm32 build of the core crates, every Rust test, and the
-# aarch64 kernels under qemu-user.
+# The whole test suite: the wasm32 build of the core crates, the chat-template and
+# generation tests on wasm32 under Node, every Rust test, and the aarch64 kernels under
+# qemu-user.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ fi
 echo "== wasm32 build of synapse-core and synapse-inference"
 cargo build --quiet --target wasm32-unknown-unknown -p synapse-core -p synapse-inference \
   --no-default-features --features synapse-inference/chat-template
+
+./scripts/test-wasm.sh
 
 echo "== cargo test"
 cargo test --workspace

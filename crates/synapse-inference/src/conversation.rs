@@ -115,6 +115,9 @@ mod tests {
     use super::*;
     use crate::generation::sampler::SamplerConfig;
     use crate::generation::tiny_model;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn conversation() -> Conversation {
         Conversation::new(tiny_model(), SessionOptions::default(), None).unwrap()

@@ -169,6 +169,9 @@ mod tests {
     use super::*;
     use crate::generation::sampler::SamplerConfig;
     use crate::generation::tiny_model;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Logits that make greedy decoding pick `token` out of the tiny model's vocabulary.
     fn pick(token: u32) -> Vec<f32> {

@@ -261,6 +261,9 @@ pub(crate) fn tiny_model() -> Arc<crate::Model> {
 mod tests {
     use super::*;
     use crate::SessionOptions;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const PROMPT: &[u32] = &[104, 105, 32, 116, 104, 101, 114, 101];
 
@@ -295,6 +298,9 @@ mod tests {
         assert_eq!(out.tokens.len(), 16);
         assert_eq!(out.stop_reason, StopReason::Length);
         assert_eq!(pieces.concat(), out.text);
+        // wasm32-unknown-unknown has no clock: the timings read as zero.
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        assert_eq!((out.timings.prefill_ms, out.timings.decode_ms), (0.0, 0.0));
 
         let mut session = session();
         let mut generator = Generator::new(session.model.clone(), &opts);

@@ -357,6 +357,9 @@ impl Xoshiro256StarStar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn cfg(temperature: f32, top_k: usize, top_p: f32, min_p: f32, seed: u64) -> SamplerConfig {
         SamplerConfig {

@@ -137,6 +137,9 @@ impl StopMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn matcher(stops: &[&str]) -> StopMatcher {
         StopMatcher::new(stops.iter().map(|s| s.to_string()).collect())
