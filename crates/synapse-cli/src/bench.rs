@@ -16,6 +16,9 @@
 //! the key/value memory it adds, against the same `F` tokens evaluated from scratch after
 //! the prompt.
 //!
+//! With `--sessions N`, N such sessions of the one loaded model run at once on N OS
+//! threads (as a server or a Python program would), and their rates are also summed.
+//!
 //! The tokens are a fixed pseudo-random sequence of valid ids ([`synthetic_tokens`]), also
 //! fed during decode instead of sampled ones (as llama-bench does), so only model time is
 //! measured: no sampler, no argmax, no detokenization. `bench/llamacpp_bench.py` makes the
