@@ -117,7 +117,6 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn prepare_rope(&self, rope: &RopePositions, scratch: &mut Self::Scratch);
     /// Rotates every head of `n` rows of `width` values (the positions given to
     /// [`Backend::prepare_rope`]).
-    #[allow(clippy::too_many_arguments)]
     fn rope(
         &self,
         x: &mut Self::Buffer,
