@@ -197,8 +197,7 @@ impl<B: Backend> Engine<B> {
     /// Refuses a batch that cannot run as a whole.
     fn check(&self, batch: &Batch) -> Result<()> {
         let vocab = self.model.config().vocab_size;
-        let mut added: HashMap<SeqId, usize> = HashMap::new();
-        for (seq, range, _) in &batch.items {
+        for (i, (seq, range, _)) in batch.items.iter().enumerate() {
             let tokens = &batch.tokens[range.clone()];
             if tokens.is_empty() {
                 return Err(Error::EmptyPrompt);
@@ -207,11 +206,15 @@ impl<B: Backend> Engine<B> {
                 return Err(Error::BadTokenId { id, vocab });
             }
             let already = self.tokens(*seq)?.len();
-            let total = added.entry(*seq).or_insert(0);
-            *total += tokens.len();
-            if already + *total > self.opts.context {
+            // This item and the earlier ones of the same sequence.
+            let total: usize = batch.items[..=i]
+                .iter()
+                .filter(|(s, ..)| s == seq)
+                .map(|(_, r, _)| r.len())
+                .sum();
+            if already + total > self.opts.context {
                 return Err(Error::ContextOverflow {
-                    prompt: *total,
+                    prompt: total,
                     already,
                     context: self.opts.context,
                 });

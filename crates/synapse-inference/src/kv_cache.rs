@@ -383,16 +383,13 @@ impl<S: KvPages> KvCache<S> {
                 most: self.max_batch,
             });
         }
-        let (first, last) = (pos / TILE, (pos + n).div_ceil(TILE));
-        let ring = self.slots / TILE;
+        let (first, ring) = (pos / TILE, self.slots / TILE);
         // Tiles already wrapped around are written again: the rest are new.
-        let tiles: Vec<usize> = (first..last.min(first + ring)).map(|t| t % ring).collect();
-        let new_pages = tiles
-            .iter()
-            .filter(|&&t| {
-                let pages = &self.sequences[seq.0 as usize].as_ref().unwrap().pages;
-                pages.get(t).is_none_or(|&p| self.refs[p as usize] > 1)
-            })
+        let end = (pos + n).div_ceil(TILE).min(first + ring);
+        let tiles = || (first..end).map(move |t| t % ring);
+        let held = &find(&self.sequences, seq)?.pages;
+        let new_pages = tiles()
+            .filter(|&t| held.get(t).is_none_or(|&p| self.refs[p as usize] > 1))
             .count();
         let in_use = self.refs.len() - self.free.len();
         if in_use + new_pages > self.max_pages {
@@ -401,23 +398,23 @@ impl<S: KvPages> KvCache<S> {
                 page_bytes: self.page_bytes(),
             });
         }
-        for t in tiles {
-            let held = self.sequence(seq)?.pages.get(t).copied();
-            match held {
+        let mut pages = std::mem::take(&mut self.sequence_mut(seq)?.pages);
+        for t in tiles() {
+            match pages.get(t).copied() {
                 Some(p) if self.refs[p as usize] == 1 => {}
                 Some(shared) => {
                     let page = self.new_page();
                     self.pages.copy_page(shared, page);
                     self.refs[shared as usize] -= 1;
-                    self.sequence_mut(seq)?.pages[t] = page;
+                    pages[t] = page;
                 }
                 None => {
-                    debug_assert_eq!(t, self.sequence(seq)?.pages.len(), "tiles fill in order");
-                    let page = self.new_page();
-                    self.sequence_mut(seq)?.pages.push(page);
+                    debug_assert_eq!(t, pages.len(), "tiles fill in order");
+                    pages.push(self.new_page());
                 }
             }
         }
+        self.sequence_mut(seq)?.pages = pages;
         self.sequence_mut(seq)?.len = pos + n;
         Ok(pos)
     }
