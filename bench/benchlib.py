@@ -48,3 +48,33 @@ def read_peak_rss_bytes():
     except OSError:
         pass
     return None
+
+
+def cpu_info():
+    """From /proc/cpuinfo: the model name, the flags (x86 "flags" or Arm "Features"), the number
+    of physical cores (distinct physical id and core id pairs) and of logical CPUs; 0 where it
+    does not say (no such file, or no core ids as on Arm), so each caller picks its fallback."""
+    model, flags, cores, logical = "unknown", set(), set(), 0
+    try:
+        with open("/proc/cpuinfo") as f:
+            package = core = None
+            for line in list(f) + [""]:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    logical += 1
+                elif key == "model name":
+                    model = value
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                elif key == "physical id":
+                    package = value
+                elif key == "core id":
+                    core = value
+                elif not line.strip():
+                    if package is not None and core is not None:
+                        cores.add((package, core))
+                    package = core = None
+    except OSError:
+        pass
+    return {"model": model, "flags": flags, "physical_cores": len(cores), "logical_cpus": logical}

@@ -15,7 +15,6 @@ Prints one JSON object (--json) with the same keys as `synapse bench --json`, or
 Usage: python3 bench/llamacpp_bench.py --model M [-p 512] [-n 128] [-t THREADS] [-r 5] [--json]
 """
 import argparse
-import ctypes
 import importlib.metadata
 import json
 import os
@@ -24,51 +23,20 @@ import time
 
 import llama_cpp as L
 
-sys.dont_write_bytecode = True  # no bench/__pycache__ in the work tree
-from benchlib import TOKEN_SEED, read_peak_rss_bytes, stats, synthetic_tokens
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+# The llama.cpp model and context setup is shared with tools/reference's fixture scripts.
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "reference"))
+from benchlib import TOKEN_SEED, cpu_info, read_peak_rss_bytes, stats, synthetic_tokens
+from ggml_lib import load_model, new_context
 
 _QUIET = L.llama_log_callback(lambda level, text, user_data: None)
 
 
-def physical_cores():
-    cores = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            package = core = None
-            for line in list(f) + [""]:
-                if line.startswith("physical id"):
-                    package = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                elif not line.strip():
-                    if package is not None and core is not None:
-                        cores.add((package, core))
-                    package = core = None
-    except OSError:
-        pass
-    return len(cores) or os.cpu_count() or 1
-
-
 class Bench:
     def __init__(self, path, threads, n_ctx, n_batch):
-        L.llama_backend_init()
-        mparams = L.llama_model_default_params()
-        mparams.n_gpu_layers = 0
-        self.model = L.llama_model_load_from_file(path.encode(), mparams)
-        if not self.model:
-            raise SystemExit(f"llama.cpp could not load {path}")
+        self.model = load_model(path)
         self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
-        cparams = L.llama_context_default_params()
-        cparams.n_ctx = n_ctx
-        cparams.n_batch = n_batch
-        cparams.n_ubatch = n_batch
-        cparams.n_threads = threads
-        cparams.n_threads_batch = threads
-        cparams.no_perf = True
-        self.cparams = cparams
-        self.ctx = L.llama_init_from_model(self.model, cparams)
-        if not self.ctx:
-            raise SystemExit("llama.cpp could not create a context")
+        self.ctx = new_context(self.model, n_ctx, n_batch, threads)
         self.n_batch = n_batch
 
     def clear(self):
@@ -119,7 +87,7 @@ def main():
     p, g = args.prompt_tokens, args.gen_tokens
     if p < 1 or g < 1 or args.repetitions < 1:
         raise SystemExit("--prompt-tokens, --gen-tokens and --repetitions must be at least 1")
-    threads = args.threads or physical_cores()
+    threads = args.threads or cpu_info()["physical_cores"] or os.cpu_count() or 1
     if not args.verbose:
         L.llama_log_set(_QUIET, None)
 

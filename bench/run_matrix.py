@@ -26,11 +26,13 @@ import statistics
 import subprocess
 import sys
 
-sys.dont_write_bytecode = True  # no bench/__pycache__ in the work tree
-from benchlib import stats
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "bench")
+sys.dont_write_bytecode = True  # no __pycache__ in the work tree
+sys.path.insert(1, os.path.join(ROOT, "tools", "reference"))  # common.py, shared with the fixture scripts
+from benchlib import cpu_info, stats
+from common import dump_json
+
 FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl",
                      "avx512dq", "avx512cd", "avx512ifma", "avx512vbmi", "avx512_vbmi2",
                      "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
@@ -60,29 +62,7 @@ def run_json(cmd, what, show_stderr=False):
 
 
 def machine():
-    model, flags, pairs, logical = "unknown", set(), set(), 0
-    try:
-        with open("/proc/cpuinfo") as f:
-            package = core = None
-            for line in list(f) + [""]:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "processor":
-                    logical += 1
-                elif key == "model name":
-                    model = value
-                elif key in ("flags", "Features"):
-                    flags = set(value.split())
-                elif key == "physical id":
-                    package = value
-                elif key == "core id":
-                    core = value
-                elif not line.strip():
-                    if package is not None and core is not None:
-                        pairs.add((package, core))
-                    package = core = None
-    except OSError:
-        pass
+    cpu = cpu_info()
     mem = None
     try:
         with open("/proc/meminfo") as f:
@@ -90,11 +70,11 @@ def machine():
     except (OSError, ValueError, IndexError):
         pass
     return {
-        "cpu": model,
+        "cpu": cpu["model"],
         "arch": platform.machine(),
-        "physical_cores": len(pairs) or logical,
-        "logical_cpus": logical or os.cpu_count(),
-        "flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "physical_cores": cpu["physical_cores"] or cpu["logical_cpus"],
+        "logical_cpus": cpu["logical_cpus"] or os.cpu_count(),
+        "flags": [f for f in FLAGS_OF_INTEREST if f in cpu["flags"]],
         "memory_bytes": mem,
         "kernel": platform.release(),
     }
@@ -301,10 +281,7 @@ def main():
         report["rows"] = kept + report["rows"]
         for t, bw in old.get("bandwidth", {}).items():
             report["bandwidth"].setdefault(t, bw)
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
+    dump_json(report, out_path)
     log(f"wrote {os.path.relpath(out_path, ROOT)}")
 
 

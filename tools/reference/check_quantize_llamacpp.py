@@ -27,7 +27,6 @@ import collections
 import ctypes
 import hashlib
 import importlib.metadata
-import json
 import os
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import tempfile
 import gguf
 import numpy as np
 import llama_cpp
+
+from common import dump_json, sha256_file
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
 MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -58,14 +59,6 @@ FTYPES = {
 GREEDY_TYPES = ["q8_0", "q4_0", "q4_k"]
 PROMPT = "The three primary colors are"
 N_GENERATE = 16
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tensors(path):
@@ -157,10 +150,7 @@ def main():
         "n_generate": N_GENERATE,
         "outputs": results,
     }
-    os.makedirs(os.path.dirname(OUT_PATH), exist_ok=True)
-    with open(OUT_PATH, "w") as f:
-        json.dump(fixture, f, indent=1)
-        f.write("\n")
+    dump_json(fixture, OUT_PATH)
     print(f"wrote {OUT_PATH}")
 
 

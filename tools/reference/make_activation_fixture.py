@@ -22,12 +22,12 @@ Run from the repo root:  python3 tools/reference/make_activation_fixture.py [--m
 import argparse
 import ctypes
 import importlib.metadata
-import json
 import os
 
 import gguf
 import numpy as np
 
+from common import dump_json
 from ggml_lib import load
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -95,9 +95,7 @@ def main():
         "cols": COLS,
         "cases": cases,
     }
-    with open(OUT_PATH, "w") as f:
-        json.dump(fixture, f, indent=1)
-        f.write("\n")
+    dump_json(fixture, OUT_PATH)
     print(f"wrote {OUT_PATH} ({os.path.getsize(OUT_PATH)} bytes)")
 
 

@@ -268,22 +268,15 @@ def llamacpp_run(gguf_path, ids):
     """Per-position logits of ids and 20 greedy tokens (argmax of raw logits) with llama.cpp."""
     global _LOG_CB
     import llama_cpp as L
+    from ggml_lib import load_model, new_context
 
     if _LOG_CB is None:
         _LOG_CB = L.llama_log_callback(lambda level, text, user: None)
         L.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
-        L.llama_backend_init()
-    mparams = L.llama_model_default_params()
-    mparams.n_gpu_layers = 0
-    model = L.llama_model_load_from_file(gguf_path.encode(), mparams)
-    if not model:
-        raise RuntimeError(f"llama.cpp failed to load {gguf_path}")
+    model = load_model(gguf_path)
     n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-    cparams = L.llama_context_default_params()
-    cparams.n_ctx = 256  # llama.cpp pads n_ctx to 256 anyway; phi3's factor choice depends on it
-    cparams.n_batch = cparams.n_ubatch = 64
-    cparams.n_threads = cparams.n_threads_batch = N_THREADS
-    ctx = L.llama_init_from_model(model, cparams)
+    # n_ctx 256: llama.cpp pads n_ctx to 256 anyway; phi3's factor choice depends on it.
+    ctx = new_context(model, 256, 64, N_THREADS)
 
     def decode(toks, start, all_logits):
         batch = L.llama_batch_init(len(toks), 0, 1)

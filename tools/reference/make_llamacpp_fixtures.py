@@ -16,7 +16,6 @@ Run from the repo root:  python3 tools/reference/make_llamacpp_fixtures.py [--mo
 """
 import argparse
 import ctypes
-import hashlib
 import importlib.metadata
 import os
 import sys
@@ -24,6 +23,8 @@ import sys
 import numpy as np
 import llama_cpp as L
 
+from common import sha256_file
+from ggml_lib import load_model, new_context
 from smollm2_reference import PROMPTS, f32, logit_positions, top_k, write_json
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -36,14 +37,6 @@ N_BATCH = 512  # also the micro-batch: llama.cpp's default
 N_THREADS = 2
 N_GEN = 32
 TOP_K = 10
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenize(vocab, text, add_special, parse_special):
@@ -73,12 +66,7 @@ def greedy_step(logits):
 
 class Runner:
     def __init__(self, model_path):
-        L.llama_backend_init()
-        mparams = L.llama_model_default_params()
-        mparams.n_gpu_layers = 0
-        self.model = L.llama_model_load_from_file(model_path.encode(), mparams)
-        if not self.model:
-            raise RuntimeError(f"failed to load {model_path}")
+        self.model = load_model(model_path)
         self.vocab = L.llama_model_get_vocab(self.model)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
         self.add_bos = bool(L.llama_vocab_get_add_bos(self.vocab))
@@ -87,15 +75,7 @@ class Runner:
     def new_context(self):
         if self.ctx:
             L.llama_free(self.ctx)
-        cparams = L.llama_context_default_params()
-        cparams.n_ctx = N_CTX
-        cparams.n_batch = N_BATCH
-        cparams.n_ubatch = N_BATCH
-        cparams.n_threads = N_THREADS
-        cparams.n_threads_batch = N_THREADS
-        self.ctx = L.llama_init_from_model(self.model, cparams)
-        if not self.ctx:
-            raise RuntimeError("failed to create context")
+        self.ctx = new_context(self.model, N_CTX, N_BATCH, N_THREADS)
 
     def decode(self, ids, start_pos, want):
         """Decodes `ids` from `start_pos` in batches of N_BATCH; returns {index in ids: logits} for `want`."""

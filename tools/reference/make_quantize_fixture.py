@@ -19,7 +19,6 @@ Run from the repo root:  python3 tools/reference/make_quantize_fixture.py [--mod
 import argparse
 import ctypes
 import importlib.metadata
-import json
 import os
 import sys
 
@@ -27,6 +26,7 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as T
 
+from common import dump_json
 from ggml_lib import load
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -130,10 +130,7 @@ def main():
         "seed": SEED,
         "cases": cases,
     }
-    os.makedirs(os.path.dirname(OUT_PATH), exist_ok=True)
-    with open(OUT_PATH, "w") as f:
-        json.dump(fixture, f, indent=1)
-        f.write("\n")
+    dump_json(fixture, OUT_PATH)
     print(f"wrote {OUT_PATH}")
 
 

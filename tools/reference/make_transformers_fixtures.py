@@ -17,7 +17,6 @@ logits at the logit positions in tools/reference/.cache/llamacpp_logits.npz).
 Run from the repo root:  python3 tools/reference/make_transformers_fixtures.py [--model PATH]
 """
 import argparse
-import hashlib
 import importlib.metadata
 import inspect
 import json
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
+from common import sha256_file
 from smollm2_reference import f32, top_k, write_json
 
 DEFAULT_MODEL = os.path.expanduser("~/.cache/synapse/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -37,14 +37,6 @@ LOGITS_NPZ = os.path.join("tools", "reference", ".cache", "llamacpp_logits.npz")
 N_GEN = 32
 TOP_K = 10
 N_THREADS = 2
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def byte_decoder_table():
