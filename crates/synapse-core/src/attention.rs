@@ -18,6 +18,7 @@
 //! heads), a tile's keys are `[kv_dim][TILE]` and its values `[TILE][kv_dim]`.
 
 use crate::threads::parallel_chunks_mut;
+use std::ops::Range;
 
 /// Keys per tile: one 512-bit vector of f32 scores.
 pub const TILE: usize = 16;
@@ -108,6 +109,29 @@ pub fn attention(
     attention_with(Isa::detect(), q, kv, pos, shape, threads, out)
 }
 
+/// The queries of one sequence in a batch (see [`attention_runs`]): query rows `rows` of
+/// the batch, at positions `pos..pos + rows.len()`, attend over `kv`.
+#[derive(Clone)]
+pub struct QueryRun<'a> {
+    pub rows: Range<usize>,
+    pub kv: KvLayer<'a>,
+    pub pos: usize,
+}
+
+/// [`attention`] of several sequences' queries at once: each run's rows of `q` over its
+/// own keys and values, into the same rows of `out`. One dispatch to the threads covers
+/// every run, so a batch of many short runs (one decode token per sequence) does not pay
+/// a dispatch per sequence.
+pub fn attention_runs(
+    q: &[f32],
+    runs: &[QueryRun<'_>],
+    shape: &AttentionShape,
+    threads: usize,
+    out: &mut [f32],
+) {
+    attention_runs_with(Isa::detect(), q, runs, shape, threads, out)
+}
+
 fn attention_with(
     isa: Isa,
     q: &[f32],
@@ -117,27 +141,80 @@ fn attention_with(
     threads: usize,
     out: &mut [f32],
 ) {
-    if q.is_empty() {
+    let qd = shape.n_heads * shape.head_dim;
+    assert!(q.len().is_multiple_of(qd), "queries are not whole rows");
+    let run = QueryRun {
+        rows: 0..q.len() / qd,
+        kv,
+        pos,
+    };
+    attention_runs_with(isa, q, &[run], shape, threads, out)
+}
+
+fn attention_runs_with(
+    isa: Isa,
+    q: &[f32],
+    runs: &[QueryRun<'_>],
+    shape: &AttentionShape,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let qd = shape.n_heads * shape.head_dim;
+    let mut plans: Vec<Plan> = runs
+        .iter()
+        .map(|run| {
+            let slots = match run.kv {
+                KvLayer::F32(tiles) => tiles.len(),
+                KvLayer::F16(tiles) => tiles.len(),
+            } * TILE;
+            Plan::new(run.rows.len(), slots, run.pos, shape)
+        })
+        .collect();
+    // Split the key ranges only when the runs' units are too few to keep the threads busy.
+    let units: usize = plans.iter().map(Plan::units).sum();
+    for plan in &mut plans {
+        plan.split_keys(units, threads);
+    }
+    // Every unit's partial result takes the largest stride, so that units are uniform.
+    let stride = plans.iter().map(Plan::unit_stride).max().unwrap_or(0);
+    let firsts: Vec<usize> = plans
+        .iter()
+        .scan(0, |first, plan| {
+            let at = *first;
+            *first += plan.units();
+            Some(at)
+        })
+        .collect();
+    let total = firsts
+        .last()
+        .zip(plans.last())
+        .map_or(0, |(f, p)| f + p.units());
+    if total == 0 {
         return;
     }
-    let tiles = match kv {
-        KvLayer::F32(tiles) => tiles.len(),
-        KvLayer::F16(tiles) => tiles.len(),
-    };
-    let plan = Plan::new(q.len(), tiles * TILE, pos, shape, threads);
-    let stride = plan.unit_stride();
-    let mut partials = vec![0f32; plan.units() * stride];
+    let mut partials = vec![0f32; total * stride];
     parallel_chunks_mut(&mut partials, stride, threads, |units, parts| {
-        let mut scratch = Scratch::new(&plan);
+        let mut scratch = Scratch::new(stride / (shape.head_dim + 2), shape.head_dim);
         for (u, part) in units.zip(parts.chunks_exact_mut(stride)) {
-            let unit = plan.unit(u);
-            match kv {
-                KvLayer::F32(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
-                KvLayer::F16(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
+            // The run this unit belongs to: the last one starting at or before it.
+            let r = firsts.partition_point(|&f| f <= u) - 1;
+            let (run, plan) = (&runs[r], &plans[r]);
+            let unit = plan.unit(u - firsts[r]);
+            let q = &q[run.rows.start * qd..run.rows.end * qd];
+            match run.kv {
+                KvLayer::F32(tiles) => run_unit(isa, plan, unit, q, tiles, &mut scratch, part),
+                KvLayer::F16(tiles) => run_unit(isa, plan, unit, q, tiles, &mut scratch, part),
             }
         }
     });
-    plan.merge(&partials, out);
+    for ((run, plan), first) in runs.iter().zip(&plans).zip(firsts) {
+        let parts = &partials[first * stride..(first + plan.units()) * stride];
+        plan.merge(
+            parts,
+            stride,
+            &mut out[run.rows.start * qd..run.rows.end * qd],
+        );
+    }
 }
 
 /// How the batch is cut into units.
@@ -164,34 +241,35 @@ struct Unit {
 }
 
 impl Plan {
-    fn new(q_len: usize, slots: usize, pos: usize, shape: &AttentionShape, threads: usize) -> Plan {
+    /// The plan of `n` query tokens at `pos..pos + n` over `slots` stored positions.
+    fn new(n: usize, slots: usize, pos: usize, shape: &AttentionShape) -> Plan {
         let (nh, nkv, hd) = (shape.n_heads, shape.n_kv_heads, shape.head_dim);
         assert!(
             nkv > 0 && nh.is_multiple_of(nkv) && hd > 0,
             "bad shape {shape:?}"
         );
-        assert!(q_len.is_multiple_of(nh * hd));
-        let n = q_len / (nh * hd);
         let group = nh / nkv;
         let block = (UNIT_ROWS / group).clamp(1, n.max(1));
-        let blocks = n.div_ceil(block);
-        let mut plan = Plan {
+        Plan {
             shape: *shape,
             n,
             pos,
             slots,
             group,
             block,
-            blocks,
+            blocks: n.div_ceil(block),
             splits: 1,
-        };
-        let base = blocks * nkv;
-        if threads > 1 && base < 4 * threads {
-            let (lo, hi) = plan.key_tiles(0, n);
-            let most = ((hi - lo) / MIN_SPLIT_TILES).max(1);
-            plan.splits = (4 * threads).div_ceil(base).min(most);
         }
-        plan
+    }
+
+    /// Splits each unit's key range in parts (flash-decoding) when `units`, those of the
+    /// whole batch, are too few to keep `threads` busy.
+    fn split_keys(&mut self, units: usize, threads: usize) {
+        if threads > 1 && units > 0 && units < 4 * threads {
+            let (lo, hi) = self.key_tiles(0, self.n);
+            let most = ((hi - lo) / MIN_SPLIT_TILES).max(1);
+            self.splits = (4 * threads).div_ceil(units).min(most);
+        }
     }
 
     fn units(&self) -> usize {
@@ -233,11 +311,10 @@ impl Plan {
         }
     }
 
-    /// Combines the units' partial softmaxes into `out`.
-    fn merge(&self, partials: &[f32], out: &mut [f32]) {
+    /// Combines the units' partial softmaxes, `stride` floats apart, into `out`.
+    fn merge(&self, partials: &[f32], stride: usize, out: &mut [f32]) {
         let (nkv, hd, group) = (self.shape.n_kv_heads, self.shape.head_dim, self.group);
         let qd = self.shape.n_heads * hd;
-        let stride = self.unit_stride();
         let per_block = nkv * self.splits;
         for u in (0..self.units()).filter(|u| u % per_block < nkv) {
             let unit = self.unit(u);
@@ -277,10 +354,10 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(plan: &Plan) -> Scratch {
-        let rows = plan.block * plan.group;
+    /// Buffers for units of up to `rows` query rows.
+    fn new(rows: usize, head_dim: usize) -> Scratch {
         Scratch {
-            o: vec![0.0; rows * plan.shape.head_dim],
+            o: vec![0.0; rows * head_dim],
             s: vec![[0.0; TILE]; rows],
             max: vec![0.0; rows],
             sum: vec![0.0; rows],
@@ -978,6 +1055,84 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Several sequences in one call, each with its own layer, context and number of
+    /// query rows (decode tokens beside a prompt chunk), match the reference one by one.
+    #[test]
+    fn runs_of_several_sequences_match_each_alone() {
+        let test = "runs_of_several_sequences_match_each_alone";
+        let mut covered = Coverage::new(test, isas());
+        let s = shape(6, 2, 16);
+        let (qd, kvd) = (6 * 16, 2 * 16);
+        let mut rand = rng(11);
+        // (stored positions before the queries, query rows)
+        let runs: [(usize, usize); 5] = [(0, 1), (16, 1), (40, 3), (100, 1), (7, 9)];
+        let mut data = Vec::new();
+        let mut rows = 0;
+        for &(pos, n) in &runs {
+            let total = pos + n;
+            let keys: Vec<f32> = (0..total * kvd).map(|_| rand()).collect();
+            let values: Vec<f32> = (0..total * kvd).map(|_| rand()).collect();
+            let slots = total.div_ceil(TILE) * TILE;
+            let (mut k, mut v) = (vec![0f32; slots * kvd], vec![0f32; slots * kvd]);
+            for p in 0..total {
+                let at = p / TILE * TILE * kvd..;
+                let tile = TileMut::F32 {
+                    keys: &mut k[at.clone()][..TILE * kvd],
+                    values: &mut v[at][..TILE * kvd],
+                };
+                store(
+                    tile,
+                    kvd,
+                    p % TILE,
+                    &keys[p * kvd..][..kvd],
+                    &values[p * kvd..][..kvd],
+                );
+            }
+            data.push((keys, values, k, v, rows..rows + n, pos));
+            rows += n;
+        }
+        let q: Vec<f32> = (0..rows * qd).map(|_| rand()).collect();
+        let layers: Vec<Vec<Tile<f32>>> = data
+            .iter()
+            .map(|(.., k, v, _, _)| {
+                let page = TILE * kvd;
+                (0..k.len() / page)
+                    .map(|t| Tile {
+                        keys: &k[t * page..][..page],
+                        values: &v[t * page..][..page],
+                    })
+                    .collect()
+            })
+            .collect();
+        let query_runs: Vec<QueryRun> = data
+            .iter()
+            .zip(&layers)
+            .map(|((.., rows, pos), tiles)| QueryRun {
+                rows: rows.clone(),
+                kv: KvLayer::F32(tiles),
+                pos: *pos,
+            })
+            .collect();
+        for isa in isas() {
+            covered.ran(isa);
+            for threads in [1, 2, 3] {
+                let mut out = vec![f32::NAN; rows * qd];
+                attention_runs_with(isa, &q, &query_runs, &s, threads, &mut out);
+                for (keys, values, _, _, rows, pos) in &data {
+                    let range = rows.start * qd..rows.end * qd;
+                    let want = reference_attention(&q[range.clone()], keys, values, *pos, &s);
+                    for (a, b) in out[range].iter().zip(&want) {
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "{isa:?} t{threads} pos {pos}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+        covered.finish();
     }
 
     fn shape(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttentionShape {

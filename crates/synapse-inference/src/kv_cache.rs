@@ -15,7 +15,10 @@
 //! CPU attention kernel reads) or on a device.
 
 use crate::error::{Error, Result};
-use synapse_core::attention::{self, AttentionShape, KvLayer, Tile, TileMut, TILE};
+use crate::model::decoder::SeqRun;
+use synapse_core::attention::{
+    self, attention_runs, AttentionShape, KvLayer, QueryRun, Tile, TileMut, TILE,
+};
 
 /// Element type of the cached keys and values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,16 +504,14 @@ impl KvCache<HostPages> {
         Ok((keys, values))
     }
 
-    /// Attention of the queries `q` (`[n][n_heads * head_dim]`) of `seq` at positions
-    /// `pos..pos + n`, after their keys and values were written, into `out` (shaped
-    /// like `q`).
-    #[allow(clippy::too_many_arguments)]
+    /// Attention of the queries `q` (`[rows][n_heads * head_dim]`) of a batch, each run's
+    /// rows over its own sequence's pages at positions `pos..`, after their keys and
+    /// values were written, into `out` (shaped like `q`).
     pub fn attention(
         &self,
         layer: usize,
-        seq: SeqId,
+        runs: &[SeqRun],
         q: &[f32],
-        pos: usize,
         shape: &AttentionShape,
         threads: usize,
         out: &mut [f32],
@@ -520,32 +521,50 @@ impl KvCache<HostPages> {
             shape.window, self.window,
             "the pool is sized for its window"
         );
+        /// Each run's tiles of `layer`.
         fn tiles<'a, E>(
-            host: &HostPages,
+            cache: &KvCache<HostPages>,
             chunks: &'a [Box<[E]>],
-            pages: &[u32],
             layer: usize,
-        ) -> Vec<Tile<'a, E>> {
-            let tile_len = TILE * host.shape.kv_dim;
-            pages
-                .iter()
-                .map(|&p| {
-                    let (chunk, at) = host.locate(p, layer);
-                    let (keys, values) = chunks[chunk][at..at + 2 * tile_len].split_at(tile_len);
-                    Tile { keys, values }
-                })
-                .collect()
+            runs: &[SeqRun],
+        ) -> Result<Vec<Vec<Tile<'a, E>>>> {
+            let tile_len = TILE * cache.kv_dim;
+            let tile = |p: u32| {
+                let (chunk, at) = cache.pages.locate(p, layer);
+                let (keys, values) = chunks[chunk][at..at + 2 * tile_len].split_at(tile_len);
+                Tile { keys, values }
+            };
+            let run_tiles = |run: &SeqRun| -> Result<Vec<_>> {
+                Ok(cache
+                    .sequence(run.seq)?
+                    .pages
+                    .iter()
+                    .map(|&p| tile(p))
+                    .collect())
+            };
+            runs.iter().map(run_tiles).collect()
         }
-        let (host, pages) = self.pages(seq)?;
-        match &host.chunks {
-            Chunks::F32(c) => {
-                let tiles = tiles(host, c, pages, layer);
-                attention::attention(q, KvLayer::F32(&tiles), pos, shape, threads, out)
-            }
-            Chunks::F16(c) => {
-                let tiles = tiles(host, c, pages, layer);
-                attention::attention(q, KvLayer::F16(&tiles), pos, shape, threads, out)
-            }
+        /// The runs as the attention kernel takes them, over their `tiles`.
+        fn query_runs<'t, 'a: 't, E>(
+            runs: &[SeqRun],
+            tiles: &'t [Vec<Tile<'a, E>>],
+            kv: impl Fn(&'t [Tile<'a, E>]) -> KvLayer<'t>,
+        ) -> Vec<QueryRun<'t>> {
+            let query = |(run, tiles): (&SeqRun, &'t Vec<Tile<'a, E>>)| QueryRun {
+                rows: run.rows.clone(),
+                kv: kv(tiles),
+                pos: run.pos,
+            };
+            runs.iter().zip(tiles).map(query).collect()
+        }
+        let mut attend = |runs: &[QueryRun]| attention_runs(q, runs, shape, threads, out);
+        match &self.pages.chunks {
+            Chunks::F32(c) => attend(&query_runs(runs, &tiles(self, c, layer, runs)?, |t| {
+                KvLayer::F32(t)
+            })),
+            Chunks::F16(c) => attend(&query_runs(runs, &tiles(self, c, layer, runs)?, |t| {
+                KvLayer::F16(t)
+            })),
         }
         Ok(())
     }
@@ -619,7 +638,12 @@ mod tests {
             self.keys.extend(k.iter().map(round));
             self.values.extend(v.iter().map(round));
             let mut out = vec![0.0; n * QD];
-            cache.attention(1, seq, &q, pos, s, 2, &mut out).unwrap();
+            let run = SeqRun {
+                seq,
+                rows: 0..n,
+                pos,
+            };
+            cache.attention(1, &[run], &q, s, 2, &mut out).unwrap();
             let want = reference_attention(&q, &self.keys, &self.values, pos, s);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{kv_type:?} pos {pos}: {a} vs {b}");

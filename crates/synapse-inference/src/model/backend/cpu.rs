@@ -182,9 +182,7 @@ impl Backend for Cpu {
             (q, k, v),
             shape,
             out,
-            |cache, run, q, out| {
-                cache.attention(layer, run.seq, q, run.pos, shape, opts.threads, out)
-            },
+            |cache, runs, q, out| cache.attention(layer, runs, q, shape, opts.threads, out),
         )
     }
 

@@ -177,8 +177,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn read(&self, x: &Self::Buffer, len: usize, out: &mut Vec<f32>);
 }
 
-/// [`Backend::attention`] for backends whose buffers are host memory: writes each run's
-/// keys and values, then calls `attend(cache, run, its queries, its output rows)`.
+/// [`Backend::attention`] for backends whose buffers are host memory: writes every run's
+/// keys and values, then calls `attend(cache, runs, queries, output)` once for them all.
 fn attend_runs(
     cache: &mut KvCache<HostPages>,
     layer: usize,
@@ -186,19 +186,16 @@ fn attend_runs(
     (q, k, v): (&[f32], &[f32], &[f32]),
     shape: &AttentionShape,
     out: &mut [f32],
-    mut attend: impl FnMut(&KvCache<HostPages>, &SeqRun, &[f32], &mut [f32]) -> Result<()>,
+    attend: impl FnOnce(&KvCache<HostPages>, &[SeqRun], &[f32], &mut [f32]) -> Result<()>,
 ) -> Result<()> {
     let (qd, kvd) = (
         shape.n_heads * shape.head_dim,
         shape.n_kv_heads * shape.head_dim,
     );
     for run in runs {
-        let (rows, kv_rows) = (
-            run.rows.start * qd..run.rows.end * qd,
-            run.rows.start * kvd..run.rows.end * kvd,
-        );
+        let kv_rows = run.rows.start * kvd..run.rows.end * kvd;
         cache.write(layer, run.seq, run.pos, &k[kv_rows.clone()], &v[kv_rows])?;
-        attend(cache, run, &q[rows.clone()], &mut out[rows])?;
     }
-    Ok(())
+    let rows = runs.last().map_or(0, |run| run.rows.end);
+    attend(cache, runs, &q[..rows * qd], &mut out[..rows * qd])
 }

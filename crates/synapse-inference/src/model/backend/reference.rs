@@ -193,9 +193,14 @@ impl Backend for Reference {
             (q, k, v),
             shape,
             out,
-            |cache, run, q, out| {
-                let (keys, values) = cache.history(layer, run.seq, run.pos + run.rows.len())?;
-                out.copy_from_slice(&reference_attention(q, &keys, &values, run.pos, shape));
+            |cache, runs, q, out| {
+                let qd = shape.n_heads * shape.head_dim;
+                for run in runs {
+                    let (keys, values) = cache.history(layer, run.seq, run.pos + run.rows.len())?;
+                    let rows = run.rows.start * qd..run.rows.end * qd;
+                    let o = reference_attention(&q[rows.clone()], &keys, &values, run.pos, shape);
+                    out[rows].copy_from_slice(&o);
+                }
                 Ok(())
             },
         )
