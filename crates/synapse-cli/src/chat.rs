@@ -7,7 +7,7 @@ use clap::Args;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use synapse_inference::chat::ChatMessage;
 use synapse_inference::conversation::Conversation;
-use synapse_inference::generation::GenerateOptions;
+use synapse_inference::generation::{GenerateOptions, StopReason};
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -56,9 +56,34 @@ fn stream(text: &str) {
     let _ = out.flush();
 }
 
+/// One reply (to `user`, else to the messages so far), streamed; Ctrl-C stops it and
+/// keeps what it said.
+fn reply(
+    conversation: &mut Conversation,
+    user: Option<&str>,
+    opts: &GenerateOptions,
+) -> Result<(), String> {
+    let (cancel, _interrupt) = crate::interrupt::generation();
+    let opts = GenerateOptions {
+        cancel: Some(cancel),
+        ..opts.clone()
+    };
+    let reply = match user {
+        Some(text) => conversation.reply(text, &opts, stream),
+        None => conversation.generate_reply(&opts, stream),
+    }
+    .map_err(|e| e.to_string())?;
+    if reply.stop_reason == StopReason::Cancelled {
+        eprint!(" [stopped]");
+    }
+    println!();
+    Ok(())
+}
+
 fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Result<(), String> {
     eprintln!(
-        "synapse chat: type a message; /reset clears the conversation, /exit or Ctrl-D quits."
+        "synapse chat: type a message; Ctrl-C stops a reply, /reset clears the \
+         conversation, /exit or Ctrl-D quits."
     );
     let mut lines = std::io::stdin().lock().lines();
     loop {
@@ -69,12 +94,7 @@ fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Resul
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => conversation.reset(),
-            text => {
-                conversation
-                    .reply(text, opts, stream)
-                    .map_err(|e| e.to_string())?;
-                println!();
-            }
+            text => reply(conversation, Some(text), opts)?,
         }
     }
     Ok(())
@@ -92,18 +112,11 @@ fn scripted(
         for m in messages {
             conversation.push(m);
         }
-        conversation
-            .generate_reply(opts, stream)
-            .map_err(|e| e.to_string())?;
-        println!();
-        return Ok(());
+        return reply(conversation, None, opts);
     }
     for line in input.lines().map(str::trim).filter(|l| !l.is_empty()) {
         println!("> {line}");
-        conversation
-            .reply(line, opts, stream)
-            .map_err(|e| e.to_string())?;
-        println!();
+        reply(conversation, Some(line), opts)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod chat;
 mod inspect;
+mod interrupt;
 mod memory;
 mod npy;
 mod quantize;

@@ -55,7 +55,10 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         }
         None => args.prompt_ids.clone(),
     };
+    // Ctrl-C stops the generation; what it made is printed with its timings.
+    let (cancel, _interrupt) = crate::interrupt::generation();
     let opts = GenerateOptions {
+        cancel: Some(cancel),
         max_tokens: args.max_tokens,
         sampler: args.sampling.sampler(&model),
         stop: args.sampling.stop.clone(),

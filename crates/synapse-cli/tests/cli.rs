@@ -409,3 +409,41 @@ fn chat_answers_a_json_conversation() {
             .trim_end()
     );
 }
+
+/// Ctrl-C (SIGINT) during a generation stops it, not the program: what was generated is
+/// printed, the stop reason says so, and the exit status is success.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_the_generation_and_keeps_its_output() {
+    use std::io::Read;
+    let model = common::model_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synapse"))
+        .args(["run", "--model", model.to_str().unwrap()])
+        .args(["--prompt", "Once upon a time", "-n", "4000", "--ignore-eos"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run synapse");
+    // The first streamed byte: generation, and with it the handler, has started.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = vec![0u8; 1];
+    stdout.read_exact(&mut text).expect("generated text");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    stdout.read_to_end(&mut text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("stop: cancelled"), "{stderr}");
+    let generated: usize = stderr
+        .split("generated: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a token count");
+    assert!(generated > 0 && generated < 4000, "{stderr}");
+    assert!(String::from_utf8(text).unwrap().trim().len() > 1);
+}
