@@ -18,6 +18,7 @@
 //! heads), a tile's keys are `[kv_dim][TILE]` and its values `[TILE][kv_dim]`.
 
 use crate::threads::parallel_chunks_mut;
+use std::ops::Range;
 
 /// Keys per tile: one 512-bit vector of f32 scores.
 pub const TILE: usize = 16;
@@ -105,38 +106,35 @@ pub fn attention(
     threads: usize,
     out: &mut [f32],
 ) {
-    attention_with(Isa::detect(), q, kv, pos, shape, threads, out)
-}
-
-fn attention_with(
-    isa: Isa,
-    q: &[f32],
-    kv: KvLayer<'_>,
-    pos: usize,
-    shape: &AttentionShape,
-    threads: usize,
-    out: &mut [f32],
-) {
     if q.is_empty() {
         return;
     }
-    let tiles = match kv {
-        KvLayer::F32(tiles) => tiles.len(),
-        KvLayer::F16(tiles) => tiles.len(),
-    };
-    let plan = Plan::new(q.len(), tiles * TILE, pos, shape, threads);
+    let plan = Plan::new(q.len(), kv.slots(), pos, shape, threads);
+    run(Isa::detect(), &plan, q, kv, out)
+}
+
+impl KvLayer<'_> {
+    fn slots(self) -> usize {
+        match self {
+            KvLayer::F32(tiles) => tiles.len() * TILE,
+            KvLayer::F16(tiles) => tiles.len() * TILE,
+        }
+    }
+}
+
+/// [`attention`] as `plan` cuts it, with the kernel variant `isa`.
+fn run(isa: Isa, plan: &Plan, q: &[f32], kv: KvLayer<'_>, out: &mut [f32]) {
     let stride = plan.unit_stride();
     let mut partials = vec![0f32; plan.units() * stride];
-    parallel_chunks_mut(&mut partials, stride, threads, |units, parts| {
-        let mut scratch = Scratch::new(&plan);
-        for (u, part) in units.zip(parts.chunks_exact_mut(stride)) {
-            let unit = plan.unit(u);
-            match kv {
-                KvLayer::F32(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
-                KvLayer::F16(tiles) => run_unit(isa, &plan, unit, q, tiles, &mut scratch, part),
-            }
-        }
-    });
+    parallel_chunks_mut(
+        &mut partials,
+        stride,
+        plan.threads,
+        |units, parts| match kv {
+            KvLayer::F32(tiles) => run_units(isa, plan, q, tiles, units, parts),
+            KvLayer::F16(tiles) => run_units(isa, plan, q, tiles, units, parts),
+        },
+    );
     plan.merge(&partials, out);
 }
 
@@ -151,6 +149,7 @@ struct Plan {
     block: usize,
     blocks: usize,
     splits: usize,
+    threads: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -184,6 +183,7 @@ impl Plan {
             block,
             blocks,
             splits: 1,
+            threads,
         };
         let base = blocks * nkv;
         if threads > 1 && base < 4 * threads {
@@ -391,51 +391,69 @@ fn fma<const X86: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-fn run_unit<E: Elem>(
+/// Runs units `units` of `plan` into their partial results `parts`, with the kernel
+/// variant `isa`.
+fn run_units<E: Elem>(
     isa: Isa,
     plan: &Plan,
-    unit: Unit,
     q: &[f32],
     tiles: &[Tile<E>],
-    scratch: &mut Scratch,
-    part: &mut [f32],
+    units: Range<usize>,
+    parts: &mut [f32],
 ) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2)
-        // only when the CPU has the features these are compiled for (and more).
-        Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, scratch, part) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, scratch, part) },
-        Isa::Portable => unit_kernel::<E, false>(plan, unit, q, tiles, scratch, part),
+    let mut scratch = Scratch::new(plan);
+    for (u, part) in units.zip(parts.chunks_exact_mut(plan.unit_stride())) {
+        let (unit, sc) = (plan.unit(u), &mut scratch);
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or
+            // AVX2) only when the CPU has the features these are compiled for (and more).
+            Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, sc, part) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, sc, part) },
+            Isa::Portable => unit_portable(plan, unit, q, tiles, sc, part),
+        }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn unit_avx512<E: Elem>(
-    plan: &Plan,
-    unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
-    scratch: &mut Scratch,
-    part: &mut [f32],
-) {
-    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
+/// What every unit of a call reads: its plan, the queries, and the layer's tiles.
+struct Inputs<'a, E> {
+    plan: &'a Plan,
+    q: &'a [f32],
+    tiles: &'a [Tile<'a, E>],
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unit_avx2<E: Elem>(
-    plan: &Plan,
-    unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
-    scratch: &mut Scratch,
-    part: &mut [f32],
-) {
-    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
+/// Defines `$name`, [`unit_kernel`] as a function of its own: for the x86 CPU features
+/// `$features`, or portable. The inputs are separate reference arguments, which tells the
+/// compiler that nothing the kernel writes changes them.
+macro_rules! unit_variant {
+    ($name:ident, $features:literal) => {
+        unit_variant!(@fn [
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe
+        ] $name, true);
+    };
+    ($name:ident) => {
+        unit_variant!(@fn [#[inline(never)]] $name, false);
+    };
+    (@fn [$($head:tt)*] $name:ident, $x86:literal) => {
+        $($head)* fn $name<E: Elem>(
+            plan: &Plan,
+            unit: Unit,
+            q: &[f32],
+            tiles: &[Tile<E>],
+            scratch: &mut Scratch,
+            part: &mut [f32],
+        ) {
+            unit_kernel::<E, $x86>(Inputs { plan, q, tiles }, unit, scratch, part)
+        }
+    };
 }
+
+unit_variant!(unit_avx512, "avx512f,avx2,fma,f16c");
+unit_variant!(unit_avx2, "avx2,fma,f16c");
+unit_variant!(unit_portable);
 
 /// Runs `$f::<R>` for a block of `$rows` rows (1 to `ROWS`), so that the row count is a
 /// constant and the accumulators stay in registers.
@@ -455,10 +473,8 @@ macro_rules! by_rows {
 /// One unit: its rows' partial softmax (`max`, `sum`, unnormalised outputs) into `part`.
 #[inline(always)]
 fn unit_kernel<E: Elem, const X86: bool>(
-    plan: &Plan,
+    Inputs { plan, q, tiles }: Inputs<E>,
     unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
     sc: &mut Scratch,
     part: &mut [f32],
 ) {
@@ -969,7 +985,8 @@ mod tests {
             for isa in isas() {
                 covered.ran(isa);
                 let mut out = vec![f32::NAN; n * qd];
-                attention_with(isa, qb, layer, pos, &shape, threads, &mut out);
+                let plan = Plan::new(qb.len(), layer.slots(), pos, &shape, threads);
+                run(isa, &plan, qb, layer, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (a - b).abs() < 1e-4,
