@@ -168,16 +168,32 @@ struct RunTimes {
     decode: f64,
 }
 
-/// Runs one repetition on fresh sessions. `tokens` holds the prompt (`p` tokens) followed
-/// by the tokens fed one at a time during decode.
-fn run_once(
-    model: &Arc<Model>,
+/// What each measurement runs: the model with its session options, and `tokens`, the
+/// prompt (`p` tokens) followed by the tokens fed one at a time during decode.
+#[derive(Clone, Copy)]
+struct Workload<'a> {
+    model: &'a Arc<Model>,
     opts: SessionOptions,
-    tokens: &[u32],
+    tokens: &'a [u32],
     p: usize,
-) -> Result<RunTimes, String> {
-    let err = |e: synapse_inference::Error| e.to_string();
-    let (prompt, feed) = tokens.split_at(p);
+}
+
+impl Workload<'_> {
+    /// The prompt and the tokens fed after it.
+    fn prompt_and_feed(&self) -> (&[u32], &[u32]) {
+        self.tokens.split_at(self.p)
+    }
+}
+
+/// An engine error as the bench reports it.
+fn err(e: synapse_inference::Error) -> String {
+    e.to_string()
+}
+
+/// Runs one repetition on fresh sessions.
+fn run_once(w: Workload) -> Result<RunTimes, String> {
+    let (model, opts) = (w.model, w.opts);
+    let (prompt, feed) = w.prompt_and_feed();
     let mut logits = Vec::new();
 
     let mut session = Session::new(model.clone(), opts);
@@ -207,21 +223,16 @@ fn run_once(
     })
 }
 
-/// Seconds to decode `feed` in each of `n` sequences side by side (see the module docs).
-fn batched_decode_once(
-    model: &Arc<Model>,
-    opts: SessionOptions,
-    tokens: &[u32],
-    p: usize,
-    n: usize,
-) -> Result<f64, String> {
-    let err = |e: synapse_inference::Error| e.to_string();
-    let (prompt, feed) = tokens.split_at(p);
+/// Seconds to decode the feed in each of `n` sequences side by side (see the module
+/// docs).
+fn batched_decode_once(w: Workload, n: usize) -> Result<f64, String> {
+    let (prompt, feed) = w.prompt_and_feed();
+    let p = w.p;
     let mut engine = Engine::new(
-        model.clone(),
+        w.model.clone(),
         SessionOptions {
-            batch: opts.batch.max(n),
-            ..opts
+            batch: w.opts.batch.max(n),
+            ..w.opts
         },
     );
     let sequences: Vec<_> = (0..n).map(|_| engine.add_sequence()).collect();
@@ -252,16 +263,11 @@ struct ForkTimes {
     bytes: (usize, usize),
 }
 
-fn fork_once(
-    model: &Arc<Model>,
-    opts: SessionOptions,
-    tokens: &[u32],
-    p: usize,
-    f: usize,
-) -> Result<ForkTimes, String> {
-    let err = |e: synapse_inference::Error| e.to_string();
+/// The fork measurement with `f` new tokens.
+fn fork_once(w: Workload, f: usize) -> Result<ForkTimes, String> {
+    let (tokens, p) = (w.tokens, w.p);
     let (prompt, new) = (&tokens[..p], &tokens[p..p + f]);
-    let mut engine = Engine::new(model.clone(), opts);
+    let mut engine = Engine::new(w.model.clone(), w.opts);
     let (parent, scratch) = (engine.add_sequence(), engine.add_sequence());
     let (mut batch, mut logits) = (Batch::new(), Vec::new());
     batch.add(parent, prompt, Logits::Last);
@@ -289,18 +295,10 @@ fn fork_once(
 /// Runs one repetition of `sessions` sessions at once, each on its own OS thread (the
 /// first on this one). They start together and do the same work, so their prefills
 /// overlap, and so do their decodes.
-fn run_sessions(
-    model: &Arc<Model>,
-    opts: SessionOptions,
-    tokens: &[u32],
-    p: usize,
-    sessions: usize,
-) -> Result<Vec<RunTimes>, String> {
+fn run_sessions(w: Workload, sessions: usize) -> Result<Vec<RunTimes>, String> {
     std::thread::scope(|s| {
-        let others: Vec<_> = (1..sessions)
-            .map(|_| s.spawn(|| run_once(model, opts, tokens, p)))
-            .collect();
-        let mut times = vec![run_once(model, opts, tokens, p)?];
+        let others: Vec<_> = (1..sessions).map(|_| s.spawn(|| run_once(w))).collect();
+        let mut times = vec![run_once(w)?];
         for other in others {
             times.push(other.join().map_err(|_| "a bench session panicked")??);
         }
@@ -365,6 +363,12 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     }
     let opts = opts.resolve(&model);
     let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
+    let workload = Workload {
+        model: &model,
+        opts,
+        tokens: &tokens,
+        p,
+    };
 
     let total = args.repetitions + 1;
     let n_seq = args.batch_sequences;
@@ -381,13 +385,13 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             };
             eprint!("\r[bench: {what} of {}]   ", args.repetitions);
         }
-        let t = run_sessions(&model, opts, &tokens, p, args.sessions)?;
+        let t = run_sessions(workload, args.sessions)?;
         let batched = match n_seq > 1 {
-            true => Some(batched_decode_once(&model, opts, &tokens, p, n_seq)?),
+            true => Some(batched_decode_once(workload, n_seq)?),
             false => None,
         };
         let forked = match f > 0 {
-            true => Some(fork_once(&model, opts, &tokens, p, f.min(g))?),
+            true => Some(fork_once(workload, f.min(g))?),
             false => None,
         };
         if i > 0 {

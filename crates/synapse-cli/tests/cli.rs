@@ -4,29 +4,22 @@
 // vocabularies).
 #[path = "../../synapse-inference/tests/common/mod.rs"]
 mod common;
+mod run;
 
+use run::{failure, json, stdout, synapse};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn synapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synapse"))
-        .args(args)
-        .output()
-        .expect("run synapse")
-}
-
-fn run_json(extra: &[&str]) -> Value {
+/// `synapse run --json` on the default model with `prompt` and `flags` (as typed on a
+/// command line); it must succeed.
+fn run_json(prompt: &str, flags: &str) -> Value {
     let model = common::model_path();
-    let mut args = vec!["run", "--model", model.to_str().unwrap(), "--json"];
-    args.extend_from_slice(extra);
-    let out = synapse(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+    let model = model.to_str().unwrap();
+    json(&synapse(
+        &format!("run --json {flags}"),
+        &["--model", model, "--prompt", prompt],
+    ))
 }
 
 /// Prompt `name` of a reference's fixture for the default model (`llamacpp` or
@@ -63,17 +56,7 @@ fn follows_greedy(tokens: &[Value], reference: &Value) -> Option<usize> {
 fn run_json_reports_tokens_text_and_timings() {
     let reference = fixture_prompt("llamacpp", "plain");
     let text = reference["text"].as_str().unwrap();
-    let out = run_json(&[
-        "--prompt",
-        text,
-        "--temperature",
-        "0",
-        "-n",
-        "8",
-        "--ignore-eos",
-        "--logits-top",
-        "5",
-    ]);
+    let out = run_json(text, "--temperature 0 -n 8 --ignore-eos --logits-top 5");
     assert_eq!(out["prompt_tokens"], reference["prompt_ids"]);
     // The 8-bit path follows llama.cpp's or transformers' greedy continuation up to that
     // reference's first near-tie: on this prompt llama.cpp and transformers part at step 5,
@@ -135,7 +118,7 @@ fn run_json_reports_the_precision_policy() {
             .collect()
     };
     let row = |w: &str, a: &str, n: u64| (w.to_string(), a.to_string(), n);
-    let default = &run_json(&["--prompt", "Hi", "-n", "1"])["precision"];
+    let default = &run_json("Hi", "-n 1")["precision"];
     assert_eq!(default["policy"], "follow-weights");
     assert_eq!(default["kv_cache"], "F16");
     // 30 blocks of 7 matrices; the output projection is the embedding table.
@@ -143,7 +126,7 @@ fn run_json_reports_the_precision_policy() {
         matmuls(default),
         [row("Q4_1", "Q8_1", 210), row("Q8_0", "Q8_0", 1)]
     );
-    let f32 = &run_json(&["--prompt", "Hi", "-n", "1", "--f32-activations"])["precision"];
+    let f32 = &run_json("Hi", "-n 1 --f32-activations")["precision"];
     assert_eq!(
         (&f32["policy"], &f32["kv_cache"]),
         (&"f32".into(), &"F32".into())
@@ -152,7 +135,7 @@ fn run_json_reports_the_precision_policy() {
         matmuls(f32),
         [row("Q4_1", "F32", 210), row("Q8_0", "F32", 1)]
     );
-    let f32_kv = &run_json(&["--prompt", "Hi", "-n", "1", "--kv-type", "f32"])["precision"];
+    let f32_kv = &run_json("Hi", "-n 1 --kv-type f32")["precision"];
     assert_eq!(f32_kv["kv_cache"], "F32");
     assert_eq!(f32_kv["policy"], "follow-weights");
 }
@@ -160,45 +143,24 @@ fn run_json_reports_the_precision_policy() {
 #[test]
 fn peak_memory_stays_under_one_and_a_half_times_the_model_file() {
     let size = std::fs::metadata(common::model_path()).unwrap().len() as f64;
-    let out = run_json(&[
-        "--prompt",
-        "Once upon a time",
-        "-n",
-        "64",
-        "--ignore-eos",
-        "--seed",
-        "1",
-    ]);
+    let out = run_json("Once upon a time", "-n 64 --ignore-eos --seed 1");
     let rss = out["peak_rss_bytes"].as_f64().expect("peak RSS on Linux");
     assert!(rss < 1.5 * size, "peak RSS {rss} vs model {size}");
 }
 
 #[test]
 fn the_same_seed_gives_the_same_sample() {
-    let args = [
-        "--prompt",
-        "Once upon a time",
-        "-n",
-        "12",
-        "--temperature",
-        "1.0",
-        "--seed",
-        "42",
-    ];
-    assert_eq!(run_json(&args)["tokens"], run_json(&args)["tokens"]);
+    let (prompt, flags) = ("Once upon a time", "-n 12 --temperature 1.0 --seed 42");
+    assert_eq!(
+        run_json(prompt, flags)["tokens"],
+        run_json(prompt, flags)["tokens"]
+    );
 }
 
 #[test]
 fn chat_template_prompts_stop_at_end_of_turn() {
     let prompt = fixture_prompt("llamacpp", "chat");
-    let out = run_json(&[
-        "--prompt",
-        prompt["text"].as_str().unwrap(),
-        "--temperature",
-        "0",
-        "-n",
-        "64",
-    ]);
+    let out = run_json(prompt["text"].as_str().unwrap(), "--temperature 0 -n 64");
     assert_eq!(out["prompt_tokens"], prompt["prompt_ids"]);
     assert_eq!(out["stop_reason"], "eos");
     assert!(
@@ -210,16 +172,7 @@ fn chat_template_prompts_stop_at_end_of_turn() {
 
 #[test]
 fn stop_strings_end_generation_and_are_not_printed() {
-    let out = run_json(&[
-        "--prompt",
-        "The capital of France is",
-        "--temperature",
-        "0",
-        "-n",
-        "32",
-        "--stop",
-        ".",
-    ]);
+    let out = run_json("The capital of France is", "--temperature 0 -n 32 --stop .");
     assert_eq!(out["stop_reason"], "stop");
     assert_eq!(out["text"], " Paris");
 }
@@ -228,17 +181,9 @@ fn stop_strings_end_generation_and_are_not_printed() {
 fn a_prompt_longer_than_the_context_is_a_clear_error() {
     let model = common::model_path();
     let long = "word ".repeat(100);
-    let out = synapse(&[
-        "run",
-        "--model",
-        model.to_str().unwrap(),
-        "--ctx-size",
-        "32",
-        "--prompt",
-        &long,
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let model = model.to_str().unwrap();
+    let out = synapse("run --ctx-size 32", &["--model", model, "--prompt", &long]);
+    let err = failure(&out);
     assert!(
         err.contains("does not fit the context of 32 tokens"),
         "{err}"
@@ -247,29 +192,15 @@ fn a_prompt_longer_than_the_context_is_a_clear_error() {
 
 #[test]
 fn a_missing_or_corrupt_model_file_names_the_file() {
-    let out = synapse(&[
-        "run",
-        "--model",
-        "/nonexistent/model.gguf",
-        "--prompt",
-        "hi",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/model.gguf"));
+    let run_on = |model: &str| synapse("run --prompt hi", &["--model", model]);
+    assert!(failure(&run_on("/nonexistent/model.gguf")).contains("/nonexistent/model.gguf"));
 
     let corrupt = std::env::temp_dir().join(format!("synapse-corrupt-{}.gguf", std::process::id()));
     let bytes = std::fs::read(common::model_path()).unwrap();
     std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
-    let out = synapse(&[
-        "run",
-        "--model",
-        corrupt.to_str().unwrap(),
-        "--prompt",
-        "hi",
-    ]);
+    let out = run_on(corrupt.to_str().unwrap());
     std::fs::remove_file(&corrupt).ok();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure(&out);
     assert!(
         err.contains(corrupt.to_str().unwrap()) && err.contains("outside the file"),
         "{err}"
@@ -279,15 +210,11 @@ fn a_missing_or_corrupt_model_file_names_the_file() {
 #[test]
 fn tokenize_prints_ids_and_pieces() {
     let model = common::model_path();
-    let out = synapse(&[
-        "tokenize",
-        "--model",
-        model.to_str().unwrap(),
-        "--json",
-        "<|im_start|>user 12",
-    ]);
-    assert!(out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model = model.to_str().unwrap();
+    let v = json(&synapse(
+        "tokenize --json",
+        &["--model", model, "<|im_start|>user 12"],
+    ));
     // The special token is one id; smollm splits digits one by one.
     assert_eq!(v["ids"], serde_json::json!([1, 4093, 216, 33, 34]));
     assert_eq!(
@@ -295,13 +222,7 @@ fn tokenize_prints_ids_and_pieces() {
         serde_json::json!(["<|im_start|>", "user", " ", "1", "2"])
     );
 
-    let out = synapse(&[
-        "tokenize",
-        "--model",
-        model.to_str().unwrap(),
-        "--no-special",
-        "<|im_start|>",
-    ]);
+    let out = synapse("tokenize --no-special", &["--model", model, "<|im_start|>"]);
     let ids = String::from_utf8_lossy(&out.stdout);
     assert!(ids.split_whitespace().count() > 1, "{ids}");
 }
@@ -311,26 +232,17 @@ fn tokenize_works_on_a_vocab_only_file() {
     let Some(vocab) = common::llama_vocab("llama-bpe") else {
         return;
     };
-    let out = synapse(&[
+    let out = synapse(
         "tokenize",
-        "--model",
-        vocab.to_str().unwrap(),
-        "Hello world",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &["--model", vocab.to_str().unwrap(), "Hello world"],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9906 1917");
+    assert_eq!(stdout(&out).trim(), "9906 1917");
 }
 
 #[test]
 fn inspect_lists_metadata_and_tensors() {
     let model = common::model_path();
-    let out = synapse(&["inspect", model.to_str().unwrap()]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout(&synapse("inspect", &[model.to_str().unwrap()]));
     assert!(
         text.contains("general.architecture (string) = \"llama\""),
         "{text}"
@@ -384,7 +296,7 @@ fn chat_answers_each_line_with_the_models_template() {
         .as_str()
         .unwrap()
         .to_string();
-    let raw = run_json(&["--prompt", &rendered, "--temperature", "0", "-n", "48"]);
+    let raw = run_json(&rendered, "--temperature 0 -n 48");
     let first = turns[0]
         .strip_prefix("What is 2+2? Answer briefly.\n")
         .unwrap()

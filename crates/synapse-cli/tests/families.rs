@@ -2,19 +2,14 @@
 //! `--logits-out` array against transformers' logits, a checkpoint without tokenizer
 //! files, and the random-weights demo mode on a real config.
 
+mod run;
+
+use run::{failure, json, stdout, synapse};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn synapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synapse"))
-        .args(args)
-        .output()
-        .expect("run synapse")
 }
 
 fn reference(family: &str) -> Value {
@@ -63,39 +58,21 @@ fn logits_out_matches_transformers_and_generation_follows() {
     let r = reference("qwen3");
     let npy = std::env::temp_dir().join(format!("synapse-logits-{}.npy", std::process::id()));
     let dir = repo().join("tests/fixtures/families/qwen3/hf");
-    let out = synapse(&[
-        "run",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt-ids",
-        &ids_arg(&r["input_ids"]),
-        "--logits-out",
-        npy.to_str().unwrap(),
-        "--f32-activations",
-        "--temperature",
-        "0",
-        "--ignore-eos",
-        "-n",
-        "20",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = json(&synapse(
+        "run --f32-activations --temperature 0 --ignore-eos -n 20 --json",
+        &[
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt-ids",
+            &ids_arg(&r["input_ids"]),
+            "--logits-out",
+            npy.to_str().unwrap(),
+        ],
+    ));
     let (shape, values) = read_npy(&npy);
-    let want: Vec<f32> = r["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-        })
-        .collect();
+    // Each number read as f64, then rounded to f32.
+    let want: Vec<Vec<f32>> = serde_json::from_value(r["logits"].clone()).unwrap();
+    let want = want.concat();
     assert_eq!(shape, vec![16, want.len() / 16]);
     let worst = values
         .iter()
@@ -103,7 +80,6 @@ fn logits_out_matches_transformers_and_generation_follows() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "logits differ by {worst}");
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["tokens"], r["greedy"]);
 }
 
@@ -118,28 +94,15 @@ fn checkpoint_without_tokenizer_runs_on_token_ids() {
     let r = reference("gpt2");
     let dir_arg = dir.to_str().unwrap();
     let ids = ids_arg(&r["input_ids"]);
-    let args = [
-        "run",
-        "--model",
-        dir_arg,
-        "--prompt-ids",
-        &ids,
-        "--temperature",
-        "0",
-    ];
-    let out = synapse(&[&args[..], &["--ignore-eos", "-n", "5", "--json"]].concat());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = ["--model", dir_arg, "--prompt-ids", &ids];
+    let json = json(&synapse(
+        "run --temperature 0 --ignore-eos -n 5 --json",
+        &args,
+    ));
     let want: Vec<Value> = r["greedy"].as_array().unwrap()[..5].to_vec();
     assert_eq!(json["tokens"], Value::Array(want));
 
-    let out = synapse(&["run", "--model", dir_arg, "--prompt", "hello"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failure(&synapse("run --prompt hello", &["--model", dir_arg]));
     assert!(
         err.contains("no tokenizer") && err.contains(dir_arg),
         "{err}"
@@ -149,26 +112,10 @@ fn checkpoint_without_tokenizer_runs_on_token_ids() {
 #[test]
 fn random_weights_demo_runs_a_real_config() {
     let config = repo().join("configs/qwen2.5-0.5b.json");
-    let out = synapse(&[
-        "run",
-        "--random-weights",
-        "--config",
-        config.to_str().unwrap(),
-        "--quantize",
-        "q8_0",
-        "--prompt-ids",
-        "1,2,3",
-        "-n",
-        "2",
-        "--ignore-eos",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = json(&synapse(
+        "run --random-weights --quantize q8_0 --prompt-ids 1,2,3 -n 2 --ignore-eos --json",
+        &["--config", config.to_str().unwrap()],
+    ));
     assert_eq!(json["tokens"].as_array().unwrap().len(), 2);
 }
 
@@ -176,24 +123,15 @@ fn random_weights_demo_runs_a_real_config() {
 fn inspect_and_tokenize_read_hugging_face_directories() {
     let dir = repo().join("tests/fixtures/families/qwen3/hf");
     let dir = dir.to_str().unwrap();
-    let out = synapse(&["inspect", dir]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stdout(&synapse("inspect", &[dir]));
     assert!(
         text.contains("model_type = \"qwen3\"") && text.contains("model.norm.weight  F32  [64]")
     );
 
-    let out = synapse(&["tokenize", "--model", dir, "--json", "hello world"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = json(&synapse(
+        "tokenize --json",
+        &["--model", dir, "hello world"],
+    ));
     let pieces: Vec<&str> = json["pieces"]
         .as_array()
         .unwrap()

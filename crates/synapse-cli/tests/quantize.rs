@@ -4,6 +4,11 @@
 //! tools/reference/check_quantize_llamacpp.py), Synapse runs the files, and its own Q8_0
 //! keeps the f32 model's top token almost everywhere.
 
+// The integration-test helpers of synapse-inference (default model, greedy argmax).
+#[path = "../../synapse-inference/tests/common/mod.rs"]
+mod common;
+
+use common::argmax;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -15,13 +20,6 @@ use synapse_core::kernels::Precision;
 use synapse_core::DType;
 use synapse_inference::default_model::sha256_file;
 use synapse_inference::{Model, Session, SessionOptions};
-
-fn model() -> PathBuf {
-    match std::env::var_os("SYNAPSE_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => synapse_inference::default_model::ensure().expect("fetch the default model"),
-    }
-}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/quantize")
@@ -42,16 +40,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// Greedy tokens (argmax of the raw logits) after `prompt`.
@@ -95,7 +83,7 @@ fn quantized_tensors_are_llama_cpps_and_synapse_runs_them() {
     let fixture: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("llamacpp.json")).unwrap())
             .unwrap();
-    let model = model();
+    let model = common::model_path();
     assert_eq!(
         sha256_file(&model).unwrap(),
         fixture["model_sha256"].as_str().unwrap(),
@@ -147,7 +135,7 @@ fn quantized_tensors_are_llama_cpps_and_synapse_runs_them() {
 
 #[test]
 fn synapse_q8_0_keeps_the_f32_models_top_token() {
-    let model = model();
+    let model = common::model_path();
     let dir = TempDir::new("quantize-agreement");
     let (f32_path, q8_path) = (dir.0.join("f32.gguf"), dir.0.join("q8_0.gguf"));
     quantize_file(&model, &f32_path, DType::F32, |_| {}).unwrap();
@@ -185,7 +173,7 @@ fn synapse_q8_0_keeps_the_f32_models_top_token() {
 #[test]
 fn a_verbatim_copy_of_the_default_model_is_byte_identical() {
     use synapse_core::gguf::{GgufFile, GgufWriter};
-    let path = model();
+    let path = common::model_path();
     let gguf = GgufFile::open(&path).unwrap();
     let mut writer = GgufWriter::new();
     for (key, value) in &gguf.metadata {

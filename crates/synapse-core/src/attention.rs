@@ -484,35 +484,48 @@ fn run_unit<E: Elem>(
         Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, scratch, part) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, scratch, part) },
-        Isa::Portable => unit_kernel::<E, false>(plan, unit, q, tiles, scratch, part),
+        Isa::Portable => unit_portable(plan, unit, q, tiles, scratch, part),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn unit_avx512<E: Elem>(
-    plan: &Plan,
-    unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
-    scratch: &mut Scratch,
-    part: &mut [f32],
-) {
-    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
+/// What every unit of a call reads: its plan, the queries, and the layer's tiles.
+struct Inputs<'a, E> {
+    plan: &'a Plan,
+    q: &'a [f32],
+    tiles: &'a [Tile<'a, E>],
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unit_avx2<E: Elem>(
-    plan: &Plan,
-    unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
-    scratch: &mut Scratch,
-    part: &mut [f32],
-) {
-    unit_kernel::<E, true>(plan, unit, q, tiles, scratch, part)
+/// Defines `$name`, [`unit_kernel`] as a function of its own: for the x86 CPU features
+/// `$features`, or portable. The inputs are separate reference arguments, which tells the
+/// compiler that nothing the kernel writes changes them.
+macro_rules! unit_variant {
+    ($name:ident, $features:literal) => {
+        unit_variant!(@fn [
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe
+        ] $name, true);
+    };
+    ($name:ident) => {
+        unit_variant!(@fn [#[inline(never)]] $name, false);
+    };
+    (@fn [$($head:tt)*] $name:ident, $x86:literal) => {
+        $($head)* fn $name<E: Elem>(
+            plan: &Plan,
+            unit: Unit,
+            q: &[f32],
+            tiles: &[Tile<E>],
+            scratch: &mut Scratch,
+            part: &mut [f32],
+        ) {
+            unit_kernel::<E, $x86>(Inputs { plan, q, tiles }, unit, scratch, part)
+        }
+    };
 }
+
+unit_variant!(unit_avx512, "avx512f,avx2,fma,f16c");
+unit_variant!(unit_avx2, "avx2,fma,f16c");
+unit_variant!(unit_portable);
 
 /// Runs `$f::<R>` for a block of `$rows` rows (1 to `ROWS`), so that the row count is a
 /// constant and the accumulators stay in registers.
@@ -532,10 +545,8 @@ macro_rules! by_rows {
 /// One unit: its rows' partial softmax (`max`, `sum`, unnormalised outputs) into `part`.
 #[inline(always)]
 fn unit_kernel<E: Elem, const X86: bool>(
-    plan: &Plan,
+    Inputs { plan, q, tiles }: Inputs<E>,
     unit: Unit,
-    q: &[f32],
-    tiles: &[Tile<E>],
     sc: &mut Scratch,
     part: &mut [f32],
 ) {

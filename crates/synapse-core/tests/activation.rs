@@ -20,6 +20,13 @@ fn bytes_of<B>(blocks: &[B]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), std::mem::size_of_val(blocks)) }
 }
 
+/// The bytes of `x` quantized by `quantize` to blocks of `len` values.
+fn quantized<B: Clone>(x: &[f32], len: usize, zero: B, quantize: fn(&[f32], &mut [B])) -> Vec<u8> {
+    let mut blocks = vec![zero; x.len() / len];
+    quantize(x, &mut blocks);
+    bytes_of(&blocks).to_vec()
+}
+
 /// Each case's input row and the bytes of its llama.cpp quantizer `key`.
 fn cases(key: &str) -> Vec<(String, Vec<f32>, Vec<u8>)> {
     let fixture = fixture("activations.json");
@@ -98,27 +105,36 @@ fn check_32(what: &str, x: &[f32], got: &[u8], want: &[u8], size: usize, codes: 
     ties
 }
 
-#[test]
-fn q8_0_is_llama_cpps_up_to_rounding_ties() {
+/// [`check_32`] on every case of the `kind` blocks (`size` bytes, codes at `codes`)
+/// `quantize` writes. The fixture's edge row has a block of exact halves (its largest
+/// value is 127), so some codes are ties.
+fn check_ties(kind: &str, size: usize, codes: usize, quantize: impl Fn(&[f32]) -> Vec<u8>) {
     let mut ties = 0;
-    for (name, x, want) in cases("q8_0_ref") {
-        let mut blocks = vec![BlockQ8_0Act::ZERO; x.len() / 32];
-        quantize_q8_0(&x, &mut blocks);
-        ties += check_32(&format!("{name} q8_0"), &x, bytes_of(&blocks), &want, 34, 2);
+    for (name, x, want) in cases(&format!("{kind}_ref")) {
+        ties += check_32(
+            &format!("{name} {kind}"),
+            &x,
+            &quantize(&x),
+            &want,
+            size,
+            codes,
+        );
     }
-    // The fixture's edge row has a block of exact halves (its largest value is 127).
     assert!(ties >= 8, "{ties} ties");
 }
 
 #[test]
+fn q8_0_is_llama_cpps_up_to_rounding_ties() {
+    check_ties("q8_0", 34, 2, |x| {
+        quantized(x, 32, BlockQ8_0Act::ZERO, quantize_q8_0)
+    });
+}
+
+#[test]
 fn q8_1_is_llama_cpps_up_to_rounding_ties() {
-    let mut ties = 0;
-    for (name, x, want) in cases("q8_1_ref") {
-        let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
-        quantize_q8_1(&x, &mut blocks);
-        ties += check_32(&format!("{name} q8_1"), &x, bytes_of(&blocks), &want, 36, 4);
-    }
-    assert!(ties >= 8, "{ties} ties");
+    check_ties("q8_1", 36, 4, |x| {
+        quantized(x, 32, BlockQ8_1Act::ZERO, quantize_q8_1)
+    });
 }
 
 /// GGML's q8_K reference rounds with `nearest_int`, halves to even, as Synapse does: the
@@ -127,13 +143,8 @@ fn q8_1_is_llama_cpps_up_to_rounding_ties() {
 #[test]
 fn q8_k_is_llama_cpps_byte_for_byte() {
     for (name, x, want) in cases("q8_K_ref") {
-        let mut blocks = vec![BlockQ8K::ZERO; x.len() / 256];
-        quantize_q8_k(&x, &mut blocks);
-        for (b, (got, want)) in bytes_of(&blocks)
-            .chunks(292)
-            .zip(want.chunks(292))
-            .enumerate()
-        {
+        let got = quantized(&x, 256, BlockQ8K::ZERO, quantize_q8_k);
+        for (b, (got, want)) in got.chunks(292).zip(want.chunks(292)).enumerate() {
             assert!(
                 got == want,
                 "{name} q8_K block {b} differs from llama.cpp's"
@@ -151,21 +162,9 @@ fn activations_are_what_llama_cpps_cpu_backend_runs() {
     for (kind, size) in [("q8_0", 34), ("q8_1", 36), ("q8_K", 292)] {
         for (name, x, want) in cases(&format!("{kind}_cpu")) {
             let got = match kind {
-                "q8_0" => {
-                    let mut blocks = vec![BlockQ8_0Act::ZERO; x.len() / 32];
-                    quantize_q8_0(&x, &mut blocks);
-                    bytes_of(&blocks).to_vec()
-                }
-                "q8_1" => {
-                    let mut blocks = vec![BlockQ8_1Act::ZERO; x.len() / 32];
-                    quantize_q8_1(&x, &mut blocks);
-                    bytes_of(&blocks).to_vec()
-                }
-                _ => {
-                    let mut blocks = vec![BlockQ8K::ZERO; x.len() / 256];
-                    quantize_q8_k(&x, &mut blocks);
-                    bytes_of(&blocks).to_vec()
-                }
+                "q8_0" => quantized(&x, 32, BlockQ8_0Act::ZERO, quantize_q8_0),
+                "q8_1" => quantized(&x, 32, BlockQ8_1Act::ZERO, quantize_q8_1),
+                _ => quantized(&x, 256, BlockQ8K::ZERO, quantize_q8_k),
             };
             for (b, (got, want)) in got.chunks(size).zip(want.chunks(size)).enumerate() {
                 assert!(

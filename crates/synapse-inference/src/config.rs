@@ -85,30 +85,19 @@ impl ModelConfig {
 
     /// A configuration with the family's fixed components and the given sizes; readers
     /// fill in the rest.
-    fn new(family: &Family, sizes: Sizes) -> ModelConfig {
-        let Sizes {
-            n_layers,
-            d_model,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            d_ff,
-            vocab_size,
-            context_length,
-            norm_eps,
-        } = sizes;
+    fn new(family: &Family, s: Sizes) -> ModelConfig {
         ModelConfig {
             architecture: family.name.to_string(),
-            n_layers,
-            d_model,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            d_ff,
-            vocab_size,
-            context_length,
+            n_layers: s.n_layers,
+            d_model: s.d_model,
+            n_heads: s.n_heads,
+            n_kv_heads: s.n_kv_heads,
+            head_dim: s.head_dim,
+            d_ff: s.d_ff,
+            vocab_size: s.vocab_size,
+            context_length: s.context_length,
             norm: family.norm,
-            norm_eps,
+            norm_eps: s.norm_eps,
             ffn: family.ffn,
             position: Position::Learned,
             qk_norm: family.qk_norm,
@@ -117,10 +106,10 @@ impl ModelConfig {
             fused_qkv: family.fused_qkv,
             fused_gate_up: family.fused_gate_up,
             window: None,
-            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            attention_scale: 1.0 / (s.head_dim as f32).sqrt(),
             attention_softcap: None,
             final_softcap: None,
-            embedding_scale: family.scaled_embeddings.then(|| (d_model as f32).sqrt()),
+            embedding_scale: family.scaled_embeddings.then(|| (s.d_model as f32).sqrt()),
             tied_embeddings: family.tied_by_default,
         }
     }

@@ -655,6 +655,16 @@ mod tests {
         KvCache::new(2, KVD, context, window, batch, kv_type, None)
     }
 
+    /// A pool of 512 positions without a window holding one sequence, and the `feed`
+    /// (from `seed`) that wrote its first `n` positions.
+    fn one_sequence(kv_type: KvType, seed: u32, n: usize) -> (KvCache, SeqId, Feed) {
+        let mut cache = pool(512, None, 64, kv_type);
+        let seq = cache.add_sequence();
+        let mut feed = Feed::new(kv_type, seed);
+        feed.step(&mut cache, seq, n, &shape(None));
+        (cache, seq, feed)
+    }
+
     #[test]
     fn f32_and_f16_pages_match_the_reference() {
         for kv_type in [KvType::F32, KvType::F16] {
@@ -697,10 +707,7 @@ mod tests {
     #[test]
     fn forks_share_their_prefix_until_they_write() {
         let s = shape(None);
-        let mut cache = pool(512, None, 64, KvType::F16);
-        let parent = cache.add_sequence();
-        let mut feed = Feed::new(KvType::F16, 11);
-        feed.step(&mut cache, parent, 40, &s);
+        let (mut cache, parent, mut feed) = one_sequence(KvType::F16, 11, 40);
         let page = cache.page_bytes();
         assert_eq!(cache.bytes_in_use(), 3 * page);
         let child = cache.fork(parent).unwrap();
@@ -729,10 +736,7 @@ mod tests {
     #[test]
     fn snapshots_restore_and_truncation_frees_pages() {
         let s = shape(None);
-        let mut cache = pool(512, None, 64, KvType::F32);
-        let seq = cache.add_sequence();
-        let mut feed = Feed::new(KvType::F32, 21);
-        feed.step(&mut cache, seq, 50, &s);
+        let (mut cache, seq, mut feed) = one_sequence(KvType::F32, 21, 50);
         let snapshot = cache.fork(seq).unwrap();
         let (keys, values) = (feed.keys.clone(), feed.values.clone());
         feed.step(&mut cache, seq, 30, &s);

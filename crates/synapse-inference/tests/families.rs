@@ -7,6 +7,9 @@
 //! the same 1e-4 as `--f32-activations`; with an f16 KV cache forced, to what f16 keys and
 //! values allow.
 
+mod common;
+
+use common::{argmax, ids};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,40 +67,12 @@ fn reference(family: &str) -> Expected {
     let path = fixtures().join(family).join("reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let json: Value = serde_json::from_str(&text).unwrap();
-    let ids = |k: &str| -> Vec<u32> {
-        json[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
     Expected {
-        input_ids: ids("input_ids"),
-        greedy: ids("greedy"),
-        logits: json["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap() as f32)
-                    .collect()
-            })
-            .collect(),
+        input_ids: ids(&json["input_ids"]),
+        greedy: ids(&json["greedy"]),
+        // Each number read as f64, then rounded to f32.
+        logits: serde_json::from_value(json["logits"].clone()).unwrap(),
     }
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 /// The model at `path` on backend `B`.

@@ -70,6 +70,24 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Copies the fixture file `name` to `to`.
+fn copy_fixture(name: &str, to: &Path) {
+    std::fs::copy(fixtures().join(name), to).unwrap();
+}
+
+/// Asserts that `result` failed with an error whose message names each of `parts`, and
+/// returns the error.
+fn error_naming<T>(result: Result<T, Error>, parts: &[&str]) -> Error {
+    let Err(e) = result else {
+        panic!("no error naming {parts:?}")
+    };
+    let msg = e.to_string();
+    for part in parts {
+        assert!(msg.contains(part), "{msg}");
+    }
+    e
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -176,12 +194,7 @@ fn expected() -> Value {
 fn check_values(expected: &Value, tensor: impl Fn(&str) -> Result<WeightTensor, Error>) -> usize {
     let mut checked = 0;
     for (name, e) in expected.as_object().unwrap() {
-        let shape: Vec<usize> = e["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
+        let shape: Vec<usize> = serde_json::from_value(e["shape"].clone()).unwrap();
         if e["dtype"] == "I64" || shape.len() > 2 {
             continue;
         }
@@ -193,12 +206,8 @@ fn check_values(expected: &Value, tensor: impl Fn(&str) -> Result<WeightTensor, 
             _ => unreachable!(),
         };
         assert_eq!((w.rows, w.cols), (rows, cols), "{name}");
-        let want: Vec<f32> = e["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        // Each number read as f64, then rounded to f32.
+        let want: Vec<f32> = serde_json::from_value(e["values"].clone()).unwrap();
         assert_eq!(bits(&w.to_f32()), bits(&want), "{name}");
         checked += 1;
     }
@@ -237,16 +246,8 @@ fn python_written_file_matches_torch_values() {
     }
     let info = file.info("conv3d").unwrap();
     assert_eq!(info.shape, [2, 3, 4]);
-    match file.tensor("conv3d") {
-        Err(e @ Error::UnsupportedRank { .. }) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("small.safetensors") && msg.contains("conv3d"),
-                "{msg}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let e = error_naming(file.tensor("conv3d"), &["small.safetensors", "conv3d"]);
+    assert!(matches!(e, Error::UnsupportedRank { .. }), "{e:?}");
     assert!(
         matches!(file.tensor("nope"), Err(Error::MissingTensor { tensor, .. }) if tensor == "nope")
     );
@@ -268,16 +269,11 @@ fn sharded_checkpoint_matches_torch_values() {
         ckpt.info("model.norm.weight").unwrap().dtype,
         Some(DType::F16)
     );
-    match ckpt.tensor("model.layers.1.mlp.up_proj.weight") {
-        Err(e @ Error::MissingTensor { .. }) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("model.safetensors.index.json") && msg.contains("layers.1"),
-                "{msg}"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    let e = error_naming(
+        ckpt.tensor("model.layers.1.mlp.up_proj.weight"),
+        &["model.safetensors.index.json", "layers.1"],
+    );
+    assert!(matches!(e, Error::MissingTensor { .. }), "{e:?}");
 }
 
 #[test]
@@ -287,25 +283,19 @@ fn model_safetensors_is_preferred_and_several_files_need_an_index() {
         Checkpoint::open(&dir),
         Err(Error::NoWeights { found: 0, .. })
     ));
-    std::fs::copy(
-        fixtures().join("small.safetensors"),
-        dir.join("a.safetensors"),
-    )
-    .unwrap();
-    std::fs::copy(
-        fixtures().join("sharded/model-00001-of-00002.safetensors"),
-        dir.join("b.safetensors"),
-    )
-    .unwrap();
+    copy_fixture("small.safetensors", &dir.join("a.safetensors"));
+    copy_fixture(
+        "sharded/model-00001-of-00002.safetensors",
+        &dir.join("b.safetensors"),
+    );
     assert!(matches!(
         Checkpoint::open(&dir),
         Err(Error::NoWeights { found: 2, .. })
     ));
-    std::fs::copy(
-        fixtures().join("sharded/model-00002-of-00002.safetensors"),
-        dir.join("model.safetensors"),
-    )
-    .unwrap();
+    copy_fixture(
+        "sharded/model-00002-of-00002.safetensors",
+        &dir.join("model.safetensors"),
+    );
     let ckpt = Checkpoint::open(&dir).unwrap();
     assert_eq!(
         ckpt.names().collect::<Vec<_>>(),
@@ -357,16 +347,11 @@ fn broken_shards_and_indexes_name_the_file() {
 
     write_index(&index);
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
-    match Checkpoint::open(&dir) {
-        Err(e @ Error::MissingShard { .. }) => {
-            let msg = e.to_string();
-            assert!(
-                msg.contains("model-00002-of-00002.safetensors") && msg.contains("lm_head.weight"),
-                "{msg}"
-            );
-        }
-        other => panic!("{:?}", other.err()),
-    }
+    let e = error_naming(
+        Checkpoint::open(&dir),
+        &["model-00002-of-00002.safetensors", "lm_head.weight"],
+    );
+    assert!(matches!(e, Error::MissingShard { .. }), "{e:?}");
     // A truncated shard gives the shard's own error.
     let shard = dir.join("model-00001-of-00002.safetensors");
     let bytes = std::fs::read(&shard).unwrap();
@@ -431,66 +416,37 @@ fn truncation_anywhere_is_an_error() {
 fn malformed_headers_give_typed_errors() {
     let data = f32_bytes(&[1.0, 2.0, 3.0, 4.0]);
     let entry = |e: &str| format!("{{\"w\":{e}}}");
+    // A tensor entry from its fields' JSON text.
+    let tensor = |dtype: &str, shape: &str, offsets: &str| {
+        entry(&format!(
+            r#"{{"dtype":"{dtype}","shape":{shape},"data_offsets":{offsets}}}"#
+        ))
+    };
     let cases: Vec<(String, &str)> = vec![
         ("not json".into(), "BadJson"),
         ("[1,2]".into(), "BadJson"),
         ("{\"w\":".into(), "BadJson"),
         (entry("3"), "BadTensor"),
         (entry(r#"{"shape":[4],"data_offsets":[0,16]}"#), "BadTensor"),
+        (tensor("F32", "[-4]", "[0,16]"), "BadTensor"),
+        (tensor("F32", "[4]", "[0,8,16]"), "BadTensor"),
+        (tensor("F32", "[4]", "[0]"), "BadTensor"),
+        (tensor("F32", "[4.5]", "[0,16]"), "BadTensor"),
         (
-            entry(r#"{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}"#),
+            tensor("F32", "[4294967296,4294967296,4294967296]", "[0,16]"),
             "BadTensor",
         ),
+        (tensor("F32", "[4]", "[0,17]"), "OutOfBounds"),
+        (tensor("F32", "[4]", "[8,4]"), "OutOfBounds"),
         (
-            entry(r#"{"dtype":"F32","shape":[4],"data_offsets":[0,8,16]}"#),
-            "BadTensor",
-        ),
-        (
-            entry(r#"{"dtype":"F32","shape":[4],"data_offsets":[0]}"#),
-            "BadTensor",
-        ),
-        (
-            entry(r#"{"dtype":"F32","shape":[4.5],"data_offsets":[0,16]}"#),
-            "BadTensor",
-        ),
-        (
-            entry(
-                r#"{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}"#,
-            ),
-            "BadTensor",
-        ),
-        (
-            entry(r#"{"dtype":"F32","shape":[4],"data_offsets":[0,17]}"#),
+            tensor("F32", "[4]", "[0,18446744073709551615]"),
             "OutOfBounds",
         ),
-        (
-            entry(r#"{"dtype":"F32","shape":[4],"data_offsets":[8,4]}"#),
-            "OutOfBounds",
-        ),
-        (
-            entry(r#"{"dtype":"F32","shape":[4],"data_offsets":[0,18446744073709551615]}"#),
-            "OutOfBounds",
-        ),
-        (
-            entry(r#"{"dtype":"F32","shape":[3],"data_offsets":[0,16]}"#),
-            "SizeMismatch",
-        ),
-        (
-            entry(r#"{"dtype":"F16","shape":[2,2],"data_offsets":[0,16]}"#),
-            "SizeMismatch",
-        ),
-        (
-            entry(r#"{"dtype":"F4","shape":[3],"data_offsets":[0,2]}"#),
-            "SizeMismatch",
-        ),
-        (
-            entry(r#"{"dtype":"Q4_0","shape":[4],"data_offsets":[0,16]}"#),
-            "UnsupportedDType",
-        ),
-        (
-            entry(r#"{"dtype":"f32","shape":[4],"data_offsets":[0,16]}"#),
-            "UnsupportedDType",
-        ),
+        (tensor("F32", "[3]", "[0,16]"), "SizeMismatch"),
+        (tensor("F16", "[2,2]", "[0,16]"), "SizeMismatch"),
+        (tensor("F4", "[3]", "[0,2]"), "SizeMismatch"),
+        (tensor("Q4_0", "[4]", "[0,16]"), "UnsupportedDType"),
+        (tensor("f32", "[4]", "[0,16]"), "UnsupportedDType"),
     ];
     for (header, want) in &cases {
         let err = open_bytes(raw_file(header, &data))
@@ -763,11 +719,7 @@ fn hf_dir_reads_config_and_generation_config() {
         (None, Some(1.1))
     );
 
-    std::fs::copy(
-        fixtures().join("small.safetensors"),
-        dir.join("model.safetensors"),
-    )
-    .unwrap();
+    copy_fixture("small.safetensors", &dir.join("model.safetensors"));
     assert!(hf.checkpoint().unwrap().contains("w_bf16"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

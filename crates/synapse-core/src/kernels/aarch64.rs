@@ -11,7 +11,7 @@
 //! which every aarch64 CPU has.
 
 use super::{quantized_dot_portable, ActRow};
-use crate::dtype::DType;
+use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
 use crate::quant::blocks::*;
@@ -187,60 +187,91 @@ unsafe fn fma_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4
     vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
 }
 
+/// The activation blocks the 32-value formats pair with: 32 codes and their scale.
+trait Act32 {
+    fn qs(&self) -> &[i8; 32];
+    fn d(&self) -> f16;
+}
+
+macro_rules! act32 {
+    ($($ty:ty),*) => {$(
+        impl Act32 for $ty {
+            #[inline(always)]
+            fn qs(&self) -> &[i8; 32] {
+                &self.qs
+            }
+            #[inline(always)]
+            fn d(&self) -> f16 {
+                self.d
+            }
+        }
+    )*};
+}
+
+act32!(BlockQ8_0Act, BlockQ8_1Act);
+
+/// The loop of the 32-value formats: each weight block's 32 signed codes (as two vectors
+/// of 16) and scale, as `block(w)` gives them, dotted with its activation block's at the
+/// product of the scales; `per_block(w, a)` runs on each pair of blocks too.
 #[inline(always)]
-unsafe fn dot_q4_0<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
+unsafe fn dot_blocks<D: I8Dot, W, A: Act32>(
+    w: &[W],
+    a: &[A],
+    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
+    mut per_block: impl FnMut(&W, &A),
+) -> f32 {
     let mut acc = vdupq_n_f32(0.0);
     for (w, a) in w.iter().zip(a) {
-        let (lo, hi) = nibbles(&w.qs);
-        let eight = vdupq_n_s8(8);
-        let (lo, hi) = (vsubq_s8(lo, eight), vsubq_s8(hi, eight));
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
+        let ((lo, hi), d) = block(w);
+        acc = fma_scaled(acc, dot32::<D>(lo, hi, a.qs()), f32_of(d) * f32_of(a.d()));
+        per_block(w, a);
     }
     vaddvq_f32(acc)
+}
+
+/// [`dot_blocks`] for the formats with an offset `m(w)` (value = q * d + m): plus each
+/// block's `m` times its activations' `s`.
+#[inline(always)]
+unsafe fn dot_blocks_offset<D: I8Dot, W>(
+    w: &[W],
+    a: &[BlockQ8_1Act],
+    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
+    m: impl Fn(&W) -> f16,
+) -> f32 {
+    let mut offsets = 0f32;
+    let dot = dot_blocks::<D, _, _>(w, a, block, |w, a| offsets += f32_of(m(w)) * f32_of(a.s));
+    dot + offsets
+}
+
+#[inline(always)]
+unsafe fn dot_q4_0<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
+    let block = |w: &BlockQ4_0| {
+        let (lo, hi) = nibbles(&w.qs);
+        let eight = vdupq_n_s8(8);
+        ((vsubq_s8(lo, eight), vsubq_s8(hi, eight)), w.d)
+    };
+    dot_blocks::<D, _, _>(w, a, block, |_, _| {})
 }
 
 #[inline(always)]
 unsafe fn dot_q4_1<D: I8Dot>(w: &[BlockQ4_1], a: &[BlockQ8_1Act]) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    let mut offsets = 0f32;
-    for (w, a) in w.iter().zip(a) {
-        let (lo, hi) = nibbles(&w.qs);
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
-        offsets += f32_of(w.m) * f32_of(a.s);
-    }
-    vaddvq_f32(acc) + offsets
+    dot_blocks_offset::<D, _>(w, a, |w| (nibbles(&w.qs), w.d), |w| w.m)
 }
 
 #[inline(always)]
 unsafe fn dot_q5_0<D: I8Dot>(w: &[BlockQ5_0], a: &[BlockQ8_0Act]) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    for (w, a) in w.iter().zip(a) {
-        let (lo, hi) = codes_5bit(&w.qs, w.qh, 16);
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
-    }
-    vaddvq_f32(acc)
+    dot_blocks::<D, _, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 16), w.d), |_, _| {})
 }
 
 #[inline(always)]
 unsafe fn dot_q5_1<D: I8Dot>(w: &[BlockQ5_1], a: &[BlockQ8_1Act]) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    let mut offsets = 0f32;
-    for (w, a) in w.iter().zip(a) {
-        let (lo, hi) = codes_5bit(&w.qs, w.qh, 0);
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, &a.qs), f32_of(w.d) * f32_of(a.d));
-        offsets += f32_of(w.m) * f32_of(a.s);
-    }
-    vaddvq_f32(acc) + offsets
+    dot_blocks_offset::<D, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 0), w.d), |w| w.m)
 }
 
 #[inline(always)]
 unsafe fn dot_q8_0<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    for (w, a) in w.iter().zip(a) {
-        let isum = dot32::<D>(load_i8(&w.qs), load_i8(&w.qs[16..]), &a.qs);
-        acc = fma_scaled(acc, isum, f32_of(w.d) * f32_of(a.d));
-    }
-    vaddvq_f32(acc)
+    let codes = |w: &BlockQ8_0| (load_i8(&w.qs), load_i8(&w.qs[16..]));
+    dot_blocks::<D, _, _>(w, a, |w| (codes(w), w.d), |_, _| {})
 }
 
 /// An INT8 row: blocks of 32 codes at their activation block's scale, then the row scale.
@@ -276,63 +307,66 @@ unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) 
     (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
 }
 
+/// The loop Q4_K and Q5_K share: per block (its `d`, `dmin`, scales and 4-bit codes as
+/// `parts` gives them), the 6-bit scales and mins, then each pair of sub-blocks from the
+/// low (even) and high (odd) nibbles of 32 bytes of codes. `fifth_bits(w)` gives what
+/// completes each pair's codes in turn, `[lo0, lo1, hi0, hi1]`: Q5_K's fifth bits.
 #[inline(always)]
-unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+unsafe fn dot_k4<D: I8Dot, W, F: FnMut([int8x16_t; 4]) -> [int8x16_t; 4]>(
+    w: &[W],
+    a: &[BlockQ8K],
+    parts: impl Fn(&W) -> (f16, f16, &[u8; 12], &[u8; QK_K / 2]),
+    fifth_bits: impl Fn(&W) -> F,
+) -> f32 {
     let mut sum = 0f32;
     for (w, a) in w.iter().zip(a) {
-        let (sc, mins) = k4_scales_and_mins(&w.scales, a);
+        let (d, dmin, scales, qs) = parts(w);
+        let (sc, mins) = k4_scales_and_mins(scales, a);
+        let mut complete = fifth_bits(w);
         let mut acc = vdupq_n_s32(0);
         // Each 32 bytes hold sub-block 2 * pair in low nibbles, 2 * pair + 1 in high.
-        for (pair, (q, act)) in w.qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
+        for (pair, (q, act)) in qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
             let (lo0, hi0) = nibbles(q);
             let (lo1, hi1) = nibbles(&q[16..]);
+            let [lo0, lo1, hi0, hi1] = complete([lo0, lo1, hi0, hi1]);
             let even = dot32::<D>(lo0, lo1, act);
             let odd = dot32::<D>(hi0, hi1, &act[32..]);
             acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
             acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
         }
         let scaled = vaddvq_s32(acc);
-        sum += a.d * f32_of(w.d) * scaled as f32 - a.d * f32_of(w.dmin) * mins as f32;
+        sum += a.d * f32_of(d) * scaled as f32 - a.d * f32_of(dmin) * mins as f32;
     }
     sum
 }
 
 #[inline(always)]
+unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
+    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), |_| |codes| codes)
+}
+
+#[inline(always)]
 unsafe fn dot_q5_k<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
     let bit4 = vdupq_n_u8(0x10);
-    for (w, a) in w.iter().zip(a) {
-        let (sc, mins) = k4_scales_and_mins(&w.scales, a);
-        let mut acc = vdupq_n_s32(0);
-        // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the
-        // next bit that of the odd one; shift both right by 2 per pair.
-        let mut qh0 = load_u8(&w.qh);
-        let mut qh1 = load_u8(&w.qh[16..]);
-        for (pair, (q, act)) in w.qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
-            let (lo0, hi0) = nibbles(q);
-            let (lo1, hi1) = nibbles(&q[16..]);
-            let code = |nib: int8x16_t, high: uint8x16_t| {
-                vorrq_s8(nib, vreinterpretq_s8_u8(vandq_u8(high, bit4)))
-            };
-            let even = dot32::<D>(
+    let code =
+        |nib: int8x16_t, high: uint8x16_t| vorrq_s8(nib, vreinterpretq_s8_u8(vandq_u8(high, bit4)));
+    // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the next
+    // bit that of the odd one; shift both right by 2 per pair.
+    let fifth_bits = |w: &BlockQ5K| {
+        let (mut qh0, mut qh1) = (load_u8(&w.qh), load_u8(&w.qh[16..]));
+        move |[lo0, lo1, hi0, hi1]: [int8x16_t; 4]| {
+            let codes = [
                 code(lo0, vshlq_n_u8::<4>(qh0)),
                 code(lo1, vshlq_n_u8::<4>(qh1)),
-                act,
-            );
-            let odd = dot32::<D>(
                 code(hi0, vshlq_n_u8::<3>(qh0)),
                 code(hi1, vshlq_n_u8::<3>(qh1)),
-                &act[32..],
-            );
-            acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
-            acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
+            ];
             qh0 = vshrq_n_u8::<2>(qh0);
             qh1 = vshrq_n_u8::<2>(qh1);
+            codes
         }
-        let scaled = vaddvq_s32(acc);
-        sum += a.d * f32_of(w.d) * scaled as f32 - a.d * f32_of(w.dmin) * mins as f32;
-    }
-    sum
+    };
+    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), fifth_bits)
 }
 
 #[inline(always)]

@@ -306,15 +306,36 @@ fn matmul_isa(isa: Isa, w: &WeightTensor, x: &[f32], n_tokens: usize, threads: u
     out
 }
 
-/// The largest difference from the oracle allowed, relative to the products' magnitude
-/// `sum |w_i x_i|`. Only float rounding separates the kernels from the oracle (they
-/// compute the same integer sums, or the same f32 products); about 1e-7 is typical. The
-/// K-quants and Q4_1/Q5_1 subtract a float offset term, which rounds on a larger value.
-fn tolerance(dtype: DType) -> f32 {
-    match dtype {
+/// The largest difference from the oracle allowed for row `r` of `w` with token `x`,
+/// relative to the products' magnitude `sum |w_i x_i|` (plus 1e-6). Only float rounding
+/// separates the kernels from the oracle (they compute the same integer sums, or the same
+/// f32 products); about 1e-7 is typical. The K-quants and Q4_1/Q5_1 subtract a float
+/// offset term, which rounds on a larger value.
+fn bound(w: &WeightTensor, r: usize, x: &[f32]) -> f32 {
+    let tolerance = match w.dtype {
         DType::F32 | DType::F16 | DType::BF16 => 1e-6,
         DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::Q6K | DType::Int8 => 1e-6,
         DType::Q4_1 | DType::Q5_1 | DType::Q4K | DType::Q5K => 2e-6,
+    };
+    tolerance * row_magnitude(w, r, x) + 1e-6
+}
+
+/// With each ISA (marked as run in `covered`), for each weight type: `check(isa, w, x)`
+/// on random weights of `rows` rows and `n_tokens` random tokens.
+fn each_isa_and_dtype(
+    rng: &mut Rng,
+    covered: &mut Coverage<Isa>,
+    (rows, n_tokens): (usize, usize),
+    mut check: impl FnMut(Isa, &WeightTensor, &[f32]),
+) {
+    for isa in isas() {
+        covered.ran(isa);
+        for dtype in DType::ALL {
+            let cols = test_cols(dtype);
+            let w = random_weight(dtype, rows, cols, rng);
+            let x = random_acts(n_tokens, cols, rng);
+            check(isa, &w, &x);
+        }
     }
 }
 
@@ -326,26 +347,19 @@ fn every_isa_matches_the_scalar_oracle() {
     let rows = 37;
     let mut covered = Coverage::new("every_isa_matches_the_scalar_oracle", isas());
     for n_tokens in [1, 3, 13] {
-        for isa in isas() {
-            covered.ran(isa);
-            for dtype in DType::ALL {
-                let cols = test_cols(dtype);
-                let w = random_weight(dtype, rows, cols, &mut rng);
-                let x = random_acts(n_tokens, cols, &mut rng);
-                let got = matmul_isa(isa, &w, &x, n_tokens, 2);
-                for t in 0..n_tokens {
-                    let xt = &x[t * cols..(t + 1) * cols];
-                    for r in 0..rows {
-                        let (want, got) = (oracle(&w, r, xt), got[t * rows + r]);
-                        let bound = tolerance(dtype) * row_magnitude(&w, r, xt) + 1e-6;
-                        assert!(
-                            (got - want).abs() <= bound,
-                            "{isa:?} {dtype} row {r} token {t}/{n_tokens}: {got} vs oracle {want}"
-                        );
-                    }
+        each_isa_and_dtype(&mut rng, &mut covered, (rows, n_tokens), |isa, w, x| {
+            let got = matmul_isa(isa, w, x, n_tokens, 2);
+            for (t, xt) in x.chunks_exact(w.cols).enumerate() {
+                for r in 0..rows {
+                    let (want, got) = (oracle(w, r, xt), got[t * rows + r]);
+                    assert!(
+                        (got - want).abs() <= bound(w, r, xt),
+                        "{isa:?} {} row {r} token {t}/{n_tokens}: {got} vs oracle {want}",
+                        w.dtype
+                    );
                 }
             }
-        }
+        });
     }
     covered.finish();
 }
@@ -356,28 +370,21 @@ fn batched_matmul_equals_one_token_at_a_time() {
     // More tokens than a token chunk; rows and tokens not multiples of the tiles.
     let (rows, n_tokens) = (37, 37);
     let mut covered = Coverage::new("batched_matmul_equals_one_token_at_a_time", isas());
-    for isa in isas() {
-        covered.ran(isa);
-        for dtype in DType::ALL {
-            let cols = test_cols(dtype);
-            let w = random_weight(dtype, rows, cols, &mut rng);
-            let x = random_acts(n_tokens, cols, &mut rng);
-            let batched = matmul_isa(isa, &w, &x, n_tokens, 2);
-            for t in 0..n_tokens {
-                let xt = &x[t * cols..(t + 1) * cols];
-                let single = matmul_isa(isa, &w, xt, 1, 1);
-                for r in 0..rows {
-                    let got = batched[t * rows + r];
-                    let bound = tolerance(dtype) * row_magnitude(&w, r, xt) + 1e-6;
-                    assert!(
-                        (got - single[r]).abs() <= bound,
-                        "{isa:?} {dtype} row {r} token {t}: batched {got} vs alone {}",
-                        single[r]
-                    );
-                }
+    each_isa_and_dtype(&mut rng, &mut covered, (rows, n_tokens), |isa, w, x| {
+        let batched = matmul_isa(isa, w, x, n_tokens, 2);
+        for (t, xt) in x.chunks_exact(w.cols).enumerate() {
+            let single = matmul_isa(isa, w, xt, 1, 1);
+            for r in 0..rows {
+                let got = batched[t * rows + r];
+                assert!(
+                    (got - single[r]).abs() <= bound(w, r, xt),
+                    "{isa:?} {} row {r} token {t}: batched {got} vs alone {}",
+                    w.dtype,
+                    single[r]
+                );
             }
         }
-    }
+    });
     covered.finish();
 }
 
@@ -424,9 +431,8 @@ fn matmul_many_equals_one_matmul_per_weight() {
                     for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
                         let (t, r) = (i / w.rows, i % w.rows);
                         let xt = &x[t * cols..(t + 1) * cols];
-                        let bound = tolerance(w.dtype) * row_magnitude(w, r, xt) + 1e-6;
                         assert!(
-                            (got - want).abs() <= bound,
+                            (got - want).abs() <= bound(w, r, xt),
                             "{isa:?} {precision:?} {} row {r} token {t}/{n_tokens}: \
                              together {got} vs alone {want}",
                             w.dtype
@@ -485,9 +491,8 @@ fn interleaved_weights_give_the_rows_results() {
                     for (i, (&got, &want)) in got.iter().zip(&want).enumerate() {
                         let (t, r) = (i / rows, i % rows);
                         let xt = &x[t * cols..(t + 1) * cols];
-                        let bound = tolerance(dtype) * row_magnitude(&w, r, xt) + 1e-6;
                         assert!(
-                            (got - want).abs() <= bound,
+                            (got - want).abs() <= bound(&w, r, xt),
                             "{isa:?} {precision:?} {dtype} row {r} token {t}/{n_tokens}: \
                              interleaved {got} vs rows {want}"
                         );

@@ -3,38 +3,19 @@
 
 use crate::dtype::QK_K;
 use half::f16;
-use std::mem::size_of;
 
-/// 32 activations as signed bytes with one scale; pairs with Q4_0, Q5_0 and Q8_0.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ8_0Act {
-    pub d: f16,
-    pub qs: [i8; 32],
-}
-const _: () = assert!(size_of::<BlockQ8_0Act>() == 34);
+block_structs! {
+    /// 32 activations as signed bytes with one scale; pairs with Q4_0, Q5_0 and Q8_0.
+    pub struct BlockQ8_0Act { d: f16, qs: [i8; 32] } = 34 bytes;
 
-/// As [`BlockQ8_0Act`] plus `s = d * sum(qs)`, which folds the weight's offset `m` of
-/// Q4_1 and Q5_1 into one multiply per block.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ8_1Act {
-    pub d: f16,
-    pub s: f16,
-    pub qs: [i8; 32],
-}
-const _: () = assert!(size_of::<BlockQ8_1Act>() == 36);
+    /// As [`BlockQ8_0Act`] plus `s = d * sum(qs)`, which folds the weight's offset `m` of
+    /// Q4_1 and Q5_1 into one multiply per block.
+    pub struct BlockQ8_1Act { d: f16, s: f16, qs: [i8; 32] } = 36 bytes;
 
-/// 256 activations with an f32 scale and the sums of each 16 codes; pairs with the
-/// K-quants (the sums fold their per-sub-block minimums).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ8K {
-    pub d: f32,
-    pub qs: [i8; QK_K],
-    pub bsums: [i16; QK_K / 16],
+    /// 256 activations with an f32 scale and the sums of each 16 codes; pairs with the
+    /// K-quants (the sums fold their per-sub-block minimums).
+    pub struct BlockQ8K { d: f32, qs: [i8; QK_K], bsums: [i16; QK_K / 16] } = 292 bytes;
 }
-const _: () = assert!(size_of::<BlockQ8K>() == 292);
 
 /// Quantizes 32 values to bytes with scale max|x|/127; returns the scale. Rounds half to
 /// even, as GGML's x86 and ARM quantizers (and every SIMD quantizer here) do.

@@ -4,95 +4,41 @@
 use super::Block;
 use crate::dtype::QK_K;
 use half::f16;
-use std::mem::size_of;
 
-/// 32 values: 4-bit codes q in 0..16, value = (q - 8) * d.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ4_0 {
-    pub d: f16,
-    /// Value j in the low nibble of byte j, value j + 16 in its high nibble.
-    pub qs: [u8; 16],
-}
-const _: () = assert!(size_of::<BlockQ4_0>() == 18);
+block_structs! {
+    /// 32 values: 4-bit codes q in 0..16, value = (q - 8) * d. Value j is in the low
+    /// nibble of byte j of `qs`, value j + 16 in its high nibble.
+    pub struct BlockQ4_0 { d: f16, qs: [u8; 16] } = 18 bytes;
 
-/// 32 values: 4-bit codes q, value = q * d + m.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ4_1 {
-    pub d: f16,
-    pub m: f16,
-    pub qs: [u8; 16],
-}
-const _: () = assert!(size_of::<BlockQ4_1>() == 20);
+    /// 32 values: 4-bit codes q, value = q * d + m.
+    pub struct BlockQ4_1 { d: f16, m: f16, qs: [u8; 16] } = 20 bytes;
 
-/// 32 values: 5-bit codes (low nibbles as Q4_0, fifth bits in `qh`), value = (q - 16) * d.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ5_0 {
-    pub d: f16,
-    pub qh: [u8; 4],
-    pub qs: [u8; 16],
-}
-const _: () = assert!(size_of::<BlockQ5_0>() == 22);
+    /// 32 values: 5-bit codes (low nibbles as Q4_0, fifth bits in `qh`), value = (q - 16) * d.
+    pub struct BlockQ5_0 { d: f16, qh: [u8; 4], qs: [u8; 16] } = 22 bytes;
 
-/// 32 values: 5-bit codes q, value = q * d + m.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ5_1 {
-    pub d: f16,
-    pub m: f16,
-    pub qh: [u8; 4],
-    pub qs: [u8; 16],
-}
-const _: () = assert!(size_of::<BlockQ5_1>() == 24);
+    /// 32 values: 5-bit codes q, value = q * d + m.
+    pub struct BlockQ5_1 { d: f16, m: f16, qh: [u8; 4], qs: [u8; 16] } = 24 bytes;
 
-/// 32 values: signed 8-bit codes, value = q * d.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ8_0 {
-    pub d: f16,
-    pub qs: [i8; 32],
-}
-const _: () = assert!(size_of::<BlockQ8_0>() == 34);
+    /// 32 values: signed 8-bit codes, value = q * d.
+    pub struct BlockQ8_0 { d: f16, qs: [i8; 32] } = 34 bytes;
 
-/// 256 values in 8 sub-blocks of 32, each with a 6-bit scale and min:
-/// value = d * scale * q - dmin * min.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ4K {
-    pub d: f16,
-    pub dmin: f16,
-    /// Eight 6-bit scales and eight 6-bit mins, packed (see [`scale_min_k4`]).
-    pub scales: [u8; 12],
-    /// Pairs of 32-value sub-blocks share 32 bytes: the first in low nibbles.
-    pub qs: [u8; QK_K / 2],
-}
-const _: () = assert!(size_of::<BlockQ4K>() == 144);
+    /// 256 values in 8 sub-blocks of 32, each with a 6-bit scale and min:
+    /// value = d * scale * q - dmin * min. `scales` packs the eight 6-bit scales and eight
+    /// 6-bit mins (see [`scale_min_k4`]); pairs of 32-value sub-blocks share 32 bytes of
+    /// `qs`, the first in low nibbles.
+    pub struct BlockQ4K { d: f16, dmin: f16, scales: [u8; 12], qs: [u8; QK_K / 2] } = 144 bytes;
 
-/// As Q4_K with a fifth bit per value in `qh`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ5K {
-    pub d: f16,
-    pub dmin: f16,
-    pub scales: [u8; 12],
-    pub qh: [u8; QK_K / 8],
-    pub qs: [u8; QK_K / 2],
-}
-const _: () = assert!(size_of::<BlockQ5K>() == 176);
+    /// As Q4_K with a fifth bit per value in `qh`.
+    pub struct BlockQ5K {
+        d: f16, dmin: f16, scales: [u8; 12], qh: [u8; QK_K / 8], qs: [u8; QK_K / 2]
+    } = 176 bytes;
 
-/// 256 values in 16 sub-blocks of 16 with signed 8-bit scales:
-/// value = d * scale * (q - 32), q being 6 bits (4 in `ql`, 2 in `qh`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockQ6K {
-    pub ql: [u8; QK_K / 2],
-    pub qh: [u8; QK_K / 4],
-    pub scales: [i8; QK_K / 16],
-    pub d: f16,
+    /// 256 values in 16 sub-blocks of 16 with signed 8-bit scales:
+    /// value = d * scale * (q - 32), q being 6 bits (4 in `ql`, 2 in `qh`).
+    pub struct BlockQ6K {
+        ql: [u8; QK_K / 2], qh: [u8; QK_K / 4], scales: [i8; QK_K / 16], d: f16
+    } = 210 bytes;
 }
-const _: () = assert!(size_of::<BlockQ6K>() == 210);
 
 /// Unpacks the 6-bit scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block.
 #[inline]
@@ -133,45 +79,49 @@ impl BlockQ5_1 {
     }
 }
 
+/// The low and high nibble of a byte: in Q4_0/Q4_1 blocks, the codes of values j and
+/// j + 16 from byte j.
+#[inline(always)]
+fn nibbles(byte: u8) -> (u8, u8) {
+    (byte & 0x0F, byte >> 4)
+}
+
+/// Writes the 32 values of a Q4_0/Q4_1/Q5_0/Q5_1 block: `codes(j)` gives the codes of
+/// values j and j + 16, `value` a code's value.
+#[inline(always)]
+fn dequantize_32(out: &mut [f32], codes: impl Fn(usize) -> (u8, u8), value: impl Fn(u8) -> f32) {
+    for j in 0..16 {
+        let (q0, q1) = codes(j);
+        out[j] = value(q0);
+        out[j + 16] = value(q1);
+    }
+}
+
 impl Block for BlockQ4_0 {
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
-        for j in 0..16 {
-            out[j] = ((self.qs[j] & 0x0F) as i32 - 8) as f32 * d;
-            out[j + 16] = ((self.qs[j] >> 4) as i32 - 8) as f32 * d;
-        }
+        dequantize_32(out, |j| nibbles(self.qs[j]), |q| (q as i32 - 8) as f32 * d);
     }
 }
 
 impl Block for BlockQ4_1 {
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for j in 0..16 {
-            out[j] = (self.qs[j] & 0x0F) as f32 * d + m;
-            out[j + 16] = (self.qs[j] >> 4) as f32 * d + m;
-        }
+        dequantize_32(out, |j| nibbles(self.qs[j]), |q| q as f32 * d + m);
     }
 }
 
 impl Block for BlockQ5_0 {
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
-        for j in 0..16 {
-            let (q0, q1) = self.codes(j);
-            out[j] = (q0 as i32 - 16) as f32 * d;
-            out[j + 16] = (q1 as i32 - 16) as f32 * d;
-        }
+        dequantize_32(out, |j| self.codes(j), |q| (q as i32 - 16) as f32 * d);
     }
 }
 
 impl Block for BlockQ5_1 {
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for j in 0..16 {
-            let (q0, q1) = self.codes(j);
-            out[j] = q0 as f32 * d + m;
-            out[j + 16] = q1 as f32 * d + m;
-        }
+        dequantize_32(out, |j| self.codes(j), |q| q as f32 * d + m);
     }
 }
 
@@ -184,48 +134,56 @@ impl Block for BlockQ8_0 {
     }
 }
 
+/// Writes the 256 values of a Q4_K or Q5_K block: each pair of 32-value sub-blocks
+/// shares 32 bytes of `qs`, the first's low 4 bits in low nibbles; `high(pair, l)` gives
+/// the fifth bits (16 or 0) of value l of the pair's two sub-blocks.
+#[inline(always)]
+fn dequantize_k4(
+    (d, dmin): (f16, f16),
+    scales: &[u8; 12],
+    qs: &[u8; QK_K / 2],
+    out: &mut [f32],
+    high: impl Fn(usize, usize) -> (u8, u8),
+) {
+    let (d, dmin) = (d.to_f32(), dmin.to_f32());
+    for (pair, (q, y)) in qs
+        .chunks_exact(32)
+        .zip(out.chunks_exact_mut(64))
+        .enumerate()
+    {
+        let (sc0, m0) = scale_min_k4(2 * pair, scales);
+        let (sc1, m1) = scale_min_k4(2 * pair + 1, scales);
+        let (d0, min0) = (d * sc0 as f32, dmin * m0 as f32);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        for l in 0..32 {
+            let (high0, high1) = high(pair, l);
+            y[l] = d0 * ((q[l] & 0x0F) + high0) as f32 - min0;
+            y[l + 32] = d1 * ((q[l] >> 4) + high1) as f32 - min1;
+        }
+    }
+}
+
 impl Block for BlockQ4K {
     fn dequantize(&self, out: &mut [f32]) {
-        let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
-        for (pair, (q, y)) in self
-            .qs
-            .chunks_exact(32)
-            .zip(out.chunks_exact_mut(64))
-            .enumerate()
-        {
-            let (sc0, m0) = scale_min_k4(2 * pair, &self.scales);
-            let (sc1, m1) = scale_min_k4(2 * pair + 1, &self.scales);
-            let (d0, min0) = (d * sc0 as f32, dmin * m0 as f32);
-            let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
-            for l in 0..32 {
-                y[l] = d0 * (q[l] & 0x0F) as f32 - min0;
-                y[l + 32] = d1 * (q[l] >> 4) as f32 - min1;
-            }
-        }
+        dequantize_k4((self.d, self.dmin), &self.scales, &self.qs, out, |_, _| {
+            (0, 0)
+        });
     }
 }
 
 impl Block for BlockQ5K {
     fn dequantize(&self, out: &mut [f32]) {
-        let (d, dmin) = (self.d.to_f32(), self.dmin.to_f32());
-        for (pair, (q, y)) in self
-            .qs
-            .chunks_exact(32)
-            .zip(out.chunks_exact_mut(64))
-            .enumerate()
-        {
-            let (sc0, m0) = scale_min_k4(2 * pair, &self.scales);
-            let (sc1, m1) = scale_min_k4(2 * pair + 1, &self.scales);
-            let (d0, min0) = (d * sc0 as f32, dmin * m0 as f32);
-            let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
-            let (bit0, bit1) = (1u8 << (2 * pair), 1u8 << (2 * pair + 1));
-            for l in 0..32 {
-                let high0 = if self.qh[l] & bit0 != 0 { 16 } else { 0 };
-                let high1 = if self.qh[l] & bit1 != 0 { 16 } else { 0 };
-                y[l] = d0 * ((q[l] & 0x0F) + high0) as f32 - min0;
-                y[l + 32] = d1 * ((q[l] >> 4) + high1) as f32 - min1;
-            }
-        }
+        dequantize_k4(
+            (self.d, self.dmin),
+            &self.scales,
+            &self.qs,
+            out,
+            |pair, l| {
+                let (bit0, bit1) = (1u8 << (2 * pair), 1u8 << (2 * pair + 1));
+                let high = |bit: u8| if self.qh[l] & bit != 0 { 16 } else { 0 };
+                (high(bit0), high(bit1))
+            },
+        );
     }
 }
 

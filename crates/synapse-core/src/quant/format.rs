@@ -164,14 +164,11 @@ impl FormatInfo {
     }
 }
 
-/// 32 codes of a [`DType::Int8`] row, whose f32 scale ([`crate::dtype::INT8_ROW_HEADER`]
-/// bytes) precedes its first block.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct BlockInt8 {
-    pub qs: [i8; 32],
+block_structs! {
+    /// 32 codes of a [`DType::Int8`] row, whose f32 scale
+    /// ([`crate::dtype::INT8_ROW_HEADER`] bytes) precedes its first block.
+    pub struct BlockInt8 { qs: [i8; 32] } = 32 bytes;
 }
-const _: () = assert!(size_of::<BlockInt8>() == 32);
 
 /// The functions of a [`Format`] impl: for a block struct, from its quantizer in
 /// [`super::quantize`] and its scalar dot in [`crate::kernels::scalar`]; else given as

@@ -1,6 +1,22 @@
 //! Block-quantized formats: the weight blocks GGUF stores, the activation blocks the
 //! integer kernels pair them with, and conversions to and from f32.
 
+/// Declares block structs as GGML lays them out in bytes: `#[repr(C)]` plain data
+/// (`Clone`, `Copy`, `Debug`) with public fields, each struct's size (`= N bytes`) checked
+/// at compile time, since [`as_blocks`] and the kernels read raw bytes as these structs.
+macro_rules! block_structs {
+    ($($(#[$attr:meta])* pub struct $name:ident { $($field:ident: $ty:ty),* $(,)? }
+        = $bytes:literal bytes;)*) => {$(
+        $(#[$attr])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+        }
+        const _: () = assert!(std::mem::size_of::<$name>() == $bytes);
+    )*};
+}
+
 pub mod activation;
 pub mod blocks;
 pub mod format;

@@ -373,24 +373,30 @@ mod tests {
         }
     }
 
+    /// `n` tokens drawn from `logits` at temperature 1, every other stage off.
+    fn draws(seed: u64, logits: &[f32], n: usize) -> Vec<u32> {
+        let mut s = Sampler::new(cfg(1.0, 0, 1.0, 0.0, seed));
+        (0..n).map(|_| s.sample(logits, &[])).collect()
+    }
+
     /// Logits whose softmax is exactly `probs`.
     fn logits_of(probs: &[f32]) -> Vec<f32> {
         probs.iter().map(|p| p.ln()).collect()
     }
 
-    /// Draw frequencies over `n` samples.
-    fn frequencies(sampler: &mut Sampler, logits: &[f32], n: usize) -> Vec<f64> {
+    /// Draws 20 000 tokens from `logits` with a sampler of `cfg` and checks each token's
+    /// frequency against `want`, to within 0.015.
+    fn assert_frequencies(cfg: SamplerConfig, logits: &[f32], want: &[f64]) {
+        let n = 20_000;
+        let mut sampler = Sampler::new(cfg);
         let mut counts = vec![0usize; logits.len()];
         for _ in 0..n {
             counts[sampler.sample(logits, &[]) as usize] += 1;
         }
-        counts.iter().map(|&c| c as f64 / n as f64).collect()
-    }
-
-    fn assert_freqs(got: &[f64], want: &[f64], tol: f64) {
+        let got: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!(
-                (g - w).abs() <= tol,
+                (g - w).abs() <= 0.015,
                 "token {i}: frequency {g:.4}, expected {w:.4} (all: {got:?})"
             );
         }
@@ -432,11 +438,7 @@ mod tests {
     #[test]
     fn same_seed_same_sequence() {
         let logits = vec![0.0f32; 500];
-        let mut a = Sampler::new(cfg(1.0, 0, 1.0, 0.0, 42));
-        let mut b = Sampler::new(cfg(1.0, 0, 1.0, 0.0, 42));
-        let sa: Vec<u32> = (0..200).map(|_| a.sample(&logits, &[])).collect();
-        let sb: Vec<u32> = (0..200).map(|_| b.sample(&logits, &[])).collect();
-        assert_eq!(sa, sb);
+        assert_eq!(draws(42, &logits, 200), draws(42, &logits, 200));
         // Same with the full default chain on peaked logits.
         let logits = random_logits(2000, 9);
         let mut a = Sampler::new(SamplerConfig::default());
@@ -449,10 +451,7 @@ mod tests {
     #[test]
     fn different_seeds_differ_on_flat_distribution() {
         let logits = vec![0.0f32; 1000];
-        let mut a = Sampler::new(cfg(1.0, 0, 1.0, 0.0, 1));
-        let mut b = Sampler::new(cfg(1.0, 0, 1.0, 0.0, 2));
-        let sa: Vec<u32> = (0..50).map(|_| a.sample(&logits, &[])).collect();
-        let sb: Vec<u32> = (0..50).map(|_| b.sample(&logits, &[])).collect();
+        let (sa, sb) = (draws(1, &logits, 50), draws(2, &logits, 50));
         assert_ne!(sa, sb);
         // And a flat distribution is actually explored.
         let mut distinct = sa.clone();
@@ -479,9 +478,8 @@ mod tests {
     fn top_k_keeps_the_k_best_in_proportion() {
         // probs 0.1, 0.4, 0.2, 0.3: top-2 keeps ids 1 and 3, renormalised 4:3.
         let logits = logits_of(&[0.1, 0.4, 0.2, 0.3]);
-        let mut s = Sampler::new(cfg(1.0, 2, 1.0, 0.0, 11));
-        let f = frequencies(&mut s, &logits, 20_000);
-        assert_freqs(&f, &[0.0, 4.0 / 7.0, 0.0, 3.0 / 7.0], 0.015);
+        let want = [0.0, 4.0 / 7.0, 0.0, 3.0 / 7.0];
+        assert_frequencies(cfg(1.0, 2, 1.0, 0.0, 11), &logits, &want);
     }
 
     #[test]
@@ -490,37 +488,30 @@ mod tests {
         // so exactly ids 0 and 1 remain, in ratio 5:3. Shuffled ids check that
         // the stage sorts before accumulating.
         let logits = logits_of(&[0.15, 0.5, 0.05, 0.3]);
-        let mut s = Sampler::new(cfg(1.0, 0, 0.75, 0.0, 12));
-        let f = frequencies(&mut s, &logits, 20_000);
-        assert_freqs(&f, &[0.0, 5.0 / 8.0, 0.0, 3.0 / 8.0], 0.015);
+        let want = [0.0, 5.0 / 8.0, 0.0, 3.0 / 8.0];
+        assert_frequencies(cfg(1.0, 0, 0.75, 0.0, 12), &logits, &want);
 
         // top_p = 0.9: 0.8 < 0.9 <= 0.95, so three tokens.
-        let mut s = Sampler::new(cfg(1.0, 0, 0.9, 0.0, 13));
-        let f = frequencies(&mut s, &logits, 20_000);
-        assert_freqs(&f, &[0.15 / 0.95, 0.5 / 0.95, 0.0, 0.3 / 0.95], 0.015);
+        let want = [0.15 / 0.95, 0.5 / 0.95, 0.0, 0.3 / 0.95];
+        assert_frequencies(cfg(1.0, 0, 0.9, 0.0, 13), &logits, &want);
     }
 
     #[test]
     fn min_p_drops_tokens_below_the_scaled_top_probability() {
         // min_p 0.4 * p_max 0.4 = 0.16: 0.1 goes, 0.2 stays.
         let logits = logits_of(&[0.2, 0.1, 0.4, 0.3]);
-        let mut s = Sampler::new(cfg(1.0, 0, 1.0, 0.4, 14));
-        let f = frequencies(&mut s, &logits, 20_000);
-        assert_freqs(&f, &[2.0 / 9.0, 0.0, 4.0 / 9.0, 3.0 / 9.0], 0.015);
+        let want = [2.0 / 9.0, 0.0, 4.0 / 9.0, 3.0 / 9.0];
+        assert_frequencies(cfg(1.0, 0, 1.0, 0.4, 14), &logits, &want);
     }
 
     #[test]
     fn full_distribution_and_temperature() {
         let probs = [0.1f32, 0.2, 0.3, 0.4];
         let logits = logits_of(&probs);
-        let mut s = Sampler::new(cfg(1.0, 0, 1.0, 0.0, 15));
-        let f = frequencies(&mut s, &logits, 20_000);
-        assert_freqs(&f, &[0.1, 0.2, 0.3, 0.4], 0.015);
+        assert_frequencies(cfg(1.0, 0, 1.0, 0.0, 15), &logits, &[0.1, 0.2, 0.3, 0.4]);
         // Temperature 0.5 squares the probabilities before renormalising.
-        let mut s = Sampler::new(cfg(0.5, 0, 1.0, 0.0, 16));
-        let f = frequencies(&mut s, &logits, 20_000);
         let sq: Vec<f64> = probs.iter().map(|&p| f64::from(p * p) / 0.3).collect();
-        assert_freqs(&f, &sq, 0.015);
+        assert_frequencies(cfg(0.5, 0, 1.0, 0.0, 16), &logits, &sq);
     }
 
     #[test]

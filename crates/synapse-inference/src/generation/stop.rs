@@ -141,8 +141,21 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    /// What a push returns: `text` safe to emit, and the stop string it completed.
+    fn pushed(text: &str, stop: Option<usize>) -> StopPush {
+        StopPush {
+            text: text.into(),
+            stop,
+        }
+    }
+
     fn matcher(stops: &[&str]) -> StopMatcher {
         StopMatcher::new(stops.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Pushes each of `pieces` in turn; the text each push released.
+    fn released(m: &mut StopMatcher, pieces: &[&str]) -> Vec<String> {
+        pieces.iter().map(|p| m.push(p).text).collect()
     }
 
     /// Feeds `pieces` and returns (emitted text incl. flush, stop index).
@@ -182,13 +195,7 @@ mod tests {
     fn plain_text_is_released_immediately() {
         let mut m = matcher(&["STOP"]);
         let r = m.push("hello world");
-        assert_eq!(
-            r,
-            StopPush {
-                text: "hello world".into(),
-                stop: None
-            }
-        );
+        assert_eq!(r, pushed("hello world", None));
         assert_eq!(m.flush(), "");
     }
 
@@ -198,20 +205,8 @@ mod tests {
         assert_eq!(m.push("hello ST").text, "hello ");
         assert_eq!(m.held(), "ST");
         // "STA" cannot start "STOP" any more; nothing else in it can either.
-        assert_eq!(
-            m.push("A"),
-            StopPush {
-                text: "STA".into(),
-                stop: None
-            }
-        );
-        assert_eq!(
-            m.push("S"),
-            StopPush {
-                text: String::new(),
-                stop: None
-            }
-        );
+        assert_eq!(m.push("A"), pushed("STA", None));
+        assert_eq!(m.push("S"), pushed("", None));
         assert_eq!(m.flush(), "S");
     }
 
@@ -219,13 +214,7 @@ mod tests {
     fn stop_within_one_push() {
         let mut m = matcher(&["STOP"]);
         let r = m.push("abcSTOPdef");
-        assert_eq!(
-            r,
-            StopPush {
-                text: "abc".into(),
-                stop: Some(0)
-            }
-        );
+        assert_eq!(r, pushed("abc", Some(0)));
         assert!(m.is_stopped());
         assert_eq!(m.push("more"), StopPush::default());
         assert_eq!(m.flush(), "");
@@ -234,17 +223,10 @@ mod tests {
     #[test]
     fn stop_spanning_several_pushes() {
         let mut m = matcher(&["<|end|>"]);
-        assert_eq!(m.push("Hi <").text, "Hi ");
-        assert_eq!(m.push("|en").text, "");
+        assert_eq!(released(&mut m, &["Hi <", "|en"]), ["Hi ", ""]);
         assert_eq!(m.push("d|"), StopPush::default());
         let r = m.push(">tail");
-        assert_eq!(
-            r,
-            StopPush {
-                text: String::new(),
-                stop: Some(0)
-            }
-        );
+        assert_eq!(r, pushed("", Some(0)));
         assert_eq!(m.flush(), "");
         assert_split_invariant(&["<|end|>"], "Hi <|en <|end|> after");
     }
@@ -272,15 +254,8 @@ mod tests {
         // Held "aab" is not a prefix of "aabx"'s continuation "aabaabx" at 0,
         // but its suffix "aab" is: only the first three bytes are released.
         let mut m = matcher(&["aabx"]);
-        assert_eq!(m.push("aab").text, "");
-        assert_eq!(m.push("aab").text, "aab");
-        assert_eq!(
-            m.push("x"),
-            StopPush {
-                text: String::new(),
-                stop: Some(0)
-            }
-        );
+        assert_eq!(released(&mut m, &["aab", "aab"]), ["", "aab"]);
+        assert_eq!(m.push("x"), pushed("", Some(0)));
         assert_split_invariant(&["aabx"], "aabaabaabx!");
 
         // Stops that are prefixes of each other: the one ending first wins.
@@ -297,21 +272,13 @@ mod tests {
     fn multi_byte_utf8() {
         // Stops and text with 2-, 3- and 4-byte characters.
         let mut m = matcher(&["🛑END"]);
-        assert_eq!(m.push("héllo 🛑").text, "héllo ");
-        assert_eq!(m.push("EN").text, "");
-        assert_eq!(
-            m.push("D more"),
-            StopPush {
-                text: String::new(),
-                stop: Some(0)
-            }
-        );
+        assert_eq!(released(&mut m, &["héllo 🛑", "EN"]), ["héllo ", ""]);
+        assert_eq!(m.push("D more"), pushed("", Some(0)));
         assert_split_invariant(&["🛑END", "。"], "日本語🛑EN🛑END。");
         assert_split_invariant(&["。"], "日本語です。続き");
         // "è" and "é" share their lead byte; "è" must not be held for "é".
         let mut m = matcher(&["é!"]);
-        assert_eq!(m.push("è").text, "è");
-        assert_eq!(m.push("é").text, "");
+        assert_eq!(released(&mut m, &["è", "é"]), ["è", ""]);
         assert_eq!(m.flush(), "é");
     }
 

@@ -197,14 +197,9 @@ impl<B: Backend> Decoder<B> {
                     b.linears(parts, &act.normed, n, opts, &mut act.scratch)
                 }
                 QkvWeights::Fused(wqkv) => {
-                    b.linears(
-                        [(wqkv, &mut act.qkv)],
-                        &act.normed,
-                        n,
-                        opts,
-                        &mut act.scratch,
-                    );
-                    b.split_qkv(&act.qkv, n, qd, kvd, q, k, v);
+                    let parts = [(wqkv, &mut act.qkv)];
+                    b.linears(parts, &act.normed, n, opts, &mut act.scratch);
+                    b.split_qkv(&act.qkv, n, (qd, kvd), (&mut *q, &mut *k, &mut *v));
                 }
             }
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
@@ -217,13 +212,8 @@ impl<B: Backend> Decoder<B> {
             }
             let qkv = (&*q, &*k, &*v);
             b.attention(cache, layer, batch.runs, qkv, &shape, opts, &mut act.attn)?;
-            b.linears(
-                [(&lw.attn_output, &mut act.proj)],
-                &act.attn,
-                n,
-                opts,
-                &mut act.scratch,
-            );
+            let parts = [(&lw.attn_output, &mut act.proj)];
+            b.linears(parts, &act.attn, n, opts, &mut act.scratch);
             b.add(x, &act.proj, n * d);
 
             // Feed-forward block.
@@ -236,35 +226,20 @@ impl<B: Backend> Decoder<B> {
                     &act.gate
                 }
                 (FfnKind::Gated(f), None) => {
-                    b.linears(
-                        [(&lw.ffn_up, &mut act.up)],
-                        &act.normed,
-                        n,
-                        opts,
-                        &mut act.scratch,
-                    );
+                    let parts = [(&lw.ffn_up, &mut act.up)];
+                    b.linears(parts, &act.normed, n, opts, &mut act.scratch);
                     b.gated_fused(&act.up, n, ff, f, &mut act.gate, opts);
                     &act.gate
                 }
                 (FfnKind::Plain(f), _) => {
-                    b.linears(
-                        [(&lw.ffn_up, &mut act.up)],
-                        &act.normed,
-                        n,
-                        opts,
-                        &mut act.scratch,
-                    );
+                    let parts = [(&lw.ffn_up, &mut act.up)];
+                    b.linears(parts, &act.normed, n, opts, &mut act.scratch);
                     b.activate(&mut act.up, n, ff, f, opts);
                     &act.up
                 }
             };
-            b.linears(
-                [(&lw.ffn_down, &mut act.proj)],
-                hidden,
-                n,
-                opts,
-                &mut act.scratch,
-            );
+            let parts = [(&lw.ffn_down, &mut act.proj)];
+            b.linears(parts, hidden, n, opts, &mut act.scratch);
             b.add(x, &act.proj, n * d);
         }
 
@@ -275,13 +250,8 @@ impl<B: Backend> Decoder<B> {
         }
         b.gather(x, d, batch.logits, &mut act.proj);
         b.norm(&w.output_norm, c.norm_eps, &act.proj, rows, &mut act.normed);
-        b.linears(
-            [(&w.output, &mut act.logits)],
-            &act.normed,
-            rows,
-            opts,
-            &mut act.scratch,
-        );
+        let parts = [(&w.output, &mut act.logits)];
+        b.linears(parts, &act.normed, rows, opts, &mut act.scratch);
         if let Some(cap) = c.final_softcap {
             b.softcap(&mut act.logits, rows * c.vocab_size, cap);
         }

@@ -71,6 +71,17 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
+/// The index of the largest logit, the first of equals (greedy decoding's choice).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
 /// A small deterministic generator for test inputs (splitmix64).
 pub struct TestRng(pub u64);
 

@@ -88,11 +88,8 @@ impl Backend for Cpu {
         &self,
         qkv: &Vec<f32>,
         n: usize,
-        qd: usize,
-        kvd: usize,
-        q: &mut Vec<f32>,
-        k: &mut Vec<f32>,
-        v: &mut Vec<f32>,
+        (qd, kvd): (usize, usize),
+        (q, k, v): (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<f32>),
     ) {
         for (t, row) in qkv.chunks_exact(qd + 2 * kvd).take(n).enumerate() {
             q[t * qd..][..qd].copy_from_slice(&row[..qd]);

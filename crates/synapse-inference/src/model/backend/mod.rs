@@ -85,17 +85,14 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn add(&self, acc: &mut Self::Buffer, x: &Self::Buffer, len: usize);
     /// Row `i` of `out` is row `rows[i]` of `x` (rows of `width` values).
     fn gather(&self, x: &Self::Buffer, width: usize, rows: &[usize], out: &mut Self::Buffer);
-    /// Splits `n` rows of `[q | k | v]` (widths `q_dim`, `kv_dim`, `kv_dim`) into three.
-    #[allow(clippy::too_many_arguments)]
+    /// Splits `n` rows of `[q | k | v]` (widths `dims`: `q_dim`, `kv_dim`, `kv_dim`) into
+    /// the three buffers of `out`.
     fn split_qkv(
         &self,
         qkv: &Self::Buffer,
         n: usize,
-        q_dim: usize,
-        kv_dim: usize,
-        q: &mut Self::Buffer,
-        k: &mut Self::Buffer,
-        v: &mut Self::Buffer,
+        dims: (usize, usize),
+        out: (&mut Self::Buffer, &mut Self::Buffer, &mut Self::Buffer),
     );
 
     /// Normalises `n` rows of `x` into `out`.

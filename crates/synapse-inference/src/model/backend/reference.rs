@@ -79,13 +79,10 @@ impl Backend for Reference {
         &self,
         qkv: &Vec<f32>,
         n: usize,
-        qd: usize,
-        kvd: usize,
-        q: &mut Vec<f32>,
-        k: &mut Vec<f32>,
-        v: &mut Vec<f32>,
+        dims: (usize, usize),
+        out: (&mut Vec<f32>, &mut Vec<f32>, &mut Vec<f32>),
     ) {
-        Cpu.split_qkv(qkv, n, qd, kvd, q, k, v)
+        Cpu.split_qkv(qkv, n, dims, out)
     }
 
     fn norm(&self, norm: &Norm<Self>, eps: f32, x: &Vec<f32>, n: usize, out: &mut Vec<f32>) {
