@@ -106,7 +106,14 @@ pub fn attention(
     threads: usize,
     out: &mut [f32],
 ) {
-    attention_with(Isa::detect(), q, kv, pos, shape, threads, out)
+    let qd = shape.n_heads * shape.head_dim;
+    assert!(q.len().is_multiple_of(qd), "queries are not whole rows");
+    let run = QueryRun {
+        rows: 0..q.len() / qd,
+        kv,
+        pos,
+    };
+    attention_runs(q, &[run], shape, threads, out)
 }
 
 /// The queries of one sequence in a batch (see [`attention_runs`]): query rows `rows` of
@@ -130,25 +137,6 @@ pub fn attention_runs(
     out: &mut [f32],
 ) {
     attention_runs_with(Isa::detect(), q, runs, shape, threads, out)
-}
-
-fn attention_with(
-    isa: Isa,
-    q: &[f32],
-    kv: KvLayer<'_>,
-    pos: usize,
-    shape: &AttentionShape,
-    threads: usize,
-    out: &mut [f32],
-) {
-    let qd = shape.n_heads * shape.head_dim;
-    assert!(q.len().is_multiple_of(qd), "queries are not whole rows");
-    let run = QueryRun {
-        rows: 0..q.len() / qd,
-        kv,
-        pos,
-    };
-    attention_runs_with(isa, q, &[run], shape, threads, out)
 }
 
 fn attention_runs_with(
@@ -1057,7 +1045,12 @@ mod tests {
             for isa in isas() {
                 covered.ran(isa);
                 let mut out = vec![f32::NAN; n * qd];
-                attention_with(isa, qb, layer, pos, &shape, threads, &mut out);
+                let run = QueryRun {
+                    rows: 0..n,
+                    kv: layer,
+                    pos,
+                };
+                attention_runs_with(isa, qb, &[run], &shape, threads, &mut out);
                 for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (a - b).abs() < 1e-4,
