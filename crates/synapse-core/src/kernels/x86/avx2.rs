@@ -6,7 +6,7 @@
 //! into i32, with K-quant sub-block scales as its multipliers. Formats whose values are
 //! `d * (q - OFFSET)` keep `q` unsigned and take `OFFSET * a` back at i16 precision.
 
-use super::{Acts, FloatTile, KTile, Q32Tile, Q8Out, Rows, SharedOut};
+use super::{Acts, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::quant::blocks::{
@@ -63,41 +63,21 @@ pub(super) unsafe fn matmul_rows(
             };
         }
         match (w.dtype, acts) {
-            (DType::Q4_0, Acts::Q8(a)) => run(
-                &Q32Tile::<Q4_0>::new(w_rows, w.cols, a),
-                rows,
-                n_tokens,
-                out,
-                n,
-            ),
-            (DType::Q4_1, Acts::Q8(a)) => run(
-                &Q32Tile::<Q4_1>::new(w_rows, w.cols, a),
-                rows,
-                n_tokens,
-                out,
-                n,
-            ),
-            (DType::Q5_0, Acts::Q8(a)) => run(
-                &Q32Tile::<Q5_0>::new(w_rows, w.cols, a),
-                rows,
-                n_tokens,
-                out,
-                n,
-            ),
-            (DType::Q5_1, Acts::Q8(a)) => run(
-                &Q32Tile::<Q5_1>::new(w_rows, w.cols, a),
-                rows,
-                n_tokens,
-                out,
-                n,
-            ),
-            (DType::Q8_0, Acts::Q8(a)) => run(
-                &Q32Tile::<Q8_0>::new(w_rows, w.cols, a),
-                rows,
-                n_tokens,
-                out,
-                n,
-            ),
+            (DType::Q4_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q4_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q4_1, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q4_1>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q5_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q5_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q5_1, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q5_1>::new(w_rows, a), rows, n_tokens, out, n)
+            }
+            (DType::Q8_0, Acts::Q8(a)) => {
+                run(&Q32Tile::<Q8_0>::new(w_rows, a), rows, n_tokens, out, n)
+            }
             (DType::Q4K, Acts::Q8K(a)) => run(
                 &KTile::<Q4K>::new(w_rows, w.cols, a),
                 rows,
@@ -388,6 +368,23 @@ impl Q32 for Q8_0 {
     }
 }
 
+/// Q4_0 .. Q8_0 weights times [`Q8Rows`] activations.
+struct Q32Tile<'a, F> {
+    w: Rows<'a>,
+    acts: &'a Q8Rows,
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Q32> Q32Tile<'a, F> {
+    fn new(w: Rows<'a>, acts: &'a Q8Rows) -> Self {
+        Q32Tile {
+            w,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
 impl<F: Q32> Tile for Q32Tile<'_, F> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
@@ -635,13 +632,32 @@ impl QK for Q6K {
     }
 }
 
+/// K-quant weights times [`BlockQ8K`] activations.
+struct KTile<'a, F> {
+    w: Rows<'a>,
+    blocks: usize,
+    acts: &'a [BlockQ8K],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: QK> KTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, acts: &'a [BlockQ8K]) -> Self {
+        KTile {
+            w,
+            blocks: cols / QK_K,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
 impl<F: QK> Tile for KTile<'_, F> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
         let mut acc = [[_mm256_setzero_ps(); R]; T];
-        let blocks = self.cols / QK_K;
-        for b in 0..blocks {
-            let acts: [&BlockQ8K; T] = std::array::from_fn(|t| &self.acts[(t0 + t) * blocks + b]);
+        for b in 0..self.blocks {
+            let acts: [&BlockQ8K; T] =
+                std::array::from_fn(|t| &self.acts[(t0 + t) * self.blocks + b]);
             for r in 0..R {
                 // SAFETY: the caller guarantees row r0 + r; block b is inside it.
                 let w = unsafe { F::block(self.w.row(r0 + r).add(b * F::BLOCK)) };
@@ -1266,6 +1282,25 @@ impl Float for BF16 {
     }
 }
 
+/// Float weights times f32 activations.
+struct FloatTile<'a, F> {
+    w: Rows<'a>,
+    cols: usize,
+    x: &'a [f32],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Float> FloatTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, x: &'a [f32]) -> Self {
+        FloatTile {
+            w,
+            cols,
+            x,
+            format: PhantomData,
+        }
+    }
+}
+
 impl<F: Float> Tile for FloatTile<'_, F> {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, t0: usize) -> [[f32; R]; T] {
@@ -1280,7 +1315,7 @@ impl<F: Float> Tile for FloatTile<'_, F> {
             }
             for (t, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: values i..i + 8 are inside token t0 + t's row of `x`.
-                let x = unsafe { _mm256_loadu_ps(self.acts.as_ptr().add((t0 + t) * cols + i)) };
+                let x = unsafe { _mm256_loadu_ps(self.x.as_ptr().add((t0 + t) * cols + i)) };
                 for (acc, &w) in acc.iter_mut().zip(&w) {
                     *acc = _mm256_fmadd_ps(w, x, *acc);
                 }
@@ -1288,7 +1323,7 @@ impl<F: Float> Tile for FloatTile<'_, F> {
         }
         let mut out = reduce(&acc);
         for (t, out) in out.iter_mut().enumerate() {
-            let x = &self.acts[(t0 + t) * cols..(t0 + t + 1) * cols];
+            let x = &self.x[(t0 + t) * cols..(t0 + t + 1) * cols];
             for (r, out) in out.iter_mut().enumerate() {
                 let row = &self.w.bytes[(r0 + r) * self.w.row_bytes..][..cols * F::SIZE];
                 for i in full..cols {

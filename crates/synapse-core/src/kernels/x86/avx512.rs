@@ -13,7 +13,7 @@
 //! Q4_0, Q4_1 and Q8_0 weights interleaved at load (see `quant::interleave`) skip both
 //! the per-row decoding and the packing: see the "Interleaved weights" section.
 
-use super::{lane_bytes, Acts, FloatTile, KTile, Lanes, Q32Tile, Q8Out, Rows, SharedOut};
+use super::{lane_bytes, Acts, Lanes, Q8Out, Rows, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::quant::blocks::*;
@@ -185,7 +185,7 @@ fn pair_index() -> __m512i {
 // ---------------------------------------------------------------------------------------
 
 /// A 32-value block format, decoded four blocks at a time.
-pub(super) trait Q32 {
+trait Q32 {
     /// Bytes per block.
     const BLOCK: usize;
     /// Values are `d * (q - OFFSET)`; 0 for the formats with an offset `m` instead.
@@ -204,7 +204,7 @@ pub(super) trait Q32 {
 /// lanes 4j..4j + 4 belong to block j (`vpdpbusd` lane i takes codes 4i..4i + 4); `d`
 /// and `m` hold block j's numbers in those lanes.
 #[derive(Clone, Copy)]
-pub(super) struct Decoded4 {
+struct Decoded4 {
     q: [__m512i; 2],
     d: __m512,
     m: __m512,
@@ -464,7 +464,22 @@ struct Q8Step {
 static ACT_LOW: [u8; 64] = split_index(32, 0, false, 0);
 static ACT_HIGH: [u8; 64] = split_index(32, 16, false, 0);
 
-impl<F: Q32> Q32Tile<'_, F> {
+/// Q4_0 .. Q8_0 weights times [`Q8Rows`] activations.
+struct Q32Tile<'a, F> {
+    w: Rows<'a>,
+    acts: &'a Q8Rows,
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Q32> Q32Tile<'a, F> {
+    fn new(w: Rows<'a>, acts: &'a Q8Rows) -> Self {
+        Q32Tile {
+            w,
+            acts,
+            format: PhantomData,
+        }
+    }
+
     /// Token `t`'s activations for step `step` (blocks 4 * step .. 4 * step + 4).
     ///
     /// # Safety
@@ -573,7 +588,7 @@ thread_local! {
 
 /// A K-quant format: 256 values in four 64-code steps, with one scale per sub-block and
 /// a per-16-value term subtracted against the activations' 16-value sums.
-pub(super) trait QK {
+trait QK {
     /// Bytes per block.
     const BLOCK: usize;
     /// The unsigned codes of step `s` (values 64s .. 64s + 64) of the block at `p`.
@@ -605,7 +620,7 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 /// A decoded K-quant block: unsigned codes and a scale per lane for each step, and the
 /// weight of each 16-value activation sum to subtract (both with the block's `d` or
 /// `dmin` applied; the activations' scale is applied per token).
-pub(super) struct DecodedK {
+struct DecodedK {
     q: [__m512i; 4],
     scale: [__m512; 4],
     mins: __m512,
@@ -839,6 +854,25 @@ impl QK for Q6K {
     }
 }
 
+/// K-quant weights times [`BlockQ8K`] activations.
+struct KTile<'a, F> {
+    w: Rows<'a>,
+    blocks: usize,
+    acts: &'a [BlockQ8K],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: QK> KTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, acts: &'a [BlockQ8K]) -> Self {
+        KTile {
+            w,
+            blocks: cols / QK_K,
+            acts,
+            format: PhantomData,
+        }
+    }
+}
+
 impl<F: QK> KTile<'_, F> {
     /// Row `r` times token `t`, summed over lanes by the caller.
     ///
@@ -848,8 +882,11 @@ impl<F: QK> KTile<'_, F> {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn row(&self, r: usize, t: usize) -> __m512 {
         let mut acc = _mm512_setzero_ps();
-        let (row, blocks) = (self.w.row(r), self.cols / QK_K);
-        for (b, a) in self.acts[t * blocks..(t + 1) * blocks].iter().enumerate() {
+        let row = self.w.row(r);
+        for (b, a) in self.acts[t * self.blocks..(t + 1) * self.blocks]
+            .iter()
+            .enumerate()
+        {
             // SAFETY: block b is inside the row; `bsums` is 16 i16s.
             let (w, bsums) = unsafe {
                 (
@@ -878,7 +915,7 @@ impl<F: QK> KTile<'_, F> {
 // ---------------------------------------------------------------------------------------
 
 /// A float weight type, read 16 values at a time.
-pub(super) trait Float {
+trait Float {
     /// Bytes per value.
     const SIZE: usize;
     /// Loads the values `mask` selects of 16 at `p` as f32, zero elsewhere.
@@ -924,6 +961,25 @@ impl Float for BF16 {
     }
 }
 
+/// Float weights times f32 activations.
+struct FloatTile<'a, F> {
+    w: Rows<'a>,
+    cols: usize,
+    x: &'a [f32],
+    format: PhantomData<F>,
+}
+
+impl<'a, F: Float> FloatTile<'a, F> {
+    fn new(w: Rows<'a>, cols: usize, x: &'a [f32]) -> Self {
+        FloatTile {
+            w,
+            cols,
+            x,
+            format: PhantomData,
+        }
+    }
+}
+
 impl<F: Float> FloatTile<'_, F> {
     /// Row `r` times token `t`, summed over lanes by the caller.
     ///
@@ -932,10 +988,7 @@ impl<F: Float> FloatTile<'_, F> {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
     unsafe fn row(&self, r: usize, t: usize) -> __m512 {
-        let (row, x) = (
-            self.w.row(r),
-            &self.acts[t * self.cols..(t + 1) * self.cols],
-        );
+        let (row, x) = (self.w.row(r), &self.x[t * self.cols..(t + 1) * self.cols]);
         // Two accumulators: a multiply-add's latency spans two of them.
         let (mut even, mut odd) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let full = self.cols / 32 * 32;
@@ -1666,7 +1719,7 @@ unsafe fn q32<F: Q32>(job: &Job, a: &Q8Rows) {
     unsafe {
         panels(job, &pack);
         let rows = job.panel_end..job.rows.end;
-        Q32Tile::<F>::new(job.w, job.cols, a).rows(rows, 0..job.n_tokens, job.out, job.n);
+        Q32Tile::<F>::new(job.w, a).rows(rows, 0..job.n_tokens, job.out, job.n);
     }
 }
 

@@ -23,7 +23,6 @@ use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, Q8Rows};
 use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
-use std::marker::PhantomData;
 use std::ops::Range;
 
 pub fn has_avx2() -> bool {
@@ -91,33 +90,6 @@ impl<'a> Rows<'a> {
         self.bytes[r * self.row_bytes..].as_ptr()
     }
 }
-
-/// Weight rows of format `F`, `cols` values each, times the activations `acts` of every
-/// token: what the row-tile kernels of each ISA file read.
-struct RowTile<'a, A: ?Sized, F> {
-    w: Rows<'a>,
-    cols: usize,
-    acts: &'a A,
-    format: PhantomData<F>,
-}
-
-impl<'a, A: ?Sized, F> RowTile<'a, A, F> {
-    fn new(w: Rows<'a>, cols: usize, acts: &'a A) -> Self {
-        RowTile {
-            w,
-            cols,
-            acts,
-            format: PhantomData,
-        }
-    }
-}
-
-/// Q4_0 .. Q8_0 weights times [`Q8Rows`] activations.
-type Q32Tile<'a, F> = RowTile<'a, Q8Rows, F>;
-/// K-quant weights times [`BlockQ8K`] activations.
-type KTile<'a, F> = RowTile<'a, [BlockQ8K], F>;
-/// Float weights times f32 activations.
-type FloatTile<'a, F> = RowTile<'a, [f32], F>;
 
 /// A mutable buffer that threads fill disjoint parts of.
 #[derive(Clone, Copy)]
