@@ -340,10 +340,11 @@ fn ctrl_c_stops_the_generation_and_keeps_its_output() {
     let mut stdout = child.stdout.take().unwrap();
     let mut text = vec![0u8; 1];
     stdout.read_exact(&mut text).expect("generated text");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // The shell's own `kill`, which every POSIX system has.
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
-        .expect("run kill");
+        .expect("run sh");
     assert!(kill.success());
     stdout.read_to_end(&mut text).unwrap();
     let out = child.wait_with_output().unwrap();
