@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// With --json: include the K highest logits at the last prompt position
     #[arg(long, default_value_t = 0)]
     logits_top: usize,
+    /// With --json: each generated token's logprob and its K most likely alternatives
+    /// (as OpenAI's `logprobs`/`top_logprobs`; 0: the token's own only)
+    #[arg(long)]
+    logprobs: Option<usize>,
 }
 
 pub fn run(args: RunArgs) -> Result<(), String> {
@@ -64,7 +68,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         stop: args.sampling.stop.clone(),
         ignore_eos: args.ignore_eos,
         logits_top: args.logits_top,
-        ..GenerateOptions::default()
+        logprobs: args.logprobs,
     };
     let mut session = Session::new(model.clone(), args.model.session_options());
     let mut to_generate = &prompt[..];
@@ -104,12 +108,25 @@ pub fn run(args: RunArgs) -> Result<(), String> {
                 "decode_tok_s": t.decode_tok_s(),
             },
         });
-        if args.logits_top > 0 {
-            report["top_logits"] = json!(out
-                .top_logits
+        // (id, value) pairs as two-element arrays.
+        let pairs = |top: &[(u32, f32)]| -> serde_json::Value {
+            top.iter().map(|&(id, v)| json!([id, v])).collect()
+        };
+        if args.logprobs.is_some() {
+            report["logprobs"] = out
+                .logprobs
                 .iter()
-                .map(|&(id, l)| json!([id, l]))
-                .collect::<Vec<_>>());
+                .map(|t| {
+                    json!({
+                        "token": t.token,
+                        "logprob": t.logprob,
+                        "top_logprobs": pairs(&t.top),
+                    })
+                })
+                .collect();
+        }
+        if args.logits_top > 0 {
+            report["top_logits"] = pairs(&out.top_logits);
         }
         println!("{report}");
     } else {

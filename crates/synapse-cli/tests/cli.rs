@@ -96,6 +96,44 @@ fn run_json_reports_tokens_text_and_timings() {
     assert!(top.windows(2).all(|w| w[0][1].as_f64() >= w[1][1].as_f64()));
 }
 
+/// `--logprobs K` reports, per generated token, its logprob and the K most likely
+/// tokens', as OpenAI's `logprobs`: greedy picks the first of them, they fall in order,
+/// and at the first step their gaps are the raw logits' gaps at the last prompt position
+/// (`--logits-top`, computed apart from the sampler).
+#[test]
+fn run_json_reports_logprobs() {
+    let out = run_json(
+        "The capital of France is",
+        "-n 6 --temperature 0 --logprobs 3 --logits-top 3",
+    );
+    let tokens = out["tokens"].as_array().unwrap();
+    let steps = out["logprobs"].as_array().unwrap();
+    assert_eq!(steps.len(), tokens.len());
+    let f = |v: &Value| v.as_f64().unwrap();
+    for (step, token) in steps.iter().zip(tokens) {
+        let top = step["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(&step["token"], token);
+        assert_eq!(&top[0][0], token, "greedy takes the most likely token");
+        assert_eq!(f(&top[0][1]), f(&step["logprob"]));
+        assert!(f(&step["logprob"]) <= 0.0);
+        assert!(
+            top.windows(2).all(|w| f(&w[0][1]) >= f(&w[1][1])),
+            "{top:?}"
+        );
+    }
+    let (first, logits) = (
+        steps[0]["top_logprobs"].as_array().unwrap(),
+        out["top_logits"].as_array().unwrap(),
+    );
+    for (lp, logit) in first.iter().zip(logits) {
+        assert_eq!(lp[0], logit[0]);
+        let gap = |pair: &Value, top: &Value| f(&top[1]) - f(&pair[1]);
+        let (a, b) = (gap(lp, &first[0]), gap(logit, &logits[0]));
+        assert!((a - b).abs() < 1e-3, "logprob gap {a} vs logit gap {b}");
+    }
+}
+
 /// `run --json` reports the precision policy in effect: by default each matmul's
 /// activations follow its weights (the Q4_1 blocks meet Q8_1 activations, the tied Q8_0
 /// embedding table Q8_0 ones) with an f16 KV cache; `--f32-activations` keeps every
