@@ -10,6 +10,7 @@
 //! `#[target_feature]` function; apart from `I8Dot::dot` they need nothing beyond NEON,
 //! which every aarch64 CPU has.
 
+use super::shared128::{chunks16, Act32};
 use super::{quantized_dot_portable, ActRow};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
@@ -186,29 +187,6 @@ fn f32_of(h: f16) -> f32 {
 unsafe fn fma_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
     vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
 }
-
-/// The activation blocks the 32-value formats pair with: 32 codes and their scale.
-trait Act32 {
-    fn qs(&self) -> &[i8; 32];
-    fn d(&self) -> f16;
-}
-
-macro_rules! act32 {
-    ($($ty:ty),*) => {$(
-        impl Act32 for $ty {
-            #[inline(always)]
-            fn qs(&self) -> &[i8; 32] {
-                &self.qs
-            }
-            #[inline(always)]
-            fn d(&self) -> f16 {
-                self.d
-            }
-        }
-    )*};
-}
-
-act32!(BlockQ8_0Act, BlockQ8_1Act);
 
 /// The loop of the 32-value formats: each weight block's 32 signed codes (as two vectors
 /// of 16) and scale, as `block(w)` gives them, dotted with its activation block's at the
@@ -644,19 +622,12 @@ unsafe fn panel_sums<F: Panel>(c: &[u8], half: usize, a: &BlockQ8K) -> (int32x4_
 }
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (w, x) = (w[..n].chunks_exact(16), x[..n].chunks_exact(16));
-    let tail: f32 = w
-        .remainder()
-        .iter()
-        .zip(x.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
+    let (chunks, tail) = chunks16(w, x);
     // SAFETY: NEON is part of the aarch64 baseline; each load reads 4 floats at offset
     // 0, 4, 8 or 12 of a 16-float chunk.
     unsafe {
         let mut acc = [vdupq_n_f32(0.0); 4];
-        for (wv, xv) in w.zip(x) {
+        for (wv, xv) in chunks {
             for (k, acc) in acc.iter_mut().enumerate() {
                 let (wp, xp) = (wv.as_ptr().add(4 * k), xv.as_ptr().add(4 * k));
                 *acc = vfmaq_f32(*acc, vld1q_f32(wp), vld1q_f32(xp));
@@ -672,7 +643,7 @@ pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{isas, magnitude, Acts, Coverage, Rng};
-    use super::super::{isa, quantized_dot, scalar, Isa};
+    use super::super::{isa, quantized_dot, Isa};
     use super::*;
     use crate::dtype::QK_K;
     use crate::quant::Block;
@@ -823,18 +794,6 @@ mod tests {
             check_against_scalar(isa);
         }
         covered.finish();
-    }
-
-    #[test]
-    fn dot_f32_matches_scalar() {
-        let mut rng = Rng(7);
-        for n in [0, 1, 3, 15, 16, 17, 64, 100, 576, 1000] {
-            let w: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let x: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
-            let err = (dot_f32(&w, &x) - scalar::dot_f32(&w, &x)).abs();
-            assert!(err <= 1e-6 * magnitude, "n = {n}: error {err:e}");
-        }
     }
 
     #[test]
