@@ -10,9 +10,9 @@
 //! `#[target_feature]` function; apart from `I8Dot::dot` they need nothing beyond NEON,
 //! which every aarch64 CPU has.
 
-use super::shared128::{chunks16, Act32};
+use super::shared128::{chunks16, dot_q4_k, dot_q5_k, dot_q6_k, Act32, Vec128};
 use super::{quantized_dot_portable, ActRow};
-use crate::dtype::{DType, QK_K};
+use crate::dtype::DType;
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
 use crate::quant::blocks::*;
@@ -21,6 +21,7 @@ use crate::quant::int8_row;
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
+use std::marker::PhantomData;
 
 pub fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
@@ -51,9 +52,9 @@ unsafe fn quantized_dot<D: I8Dot>(dtype: DType, w: &[u8], a: ActRow) -> f32 {
         (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0::<D>(as_blocks(w), a),
         (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1::<D>(as_blocks(w), a),
         (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0::<D>(as_blocks(w), a),
-        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<D>(as_blocks(w), a),
-        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<D>(as_blocks(w), a),
-        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<D>(as_blocks(w), a),
+        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<Neon<D>>(as_blocks(w), a),
+        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<Neon<D>>(as_blocks(w), a),
+        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<Neon<D>>(as_blocks(w), a),
         (DType::Int8, ActRow::Q8_0(a)) => dot_int8::<D>(w, a),
         _ => quantized_dot_portable(dtype, w, a),
     }
@@ -264,130 +265,84 @@ unsafe fn dot_int8<D: I8Dot>(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
     scale * vaddvq_f32(acc)
 }
 
-/// The 6-bit scales of a Q4_K/Q5_K block and `sum(min_j * activation sum of sub-block j)`.
-#[inline(always)]
-unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
-    let mut sc = [0u8; 8];
-    let mut mins = [0i16; 8];
-    for j in 0..8 {
-        let (s, m) = scale_min_k4(j, scales);
-        sc[j] = s;
-        mins[j] = m as i16;
+/// The K-quant kernels' vector operations (see [`Vec128`]) with `D`'s byte dot product.
+struct Neon<D>(PhantomData<D>);
+
+impl<D: I8Dot> Vec128 for Neon<D> {
+    type Bytes = uint8x16_t;
+    type Ints = int32x4_t;
+    #[inline(always)]
+    unsafe fn load(s: &[u8]) -> uint8x16_t {
+        load_u8(s)
     }
-    // Pairwise adds turn the 16 sums of 16 activations into the 8 sums of 32
-    // (each at most 32 * 127, so i16 holds them).
-    let sub_sums = vpaddq_s16(
-        vld1q_s16(a.bsums.as_ptr()),
-        vld1q_s16(a.bsums[8..].as_ptr()),
-    );
-    let mins = vld1q_s16(mins.as_ptr());
-    let prod = vmull_s16(vget_low_s16(sub_sums), vget_low_s16(mins));
-    (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
-}
-
-/// The loop Q4_K and Q5_K share: per block (its `d`, `dmin`, scales and 4-bit codes as
-/// `parts` gives them), the 6-bit scales and mins, then each pair of sub-blocks from the
-/// low (even) and high (odd) nibbles of 32 bytes of codes. `fifth_bits(w)` gives what
-/// completes each pair's codes in turn, `[lo0, lo1, hi0, hi1]`: Q5_K's fifth bits.
-#[inline(always)]
-unsafe fn dot_k4<D: I8Dot, W, F: FnMut([int8x16_t; 4]) -> [int8x16_t; 4]>(
-    w: &[W],
-    a: &[BlockQ8K],
-    parts: impl Fn(&W) -> (f16, f16, &[u8; 12], &[u8; QK_K / 2]),
-    fifth_bits: impl Fn(&W) -> F,
-) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in w.iter().zip(a) {
-        let (d, dmin, scales, qs) = parts(w);
-        let (sc, mins) = k4_scales_and_mins(scales, a);
-        let mut complete = fifth_bits(w);
-        let mut acc = vdupq_n_s32(0);
-        // Each 32 bytes hold sub-block 2 * pair in low nibbles, 2 * pair + 1 in high.
-        for (pair, (q, act)) in qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
-            let (lo0, hi0) = nibbles(q);
-            let (lo1, hi1) = nibbles(&q[16..]);
-            let [lo0, lo1, hi0, hi1] = complete([lo0, lo1, hi0, hi1]);
-            let even = dot32::<D>(lo0, lo1, act);
-            let odd = dot32::<D>(hi0, hi1, &act[32..]);
-            acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
-            acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
-        }
-        let scaled = vaddvq_s32(acc);
-        sum += a.d * f32_of(d) * scaled as f32 - a.d * f32_of(dmin) * mins as f32;
+    #[inline(always)]
+    unsafe fn nibbles(s: &[u8]) -> (uint8x16_t, uint8x16_t) {
+        let (lo, hi) = nibbles(s);
+        (vreinterpretq_u8_s8(lo), vreinterpretq_u8_s8(hi))
     }
-    sum
-}
-
-#[inline(always)]
-unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
-    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), |_| |codes| codes)
-}
-
-#[inline(always)]
-unsafe fn dot_q5_k<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
-    let bit4 = vdupq_n_u8(0x10);
-    let code =
-        |nib: int8x16_t, high: uint8x16_t| vorrq_s8(nib, vreinterpretq_s8_u8(vandq_u8(high, bit4)));
-    // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the next
-    // bit that of the odd one; shift both right by 2 per pair.
-    let fifth_bits = |w: &BlockQ5K| {
-        let (mut qh0, mut qh1) = (load_u8(&w.qh), load_u8(&w.qh[16..]));
-        move |[lo0, lo1, hi0, hi1]: [int8x16_t; 4]| {
-            let codes = [
-                code(lo0, vshlq_n_u8::<4>(qh0)),
-                code(lo1, vshlq_n_u8::<4>(qh1)),
-                code(hi0, vshlq_n_u8::<3>(qh0)),
-                code(hi1, vshlq_n_u8::<3>(qh1)),
-            ];
-            qh0 = vshrq_n_u8::<2>(qh0);
-            qh1 = vshrq_n_u8::<2>(qh1);
-            codes
-        }
-    };
-    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), fifth_bits)
-}
-
-#[inline(always)]
-unsafe fn dot_q6_k<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    let (low4, bits45, offset) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
-    for (w, a) in w.iter().zip(a) {
-        let mut acc = vdupq_n_s32(0);
-        // Each half of 128 values: value l + 32k (l < 32) has its low 4 bits in ql[l]
-        // (k = 0, 2: low, high nibble) or ql[l + 32] (k = 1, 3), and its top 2 bits at
-        // bits 2k, 2k + 1 of qh[l]. Scale g covers values 16g..16g + 16.
-        for half in 0..2 {
-            let ql = &w.ql[64 * half..];
-            let qh = &w.qh[32 * half..];
-            let act = &a.qs[128 * half..];
-            let scales = &w.scales[8 * half..];
-            let qh = [load_u8(qh), load_u8(&qh[16..])];
-            for (g, scale) in scales[..8].iter().enumerate() {
-                let (k, second) = (g / 2, g % 2);
-                let ql = load_u8(&ql[32 * (k % 2) + 16 * second..]);
-                let low = if k < 2 {
-                    vandq_u8(ql, low4)
-                } else {
-                    vshrq_n_u8::<4>(ql)
-                };
-                let h = qh[second];
-                let high = match k {
-                    0 => vshlq_n_u8::<4>(h),
-                    1 => vshlq_n_u8::<2>(h),
-                    2 => h,
-                    _ => vshrq_n_u8::<2>(h),
-                };
-                let q = vsubq_s8(
-                    vreinterpretq_s8_u8(vorrq_u8(low, vandq_u8(high, bits45))),
-                    offset,
-                );
-                let group = D::dot(vdupq_n_s32(0), q, load_i8(&act[16 * g..]));
-                acc = vmlaq_n_s32(acc, group, *scale as i32);
-            }
-        }
-        sum += f32_of(w.d) * a.d * vaddvq_s32(acc) as f32;
+    #[inline(always)]
+    unsafe fn and(a: uint8x16_t, mask: u8) -> uint8x16_t {
+        vandq_u8(a, vdupq_n_u8(mask))
     }
-    sum
+    #[inline(always)]
+    unsafe fn or(a: uint8x16_t, b: uint8x16_t) -> uint8x16_t {
+        vorrq_u8(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: uint8x16_t, b: i8) -> uint8x16_t {
+        vreinterpretq_u8_s8(vsubq_s8(vreinterpretq_s8_u8(a), vdupq_n_s8(b)))
+    }
+    #[inline(always)]
+    unsafe fn shl<const N: i32>(a: uint8x16_t) -> uint8x16_t {
+        vshlq_n_u8::<N>(a)
+    }
+    #[inline(always)]
+    unsafe fn shr<const N: i32>(a: uint8x16_t) -> uint8x16_t {
+        vshrq_n_u8::<N>(a)
+    }
+    #[inline(always)]
+    unsafe fn zero() -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+    #[inline(always)]
+    unsafe fn dot16(q: uint8x16_t, a: &[i8]) -> int32x4_t {
+        D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), load_i8(a))
+    }
+    #[inline(always)]
+    unsafe fn dot32(lo: uint8x16_t, hi: uint8x16_t, a: &[i8]) -> int32x4_t {
+        dot32::<D>(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), a)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(acc: int32x4_t, x: int32x4_t, s: i32) -> int32x4_t {
+        vmlaq_n_s32(acc, x, s)
+    }
+    #[inline(always)]
+    unsafe fn sum(x: int32x4_t) -> i32 {
+        vaddvq_s32(x)
+    }
+    #[inline(always)]
+    fn f32_of(h: f16) -> f32 {
+        f32_of(h)
+    }
+    #[inline(always)]
+    unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
+        let mut sc = [0u8; 8];
+        let mut mins = [0i16; 8];
+        for j in 0..8 {
+            let (s, m) = scale_min_k4(j, scales);
+            sc[j] = s;
+            mins[j] = m as i16;
+        }
+        // Pairwise adds turn the 16 sums of 16 activations into the 8 sums of 32
+        // (each at most 32 * 127, so i16 holds them).
+        let sub_sums = vpaddq_s16(
+            vld1q_s16(a.bsums.as_ptr()),
+            vld1q_s16(a.bsums[8..].as_ptr()),
+        );
+        let mins = vld1q_s16(mins.as_ptr());
+        let prod = vmull_s16(vget_low_s16(sub_sums), vget_low_s16(mins));
+        (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
+    }
 }
 
 // ---------------------------------------------------------------------------------------

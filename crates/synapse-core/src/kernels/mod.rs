@@ -193,58 +193,11 @@ fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     (dtype.format().vec_dot_ref)(w, a)
 }
 
-/// What the 128-bit SIMD kernels (NEON and SIMD128) share.
 #[cfg(any(
     target_arch = "aarch64",
     all(target_arch = "wasm32", target_feature = "simd128")
 ))]
-mod shared128 {
-    use crate::quant::activation::{BlockQ8_0Act, BlockQ8_1Act};
-    use half::f16;
-
-    /// The activation blocks the 32-value formats pair with, as the 128-bit kernels read
-    /// them: 32 codes and their scale.
-    pub(super) trait Act32 {
-        fn qs(&self) -> &[i8; 32];
-        fn d(&self) -> f16;
-    }
-
-    macro_rules! act32 {
-        ($($ty:ty),*) => {$(
-            impl Act32 for $ty {
-                #[inline(always)]
-                fn qs(&self) -> &[i8; 32] {
-                    &self.qs
-                }
-                #[inline(always)]
-                fn d(&self) -> f16 {
-                    self.d
-                }
-            }
-        )*};
-    }
-
-    act32!(BlockQ8_0Act, BlockQ8_1Act);
-
-    /// `w` and `x` (cut to the shorter one's length) as pairs of 16-float chunks, and
-    /// the dot product of the floats after the last whole chunk: what the 128-bit
-    /// kernels' `dot_f32` loops over, four vectors at a time.
-    #[inline(always)]
-    pub(super) fn chunks16<'a>(
-        w: &'a [f32],
-        x: &'a [f32],
-    ) -> (impl Iterator<Item = (&'a [f32], &'a [f32])>, f32) {
-        let n = w.len().min(x.len());
-        let (w, x) = (w[..n].chunks_exact(16), x[..n].chunks_exact(16));
-        let tail = w
-            .remainder()
-            .iter()
-            .zip(x.remainder())
-            .map(|(a, b)| a * b)
-            .sum();
-        (w.zip(x), tail)
-    }
-}
+mod shared128;
 
 /// A pointer to an output buffer that threads write disjoint elements of.
 #[derive(Clone, Copy)]

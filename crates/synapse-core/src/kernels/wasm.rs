@@ -6,9 +6,9 @@
 //! bytes to i16 and adds pairs of products with `i32x4.dot_i16x8_s`. Otherwise the
 //! kernels follow the NEON ones (`aarch64.rs`), which have the same vector width.
 
-use super::shared128::{chunks16, Act32};
+use super::shared128::{chunks16, dot_q4_k, dot_q5_k, dot_q6_k, Act32, Vec128};
 use super::{quantized_dot_portable, ActRow};
-use crate::dtype::{DType, QK_K};
+use crate::dtype::DType;
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
 use crate::quant::blocks::*;
@@ -24,9 +24,12 @@ pub fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
         (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0(as_blocks(w), a),
         (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1(as_blocks(w), a),
         (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0(as_blocks(w), a),
-        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k(as_blocks(w), a),
-        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k(as_blocks(w), a),
-        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k(as_blocks(w), a),
+        // SAFETY: the whole build has SIMD128, which is all `Simd128` uses.
+        (DType::Q4K, ActRow::Q8K(a)) => unsafe { dot_q4_k::<Simd128>(as_blocks(w), a) },
+        // SAFETY: as above.
+        (DType::Q5K, ActRow::Q8K(a)) => unsafe { dot_q5_k::<Simd128>(as_blocks(w), a) },
+        // SAFETY: as above.
+        (DType::Q6K, ActRow::Q8K(a)) => unsafe { dot_q6_k::<Simd128>(as_blocks(w), a) },
         (DType::Int8, ActRow::Q8_0(a)) => dot_int8(w, a),
         _ => quantized_dot_portable(dtype, w, a),
     }
@@ -182,117 +185,79 @@ fn dot_int8(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
     scale * sum_f32(acc)
 }
 
-/// The 6-bit scales of a Q4_K/Q5_K block and `sum(min_j * activation sum of sub-block j)`.
-#[inline(always)]
-fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
-    let mut sc = [0u8; 8];
-    // Each min twice: it multiplies both 16-activation sums of its sub-block (each sum at
-    // most 16 * 128 in magnitude, so the i16 products' pair sums fit i32).
-    let mut mins = [0i16; 16];
-    for j in 0..8 {
-        let (s, m) = scale_min_k4(j, scales);
-        sc[j] = s;
-        mins[2 * j..2 * j + 2].fill(m as i16);
+/// The K-quant kernels' vector operations (see [`Vec128`]).
+struct Simd128;
+
+impl Vec128 for Simd128 {
+    type Bytes = v128;
+    type Ints = v128;
+    #[inline(always)]
+    unsafe fn load(s: &[u8]) -> v128 {
+        load(s)
     }
-    let low = i32x4_dot_i16x8(load(&a.bsums), load(&mins));
-    let high = i32x4_dot_i16x8(load(&a.bsums[8..]), load(&mins[8..]));
-    (sc, sum_i32(i32x4_add(low, high)))
-}
-
-/// The loop Q4_K and Q5_K share: per block (its `d`, `dmin`, scales and 4-bit codes as
-/// `parts` gives them), the 6-bit scales and mins, then each pair of sub-blocks from the
-/// low (even) and high (odd) nibbles of 32 bytes of codes. `fifth_bits(w)` gives what
-/// completes each pair's codes in turn, `[lo0, lo1, hi0, hi1]`: Q5_K's fifth bits.
-#[inline(always)]
-fn dot_k4<W, F: FnMut([v128; 4]) -> [v128; 4]>(
-    w: &[W],
-    a: &[BlockQ8K],
-    parts: impl Fn(&W) -> (f16, f16, &[u8; 12], &[u8; QK_K / 2]),
-    fifth_bits: impl Fn(&W) -> F,
-) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in w.iter().zip(a) {
-        let (d, dmin, scales, qs) = parts(w);
-        let (sc, mins) = k4_scales_and_mins(scales, a);
-        let mut complete = fifth_bits(w);
-        let mut acc = i32x4_splat(0);
-        // Each 32 bytes hold sub-block 2 * pair in low nibbles, 2 * pair + 1 in high.
-        for (pair, (q, act)) in qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
-            let (lo0, hi0) = nibbles(q);
-            let (lo1, hi1) = nibbles(&q[16..]);
-            let [lo0, lo1, hi0, hi1] = complete([lo0, lo1, hi0, hi1]);
-            let even = dot32(lo0, lo1, act);
-            let odd = dot32(hi0, hi1, &act[32..]);
-            acc = i32x4_add(acc, i32x4_mul(even, i32x4_splat(sc[2 * pair] as i32)));
-            acc = i32x4_add(acc, i32x4_mul(odd, i32x4_splat(sc[2 * pair + 1] as i32)));
-        }
-        let scaled = sum_i32(acc);
-        sum += a.d * d.to_f32() * scaled as f32 - a.d * dmin.to_f32() * mins as f32;
+    #[inline(always)]
+    unsafe fn nibbles(s: &[u8]) -> (v128, v128) {
+        nibbles(s)
     }
-    sum
-}
-
-fn dot_q4_k(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
-    dot_k4(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), |_| |codes| codes)
-}
-
-fn dot_q5_k(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
-    let code = |nib: v128, high: v128| v128_or(nib, v128_and(high, u8x16_splat(0x10)));
-    // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the next
-    // bit that of the odd one; shift both right by 2 per pair.
-    let fifth_bits = |w: &BlockQ5K| {
-        let (mut qh0, mut qh1) = (load(&w.qh), load(&w.qh[16..]));
-        move |[lo0, lo1, hi0, hi1]: [v128; 4]| {
-            let codes = [
-                code(lo0, u8x16_shl(qh0, 4)),
-                code(lo1, u8x16_shl(qh1, 4)),
-                code(hi0, u8x16_shl(qh0, 3)),
-                code(hi1, u8x16_shl(qh1, 3)),
-            ];
-            qh0 = u8x16_shr(qh0, 2);
-            qh1 = u8x16_shr(qh1, 2);
-            codes
-        }
-    };
-    dot_k4(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), fifth_bits)
-}
-
-fn dot_q6_k(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    let (low4, bits45, offset) = (u8x16_splat(0x0F), u8x16_splat(0x30), i8x16_splat(32));
-    for (w, a) in w.iter().zip(a) {
-        let mut acc = i32x4_splat(0);
-        // Each half of 128 values: value l + 32k (l < 32) has its low 4 bits in ql[l]
-        // (k = 0, 2: low, high nibble) or ql[l + 32] (k = 1, 3), and its top 2 bits at
-        // bits 2k, 2k + 1 of qh[l]. Scale g covers values 16g..16g + 16.
-        for half in 0..2 {
-            let ql = &w.ql[64 * half..];
-            let qh = &w.qh[32 * half..];
-            let act = &a.qs[128 * half..];
-            let qh = [load(qh), load(&qh[16..])];
-            for (g, &scale) in w.scales[8 * half..8 * half + 8].iter().enumerate() {
-                let (k, second) = (g / 2, g % 2);
-                let ql = load(&ql[32 * (k % 2) + 16 * second..]);
-                let low = if k < 2 {
-                    v128_and(ql, low4)
-                } else {
-                    u8x16_shr(ql, 4)
-                };
-                let h = qh[second];
-                let high = match k {
-                    0 => u8x16_shl(h, 4),
-                    1 => u8x16_shl(h, 2),
-                    2 => h,
-                    _ => u8x16_shr(h, 2),
-                };
-                let q = i8x16_sub(v128_or(low, v128_and(high, bits45)), offset);
-                let group = dot16(i32x4_splat(0), q, load(&act[16 * g..]));
-                acc = i32x4_add(acc, i32x4_mul(group, i32x4_splat(scale as i32)));
-            }
-        }
-        sum += w.d.to_f32() * a.d * sum_i32(acc) as f32;
+    #[inline(always)]
+    unsafe fn and(a: v128, mask: u8) -> v128 {
+        v128_and(a, u8x16_splat(mask))
     }
-    sum
+    #[inline(always)]
+    unsafe fn or(a: v128, b: v128) -> v128 {
+        v128_or(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: v128, b: i8) -> v128 {
+        i8x16_sub(a, i8x16_splat(b))
+    }
+    #[inline(always)]
+    unsafe fn shl<const N: i32>(a: v128) -> v128 {
+        u8x16_shl(a, N as u32)
+    }
+    #[inline(always)]
+    unsafe fn shr<const N: i32>(a: v128) -> v128 {
+        u8x16_shr(a, N as u32)
+    }
+    #[inline(always)]
+    unsafe fn zero() -> v128 {
+        i32x4_splat(0)
+    }
+    #[inline(always)]
+    unsafe fn dot16(q: v128, a: &[i8]) -> v128 {
+        dot16(i32x4_splat(0), q, load(a))
+    }
+    #[inline(always)]
+    unsafe fn dot32(lo: v128, hi: v128, a: &[i8]) -> v128 {
+        dot32(lo, hi, a)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(acc: v128, x: v128, s: i32) -> v128 {
+        i32x4_add(acc, i32x4_mul(x, i32x4_splat(s)))
+    }
+    #[inline(always)]
+    unsafe fn sum(x: v128) -> i32 {
+        sum_i32(x)
+    }
+    #[inline(always)]
+    fn f32_of(h: f16) -> f32 {
+        h.to_f32()
+    }
+    #[inline(always)]
+    unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
+        let mut sc = [0u8; 8];
+        // Each min twice: it multiplies both 16-activation sums of its sub-block (each sum at
+        // most 16 * 128 in magnitude, so the i16 products' pair sums fit i32).
+        let mut mins = [0i16; 16];
+        for j in 0..8 {
+            let (s, m) = scale_min_k4(j, scales);
+            sc[j] = s;
+            mins[2 * j..2 * j + 2].fill(m as i16);
+        }
+        let low = i32x4_dot_i16x8(load(&a.bsums), load(&mins));
+        let high = i32x4_dot_i16x8(load(&a.bsums[8..]), load(&mins[8..]));
+        (sc, sum_i32(i32x4_add(low, high)))
+    }
 }
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
@@ -316,6 +281,7 @@ mod tests {
     use super::super::tests::{magnitude, random_acts, random_weight, Acts, Rng};
     use super::super::{isa, quantized_dot, Isa};
     use super::*;
+    use crate::dtype::QK_K;
     // These run under Node (scripts/test-wasm.sh): `#[test]` is wasm-bindgen-test's.
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
