@@ -1,7 +1,8 @@
-//! aarch64 kernels with NEON, chosen at run time by `isa()`. Each quantized kernel is
-//! written once over [`I8Dot`], the signed byte dot product, and compiled twice: with the
-//! `sdot` instruction where the CPU has the dotprod extension, and with widening
-//! multiplies (baseline NEON) where it does not.
+//! aarch64 kernels with NEON, chosen at run time by `isa()`. The quantized dot products
+//! (written once for NEON and SIMD128 in `shared128.rs`) run over [`Neon`], generic in
+//! [`I8Dot`], the signed byte dot product, and are compiled twice: with the `sdot`
+//! instruction where the CPU has the dotprod extension, and with widening multiplies
+//! (baseline NEON) where it does not.
 //!
 //! `sdot` is emitted with `asm!`: its intrinsic `vdotq_s32` is still unstable
 //! (`stdarch_neon_dotprod`) in the toolchains this crate supports.
@@ -10,14 +11,12 @@
 //! `#[target_feature]` function; apart from `I8Dot::dot` they need nothing beyond NEON,
 //! which every aarch64 CPU has.
 
-use super::shared128::{chunks16, dot_q4_k, dot_q5_k, dot_q6_k, Act32, Vec128};
-use super::{quantized_dot_portable, ActRow};
+use super::shared128::{self, quantized_dot, Vec128};
+use super::ActRow;
 use crate::dtype::DType;
-use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::as_blocks;
+use crate::quant::activation::BlockQ8K;
 use crate::quant::blocks::*;
 use crate::quant::format::Format;
-use crate::quant::int8_row;
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -33,31 +32,13 @@ pub fn has_dotprod() -> bool {
 /// The CPU must have the dotprod extension.
 #[target_feature(enable = "dotprod")]
 pub unsafe fn quantized_dot_dotprod(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    quantized_dot::<Sdot>(dtype, w, a)
+    quantized_dot::<Neon<Sdot>>(dtype, w, a)
 }
 
 /// Dot product with baseline NEON only.
 pub fn quantized_dot_neon(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     // SAFETY: NEON is part of the aarch64 baseline and `Widening` needs nothing more.
-    unsafe { quantized_dot::<Widening>(dtype, w, a) }
-}
-
-/// # Safety
-/// `D::dot` must run on this CPU.
-#[inline(always)]
-unsafe fn quantized_dot<D: I8Dot>(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    match (dtype, a) {
-        (DType::Q4_0, ActRow::Q8_0(a)) => dot_q4_0::<D>(as_blocks(w), a),
-        (DType::Q4_1, ActRow::Q8_1(a)) => dot_q4_1::<D>(as_blocks(w), a),
-        (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0::<D>(as_blocks(w), a),
-        (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1::<D>(as_blocks(w), a),
-        (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0::<D>(as_blocks(w), a),
-        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<Neon<D>>(as_blocks(w), a),
-        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<Neon<D>>(as_blocks(w), a),
-        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<Neon<D>>(as_blocks(w), a),
-        (DType::Int8, ActRow::Q8_0(a)) => dot_int8::<D>(w, a),
-        _ => quantized_dot_portable(dtype, w, a),
-    }
+    unsafe { quantized_dot::<Neon<Widening>>(dtype, w, a) }
 }
 
 /// Sixteen signed byte products summed into four i32 lanes and added to `acc`. Which
@@ -154,18 +135,6 @@ unsafe fn fifth_bits(qh: [u8; 4]) -> (int8x16_t, int8x16_t) {
     (expand(qh[0], qh[1]), expand(qh[2], qh[3]))
 }
 
-/// The 32 codes of a 5-bit block minus `offset`, as two vectors.
-#[inline(always)]
-unsafe fn codes_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8) -> (int8x16_t, int8x16_t) {
-    let (lo, hi) = nibbles(qs);
-    let (h0, h1) = fifth_bits(qh);
-    let off = vdupq_n_s8(offset);
-    (
-        vsubq_s8(vorrq_s8(lo, h0), off),
-        vsubq_s8(vorrq_s8(hi, h1), off),
-    )
-}
-
 /// Converts an f16 scale with `fcvt`. half's `to_f32` checks for the fp16 extension at
 /// run time and calls out of line on every use; half-to-single `fcvt` is baseline.
 #[inline(always)]
@@ -183,97 +152,20 @@ fn f32_of(h: f16) -> f32 {
     out
 }
 
-/// Adds `scale * sum(lanes of isum)` to `acc` in f32 lanes.
-#[inline(always)]
-unsafe fn fma_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
-    vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
-}
-
-/// The loop of the 32-value formats: each weight block's 32 signed codes (as two vectors
-/// of 16) and scale, as `block(w)` gives them, dotted with its activation block's at the
-/// product of the scales; `per_block(w, a)` runs on each pair of blocks too.
-#[inline(always)]
-unsafe fn dot_blocks<D: I8Dot, W, A: Act32>(
-    w: &[W],
-    a: &[A],
-    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
-    mut per_block: impl FnMut(&W, &A),
-) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    for (w, a) in w.iter().zip(a) {
-        let ((lo, hi), d) = block(w);
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, a.qs()), f32_of(d) * f32_of(a.d()));
-        per_block(w, a);
-    }
-    vaddvq_f32(acc)
-}
-
-/// [`dot_blocks`] for the formats with an offset `m(w)` (value = q * d + m): plus each
-/// block's `m` times its activations' `s`.
-#[inline(always)]
-unsafe fn dot_blocks_offset<D: I8Dot, W>(
-    w: &[W],
-    a: &[BlockQ8_1Act],
-    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
-    m: impl Fn(&W) -> f16,
-) -> f32 {
-    let mut offsets = 0f32;
-    let dot = dot_blocks::<D, _, _>(w, a, block, |w, a| offsets += f32_of(m(w)) * f32_of(a.s));
-    dot + offsets
-}
-
-#[inline(always)]
-unsafe fn dot_q4_0<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
-    let block = |w: &BlockQ4_0| {
-        let (lo, hi) = nibbles(&w.qs);
-        let eight = vdupq_n_s8(8);
-        ((vsubq_s8(lo, eight), vsubq_s8(hi, eight)), w.d)
-    };
-    dot_blocks::<D, _, _>(w, a, block, |_, _| {})
-}
-
-#[inline(always)]
-unsafe fn dot_q4_1<D: I8Dot>(w: &[BlockQ4_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset::<D, _>(w, a, |w| (nibbles(&w.qs), w.d), |w| w.m)
-}
-
-#[inline(always)]
-unsafe fn dot_q5_0<D: I8Dot>(w: &[BlockQ5_0], a: &[BlockQ8_0Act]) -> f32 {
-    dot_blocks::<D, _, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 16), w.d), |_, _| {})
-}
-
-#[inline(always)]
-unsafe fn dot_q5_1<D: I8Dot>(w: &[BlockQ5_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset::<D, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 0), w.d), |w| w.m)
-}
-
-#[inline(always)]
-unsafe fn dot_q8_0<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
-    let codes = |w: &BlockQ8_0| (load_i8(&w.qs), load_i8(&w.qs[16..]));
-    dot_blocks::<D, _, _>(w, a, |w| (codes(w), w.d), |_, _| {})
-}
-
-/// An INT8 row: blocks of 32 codes at their activation block's scale, then the row scale.
-#[inline(always)]
-unsafe fn dot_int8<D: I8Dot>(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
-    let (scale, codes) = int8_row(w);
-    let mut acc = vdupq_n_f32(0.0);
-    for (q, a) in codes.chunks_exact(32).zip(a) {
-        let isum = dot32::<D>(load_i8(q), load_i8(&q[16..]), &a.qs);
-        acc = fma_scaled(acc, isum, f32_of(a.d));
-    }
-    scale * vaddvq_f32(acc)
-}
-
-/// The K-quant kernels' vector operations (see [`Vec128`]) with `D`'s byte dot product.
+/// The kernels' vector operations (see [`Vec128`]) with `D`'s byte dot product.
 struct Neon<D>(PhantomData<D>);
 
 impl<D: I8Dot> Vec128 for Neon<D> {
     type Bytes = uint8x16_t;
     type Ints = int32x4_t;
+    type Floats = float32x4_t;
     #[inline(always)]
     unsafe fn load(s: &[u8]) -> uint8x16_t {
         load_u8(s)
+    }
+    #[inline(always)]
+    unsafe fn load_i8(s: &[i8]) -> uint8x16_t {
+        vreinterpretq_u8_s8(load_i8(s))
     }
     #[inline(always)]
     unsafe fn nibbles(s: &[u8]) -> (uint8x16_t, uint8x16_t) {
@@ -321,8 +213,37 @@ impl<D: I8Dot> Vec128 for Neon<D> {
         vaddvq_s32(x)
     }
     #[inline(always)]
+    unsafe fn zero_f32() -> float32x4_t {
+        vdupq_n_f32(0.0)
+    }
+    #[inline(always)]
+    unsafe fn add_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
+        vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
+    }
+    #[inline(always)]
+    unsafe fn sum_f32(x: float32x4_t) -> f32 {
+        vaddvq_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load_f32(s: &[f32]) -> float32x4_t {
+        vld1q_f32(s[..4].as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn mul_add_f32(acc: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vfmaq_f32(acc, a, b)
+    }
+    #[inline(always)]
+    unsafe fn add_f32(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vaddq_f32(a, b)
+    }
+    #[inline(always)]
     fn f32_of(h: f16) -> f32 {
         f32_of(h)
+    }
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+        let (lo, hi) = fifth_bits(qh);
+        (vreinterpretq_u8_s8(lo), vreinterpretq_u8_s8(hi))
     }
     #[inline(always)]
     unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
@@ -577,28 +498,15 @@ unsafe fn panel_sums<F: Panel>(c: &[u8], half: usize, a: &BlockQ8K) -> (int32x4_
 }
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let (chunks, tail) = chunks16(w, x);
-    // SAFETY: NEON is part of the aarch64 baseline; each load reads 4 floats at offset
-    // 0, 4, 8 or 12 of a 16-float chunk.
-    unsafe {
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        for (wv, xv) in chunks {
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let (wp, xp) = (wv.as_ptr().add(4 * k), xv.as_ptr().add(4 * k));
-                *acc = vfmaq_f32(*acc, vld1q_f32(wp), vld1q_f32(xp));
-            }
-        }
-        vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        )) + tail
-    }
+    // SAFETY: NEON is part of the aarch64 baseline (f32 needs no byte dot product, so
+    // either `I8Dot` does).
+    unsafe { shared128::dot_f32::<Neon<Widening>>(w, x) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{isas, magnitude, Acts, Coverage, Rng};
-    use super::super::{isa, quantized_dot, Isa};
+    use super::super::{isa, quantized_dot, quantized_dot_portable, Isa};
     use super::*;
     use crate::dtype::QK_K;
     use crate::quant::Block;

@@ -2,37 +2,23 @@
 //! detection, and a module that uses SIMD128 anywhere only loads in an engine that has
 //! it, so a build with `-C target-feature=+simd128` always runs these.
 //!
+//! The dot products are written once for NEON and SIMD128, which have the same vector
+//! width, over the operations of [`Vec128`] (`shared128.rs`); this file implements them.
 //! SIMD128 has no byte dot product (only relaxed SIMD does): [`dot16`] widens the signed
-//! bytes to i16 and adds pairs of products with `i32x4.dot_i16x8_s`. Otherwise the
-//! kernels follow the NEON ones (`aarch64.rs`), which have the same vector width.
+//! bytes to i16 and adds pairs of products with `i32x4.dot_i16x8_s`.
 
-use super::shared128::{chunks16, dot_q4_k, dot_q5_k, dot_q6_k, Act32, Vec128};
-use super::{quantized_dot_portable, ActRow};
+use super::shared128::{self, Vec128};
+use super::ActRow;
 use crate::dtype::DType;
-use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::as_blocks;
-use crate::quant::blocks::*;
-use crate::quant::int8_row;
+use crate::quant::activation::BlockQ8K;
+use crate::quant::blocks::scale_min_k4;
 use core::arch::wasm32::*;
 use half::f16;
 
 /// Dot product of a quantized weight row with activations of its paired type.
 pub fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    match (dtype, a) {
-        (DType::Q4_0, ActRow::Q8_0(a)) => dot_q4_0(as_blocks(w), a),
-        (DType::Q4_1, ActRow::Q8_1(a)) => dot_q4_1(as_blocks(w), a),
-        (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0(as_blocks(w), a),
-        (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1(as_blocks(w), a),
-        (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0(as_blocks(w), a),
-        // SAFETY: the whole build has SIMD128, which is all `Simd128` uses.
-        (DType::Q4K, ActRow::Q8K(a)) => unsafe { dot_q4_k::<Simd128>(as_blocks(w), a) },
-        // SAFETY: as above.
-        (DType::Q5K, ActRow::Q8K(a)) => unsafe { dot_q5_k::<Simd128>(as_blocks(w), a) },
-        // SAFETY: as above.
-        (DType::Q6K, ActRow::Q8K(a)) => unsafe { dot_q6_k::<Simd128>(as_blocks(w), a) },
-        (DType::Int8, ActRow::Q8_0(a)) => dot_int8(w, a),
-        _ => quantized_dot_portable(dtype, w, a),
-    }
+    // SAFETY: the whole build has SIMD128, which is all `Simd128` uses.
+    unsafe { shared128::quantized_dot::<Simd128>(dtype, w, a) }
 }
 
 /// The first 16 bytes of `s` as a vector (bounds-checked by the slice index).
@@ -56,12 +42,6 @@ fn dot16(acc: v128, a: v128, b: v128) -> v128 {
 #[inline(always)]
 fn dot32(lo: v128, hi: v128, a: &[i8]) -> v128 {
     dot16(dot16(i32x4_splat(0), lo, load(a)), hi, load(&a[16..]))
-}
-
-#[inline(always)]
-fn sum_f32(v: v128) -> f32 {
-    (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-        + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
 }
 
 #[inline(always)]
@@ -96,103 +76,19 @@ fn fifth_bits(qh: [u8; 4]) -> (v128, v128) {
     (expand(qh[0], qh[1]), expand(qh[2], qh[3]))
 }
 
-/// The 32 codes of a 5-bit block minus `offset`, as two vectors.
-#[inline(always)]
-fn codes_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8) -> (v128, v128) {
-    let (lo, hi) = nibbles(qs);
-    let (h0, h1) = fifth_bits(qh);
-    let off = i8x16_splat(offset);
-    (
-        i8x16_sub(v128_or(lo, h0), off),
-        i8x16_sub(v128_or(hi, h1), off),
-    )
-}
-
-/// Adds `scale * (lanes of isum)` to `acc` in f32 lanes (SIMD128 has no fused multiply-add).
-#[inline(always)]
-fn add_scaled(acc: v128, isum: v128, scale: f32) -> v128 {
-    f32x4_add(
-        acc,
-        f32x4_mul(f32x4_convert_i32x4(isum), f32x4_splat(scale)),
-    )
-}
-
-/// The loop of the 32-value formats: each weight block's 32 signed codes (as two vectors
-/// of 16) and scale, as `block(w)` gives them, dotted with its activation block's at the
-/// product of the scales; `per_block(w, a)` runs on each pair of blocks too.
-#[inline(always)]
-fn dot_blocks<W, A: Act32>(
-    w: &[W],
-    a: &[A],
-    block: impl Fn(&W) -> ((v128, v128), f16),
-    mut per_block: impl FnMut(&W, &A),
-) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    for (w, a) in w.iter().zip(a) {
-        let ((lo, hi), d) = block(w);
-        acc = add_scaled(acc, dot32(lo, hi, a.qs()), d.to_f32() * a.d().to_f32());
-        per_block(w, a);
-    }
-    sum_f32(acc)
-}
-
-/// [`dot_blocks`] for the formats with an offset `m(w)` (value = q * d + m): plus each
-/// block's `m` times its activations' `s`.
-#[inline(always)]
-fn dot_blocks_offset<W>(
-    w: &[W],
-    a: &[BlockQ8_1Act],
-    block: impl Fn(&W) -> ((v128, v128), f16),
-    m: impl Fn(&W) -> f16,
-) -> f32 {
-    let mut offsets = 0f32;
-    let dot = dot_blocks(w, a, block, |w, a| offsets += m(w).to_f32() * a.s.to_f32());
-    dot + offsets
-}
-
-fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
-    let block = |w: &BlockQ4_0| {
-        let (lo, hi) = nibbles(&w.qs);
-        let eight = i8x16_splat(8);
-        ((i8x16_sub(lo, eight), i8x16_sub(hi, eight)), w.d)
-    };
-    dot_blocks(w, a, block, |_, _| {})
-}
-
-fn dot_q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset(w, a, |w| (nibbles(&w.qs), w.d), |w| w.m)
-}
-
-fn dot_q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0Act]) -> f32 {
-    dot_blocks(w, a, |w| (codes_5bit(&w.qs, w.qh, 16), w.d), |_, _| {})
-}
-
-fn dot_q5_1(w: &[BlockQ5_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset(w, a, |w| (codes_5bit(&w.qs, w.qh, 0), w.d), |w| w.m)
-}
-
-fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
-    dot_blocks(w, a, |w| ((load(&w.qs), load(&w.qs[16..])), w.d), |_, _| {})
-}
-
-/// An INT8 row: blocks of 32 codes at their activation block's scale, then the row scale.
-fn dot_int8(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
-    let (scale, codes) = int8_row(w);
-    let mut acc = f32x4_splat(0.0);
-    for (q, a) in codes.chunks_exact(32).zip(a) {
-        acc = add_scaled(acc, dot32(load(q), load(&q[16..]), &a.qs), a.d.to_f32());
-    }
-    scale * sum_f32(acc)
-}
-
-/// The K-quant kernels' vector operations (see [`Vec128`]).
+/// The kernels' vector operations (see [`Vec128`]).
 struct Simd128;
 
 impl Vec128 for Simd128 {
     type Bytes = v128;
     type Ints = v128;
+    type Floats = v128;
     #[inline(always)]
     unsafe fn load(s: &[u8]) -> v128 {
+        load(s)
+    }
+    #[inline(always)]
+    unsafe fn load_i8(s: &[i8]) -> v128 {
         load(s)
     }
     #[inline(always)]
@@ -240,8 +136,41 @@ impl Vec128 for Simd128 {
         sum_i32(x)
     }
     #[inline(always)]
+    unsafe fn zero_f32() -> v128 {
+        f32x4_splat(0.0)
+    }
+    /// Without fused multiply-add: SIMD128 has none.
+    #[inline(always)]
+    unsafe fn add_scaled(acc: v128, isum: v128, scale: f32) -> v128 {
+        f32x4_add(
+            acc,
+            f32x4_mul(f32x4_convert_i32x4(isum), f32x4_splat(scale)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn sum_f32(x: v128) -> f32 {
+        (f32x4_extract_lane::<0>(x) + f32x4_extract_lane::<1>(x))
+            + (f32x4_extract_lane::<2>(x) + f32x4_extract_lane::<3>(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(s: &[f32]) -> v128 {
+        load(s)
+    }
+    #[inline(always)]
+    unsafe fn mul_add_f32(acc: v128, a: v128, b: v128) -> v128 {
+        f32x4_add(acc, f32x4_mul(a, b))
+    }
+    #[inline(always)]
+    unsafe fn add_f32(a: v128, b: v128) -> v128 {
+        f32x4_add(a, b)
+    }
+    #[inline(always)]
     fn f32_of(h: f16) -> f32 {
         h.to_f32()
+    }
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: [u8; 4]) -> (v128, v128) {
+        fifth_bits(qh)
     }
     #[inline(always)]
     unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
@@ -261,25 +190,14 @@ impl Vec128 for Simd128 {
 }
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let (chunks, tail) = chunks16(w, x);
-    // Four accumulators, so that consecutive adds do not wait on each other.
-    let mut acc = [f32x4_splat(0.0); 4];
-    for (wv, xv) in chunks {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            let product = f32x4_mul(load(&wv[4 * k..]), load(&xv[4 * k..]));
-            *acc = f32x4_add(*acc, product);
-        }
-    }
-    sum_f32(f32x4_add(
-        f32x4_add(acc[0], acc[1]),
-        f32x4_add(acc[2], acc[3]),
-    )) + tail
+    // SAFETY: as in `quantized_dot`.
+    unsafe { shared128::dot_f32::<Simd128>(w, x) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{magnitude, random_acts, random_weight, Acts, Rng};
-    use super::super::{isa, quantized_dot, Isa};
+    use super::super::{isa, quantized_dot, quantized_dot_portable, Isa};
     use super::*;
     use crate::dtype::QK_K;
     // These run under Node (scripts/test-wasm.sh): `#[test]` is wasm-bindgen-test's.
