@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: the wasm32 build of the core crates, the chat-template and
-# generation tests on wasm32 under Node, every Rust test, and the aarch64 kernels under
-# qemu-user.
+# The whole test suite: the wasm32 build of the core crates, the SIMD128 kernel tests and
+# the chat-template and generation tests on wasm32 under Node, every Rust test, and the
+# aarch64 kernels under qemu-user.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."

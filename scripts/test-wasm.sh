@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
+# synapse-core's kernel tests (the SIMD128 kernels against the scalar oracle) and
 # synapse-inference's unit tests of chat templates, generation, conversations, the
-# sampler and stop strings, compiled for wasm32-unknown-unknown and run under Node by
-# wasm-bindgen-test-runner (the tests that read files or need threads stay native).
+# sampler and stop strings, compiled for wasm32-unknown-unknown with SIMD128 and run
+# under Node by wasm-bindgen-test-runner (the tests that read files or need threads stay
+# native).
 #
 #   scripts/test-wasm.sh            run them (the runner from PATH or the tool cache)
 #   scripts/test-wasm.sh --install  install the runner into the tool cache if missing
 #
 # The runner must be the wasm-bindgen version that Cargo.lock holds (pinned through
-# wasm-bindgen-test in crates/synapse-inference/Cargo.toml). Without it the tests are
+# wasm-bindgen-test in both crates' Cargo.toml). Without it the tests are
 # skipped with a message, except under CI=true, where that is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +54,11 @@ if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unkno
   rustup target add wasm32-unknown-unknown
 fi
 echo "== wasm32 unit tests under Node $(node --version) (wasm-bindgen-test-runner $version)"
-# No debug info: a smaller test module, built and loaded faster.
-CARGO_PROFILE_TEST_DEBUG=false CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner" \
-  cargo test --target wasm32-unknown-unknown -p synapse-inference --lib \
+# No debug info: a smaller test module, built and loaded faster. SIMD128 (the browser
+# build's kernels; Node has had it since 16.4) for wasm32 only, so that native builds
+# keep their flags and their cache.
+export CARGO_PROFILE_TEST_DEBUG=false CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128"
+cargo test --target wasm32-unknown-unknown -p synapse-core --lib --no-default-features
+cargo test --target wasm32-unknown-unknown -p synapse-inference --lib \
   --no-default-features --features chat-template

@@ -1,7 +1,8 @@
-//! aarch64 kernels with NEON, chosen at run time by `isa()`. Each quantized kernel is
-//! written once over [`I8Dot`], the signed byte dot product, and compiled twice: with the
-//! `sdot` instruction where the CPU has the dotprod extension, and with widening
-//! multiplies (baseline NEON) where it does not.
+//! aarch64 kernels with NEON, chosen at run time by `isa()`. The quantized dot products
+//! (written once for NEON and SIMD128 in `shared128.rs`) run over [`Neon`], generic in
+//! [`I8Dot`], the signed byte dot product, and are compiled twice: with the `sdot`
+//! instruction where the CPU has the dotprod extension, and with widening multiplies
+//! (baseline NEON) where it does not.
 //!
 //! `sdot` is emitted with `asm!`: its intrinsic `vdotq_s32` is still unstable
 //! (`stdarch_neon_dotprod`) in the toolchains this crate supports.
@@ -10,16 +11,16 @@
 //! `#[target_feature]` function; apart from `I8Dot::dot` they need nothing beyond NEON,
 //! which every aarch64 CPU has.
 
-use super::{quantized_dot_portable, ActRow};
-use crate::dtype::{DType, QK_K};
-use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::as_blocks;
+use super::shared128::{self, quantized_dot, Vec128};
+use super::ActRow;
+use crate::dtype::DType;
+use crate::quant::activation::BlockQ8K;
 use crate::quant::blocks::*;
 use crate::quant::format::Format;
-use crate::quant::int8_row;
 use half::f16;
 use std::arch::aarch64::*;
 use std::arch::asm;
+use std::marker::PhantomData;
 
 pub fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")
@@ -31,31 +32,13 @@ pub fn has_dotprod() -> bool {
 /// The CPU must have the dotprod extension.
 #[target_feature(enable = "dotprod")]
 pub unsafe fn quantized_dot_dotprod(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    quantized_dot::<Sdot>(dtype, w, a)
+    quantized_dot::<Neon<Sdot>>(dtype, w, a)
 }
 
 /// Dot product with baseline NEON only.
 pub fn quantized_dot_neon(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     // SAFETY: NEON is part of the aarch64 baseline and `Widening` needs nothing more.
-    unsafe { quantized_dot::<Widening>(dtype, w, a) }
-}
-
-/// # Safety
-/// `D::dot` must run on this CPU.
-#[inline(always)]
-unsafe fn quantized_dot<D: I8Dot>(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    match (dtype, a) {
-        (DType::Q4_0, ActRow::Q8_0(a)) => dot_q4_0::<D>(as_blocks(w), a),
-        (DType::Q4_1, ActRow::Q8_1(a)) => dot_q4_1::<D>(as_blocks(w), a),
-        (DType::Q5_0, ActRow::Q8_0(a)) => dot_q5_0::<D>(as_blocks(w), a),
-        (DType::Q5_1, ActRow::Q8_1(a)) => dot_q5_1::<D>(as_blocks(w), a),
-        (DType::Q8_0, ActRow::Q8_0(a)) => dot_q8_0::<D>(as_blocks(w), a),
-        (DType::Q4K, ActRow::Q8K(a)) => dot_q4_k::<D>(as_blocks(w), a),
-        (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<D>(as_blocks(w), a),
-        (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<D>(as_blocks(w), a),
-        (DType::Int8, ActRow::Q8_0(a)) => dot_int8::<D>(w, a),
-        _ => quantized_dot_portable(dtype, w, a),
-    }
+    unsafe { quantized_dot::<Neon<Widening>>(dtype, w, a) }
 }
 
 /// Sixteen signed byte products summed into four i32 lanes and added to `acc`. Which
@@ -152,18 +135,6 @@ unsafe fn fifth_bits(qh: [u8; 4]) -> (int8x16_t, int8x16_t) {
     (expand(qh[0], qh[1]), expand(qh[2], qh[3]))
 }
 
-/// The 32 codes of a 5-bit block minus `offset`, as two vectors.
-#[inline(always)]
-unsafe fn codes_5bit(qs: &[u8; 16], qh: [u8; 4], offset: i8) -> (int8x16_t, int8x16_t) {
-    let (lo, hi) = nibbles(qs);
-    let (h0, h1) = fifth_bits(qh);
-    let off = vdupq_n_s8(offset);
-    (
-        vsubq_s8(vorrq_s8(lo, h0), off),
-        vsubq_s8(vorrq_s8(hi, h1), off),
-    )
-}
-
 /// Converts an f16 scale with `fcvt`. half's `to_f32` checks for the fp16 extension at
 /// run time and calls out of line on every use; half-to-single `fcvt` is baseline.
 #[inline(always)]
@@ -181,235 +152,118 @@ fn f32_of(h: f16) -> f32 {
     out
 }
 
-/// Adds `scale * sum(lanes of isum)` to `acc` in f32 lanes.
-#[inline(always)]
-unsafe fn fma_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
-    vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
-}
+/// The kernels' vector operations (see [`Vec128`]) with `D`'s byte dot product.
+struct Neon<D>(PhantomData<D>);
 
-/// The activation blocks the 32-value formats pair with: 32 codes and their scale.
-trait Act32 {
-    fn qs(&self) -> &[i8; 32];
-    fn d(&self) -> f16;
-}
-
-macro_rules! act32 {
-    ($($ty:ty),*) => {$(
-        impl Act32 for $ty {
-            #[inline(always)]
-            fn qs(&self) -> &[i8; 32] {
-                &self.qs
-            }
-            #[inline(always)]
-            fn d(&self) -> f16 {
-                self.d
-            }
+impl<D: I8Dot> Vec128 for Neon<D> {
+    type Bytes = uint8x16_t;
+    type Ints = int32x4_t;
+    type Floats = float32x4_t;
+    #[inline(always)]
+    unsafe fn load(s: &[u8]) -> uint8x16_t {
+        load_u8(s)
+    }
+    #[inline(always)]
+    unsafe fn load_i8(s: &[i8]) -> uint8x16_t {
+        vreinterpretq_u8_s8(load_i8(s))
+    }
+    #[inline(always)]
+    unsafe fn nibbles(s: &[u8]) -> (uint8x16_t, uint8x16_t) {
+        let (lo, hi) = nibbles(s);
+        (vreinterpretq_u8_s8(lo), vreinterpretq_u8_s8(hi))
+    }
+    #[inline(always)]
+    unsafe fn and(a: uint8x16_t, mask: u8) -> uint8x16_t {
+        vandq_u8(a, vdupq_n_u8(mask))
+    }
+    #[inline(always)]
+    unsafe fn or(a: uint8x16_t, b: uint8x16_t) -> uint8x16_t {
+        vorrq_u8(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: uint8x16_t, b: i8) -> uint8x16_t {
+        vreinterpretq_u8_s8(vsubq_s8(vreinterpretq_s8_u8(a), vdupq_n_s8(b)))
+    }
+    #[inline(always)]
+    unsafe fn shl<const N: i32>(a: uint8x16_t) -> uint8x16_t {
+        vshlq_n_u8::<N>(a)
+    }
+    #[inline(always)]
+    unsafe fn shr<const N: i32>(a: uint8x16_t) -> uint8x16_t {
+        vshrq_n_u8::<N>(a)
+    }
+    #[inline(always)]
+    unsafe fn zero() -> int32x4_t {
+        vdupq_n_s32(0)
+    }
+    #[inline(always)]
+    unsafe fn dot16(q: uint8x16_t, a: &[i8]) -> int32x4_t {
+        D::dot(vdupq_n_s32(0), vreinterpretq_s8_u8(q), load_i8(a))
+    }
+    #[inline(always)]
+    unsafe fn dot32(lo: uint8x16_t, hi: uint8x16_t, a: &[i8]) -> int32x4_t {
+        dot32::<D>(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), a)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(acc: int32x4_t, x: int32x4_t, s: i32) -> int32x4_t {
+        vmlaq_n_s32(acc, x, s)
+    }
+    #[inline(always)]
+    unsafe fn sum(x: int32x4_t) -> i32 {
+        vaddvq_s32(x)
+    }
+    #[inline(always)]
+    unsafe fn zero_f32() -> float32x4_t {
+        vdupq_n_f32(0.0)
+    }
+    #[inline(always)]
+    unsafe fn add_scaled(acc: float32x4_t, isum: int32x4_t, scale: f32) -> float32x4_t {
+        vfmaq_n_f32(acc, vcvtq_f32_s32(isum), scale)
+    }
+    #[inline(always)]
+    unsafe fn sum_f32(x: float32x4_t) -> f32 {
+        vaddvq_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load_f32(s: &[f32]) -> float32x4_t {
+        vld1q_f32(s[..4].as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn mul_add_f32(acc: float32x4_t, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vfmaq_f32(acc, a, b)
+    }
+    #[inline(always)]
+    unsafe fn add_f32(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vaddq_f32(a, b)
+    }
+    #[inline(always)]
+    fn f32_of(h: f16) -> f32 {
+        f32_of(h)
+    }
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: [u8; 4]) -> (uint8x16_t, uint8x16_t) {
+        let (lo, hi) = fifth_bits(qh);
+        (vreinterpretq_u8_s8(lo), vreinterpretq_u8_s8(hi))
+    }
+    #[inline(always)]
+    unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
+        let mut sc = [0u8; 8];
+        let mut mins = [0i16; 8];
+        for j in 0..8 {
+            let (s, m) = scale_min_k4(j, scales);
+            sc[j] = s;
+            mins[j] = m as i16;
         }
-    )*};
-}
-
-act32!(BlockQ8_0Act, BlockQ8_1Act);
-
-/// The loop of the 32-value formats: each weight block's 32 signed codes (as two vectors
-/// of 16) and scale, as `block(w)` gives them, dotted with its activation block's at the
-/// product of the scales; `per_block(w, a)` runs on each pair of blocks too.
-#[inline(always)]
-unsafe fn dot_blocks<D: I8Dot, W, A: Act32>(
-    w: &[W],
-    a: &[A],
-    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
-    mut per_block: impl FnMut(&W, &A),
-) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    for (w, a) in w.iter().zip(a) {
-        let ((lo, hi), d) = block(w);
-        acc = fma_scaled(acc, dot32::<D>(lo, hi, a.qs()), f32_of(d) * f32_of(a.d()));
-        per_block(w, a);
+        // Pairwise adds turn the 16 sums of 16 activations into the 8 sums of 32
+        // (each at most 32 * 127, so i16 holds them).
+        let sub_sums = vpaddq_s16(
+            vld1q_s16(a.bsums.as_ptr()),
+            vld1q_s16(a.bsums[8..].as_ptr()),
+        );
+        let mins = vld1q_s16(mins.as_ptr());
+        let prod = vmull_s16(vget_low_s16(sub_sums), vget_low_s16(mins));
+        (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
     }
-    vaddvq_f32(acc)
-}
-
-/// [`dot_blocks`] for the formats with an offset `m(w)` (value = q * d + m): plus each
-/// block's `m` times its activations' `s`.
-#[inline(always)]
-unsafe fn dot_blocks_offset<D: I8Dot, W>(
-    w: &[W],
-    a: &[BlockQ8_1Act],
-    block: impl Fn(&W) -> ((int8x16_t, int8x16_t), f16),
-    m: impl Fn(&W) -> f16,
-) -> f32 {
-    let mut offsets = 0f32;
-    let dot = dot_blocks::<D, _, _>(w, a, block, |w, a| offsets += f32_of(m(w)) * f32_of(a.s));
-    dot + offsets
-}
-
-#[inline(always)]
-unsafe fn dot_q4_0<D: I8Dot>(w: &[BlockQ4_0], a: &[BlockQ8_0Act]) -> f32 {
-    let block = |w: &BlockQ4_0| {
-        let (lo, hi) = nibbles(&w.qs);
-        let eight = vdupq_n_s8(8);
-        ((vsubq_s8(lo, eight), vsubq_s8(hi, eight)), w.d)
-    };
-    dot_blocks::<D, _, _>(w, a, block, |_, _| {})
-}
-
-#[inline(always)]
-unsafe fn dot_q4_1<D: I8Dot>(w: &[BlockQ4_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset::<D, _>(w, a, |w| (nibbles(&w.qs), w.d), |w| w.m)
-}
-
-#[inline(always)]
-unsafe fn dot_q5_0<D: I8Dot>(w: &[BlockQ5_0], a: &[BlockQ8_0Act]) -> f32 {
-    dot_blocks::<D, _, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 16), w.d), |_, _| {})
-}
-
-#[inline(always)]
-unsafe fn dot_q5_1<D: I8Dot>(w: &[BlockQ5_1], a: &[BlockQ8_1Act]) -> f32 {
-    dot_blocks_offset::<D, _>(w, a, |w| (codes_5bit(&w.qs, w.qh, 0), w.d), |w| w.m)
-}
-
-#[inline(always)]
-unsafe fn dot_q8_0<D: I8Dot>(w: &[BlockQ8_0], a: &[BlockQ8_0Act]) -> f32 {
-    let codes = |w: &BlockQ8_0| (load_i8(&w.qs), load_i8(&w.qs[16..]));
-    dot_blocks::<D, _, _>(w, a, |w| (codes(w), w.d), |_, _| {})
-}
-
-/// An INT8 row: blocks of 32 codes at their activation block's scale, then the row scale.
-#[inline(always)]
-unsafe fn dot_int8<D: I8Dot>(w: &[u8], a: &[BlockQ8_0Act]) -> f32 {
-    let (scale, codes) = int8_row(w);
-    let mut acc = vdupq_n_f32(0.0);
-    for (q, a) in codes.chunks_exact(32).zip(a) {
-        let isum = dot32::<D>(load_i8(q), load_i8(&q[16..]), &a.qs);
-        acc = fma_scaled(acc, isum, f32_of(a.d));
-    }
-    scale * vaddvq_f32(acc)
-}
-
-/// The 6-bit scales of a Q4_K/Q5_K block and `sum(min_j * activation sum of sub-block j)`.
-#[inline(always)]
-unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
-    let mut sc = [0u8; 8];
-    let mut mins = [0i16; 8];
-    for j in 0..8 {
-        let (s, m) = scale_min_k4(j, scales);
-        sc[j] = s;
-        mins[j] = m as i16;
-    }
-    // Pairwise adds turn the 16 sums of 16 activations into the 8 sums of 32
-    // (each at most 32 * 127, so i16 holds them).
-    let sub_sums = vpaddq_s16(
-        vld1q_s16(a.bsums.as_ptr()),
-        vld1q_s16(a.bsums[8..].as_ptr()),
-    );
-    let mins = vld1q_s16(mins.as_ptr());
-    let prod = vmull_s16(vget_low_s16(sub_sums), vget_low_s16(mins));
-    (sc, vaddvq_s32(vmlal_high_s16(prod, sub_sums, mins)))
-}
-
-/// The loop Q4_K and Q5_K share: per block (its `d`, `dmin`, scales and 4-bit codes as
-/// `parts` gives them), the 6-bit scales and mins, then each pair of sub-blocks from the
-/// low (even) and high (odd) nibbles of 32 bytes of codes. `fifth_bits(w)` gives what
-/// completes each pair's codes in turn, `[lo0, lo1, hi0, hi1]`: Q5_K's fifth bits.
-#[inline(always)]
-unsafe fn dot_k4<D: I8Dot, W, F: FnMut([int8x16_t; 4]) -> [int8x16_t; 4]>(
-    w: &[W],
-    a: &[BlockQ8K],
-    parts: impl Fn(&W) -> (f16, f16, &[u8; 12], &[u8; QK_K / 2]),
-    fifth_bits: impl Fn(&W) -> F,
-) -> f32 {
-    let mut sum = 0f32;
-    for (w, a) in w.iter().zip(a) {
-        let (d, dmin, scales, qs) = parts(w);
-        let (sc, mins) = k4_scales_and_mins(scales, a);
-        let mut complete = fifth_bits(w);
-        let mut acc = vdupq_n_s32(0);
-        // Each 32 bytes hold sub-block 2 * pair in low nibbles, 2 * pair + 1 in high.
-        for (pair, (q, act)) in qs.chunks_exact(32).zip(a.qs.chunks_exact(64)).enumerate() {
-            let (lo0, hi0) = nibbles(q);
-            let (lo1, hi1) = nibbles(&q[16..]);
-            let [lo0, lo1, hi0, hi1] = complete([lo0, lo1, hi0, hi1]);
-            let even = dot32::<D>(lo0, lo1, act);
-            let odd = dot32::<D>(hi0, hi1, &act[32..]);
-            acc = vmlaq_n_s32(acc, even, sc[2 * pair] as i32);
-            acc = vmlaq_n_s32(acc, odd, sc[2 * pair + 1] as i32);
-        }
-        let scaled = vaddvq_s32(acc);
-        sum += a.d * f32_of(d) * scaled as f32 - a.d * f32_of(dmin) * mins as f32;
-    }
-    sum
-}
-
-#[inline(always)]
-unsafe fn dot_q4_k<D: I8Dot>(w: &[BlockQ4K], a: &[BlockQ8K]) -> f32 {
-    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), |_| |codes| codes)
-}
-
-#[inline(always)]
-unsafe fn dot_q5_k<D: I8Dot>(w: &[BlockQ5K], a: &[BlockQ8K]) -> f32 {
-    let bit4 = vdupq_n_u8(0x10);
-    let code =
-        |nib: int8x16_t, high: uint8x16_t| vorrq_s8(nib, vreinterpretq_s8_u8(vandq_u8(high, bit4)));
-    // Bit 2 * pair of qh[l] is the fifth bit of value l of the even sub-block, the next
-    // bit that of the odd one; shift both right by 2 per pair.
-    let fifth_bits = |w: &BlockQ5K| {
-        let (mut qh0, mut qh1) = (load_u8(&w.qh), load_u8(&w.qh[16..]));
-        move |[lo0, lo1, hi0, hi1]: [int8x16_t; 4]| {
-            let codes = [
-                code(lo0, vshlq_n_u8::<4>(qh0)),
-                code(lo1, vshlq_n_u8::<4>(qh1)),
-                code(hi0, vshlq_n_u8::<3>(qh0)),
-                code(hi1, vshlq_n_u8::<3>(qh1)),
-            ];
-            qh0 = vshrq_n_u8::<2>(qh0);
-            qh1 = vshrq_n_u8::<2>(qh1);
-            codes
-        }
-    };
-    dot_k4::<D, _, _>(w, a, |w| (w.d, w.dmin, &w.scales, &w.qs), fifth_bits)
-}
-
-#[inline(always)]
-unsafe fn dot_q6_k<D: I8Dot>(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    let (low4, bits45, offset) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30), vdupq_n_s8(32));
-    for (w, a) in w.iter().zip(a) {
-        let mut acc = vdupq_n_s32(0);
-        // Each half of 128 values: value l + 32k (l < 32) has its low 4 bits in ql[l]
-        // (k = 0, 2: low, high nibble) or ql[l + 32] (k = 1, 3), and its top 2 bits at
-        // bits 2k, 2k + 1 of qh[l]. Scale g covers values 16g..16g + 16.
-        for half in 0..2 {
-            let ql = &w.ql[64 * half..];
-            let qh = &w.qh[32 * half..];
-            let act = &a.qs[128 * half..];
-            let scales = &w.scales[8 * half..];
-            let qh = [load_u8(qh), load_u8(&qh[16..])];
-            for (g, scale) in scales[..8].iter().enumerate() {
-                let (k, second) = (g / 2, g % 2);
-                let ql = load_u8(&ql[32 * (k % 2) + 16 * second..]);
-                let low = if k < 2 {
-                    vandq_u8(ql, low4)
-                } else {
-                    vshrq_n_u8::<4>(ql)
-                };
-                let h = qh[second];
-                let high = match k {
-                    0 => vshlq_n_u8::<4>(h),
-                    1 => vshlq_n_u8::<2>(h),
-                    2 => h,
-                    _ => vshrq_n_u8::<2>(h),
-                };
-                let q = vsubq_s8(
-                    vreinterpretq_s8_u8(vorrq_u8(low, vandq_u8(high, bits45))),
-                    offset,
-                );
-                let group = D::dot(vdupq_n_s32(0), q, load_i8(&act[16 * g..]));
-                acc = vmlaq_n_s32(acc, group, *scale as i32);
-            }
-        }
-        sum += f32_of(w.d) * a.d * vaddvq_s32(acc) as f32;
-    }
-    sum
 }
 
 // ---------------------------------------------------------------------------------------
@@ -644,35 +498,15 @@ unsafe fn panel_sums<F: Panel>(c: &[u8], half: usize, a: &BlockQ8K) -> (int32x4_
 }
 
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let (w, x) = (w[..n].chunks_exact(16), x[..n].chunks_exact(16));
-    let tail: f32 = w
-        .remainder()
-        .iter()
-        .zip(x.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    // SAFETY: NEON is part of the aarch64 baseline; each load reads 4 floats at offset
-    // 0, 4, 8 or 12 of a 16-float chunk.
-    unsafe {
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        for (wv, xv) in w.zip(x) {
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let (wp, xp) = (wv.as_ptr().add(4 * k), xv.as_ptr().add(4 * k));
-                *acc = vfmaq_f32(*acc, vld1q_f32(wp), vld1q_f32(xp));
-            }
-        }
-        vaddvq_f32(vaddq_f32(
-            vaddq_f32(acc[0], acc[1]),
-            vaddq_f32(acc[2], acc[3]),
-        )) + tail
-    }
+    // SAFETY: NEON is part of the aarch64 baseline (f32 needs no byte dot product, so
+    // either `I8Dot` does).
+    unsafe { shared128::dot_f32::<Neon<Widening>>(w, x) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{isas, magnitude, Acts, Coverage, Rng};
-    use super::super::{isa, quantized_dot, scalar, Isa};
+    use super::super::{isa, quantized_dot, quantized_dot_portable, Isa};
     use super::*;
     use crate::dtype::QK_K;
     use crate::quant::Block;
@@ -823,18 +657,6 @@ mod tests {
             check_against_scalar(isa);
         }
         covered.finish();
-    }
-
-    #[test]
-    fn dot_f32_matches_scalar() {
-        let mut rng = Rng(7);
-        for n in [0, 1, 3, 15, 16, 17, 64, 100, 576, 1000] {
-            let w: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let x: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
-            let err = (dot_f32(&w, &x) - scalar::dot_f32(&w, &x)).abs();
-            assert!(err <= 1e-6 * magnitude, "n = {n}: error {err:e}");
-        }
     }
 
     #[test]

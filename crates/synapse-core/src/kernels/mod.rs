@@ -12,6 +12,8 @@ mod aarch64;
 pub mod scalar;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -76,6 +78,7 @@ pub struct MatmulScratch {
 /// The instruction set the kernels run with, picked once from the CPU's features.
 /// `SYNAPSE_KERNEL=scalar` forces the portable path (to test it on any machine);
 /// `avx2` or `avx512` caps the x86 choice (a CPU without it runs the best it has).
+/// On wasm32 the choice is made when the module is built (see [`Isa::Simd128`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
     Scalar,
@@ -91,6 +94,10 @@ pub enum Isa {
     /// NEON with the dotprod extension (`sdot`).
     #[cfg(target_arch = "aarch64")]
     NeonDot,
+    /// wasm32 SIMD128: every build with `-C target-feature=+simd128` runs it, since wasm
+    /// has no run-time feature detection.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
 }
 
 pub fn isa() -> Isa {
@@ -115,6 +122,9 @@ pub fn isa() -> Isa {
                 Isa::Neon
             };
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Isa::Simd128;
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         Isa::Scalar
     })
 }
@@ -158,6 +168,8 @@ fn quantized_dot(isa: Isa, dtype: DType, w: &[u8], a: ActRow) -> f32 {
         Isa::NeonDot => unsafe { aarch64::quantized_dot_dotprod(dtype, w, a) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::quantized_dot_neon(dtype, w, a),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::quantized_dot(dtype, w, a),
         _ => quantized_dot_portable(dtype, w, a),
     }
 }
@@ -169,6 +181,8 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
         Isa::Avx2 | Isa::Avx512 => unsafe { x86::dot_f32(w, x) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDot => aarch64::dot_f32(w, x),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => wasm::dot_f32(w, x),
         Isa::Scalar => scalar::dot_f32(w, x),
     }
 }
@@ -178,6 +192,12 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
 fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     (dtype.format().vec_dot_ref)(w, a)
 }
+
+#[cfg(any(
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod shared128;
 
 /// A pointer to an output buffer that threads write disjoint elements of.
 #[derive(Clone, Copy)]

@@ -3,8 +3,8 @@
 //! helpers the other kernel tests share (random blocks, activations, ISA coverage).
 
 use super::{
-    matmul_many_with, quantized_dot_portable, scalar, ActRow, ActivationType, Isa, MatmulScratch,
-    Precision,
+    dot_f32, matmul_many_with, quantized_dot_portable, scalar, ActRow, ActivationType, Isa,
+    MatmulScratch, Precision,
 };
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{quantize_q8_0, quantize_q8_1, quantize_q8_k};
@@ -14,6 +14,10 @@ use crate::storage::{AlignedBytes, Storage};
 use crate::tensor::WeightTensor;
 use half::{bf16, f16};
 use std::fmt::Debug;
+// On wasm32 these tests run under Node (scripts/test-wasm.sh): `#[test]` below is
+// wasm-bindgen-test's.
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// splitmix64: reproducible random bits without a dependency.
 pub(crate) struct Rng(pub(crate) u64);
@@ -67,6 +71,8 @@ pub(crate) fn isas() -> Vec<Isa> {
             isas.push(Isa::NeonDot);
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    isas.push(Isa::Simd128);
     isas
 }
 
@@ -337,6 +343,24 @@ fn each_isa_and_dtype(
             check(isa, &w, &x);
         }
     }
+}
+
+#[test]
+fn every_isa_dot_f32_matches_scalar() {
+    let mut rng = Rng(7);
+    let mut covered = Coverage::new("every_isa_dot_f32_matches_scalar", isas());
+    for isa in isas() {
+        covered.ran(isa);
+        // Lengths around the kernels' steps of 4, 8 and 16 floats.
+        for n in [0, 1, 3, 15, 16, 17, 64, 100, 576, 1000] {
+            let w: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+            let x: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
+            let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+            let err = (dot_f32(isa, &w, &x) - scalar::dot_f32(&w, &x)).abs();
+            assert!(err <= 1e-6 * magnitude, "{isa:?} n = {n}: error {err:e}");
+        }
+    }
+    covered.finish();
 }
 
 #[test]

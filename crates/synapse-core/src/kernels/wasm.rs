@@ -1,0 +1,250 @@
+//! wasm32 kernels with SIMD128, chosen at compile time: wasm has no run-time feature
+//! detection, and a module that uses SIMD128 anywhere only loads in an engine that has
+//! it, so a build with `-C target-feature=+simd128` always runs these.
+//!
+//! The dot products are written once for NEON and SIMD128, which have the same vector
+//! width, over the operations of [`Vec128`] (`shared128.rs`); this file implements them.
+//! SIMD128 has no byte dot product (only relaxed SIMD does): [`dot16`] widens the signed
+//! bytes to i16 and adds pairs of products with `i32x4.dot_i16x8_s`.
+
+use super::shared128::{self, Vec128};
+use super::ActRow;
+use crate::dtype::DType;
+use crate::quant::activation::BlockQ8K;
+use crate::quant::blocks::scale_min_k4;
+use core::arch::wasm32::*;
+use half::f16;
+
+/// Dot product of a quantized weight row with activations of its paired type.
+pub fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
+    // SAFETY: the whole build has SIMD128, which is all `Simd128` uses.
+    unsafe { shared128::quantized_dot::<Simd128>(dtype, w, a) }
+}
+
+/// The first 16 bytes of `s` as a vector (bounds-checked by the slice index).
+#[inline(always)]
+fn load<T: Copy>(s: &[T]) -> v128 {
+    let s = &s[..16 / size_of::<T>()];
+    // SAFETY: `s` holds 16 bytes, and wasm loads need no alignment.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// `acc` plus the sixteen products of signed bytes `a` and `b`, in four i32 lanes (each
+/// the sum of four products). Callers only use the sum of the lanes, or scale all alike.
+#[inline(always)]
+fn dot16(acc: v128, a: v128, b: v128) -> v128 {
+    let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
+    let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b));
+    i32x4_add(acc, i32x4_add(low, high))
+}
+
+/// The dot product of 32 codes (as two vectors of 16) with 32 activations, in four lanes.
+#[inline(always)]
+fn dot32(lo: v128, hi: v128, a: &[i8]) -> v128 {
+    dot16(dot16(i32x4_splat(0), lo, load(a)), hi, load(&a[16..]))
+}
+
+#[inline(always)]
+fn sum_i32(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
+}
+
+/// Low and high nibbles of 16 bytes (in Q4_0/Q4_1 blocks, values 0..16 and 16..32).
+#[inline(always)]
+fn nibbles(qs: &[u8]) -> (v128, v128) {
+    let v = load(qs);
+    (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4))
+}
+
+/// The fifth bits of a Q5_0/Q5_1 block: byte j has 0x10 where bit j of `qh` (as a
+/// little-endian u32) is set, for values 0..16 and 16..32.
+#[inline(always)]
+fn fifth_bits(qh: [u8; 4]) -> (v128, v128) {
+    const LANE_BIT: v128 = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    // Byte b0 in the low 8 lanes and b1 in the high 8, each lane tested for its own bit.
+    let expand = |b0: u8, b1: u8| {
+        let bytes = u64x2(
+            b0 as u64 * 0x0101_0101_0101_0101,
+            b1 as u64 * 0x0101_0101_0101_0101,
+        );
+        let set = u8x16_eq(v128_and(bytes, LANE_BIT), LANE_BIT);
+        v128_and(set, u8x16_splat(0x10))
+    };
+    (expand(qh[0], qh[1]), expand(qh[2], qh[3]))
+}
+
+/// The kernels' vector operations (see [`Vec128`]).
+struct Simd128;
+
+impl Vec128 for Simd128 {
+    type Bytes = v128;
+    type Ints = v128;
+    type Floats = v128;
+    #[inline(always)]
+    unsafe fn load(s: &[u8]) -> v128 {
+        load(s)
+    }
+    #[inline(always)]
+    unsafe fn load_i8(s: &[i8]) -> v128 {
+        load(s)
+    }
+    #[inline(always)]
+    unsafe fn nibbles(s: &[u8]) -> (v128, v128) {
+        nibbles(s)
+    }
+    #[inline(always)]
+    unsafe fn and(a: v128, mask: u8) -> v128 {
+        v128_and(a, u8x16_splat(mask))
+    }
+    #[inline(always)]
+    unsafe fn or(a: v128, b: v128) -> v128 {
+        v128_or(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: v128, b: i8) -> v128 {
+        i8x16_sub(a, i8x16_splat(b))
+    }
+    #[inline(always)]
+    unsafe fn shl<const N: i32>(a: v128) -> v128 {
+        u8x16_shl(a, N as u32)
+    }
+    #[inline(always)]
+    unsafe fn shr<const N: i32>(a: v128) -> v128 {
+        u8x16_shr(a, N as u32)
+    }
+    #[inline(always)]
+    unsafe fn zero() -> v128 {
+        i32x4_splat(0)
+    }
+    #[inline(always)]
+    unsafe fn dot16(q: v128, a: &[i8]) -> v128 {
+        dot16(i32x4_splat(0), q, load(a))
+    }
+    #[inline(always)]
+    unsafe fn dot32(lo: v128, hi: v128, a: &[i8]) -> v128 {
+        dot32(lo, hi, a)
+    }
+    #[inline(always)]
+    unsafe fn mul_add(acc: v128, x: v128, s: i32) -> v128 {
+        i32x4_add(acc, i32x4_mul(x, i32x4_splat(s)))
+    }
+    #[inline(always)]
+    unsafe fn sum(x: v128) -> i32 {
+        sum_i32(x)
+    }
+    #[inline(always)]
+    unsafe fn zero_f32() -> v128 {
+        f32x4_splat(0.0)
+    }
+    /// Without fused multiply-add: SIMD128 has none.
+    #[inline(always)]
+    unsafe fn add_scaled(acc: v128, isum: v128, scale: f32) -> v128 {
+        f32x4_add(
+            acc,
+            f32x4_mul(f32x4_convert_i32x4(isum), f32x4_splat(scale)),
+        )
+    }
+    #[inline(always)]
+    unsafe fn sum_f32(x: v128) -> f32 {
+        (f32x4_extract_lane::<0>(x) + f32x4_extract_lane::<1>(x))
+            + (f32x4_extract_lane::<2>(x) + f32x4_extract_lane::<3>(x))
+    }
+    #[inline(always)]
+    unsafe fn load_f32(s: &[f32]) -> v128 {
+        load(s)
+    }
+    #[inline(always)]
+    unsafe fn mul_add_f32(acc: v128, a: v128, b: v128) -> v128 {
+        f32x4_add(acc, f32x4_mul(a, b))
+    }
+    #[inline(always)]
+    unsafe fn add_f32(a: v128, b: v128) -> v128 {
+        f32x4_add(a, b)
+    }
+    #[inline(always)]
+    fn f32_of(h: f16) -> f32 {
+        h.to_f32()
+    }
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: [u8; 4]) -> (v128, v128) {
+        fifth_bits(qh)
+    }
+    #[inline(always)]
+    unsafe fn k4_scales_and_mins(scales: &[u8; 12], a: &BlockQ8K) -> ([u8; 8], i32) {
+        let mut sc = [0u8; 8];
+        // Each min twice: it multiplies both 16-activation sums of its sub-block (each sum at
+        // most 16 * 128 in magnitude, so the i16 products' pair sums fit i32).
+        let mut mins = [0i16; 16];
+        for j in 0..8 {
+            let (s, m) = scale_min_k4(j, scales);
+            sc[j] = s;
+            mins[2 * j..2 * j + 2].fill(m as i16);
+        }
+        let low = i32x4_dot_i16x8(load(&a.bsums), load(&mins));
+        let high = i32x4_dot_i16x8(load(&a.bsums[8..]), load(&mins[8..]));
+        (sc, sum_i32(i32x4_add(low, high)))
+    }
+}
+
+pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+    // SAFETY: as in `quantized_dot`.
+    unsafe { shared128::dot_f32::<Simd128>(w, x) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{magnitude, random_acts, random_weight, Acts, Rng};
+    use super::super::{isa, quantized_dot, quantized_dot_portable, Isa};
+    use super::*;
+    use crate::dtype::QK_K;
+    // These run under Node (scripts/test-wasm.sh): `#[test]` is wasm-bindgen-test's.
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Every quantized format's SIMD128 dot product against the scalar oracle, relative to
+    /// the products' magnitude (see [`magnitude`]). Weights: rows of one extreme code byte
+    /// (0x00, 0xFF, 0x80, 0x7F), then random rows, with scales and minimums of both signs
+    /// (see [`random_weight`]); each meets activations of all +1 and all -1 (codes of
+    /// +-127 everywhere), one with an outlier, and a constant. The integer sums are exact
+    /// on both sides; only the order of the float operations differs.
+    #[test]
+    fn simd128_dots_match_scalar() {
+        let mut rng = Rng(0x5EED);
+        let mut checked = 0;
+        for dtype in DType::ALL.into_iter().filter(|d| d.is_quantized()) {
+            // An odd number of 32-value blocks; several K-quant super-blocks.
+            let n_blocks = if dtype.block_len() == QK_K { 3 } else { 13 };
+            let (rows, cols) = (12, n_blocks * dtype.block_len());
+            let w = random_weight(dtype, rows, cols, &mut rng);
+            let mut x = random_acts(4, cols, &mut rng);
+            x[..cols].fill(1.0);
+            x[3 * cols..].fill(-1.0);
+            let mut worst = 0f32;
+            for r in 0..rows {
+                for (t, x) in x.chunks_exact(cols).enumerate() {
+                    let acts = Acts::quantize(dtype, x);
+                    let got = quantized_dot(Isa::Simd128, dtype, w.row(r), acts.row());
+                    let want = quantized_dot_portable(dtype, w.row(r), acts.row());
+                    let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+                    let magnitude = magnitude(dtype, w.row(r), &x) as f32;
+                    let err = (got - want).abs() / magnitude.max(f32::MIN_POSITIVE);
+                    assert!(
+                        err <= 1e-6,
+                        "{dtype} row {r} token {t}: got {got}, scalar {want}, relative error {err:e}"
+                    );
+                    worst = worst.max(err);
+                    checked += 1;
+                }
+            }
+            eprintln!("Simd128 {dtype}: worst relative error {worst:e}");
+        }
+        assert_eq!(checked, 9 * 12 * 4);
+    }
+
+    #[test]
+    fn isa_is_simd128() {
+        assert_eq!(isa(), Isa::Simd128);
+    }
+}
