@@ -10,6 +10,11 @@
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 pub mod scalar;
+#[cfg(any(
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod shared128;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -192,12 +197,6 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
 fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     (dtype.format().vec_dot_ref)(w, a)
 }
-
-#[cfg(any(
-    target_arch = "aarch64",
-    all(target_arch = "wasm32", target_feature = "simd128")
-))]
-mod shared128;
 
 /// A pointer to an output buffer that threads write disjoint elements of.
 #[derive(Clone, Copy)]
