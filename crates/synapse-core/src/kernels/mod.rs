@@ -284,6 +284,32 @@ impl<'a> PartRows<'a> {
     }
 }
 
+/// The activation quantizers of the paths [`matmul_many_with`] runs (x86 quantizes in
+/// `x86::matmul_many`): SIMD128's, else the scalar block quantizers, which NEON uses too.
+struct Quantizers {
+    q8_0: fn(&[f32], &mut [BlockQ8_0Act]),
+    q8_1: fn(&[f32], &mut [BlockQ8_1Act]),
+    q8_k: fn(&[f32], &mut [BlockQ8K]),
+}
+
+impl Quantizers {
+    fn of(isa: Isa) -> Self {
+        match isa {
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => Quantizers {
+                q8_0: wasm::quantize_q8_0,
+                q8_1: wasm::quantize_q8_1,
+                q8_k: wasm::quantize_q8_k,
+            },
+            _ => Quantizers {
+                q8_0: quantize_q8_0,
+                q8_1: quantize_q8_1,
+                q8_k: quantize_q8_k,
+            },
+        }
+    }
+}
+
 /// [`matmul_many`] with the kernels of `isa`, which the CPU must have.
 fn matmul_many_with(
     isa: Isa,
@@ -320,6 +346,7 @@ fn matmul_many_with(
     let act_type = |w: &WeightTensor| precision.activation_type(w.dtype);
     // Quantize every token's activations once per type needed; all threads share them.
     let blocks_per_row = |dtype: DType| k / dtype.block_len();
+    let quantizers = Quantizers::of(isa);
     for act in [
         ActivationType::Q8_0,
         ActivationType::Q8_1,
@@ -333,15 +360,15 @@ fn matmul_many_with(
             ActivationType::F32 => {}
             ActivationType::Q8_0 => {
                 scratch.q8_0.resize(len, BlockQ8_0Act::ZERO);
-                quantize_q8_0(x, &mut scratch.q8_0);
+                (quantizers.q8_0)(x, &mut scratch.q8_0);
             }
             ActivationType::Q8_1 => {
                 scratch.q8_1.resize(len, BlockQ8_1Act::ZERO);
-                quantize_q8_1(x, &mut scratch.q8_1);
+                (quantizers.q8_1)(x, &mut scratch.q8_1);
             }
             ActivationType::Q8K => {
                 scratch.q8_k.resize(len, BlockQ8K::ZERO);
-                quantize_q8_k(x, &mut scratch.q8_k);
+                (quantizers.q8_k)(x, &mut scratch.q8_k);
             }
         }
     }

@@ -121,6 +121,32 @@ impl<T: Copy + Debug + PartialEq> Coverage<T> {
     }
 }
 
+/// The rows of tests/fixtures/activations.json, whose llama.cpp quantizations
+/// tests/activation.rs compares the block quantizers with. Embedded, since the wasm32
+/// tests cannot read files.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+pub(crate) fn llama_cpp_rows() -> Vec<f32> {
+    let text = include_str!("../../../../tests/fixtures/activations.json");
+    let fixture: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    let mut x = Vec::new();
+    for case in fixture["cases"].as_array().expect("cases") {
+        let hex = case["values_hex"].as_str().expect("hex");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        x.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+        );
+    }
+    x
+}
+
 /// Activations quantized to the block type a weight format pairs with, by the same
 /// quantizers `matmul` uses.
 pub(crate) enum Acts {

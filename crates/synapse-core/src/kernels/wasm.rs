@@ -6,11 +6,13 @@
 //! width, over the operations of [`Vec128`] (`shared128.rs`); this file implements them.
 //! SIMD128 has no byte dot product (only relaxed SIMD does): [`dot16`] widens the signed
 //! bytes to i16 and adds pairs of products with `i32x4.dot_i16x8_s`.
+//!
+//! The activation quantizers write the blocks that `quant::activation`'s do, bit for bit.
 
 use super::shared128::{self, Vec128};
 use super::ActRow;
-use crate::dtype::DType;
-use crate::quant::activation::BlockQ8K;
+use crate::dtype::{DType, QK_K};
+use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::blocks::scale_min_k4;
 use core::arch::wasm32::*;
 use half::f16;
@@ -194,12 +196,117 @@ pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
     unsafe { shared128::dot_f32::<Simd128>(w, x) }
 }
 
+/// Stores `v` in the first 16 bytes of `s` (bounds-checked by the slice index).
+#[inline(always)]
+fn store(s: &mut [i8], v: v128) {
+    let s = &mut s[..16];
+    // SAFETY: `s` holds 16 bytes, and wasm stores need no alignment.
+    unsafe { v128_store(s.as_mut_ptr().cast(), v) }
+}
+
+/// The largest magnitude in `x` (a multiple of 4 long). `pmax(m, v)` is `m < v ? v : m`,
+/// so a NaN leaves `m`, as `f32::max` in the scalar quantizers does.
+#[inline(always)]
+fn amax(x: &[f32]) -> f32 {
+    let m = x
+        .chunks_exact(4)
+        .fold(f32x4_splat(0.0), |m, v| f32x4_pmax(m, f32x4_abs(load(v))));
+    f32x4_extract_lane::<0>(m)
+        .max(f32x4_extract_lane::<1>(m))
+        .max(f32x4_extract_lane::<2>(m).max(f32x4_extract_lane::<3>(m)))
+}
+
+/// The 16 values of `x` times `scale` as i32, as `round_ties_even() as i32` makes them:
+/// `nearest` rounds half to even, and the saturating conversion takes NaN to 0.
+#[inline(always)]
+fn codes16(x: &[f32], scale: v128) -> [v128; 4] {
+    core::array::from_fn(|i| {
+        i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(load(&x[4 * i..]), scale)))
+    })
+}
+
+/// The sums of each four of the 16 signed bytes of `q`, exact.
+#[inline(always)]
+fn sum_bytes(q: v128) -> v128 {
+    i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(q))
+}
+
+/// `quantize_32` of `quant::activation` (codes `round_ties_even(x / d) as i8` with
+/// `d = max|x| / 127`); returns `d` and the sum of the codes.
+#[inline(always)]
+fn quantize_32(x: &[f32], qs: &mut [i8; 32]) -> (f32, i32) {
+    let d = amax(&x[..32]) / 127.0;
+    let id = f32x4_splat(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let mut sum = i32x4_splat(0);
+    for (x, qs) in x.chunks_exact(16).zip(qs.chunks_exact_mut(16)) {
+        let q = codes16(x, id);
+        // Saturating narrows, as the float-to-i8 `as` saturates: a subnormal `d` can have
+        // an infinite inverse.
+        let bytes = i8x16_narrow_i16x8(
+            i16x8_narrow_i32x4(q[0], q[1]),
+            i16x8_narrow_i32x4(q[2], q[3]),
+        );
+        store(qs, bytes);
+        sum = i32x4_add(sum, sum_bytes(bytes));
+    }
+    (d, sum_i32(sum))
+}
+
+/// `quant::activation::quantize_q8_0` with SIMD128.
+pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0Act]) {
+    for (block, x) in out.iter_mut().zip(x.chunks_exact(32)) {
+        block.d = f16::from_f32(quantize_32(x, &mut block.qs).0);
+    }
+}
+
+/// `quant::activation::quantize_q8_1` with SIMD128.
+pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1Act]) {
+    for (block, x) in out.iter_mut().zip(x.chunks_exact(32)) {
+        let (d, sum) = quantize_32(x, &mut block.qs);
+        block.d = f16::from_f32(d);
+        block.s = f16::from_f32(sum as f32 * d);
+    }
+}
+
+/// The factor `quantize_q8_k` scales a block by: the first value of largest magnitude,
+/// with its sign, maps to -127, as in GGML. None for a block of zeros.
+#[inline(always)]
+fn q8_k_iscale(x: &[f32]) -> Option<f32> {
+    let amax = amax(x);
+    if amax == 0.0 {
+        return None;
+    }
+    x.iter().find(|v| v.abs() == amax).map(|max| -127.0 / max)
+}
+
+/// `quant::activation::quantize_q8_k` with SIMD128.
+pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (block, x) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let Some(iscale) = q8_k_iscale(x) else {
+            *block = BlockQ8K::ZERO;
+            continue;
+        };
+        let scale = f32x4_splat(iscale);
+        let groups = x.chunks_exact(16).zip(block.qs.chunks_exact_mut(16));
+        for ((x, qs), bsum) in groups.zip(&mut block.bsums) {
+            let q = codes16(x, scale).map(|q| i32x4_min(q, i32x4_splat(127)));
+            // The low byte of each i32, as the scalar `as i8` keeps it: a subnormal maximum
+            // makes `iscale` infinite and codes of i32::MIN, which become 0, not -128.
+            let low = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0>;
+            let bytes = i64x2_shuffle::<0, 2>(low(q[0], q[1]), low(q[2], q[3]));
+            store(qs, bytes);
+            *bsum = sum_i32(sum_bytes(bytes)) as i16;
+        }
+        block.d = 1.0 / iscale;
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{magnitude, random_acts, random_weight, Acts, Rng};
+    use super::super::tests::{llama_cpp_rows, magnitude, random_acts, random_weight, Acts, Rng};
     use super::super::{isa, quantized_dot, quantized_dot_portable, Isa};
     use super::*;
-    use crate::dtype::QK_K;
+    use crate::quant::activation;
     // These run under Node (scripts/test-wasm.sh): `#[test]` is wasm-bindgen-test's.
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -241,6 +348,117 @@ mod tests {
             eprintln!("Simd128 {dtype}: worst relative error {worst:e}");
         }
         assert_eq!(checked, 9 * 12 * 4);
+    }
+
+    /// Rows of 256 values, each one Q8_K block and eight 32-value blocks: zeros (and -0);
+    /// exact ties (127 first makes the scale 1, so 2.5 and -3.5 round to even), with the
+    /// outlier positive and negative; outliers of -90 and 90 among small values; large and
+    /// tiny magnitudes; subnormals (a scale's inverse overflows, the codes saturate) and
+    /// the smallest one alone (a scale of 0); NaNs; infinities; then random rows whose
+    /// 32-value blocks have magnitudes from 1e-6 to 1e6.
+    fn crafted_rows(rng: &mut Rng) -> Vec<f32> {
+        let ties = [127.0, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5, -126.5];
+        let random = |rng: &mut Rng, scale: f32| -> Vec<f32> {
+            (0..QK_K).map(|_| rng.range(-1.0, 1.0) * scale).collect()
+        };
+        let mut outliers = random(rng, 2.0);
+        outliers[37] = -90.0;
+        outliers[200] = 90.0;
+        let subnormals = (0..QK_K)
+            .map(|_| {
+                let bits = rng.next() as u32;
+                f32::from_bits(bits & 0x8000_07FF)
+            })
+            .collect();
+        let mut smallest = vec![0.0; QK_K];
+        smallest[3] = -f32::from_bits(1);
+        // A NaN in the lane of the largest value, which a NaN-propagating max would lose.
+        let mut nans = random(rng, 1.0);
+        nans[0] = f32::NAN;
+        nans[4] = 7.0;
+        nans[101] = f32::NAN;
+        let mut infinities = random(rng, 1.0);
+        infinities[40] = f32::INFINITY;
+        infinities[100] = f32::NEG_INFINITY;
+        let mut rows = vec![
+            [0.0, -0.0].repeat(QK_K / 2),
+            ties.repeat(QK_K / 8),
+            ties.map(|v| -v).repeat(QK_K / 8),
+            outliers,
+            random(rng, 3e38),
+            random(rng, 1e20),
+            random(rng, 1e-30),
+            subnormals,
+            smallest,
+            nans,
+            infinities,
+        ];
+        for _ in 0..16 {
+            rows.push(
+                (0..QK_K / 32)
+                    .flat_map(|_| {
+                        let scale = 10f32.powf(rng.range(-6.0, 6.0));
+                        random(rng, scale)[..32].to_vec()
+                    })
+                    .collect(),
+            );
+        }
+        rows.concat()
+    }
+
+    /// The blocks `simd` writes for `x` are those `scalar` does, compared as `bits`. The
+    /// SIMD output starts as the blocks of other values, so that one left unwritten fails.
+    fn assert_same_blocks<B: Copy, K: PartialEq + std::fmt::Debug>(
+        x: &[f32],
+        block: (usize, B),
+        scalar: fn(&[f32], &mut [B]),
+        simd: fn(&[f32], &mut [B]),
+        bits: impl Fn(&B) -> K,
+    ) {
+        let (len, zero) = block;
+        let junk: Vec<f32> = (0..x.len()).map(|i| (i % 7) as f32 - 3.0).collect();
+        let mut want = vec![zero; x.len() / len];
+        let mut got = want.clone();
+        scalar(x, &mut want);
+        scalar(&junk, &mut got);
+        simd(x, &mut got);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let name = std::any::type_name::<B>();
+            assert_eq!(bits(a), bits(b), "{name} {i}");
+        }
+    }
+
+    /// The SIMD128 quantizers write the blocks the scalar ones do (which tests/activation.rs
+    /// holds to llama.cpp's), every code, scale and sum, on the crafted rows and the
+    /// llama.cpp fixture's rows.
+    #[test]
+    fn simd128_quantizers_match_the_block_quantizers() {
+        let mut x = crafted_rows(&mut Rng(0x0A17));
+        x.extend(llama_cpp_rows());
+        // 27 crafted rows of 256 values and the fixture's 6 of 512: 312 blocks of 32 and
+        // 39 of 256.
+        assert_eq!(x.len(), 39 * QK_K);
+        assert_same_blocks(
+            &x,
+            (32, BlockQ8_0Act::ZERO),
+            activation::quantize_q8_0,
+            quantize_q8_0,
+            |b| (b.d.to_bits(), b.qs),
+        );
+        assert_same_blocks(
+            &x,
+            (32, BlockQ8_1Act::ZERO),
+            activation::quantize_q8_1,
+            quantize_q8_1,
+            |b| ([b.d, b.s].map(f16::to_bits), b.qs),
+        );
+        assert_same_blocks(
+            &x,
+            (QK_K, BlockQ8K::ZERO),
+            activation::quantize_q8_k,
+            quantize_q8_k,
+            |b| (b.d.to_bits(), b.qs, b.bsums),
+        );
     }
 
     #[test]

@@ -326,7 +326,7 @@ pub unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::tests::{isas, Coverage, Rng};
+    use crate::kernels::tests::{isas, llama_cpp_rows, Coverage, Rng};
     use crate::quant::activation::{quantize_q8_1, quantize_q8_k, BlockQ8_1Act};
 
     /// Rows of activations with the cases quantizers trip on: a zero block, exact ties
@@ -337,31 +337,6 @@ mod tests {
         x[32..64].copy_from_slice(&[127.0, 2.5, -3.5, 0.5, -0.5, 1.5, 126.5, -126.5].repeat(4));
         x[300] = -90.0;
         x[301] = 90.0;
-        x
-    }
-
-    /// The rows of tests/fixtures/activations.json, whose llama.cpp quantizations
-    /// tests/activation.rs compares the block quantizers with.
-    fn llama_cpp_rows() -> Vec<f32> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/fixtures/activations.json"
-        );
-        let text = std::fs::read_to_string(path).expect("activations.json");
-        let fixture: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        let mut x = Vec::new();
-        for case in fixture["cases"].as_array().expect("cases") {
-            let hex = case["values_hex"].as_str().expect("hex");
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                .collect();
-            x.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
-            );
-        }
         x
     }
 
