@@ -165,18 +165,13 @@ fn attention_runs_with(
     }
     // Every unit's partial result takes the largest stride, so that units are uniform.
     let stride = plans.iter().map(Plan::unit_stride).max().unwrap_or(0);
-    let firsts: Vec<usize> = plans
-        .iter()
-        .scan(0, |first, plan| {
-            let at = *first;
-            *first += plan.units();
-            Some(at)
-        })
-        .collect();
-    let total = firsts
-        .last()
-        .zip(plans.last())
-        .map_or(0, |(f, p)| f + p.units());
+    // Each run's first unit in the batch's numbering, and the batch's units.
+    let mut firsts = Vec::with_capacity(plans.len());
+    let mut total = 0;
+    for plan in &plans {
+        firsts.push(total);
+        total += plan.units();
+    }
     if total == 0 {
         return;
     }
