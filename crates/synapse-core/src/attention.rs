@@ -17,6 +17,7 @@
 //! sliding-window cache is a ring buffer. With `kv_dim` values per position (all K/V
 //! heads), a tile's keys are `[kv_dim][TILE]` and its values `[TILE][kv_dim]`.
 
+use crate::quant::f16_to_f32;
 use crate::threads::parallel_chunks_mut;
 use std::ops::Range;
 
@@ -422,23 +423,6 @@ impl Elem for u16 {
     fn get(self) -> f32 {
         f16_to_f32(self)
     }
-}
-
-/// f16 bits to f32, branch-free so that it vectorises (subnormals, infinities and NaN
-/// included).
-#[inline(always)]
-fn f16_to_f32(h: u16) -> f32 {
-    let h = h as u32;
-    let magnitude = h & 0x7fff;
-    // Shifted into f32 place, the exponent is off by 127 - 15: multiplying by 2^112 fixes
-    // it, exactly, for normals and subnormals alike.
-    let scaled = (f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000)).to_bits();
-    let bits = if magnitude >= 0x7c00 {
-        0x7f80_0000 | (magnitude & 0x3ff) << 13
-    } else {
-        scaled
-    };
-    f32::from_bits(bits | (h & 0x8000) << 16)
 }
 
 #[inline(always)]

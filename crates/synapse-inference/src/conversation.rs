@@ -7,7 +7,7 @@
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::Result;
 use crate::generation::sampler::Sampler;
-use crate::generation::{generate_with, GenerateOptions, Generation, Generator};
+use crate::generation::{Completion, GenerateOptions, Generation, Generator, Piece};
 use crate::session::{Model, Session, SessionOptions};
 use std::sync::Arc;
 
@@ -79,34 +79,48 @@ impl Conversation {
         opts: &GenerateOptions,
         on_text: impl FnMut(&str),
     ) -> Result<Generation> {
+        let mut reply = self.begin_reply(opts)?;
+        match reply.run(&mut self.session, on_text) {
+            Ok(()) => Ok(self.end_reply(reply)),
+            Err(err) => {
+                self.sampler = Some(reply.into_parts().1.into_sampler());
+                Err(err)
+            }
+        }
+    }
+
+    /// Starts the assistant's reply to the conversation as it stands, to be pulled piece
+    /// by piece with [`Conversation::next`] and ended with [`Conversation::end_reply`].
+    /// Only the tokens past what the KV cache already holds are evaluated.
+    pub fn begin_reply(&mut self, opts: &GenerateOptions) -> Result<Completion> {
         let text = self.template.render(&self.messages, true)?;
         let model = self.session.model.clone();
         let ids = model
             .tokenizer()?
             .encode(&text, !model.starts_with_bos(&text), true);
-        // Keep the cached prefix; at least one token must be evaluated to get logits.
-        let cached = self.session.tokens();
-        let common = cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
-        let keep = common.min(ids.len().saturating_sub(1));
-        let keep = self.session.truncate(keep);
+        let keep = self.session.keep_prefix(&ids);
         // Settings changed since the last turn (a new seed, say) start a new stream.
         let sampler = match self.sampler.take() {
             Some(sampler) if *sampler.config() == opts.sampler => sampler,
             _ => Sampler::new(opts.sampler.clone()),
         };
-        let mut generator = Generator::with_sampler(model, sampler, opts);
-        let out = generate_with(
-            &mut self.session,
-            &ids[keep..],
-            &mut generator,
-            opts,
-            on_text,
-        );
+        let generator = Generator::with_sampler(model, sampler, opts);
+        Ok(Completion::new(generator, &ids[keep..], opts))
+    }
+
+    /// The next piece of the reply that `reply` is generating (see [`Completion::next`]).
+    pub fn next(&mut self, reply: &mut Completion) -> Result<Option<Piece>> {
+        reply.next(&mut self.session)
+    }
+
+    /// Adds the reply, as far as it got, to the history, and keeps its sampler's random
+    /// stream for the next turn.
+    pub fn end_reply(&mut self, reply: Completion) -> Generation {
+        let (out, generator) = reply.into_parts();
         self.sampler = Some(generator.into_sampler());
-        let out = out?;
         self.messages
             .push(ChatMessage::new("assistant", out.text.clone()));
-        Ok(out)
+        out
     }
 }
 

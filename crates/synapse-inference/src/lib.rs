@@ -1,6 +1,7 @@
 //! Synapse inference: turns a model file into text. Model configuration, the model
 //! families' forward passes, tokenizers, the KV cache and generation.
 
+pub mod bench;
 #[cfg(feature = "chat-template")]
 pub mod chat;
 mod clock;

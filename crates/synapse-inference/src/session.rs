@@ -369,6 +369,19 @@ impl<B: Backend> Session<B> {
             .expect("the session's sequence")
     }
 
+    /// Keeps the longest prefix of the cached tokens that `tokens` starts with, but not
+    /// all of `tokens` (evaluating at least one gives logits), and returns its length:
+    /// the caller evaluates `tokens[kept..]` next.
+    pub fn keep_prefix(&mut self, tokens: &[u32]) -> usize {
+        let common = self
+            .tokens()
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.truncate(common.min(tokens.len().saturating_sub(1)))
+    }
+
     /// Evaluates `tokens` after those already in the session and returns the logits of the
     /// last one, or of every one (`[tokens.len()][vocab]`) when `all_logits`.
     pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {

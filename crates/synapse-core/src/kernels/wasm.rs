@@ -168,7 +168,9 @@ impl Vec128 for Simd128 {
     }
     #[inline(always)]
     fn f32_of(h: f16) -> f32 {
-        h.to_f32()
+        // Without hardware conversion, half's own branches on the exponent, which would
+        // cost more than the block's dot product.
+        crate::quant::f16_to_f32(h.to_bits())
     }
     #[inline(always)]
     unsafe fn fifth_bits(qh: [u8; 4]) -> (v128, v128) {

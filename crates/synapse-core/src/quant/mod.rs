@@ -105,6 +105,23 @@ pub fn int8_row(bytes: &[u8]) -> (f32, &[i8]) {
     (scale, codes)
 }
 
+/// f16 bits to f32, branch-free so that it vectorises (subnormals, infinities and NaN
+/// included).
+#[inline(always)]
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let magnitude = h & 0x7fff;
+    // Shifted into f32 place, the exponent is off by 127 - 15: multiplying by 2^112 fixes
+    // it, exactly, for normals and subnormals alike.
+    let scaled = (f32::from_bits(magnitude << 13) * f32::from_bits(0x7780_0000)).to_bits();
+    let bits = if magnitude >= 0x7c00 {
+        0x7f80_0000 | (magnitude & 0x3ff) << 13
+    } else {
+        scaled
+    };
+    f32::from_bits(bits | (h & 0x8000) << 16)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

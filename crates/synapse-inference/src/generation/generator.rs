@@ -83,6 +83,11 @@ impl<B: Backend> Generator<B> {
         self.sampler
     }
 
+    /// The most tokens the sequence may generate.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
     /// Tokens generated so far (an end-of-generation token does not count).
     pub fn generated(&self) -> usize {
         self.generated

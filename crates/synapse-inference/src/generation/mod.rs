@@ -11,7 +11,7 @@ pub use generator::{Generator, Step};
 
 use crate::clock::Stopwatch;
 use crate::error::Result;
-use crate::model::backend::Backend;
+use crate::model::backend::{Backend, Cpu};
 use crate::session::Session;
 use sampler::SamplerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,78 +149,153 @@ pub fn generate<B: Backend>(
     opts: &GenerateOptions,
     on_text: impl FnMut(&str),
 ) -> Result<Generation> {
-    let mut generator = Generator::new(session.model.clone(), opts);
-    generate_with(session, prompt, &mut generator, opts, on_text)
+    let generator = Generator::new(session.model.clone(), opts);
+    let mut completion = Completion::new(generator, prompt, opts);
+    completion.run(session, on_text)?;
+    Ok(completion.into_parts().0)
 }
 
-/// [`generate`] with a generator the caller keeps, which must have been made with the
-/// same `opts` (a chat carries its sampler's random state from turn to turn).
-pub(crate) fn generate_with<B: Backend>(
-    session: &mut Session<B>,
-    prompt: &[u32],
-    generator: &mut Generator<B>,
-    opts: &GenerateOptions,
-    mut on_text: impl FnMut(&str),
-) -> Result<Generation> {
-    let cancelled = || opts.cancel.as_ref().is_some_and(CancelHandle::is_cancelled);
-    let mut out = Generation {
-        tokens: Vec::new(),
-        text: String::new(),
-        stop_reason: StopReason::Length,
-        timings: Timings::default(),
-        top_logits: Vec::new(),
-        logprobs: Vec::new(),
-    };
-    if cancelled() {
-        out.stop_reason = StopReason::Cancelled;
-        return Ok(out);
-    }
+/// One piece of a [`Completion`]: a generated token and the text that is safe to show
+/// now, or (`token: None`) text released at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    pub token: Option<u32>,
+    pub text: String,
+}
 
-    let clock = Stopwatch::start();
-    let mut logits = Vec::new();
-    session.eval_into(prompt, false, &mut logits)?;
-    out.timings.prefill_tokens = prompt.len();
-    out.timings.prefill_ms = clock.elapsed_ms();
-    out.top_logits = top_k_logits(&logits, opts.logits_top);
+/// Where a [`Completion`] is: the prompt not yet evaluated, a sampled token not yet
+/// evaluated (the last token of a generation never is), or the end.
+enum Phase {
+    Prompt(Vec<u32>),
+    Sampled(u32),
+    Done,
+}
 
-    let clock = Stopwatch::start();
-    let mut emit = |text: &str, out: &mut Generation| {
-        if !text.is_empty() {
-            out.text.push_str(text);
-            on_text(text);
+/// A generation in progress over a session, one piece at a time: for doors whose caller
+/// pulls (a JS async iterator, a C loop), while [`generate`] runs one to the end. Each
+/// [`Completion::next`] runs at most one forward pass, so a caller can stop between any
+/// two tokens.
+pub struct Completion<B: Backend = Cpu> {
+    generator: Generator<B>,
+    phase: Phase,
+    logits: Vec<f32>,
+    out: Generation,
+    logits_top: usize,
+    keep_logprobs: bool,
+    cancel: Option<CancelHandle>,
+}
+
+impl<B: Backend> Completion<B> {
+    /// A completion of `prompt` (evaluated after what the session will hold) with
+    /// `generator`, made with the same `opts`.
+    pub fn new(generator: Generator<B>, prompt: &[u32], opts: &GenerateOptions) -> Self {
+        Completion {
+            generator,
+            phase: Phase::Prompt(prompt.to_vec()),
+            logits: Vec::new(),
+            out: Generation {
+                tokens: Vec::new(),
+                text: String::new(),
+                stop_reason: StopReason::Length,
+                timings: Timings::default(),
+                top_logits: Vec::new(),
+                logprobs: Vec::new(),
+            },
+            logits_top: opts.logits_top,
+            keep_logprobs: opts.logprobs.is_some(),
+            cancel: opts.cancel.clone(),
         }
-    };
-    if opts.max_tokens > 0 {
-        out.stop_reason = loop {
-            let step = generator.step(&logits, session.tokens());
-            if step.stop != Some(StopReason::Eos) {
-                out.tokens.push(step.token);
-                if opts.logprobs.is_some() {
-                    out.logprobs.push(TokenLogprob {
-                        token: step.token,
-                        logprob: step.logprob,
-                        top: step.top_logprobs,
-                    });
-                }
-            }
-            emit(&step.text, &mut out);
-            if let Some(reason) = step.stop {
-                break reason;
-            }
-            // The last token needs no forward pass; a full context ends generation.
-            if session.tokens().len() == session.context() {
-                break StopReason::Length;
-            }
-            if cancelled() {
-                break StopReason::Cancelled;
-            }
-            session.eval_into(&[step.token], false, &mut logits)?;
-        };
     }
-    emit(&generator.finish(), &mut out);
-    out.timings.decode_tokens = out.tokens.len();
-    out.timings.decode_ms = clock.elapsed_ms();
-    Ok(out)
+
+    /// The next piece, evaluating the prompt first (on the first call) or the last
+    /// sampled token; `None` once the generation is over. Call it with the same session
+    /// each time. A cancellation ends it with what was generated before.
+    pub fn next(&mut self, session: &mut Session<B>) -> Result<Option<Piece>> {
+        let cancelled = self.cancel.as_ref().is_some_and(CancelHandle::is_cancelled);
+        if cancelled && !self.is_done() {
+            return Ok(self.end(StopReason::Cancelled));
+        }
+        // Decode time: sampling and the forward pass of the sampled tokens.
+        let mut decode_clock = Stopwatch::start();
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Done => return Ok(None),
+            Phase::Prompt(prompt) => {
+                session.eval_into(&prompt, false, &mut self.logits)?;
+                self.out.timings.prefill_tokens = prompt.len();
+                self.out.timings.prefill_ms = decode_clock.elapsed_ms();
+                self.out.top_logits = top_k_logits(&self.logits, self.logits_top);
+                if self.generator.max_tokens() == 0 {
+                    return Ok(self.end(StopReason::Length));
+                }
+                decode_clock = Stopwatch::start();
+            }
+            Phase::Sampled(token) => {
+                // A full context ends the generation.
+                if session.tokens().len() == session.context() {
+                    return Ok(self.end(StopReason::Length));
+                }
+                session.eval_into(&[token], false, &mut self.logits)?;
+            }
+        }
+        let step = self.generator.step(&self.logits, session.tokens());
+        let token = (step.stop != Some(StopReason::Eos)).then_some(step.token);
+        if let Some(token) = token {
+            self.out.tokens.push(token);
+            if self.keep_logprobs {
+                self.out.logprobs.push(TokenLogprob {
+                    token,
+                    logprob: step.logprob,
+                    top: step.top_logprobs,
+                });
+            }
+        }
+        self.out.text.push_str(&step.text);
+        self.phase = match step.stop {
+            Some(reason) => {
+                self.out.stop_reason = reason;
+                Phase::Done
+            }
+            None => Phase::Sampled(step.token),
+        };
+        self.out.timings.decode_tokens = self.out.tokens.len();
+        self.out.timings.decode_ms += decode_clock.elapsed_ms();
+        Ok(Some(Piece {
+            token,
+            text: step.text,
+        }))
+    }
+
+    /// Calls [`Completion::next`] until the end, passing each piece's text to `on_text`.
+    pub fn run(&mut self, session: &mut Session<B>, mut on_text: impl FnMut(&str)) -> Result<()> {
+        while let Some(piece) = self.next(session)? {
+            if !piece.text.is_empty() {
+                on_text(&piece.text);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// What was generated (a completion stopped before its end counts as cancelled), and
+    /// the generator, whose sampler a chat carries on into its next turn.
+    pub fn into_parts(mut self) -> (Generation, Generator<B>) {
+        if !self.is_done() {
+            self.end(StopReason::Cancelled);
+        }
+        (self.out, self.generator)
+    }
+
+    /// Ends the generation for `reason`, with the text the generator still held back.
+    fn end(&mut self, reason: StopReason) -> Option<Piece> {
+        self.phase = Phase::Done;
+        self.out.stop_reason = reason;
+        let text = self.generator.finish();
+        self.out.text.push_str(&text);
+        (!text.is_empty()).then_some(Piece { token: None, text })
+    }
 }
 
 /// The `k` highest `(id, logit)` pairs, highest first (ties: lower id first).
@@ -328,6 +403,42 @@ mod tests {
         distinct.sort_unstable();
         distinct.dedup();
         assert!(distinct.len() > 4, "{tokens:?}");
+    }
+
+    #[test]
+    fn pulling_a_completion_reproduces_generate() {
+        let opts = sampling(12);
+        let full = generate(&mut session(), PROMPT, &opts, |_| {}).unwrap();
+
+        let mut session = session();
+        let generator = Generator::new(session.model.clone(), &opts);
+        let mut completion = Completion::new(generator, PROMPT, &opts);
+        let (mut tokens, mut text) = (Vec::new(), String::new());
+        while let Some(piece) = completion.next(&mut session).unwrap() {
+            tokens.extend(piece.token);
+            text += &piece.text;
+        }
+        assert!(completion.is_done());
+        assert_eq!(completion.next(&mut session).unwrap(), None);
+        let (out, _) = completion.into_parts();
+        assert_eq!((tokens, text), (full.tokens.clone(), full.text.clone()));
+        assert_eq!(
+            (out.tokens, out.logprobs),
+            (full.tokens.clone(), full.logprobs)
+        );
+
+        // A caller that stops pulling ends it as cancelled, with what it had; the last
+        // sampled token was never evaluated.
+        let mut session = self::session();
+        let generator = Generator::new(session.model.clone(), &opts);
+        let mut completion = Completion::new(generator, PROMPT, &opts);
+        for _ in 0..5 {
+            completion.next(&mut session).unwrap();
+        }
+        let (out, _) = completion.into_parts();
+        assert_eq!(out.stop_reason, StopReason::Cancelled);
+        assert_eq!(out.tokens, full.tokens[..5]);
+        assert_eq!(session.tokens().len(), PROMPT.len() + 4);
     }
 
     #[test]

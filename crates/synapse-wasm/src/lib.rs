@@ -1,0 +1,303 @@
+//! Synapse in the browser: wasm-bindgen bindings over `synapse-inference`, the same
+//! loader, decoder, tokenizer, sampler and stop logic as every other door.
+//!
+//! `web/pkg/synapse.js` drives these from a Web Worker: it streams the model file into a
+//! [`ModelBytes`] buffer in wasm memory (the weights are read in place from there, never
+//! copied again), loads an [`Engine`], then pulls generated pieces one at a time with
+//! [`Engine::next_piece`], so that a stop request between two tokens is seen at once.
+
+use std::sync::Arc;
+use synapse_core::gguf::GgufFile;
+use synapse_core::kernels::{isa, Isa};
+use synapse_core::storage::{AlignedBytes, Storage};
+use synapse_inference::bench::{synthetic_tokens, TOKEN_SEED};
+use synapse_inference::generation::sampler::{Sampler, SamplerConfig};
+use synapse_inference::generation::{Completion, GenerateOptions, Generator};
+use synapse_inference::{Model, Session, SessionOptions};
+use wasm_bindgen::prelude::*;
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A model file's bytes, written in chunks as they arrive, 8-byte aligned so that the
+/// weights can be viewed in place.
+#[wasm_bindgen]
+pub struct ModelBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+#[wasm_bindgen]
+impl ModelBytes {
+    /// Room for a file of `len` bytes, or an error when wasm32's memory cannot hold it.
+    #[wasm_bindgen(constructor)]
+    pub fn new(len: usize) -> Result<ModelBytes, JsError> {
+        let mut words = Vec::new();
+        words.try_reserve_exact(len.div_ceil(8)).map_err(|_| {
+            JsError::new(&format!(
+                "the model file ({} MB) does not fit in this page's memory: wasm32 \
+                 addresses 4 GiB at most, and the browser may allow less",
+                len >> 20
+            ))
+        })?;
+        words.resize(len.div_ceil(8), 0);
+        Ok(ModelBytes { words, len })
+    }
+
+    /// Copies `chunk` to `offset`.
+    pub fn write(&mut self, offset: usize, chunk: &[u8]) -> Result<(), JsError> {
+        let end = offset
+            .checked_add(chunk.len())
+            .filter(|&end| end <= self.len)
+            .ok_or_else(|| JsError::new("more bytes than the model file's announced size"))?;
+        self.bytes_mut()[offset..end].copy_from_slice(chunk);
+        Ok(())
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `words` holds at least `len` initialised bytes, and u8 has no alignment.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.len) }
+    }
+}
+
+/// A loaded model with one sequence's session and the generation in progress, if any.
+#[wasm_bindgen]
+pub struct Engine {
+    model: Arc<Model>,
+    session: Session,
+    completion: Option<Completion>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads the GGUF file in `bytes` (`name` is how errors refer to it) with a context of
+    /// `context` tokens (0: the model's, capped at 4096) and `threads` threads.
+    pub fn load(
+        bytes: ModelBytes,
+        name: String,
+        context: usize,
+        threads: usize,
+    ) -> Result<Engine, JsError> {
+        let ModelBytes { words, len } = bytes;
+        let storage = Arc::new(Storage::Owned(AlignedBytes::Words { words, len }));
+        let gguf = GgufFile::parse(name, storage).map_err(js_error)?;
+        let model = Arc::new(Model::from_gguf(gguf).map_err(js_error)?);
+        let opts = SessionOptions {
+            context,
+            threads: threads.max(1),
+            ..SessionOptions::default()
+        }
+        .resolve(&model);
+        Ok(Engine {
+            session: Session::new(model.clone(), opts),
+            model,
+            completion: None,
+        })
+    }
+
+    pub fn architecture(&self) -> String {
+        self.model.config().architecture.clone()
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.session.context()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.model.config().vocab_size
+    }
+
+    /// The type of most of the matrices (e.g. "Q4_1").
+    pub fn weight_type(&self) -> String {
+        let mut counts: Vec<(synapse_core::DType, usize)> = Vec::new();
+        for dtype in self.model.matmul_types() {
+            match counts.iter_mut().find(|(d, _)| *d == dtype) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((dtype, 1)),
+            }
+        }
+        let most = counts.iter().max_by_key(|(_, n)| *n);
+        most.map_or(String::new(), |(d, _)| d.name().to_string())
+    }
+
+    pub fn threads(&self) -> usize {
+        self.session.options().threads
+    }
+
+    /// The kernels' instruction set: "simd128" or "scalar".
+    pub fn simd(&self) -> String {
+        match isa() {
+            Isa::Scalar => "scalar".into(),
+            #[allow(unreachable_patterns)]
+            _ => "simd128".into(),
+        }
+    }
+
+    /// The model's chat template (GGUF `tokenizer.chat_template`), if it has one.
+    pub fn chat_template(&self) -> Option<String> {
+        let tokenizer = self.model.tokenizer().ok()?;
+        tokenizer.chat_template().map(str::to_string)
+    }
+
+    /// The text of the BOS and EOS tokens, which chat templates write.
+    pub fn special_token(&self, eos: bool) -> String {
+        let Ok(tokenizer) = self.model.tokenizer() else {
+            return String::new();
+        };
+        let id = if eos {
+            tokenizer.eos_id()
+        } else {
+            tokenizer.bos_id()
+        };
+        id.map_or(String::new(), |id| tokenizer.piece(id).to_string())
+    }
+
+    /// `text`'s token ids as `synapse run` makes them (BOS if the model adds one), with
+    /// special-token text (e.g. `<|im_start|>`) as those tokens when `special`.
+    pub fn tokenize(&self, text: &str, special: bool) -> Result<Vec<u32>, JsError> {
+        let tokenizer = self.model.tokenizer().map_err(js_error)?;
+        Ok(tokenizer.encode(text, true, special))
+    }
+
+    pub fn detokenize(&self, ids: &[u32]) -> Result<String, JsError> {
+        let tokenizer = self.model.tokenizer().map_err(js_error)?;
+        if let Some(&bad) = ids
+            .iter()
+            .find(|&&id| id as usize >= tokenizer.vocab_size())
+        {
+            return Err(JsError::new(&format!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                tokenizer.vocab_size()
+            )));
+        }
+        Ok(tokenizer.decode(ids))
+    }
+
+    /// Starts generating after `prompt`. A raw completion (`chat` false) starts from an
+    /// empty context, as `synapse run` does; a chat turn (`prompt` the rendered
+    /// conversation) keeps the cached tokens it starts with. `seed` < 0 picks one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin(
+        &mut self,
+        prompt: &str,
+        chat: bool,
+        max_tokens: usize,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        min_p: f32,
+        repeat_penalty: f32,
+        seed: f64,
+        stop: Vec<String>,
+        ignore_eos: bool,
+    ) -> Result<(), JsError> {
+        self.completion = None;
+        let tokenizer = self.model.tokenizer().map_err(js_error)?;
+        let ids = tokenizer.encode(prompt, !chat || !self.model.starts_with_bos(prompt), true);
+        if ids.is_empty() {
+            return Err(JsError::new("the prompt has no tokens"));
+        }
+        if ids.len() >= self.session.context() {
+            return Err(JsError::new(&format!(
+                "the prompt has {} tokens, more than the context of {} leaves room for",
+                ids.len(),
+                self.session.context()
+            )));
+        }
+        let keep = match chat {
+            true => self.session.keep_prefix(&ids),
+            false => self.session.truncate(0),
+        };
+        let opts = GenerateOptions {
+            max_tokens,
+            sampler: SamplerConfig {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repeat_penalty,
+                seed: if seed >= 0.0 {
+                    seed as u64
+                } else {
+                    js_sys_random_seed()
+                },
+                ..SamplerConfig::default()
+            },
+            stop,
+            ignore_eos,
+            ..GenerateOptions::default()
+        };
+        let generator = Generator::new(self.model.clone(), &opts);
+        self.completion = Some(Completion::new(generator, &ids[keep..], &opts));
+        Ok(())
+    }
+
+    /// The next piece of the generation in progress: the prompt's forward pass on the
+    /// first call, then one token per call; `undefined` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<Piece>, JsError> {
+        let Some(completion) = &mut self.completion else {
+            return Ok(None);
+        };
+        let piece = completion.next(&mut self.session).map_err(js_error)?;
+        if piece.is_none() {
+            self.completion = None;
+        }
+        Ok(piece.map(|p| Piece {
+            id: p.token.map_or(-1, |t| t as i32),
+            text: p.text,
+        }))
+    }
+
+    /// Ends the generation in progress (what it generated stays in the context).
+    pub fn stop(&mut self) {
+        self.completion = None;
+    }
+
+    /// Forgets the context.
+    pub fn reset(&mut self) {
+        self.completion = None;
+        self.session.truncate(0);
+    }
+
+    /// Benchmark, part one: evaluates `n` fixed pseudo-random tokens (those of `synapse
+    /// bench`) from an empty context. The caller times it.
+    pub fn bench_prefill(&mut self, n: usize) -> Result<(), JsError> {
+        self.completion = None;
+        self.session.truncate(0);
+        let tokens = synthetic_tokens(n, self.vocab_size(), TOKEN_SEED);
+        self.session.eval(&tokens, false).map_err(js_error)?;
+        Ok(())
+    }
+
+    /// Benchmark, part two: `n` greedy decode steps after what the context holds.
+    pub fn bench_decode(&mut self, n: usize) -> Result<(), JsError> {
+        let (mut logits, mut greedy) = (Vec::new(), Sampler::new(SamplerConfig::greedy()));
+        let mut token = *self.session.tokens().last().unwrap_or(&0);
+        for _ in 0..n {
+            self.session
+                .eval_into(&[token], false, &mut logits)
+                .map_err(js_error)?;
+            token = greedy.sample(&logits, &[]);
+        }
+        Ok(())
+    }
+}
+
+/// A generated token (`id` -1 for text released at the end) and its text.
+#[wasm_bindgen(getter_with_clone)]
+pub struct Piece {
+    pub id: i32,
+    pub text: String,
+}
+
+/// A seed for a caller that asked for none.
+fn js_sys_random_seed() -> u64 {
+    (random() * 9007199254740991.0) as u64
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = Math)]
+    fn random() -> f64;
+}

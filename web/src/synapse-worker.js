@@ -1,0 +1,109 @@
+// The engine's worker: runs the wasm module off the page's main thread, so that the
+// page stays responsive while a forward pass runs. synapse.js sends it requests
+// { id, op, ...args } and gets { id, value } or { id, error } back; a load also sends
+// { id, progress: { loaded, total } } as the file arrives.
+import init, { Engine, ModelBytes } from './synapse_wasm.js';
+
+let engine = null;
+
+// Reads a model source into a ModelBytes buffer in wasm memory, chunk by chunk, so that
+// the file is never held twice in full.
+async function readModel(source, report) {
+  let total = 0;
+  let reader;
+  if (typeof source === 'string') {
+    const response = await fetch(source);
+    if (!response.ok) throw new Error(`${source}: HTTP ${response.status} ${response.statusText}`);
+    total = Number(response.headers.get('Content-Length')) || 0;
+    if (!total || response.headers.get('Content-Encoding')) {
+      // Without a usable size the buffer cannot be made first: read it whole.
+      source = new Uint8Array(await response.arrayBuffer());
+      total = 0;
+    } else {
+      reader = response.body.getReader();
+    }
+  }
+  if (source instanceof Blob) {
+    total = source.size;
+    reader = source.stream().getReader();
+  }
+  if (!reader) {
+    const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
+    const buffer = new ModelBytes(bytes.length);
+    buffer.write(0, bytes);
+    report(bytes.length, bytes.length);
+    return buffer;
+  }
+  const buffer = new ModelBytes(total);
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer.write(loaded, value);
+    loaded += value.length;
+    report(loaded, total);
+  }
+  if (loaded !== total) {
+    buffer.free();
+    throw new Error(`the download ended after ${loaded} of ${total} bytes`);
+  }
+  return buffer;
+}
+
+const ops = {
+  async load({ source, name, context, threads }, report) {
+    await init();
+    const bytes = await readModel(source, report);
+    engine?.free();
+    engine = null;
+    engine = Engine.load(bytes, name, context, threads);
+    return {
+      architecture: engine.architecture(),
+      contextLength: engine.context_length(),
+      vocabSize: engine.vocab_size(),
+      weightType: engine.weight_type(),
+      threads: engine.threads(),
+      simd: engine.simd(),
+      chatTemplate: engine.chat_template() ?? null,
+      bosToken: engine.special_token(false),
+      eosToken: engine.special_token(true),
+    };
+  },
+  tokenize: ({ text, special }) => engine.tokenize(text, special),
+  detokenize: ({ ids }) => engine.detokenize(Uint32Array.from(ids)),
+  begin: ({ prompt, chat, o }) =>
+    engine.begin(prompt, chat, o.maxTokens, o.temperature, o.topK, o.topP, o.minP,
+      o.repeatPenalty, o.seed, o.stop, o.ignoreEos),
+  next() {
+    const piece = engine.next_piece();
+    if (!piece) return null;
+    const value = { id: piece.id < 0 ? null : piece.id, text: piece.text };
+    piece.free();
+    return value;
+  },
+  stop: () => engine.stop(),
+  reset: () => engine.reset(),
+  bench({ promptTokens, genTokens }) {
+    let start = performance.now();
+    engine.bench_prefill(promptTokens);
+    const prefill = performance.now() - start;
+    start = performance.now();
+    engine.bench_decode(genTokens);
+    const decode = performance.now() - start;
+    engine.reset();
+    return { prefill_tok_s: (promptTokens * 1000) / prefill, decode_tok_s: (genTokens * 1000) / decode };
+  },
+  free() {
+    engine?.free();
+    engine = null;
+  },
+};
+
+self.onmessage = async ({ data: { id, op, ...args } }) => {
+  try {
+    const value = await ops[op](args, (loaded, total) => self.postMessage({ id, progress: { loaded, total } }));
+    self.postMessage({ id, value });
+  } catch (e) {
+    self.postMessage({ id, error: e instanceof Error ? e.message : String(e) });
+  }
+};
