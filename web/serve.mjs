@@ -100,6 +100,10 @@ export function startServer({ port = 8080, isolation = true, modelsDir, onSent }
     try {
       st = file && statSync(file);
     } catch {}
+    if ((!st || !st.isFile()) && url.pathname === '/favicon.ico') {
+      res.writeHead(204, headers); // browsers ask for it; a 404 would show as a console error
+      return res.end();
+    }
     if (!st || !st.isFile()) {
       return send(404, url.pathname.startsWith('/wllama/') && !roots.wllamaDir
         ? 'not found: run scripts/install-web-tools.sh for /wllama/' : 'not found');
