@@ -281,6 +281,12 @@ def main():
         report["rows"] = kept + report["rows"]
         for t, bw in old.get("bandwidth", {}).items():
             report["bandwidth"].setdefault(t, bw)
+    # The browser rows (bench/vs_wllama.mjs) are another benchmark: a native run keeps them.
+    if os.path.exists(out_path):
+        with open(out_path) as f:
+            browser_rows = json.load(f).get("browser_rows")
+        if browser_rows:
+            report["browser_rows"] = browser_rows
     dump_json(report, out_path)
     log(f"wrote {os.path.relpath(out_path, ROOT)}")
 

@@ -89,6 +89,40 @@ def render(m):
     return "\n".join(lines)
 
 
+def render_browser(m):
+    """The browser rows (bench/vs_wllama.mjs): Synapse's wasm build against wllama in Chromium."""
+    rows = m.get("browser_rows") or []
+    if not rows:
+        return ""
+    first = rows[0]["measured"]["settings"]
+    p, g = first["prompt_tokens"], first["gen_tokens"]
+    peers = sorted({r["peer"] for r in rows})
+    lines = [
+        "",
+        f"In the browser (headless Chromium, `bench/vs_wllama.mjs`) against {', '.join(peers)} on the same "
+        f"GGUF files: `pp` is a {p}-token prompt from an empty cache, `tg` {g} greedy decode steps after it "
+        "(tok/s, medians, timed inside each engine; ratio = Synapse / wllama); wasm is the MB of WebAssembly "
+        "each engine's page loaded.",
+        "",
+    ]
+    header = ["Model", "Type", "MiB", "CPU", "Browser", "Threads", "Runs", f"pp{p} Synapse", "wllama", "ratio",
+              f"tg{g} Synapse", "wllama", "ratio", "wasm MB Synapse", "wllama"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 5 + ["---:"] * (len(header) - 5)) + "|")
+    dash = "\u2013"
+    for r in rows:
+        rs = r["measured"]["settings"]
+        syn, wl = r.get("synapse"), r.get("wllama")
+        cells = [r["model"], r["variant"], f"{r['file_bytes'] / (1 << 20):.0f}", cpu_label(r["cpu"], r["cpu_flags"]),
+                 r["browser"], str(r["threads"]), f"{rs['pairs']}x{rs['repetitions_per_invocation']}"]
+        for key in ("prefill", "decode"):
+            cells += [fmt_rate(syn[f"{key}_tok_s"]) if syn else dash, fmt_rate(wl[f"{key}_tok_s"]) if wl else dash,
+                      f"{r['ratio'][key]:.2f}" if r.get("ratio") else dash]
+        cells += [f"{e['wasm_bytes'] / 1e6:.1f}" if e else dash for e in (syn, wl)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Render README's Benchmarks table")
     ap.add_argument("--matrix", default=os.path.join(ROOT, "status", "benchmark_matrix.json"))
@@ -103,7 +137,7 @@ def main():
     with open(args.readme) as f:
         readme = f.read()
 
-    block = f"{START}\n{render(matrix)}\n{END}"
+    block = f"{START}\n{render(matrix)}{render_browser(matrix)}\n{END}"
     if START in readme and END in readme:
         head, rest = readme.split(START, 1)
         _, tail = rest.split(END, 1)
