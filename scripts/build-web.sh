@@ -15,25 +15,38 @@ grep -q '^rust-src' <<<"$installed" || rustup component add rust-src
 ./scripts/test-wasm.sh --install
 version=$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p;}' Cargo.lock)
 bindgen="$HOME/.cache/synapse-tools/wasm-bindgen-$version/bin/wasm-bindgen"
-tools=${SYNAPSE_WEB_TOOLS:-$(./scripts/install-web-tools.sh | tail -n 1)}
+tools=$(./scripts/install-web-tools.sh | tail -n 1)
 
 out=web/pkg
 rm -rf "$out"
 mkdir -p "$out"
 
-# The standard library is rebuilt with the module (-Z build-std, allowed on the stable
-# compiler by RUSTC_BOOTSTRAP, from its own rust-src) so that panics compile to a trap
-# without the formatting machinery: the size budget (scripts/wasm-size.sh) needs it.
-echo "== cargo build (wasm32, SIMD128)"
-RUSTC_BOOTSTRAP=1 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -Z unstable-options -C panic=immediate-abort" \
-  cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm \
-  --target-dir target/web -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
-"$bindgen" --target web --no-typescript --out-dir "$out" \
-  target/web/wasm32-unknown-unknown/wasm/synapse_wasm.wasm
-echo "== wasm-opt -Oz"
-"$tools/.bin/wasm-opt" -Oz --enable-simd --enable-bulk-memory --enable-sign-ext \
-  --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
-  --enable-multivalue -o "$out/synapse_wasm_bg.wasm" "$out/synapse_wasm_bg.wasm"
+# Two builds of the engine: single-threaded, for any page, and threaded (atomics, shared
+# memory), for cross-origin isolated pages; synapse-worker.js picks one. The standard
+# library is rebuilt with each (-Z build-std, allowed on the stable compiler by
+# RUSTC_BOOTSTRAP, from its own rust-src): the threaded build needs std compiled with
+# atomics, and both need panics that compile to a trap without the formatting machinery
+# to stay within the size budget (scripts/wasm-size.sh).
+build() { # name, extra target features, extra link arguments
+  local name=$1 features=$2 link=$3
+  echo "== $name: cargo build (wasm32, SIMD128$features)"
+  RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128$features \
+    -Z unstable-options -C panic=immediate-abort $link" \
+    cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm \
+    --target-dir "target/web-$name" -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+  "$bindgen" --target web --no-typescript --out-dir "$out" --out-name "$name" \
+    "target/web-$name/wasm32-unknown-unknown/wasm/synapse_wasm.wasm"
+  echo "== $name: wasm-opt -Oz"
+  "$tools/.bin/wasm-opt" -Oz --enable-simd --enable-bulk-memory --enable-sign-ext \
+    --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
+    --enable-multivalue --enable-threads -o "$out/${name}_bg.wasm" "$out/${name}_bg.wasm"
+}
+build synapse_wasm "" ""
+# Shared memory is imported (every Worker's instance gets the same) and may grow to
+# wasm32's 4 GiB; the thread-local storage symbols are wasm-bindgen's to set up.
+build synapse_wasm_threads ",+atomics,+bulk-memory,+mutable-globals" "-C link-arg=--shared-memory \
+  -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
 cp web/src/*.js web/src/*.d.ts "$out/"
 ls -l "$out"

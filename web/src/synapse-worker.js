@@ -2,9 +2,41 @@
 // page stays responsive while a forward pass runs. synapse.js sends it requests
 // { id, op, ...args } and gets { id, value } or { id, error } back; a load also sends
 // { id, progress: { loaded, total } } as the file arrives.
-import init, { Engine, ModelBytes } from './synapse_wasm.js';
+//
+// With more than one thread on a cross-origin isolated page it runs the threaded build:
+// its memory is shared with helper Workers (this same script, sent { helper }), which
+// run the engine's parallel loops beside it.
 
+let glue = null; // the wasm-bindgen module of the build that runs
+let running = 0; // and its threads
 let engine = null;
+
+// Starts the build for `threads` threads and returns how many it runs.
+async function start(threads) {
+  if (glue) return running;
+  if (threads <= 1 || !self.crossOriginIsolated) {
+    glue = await import('./synapse_wasm.js');
+    await glue.default();
+    return (running = 1);
+  }
+  glue = await import('./synapse_wasm_threads.js');
+  const url = new URL('./synapse_wasm_threads_bg.wasm', import.meta.url);
+  const module = await WebAssembly.compileStreaming(fetch(url));
+  const { memory } = await glue.default({ module_or_path: module });
+  glue.start_pool(threads - 1);
+  for (let i = 1; i < threads; i++) {
+    const helper = new Worker(new URL(import.meta.url), { type: 'module', name: `synapse helper ${i}` });
+    helper.postMessage({ helper: { module, memory } });
+  }
+  return (running = threads);
+}
+
+// A helper's life: instantiate the module on the shared memory and join the pool.
+async function help({ module, memory }) {
+  const threaded = await import('./synapse_wasm_threads.js');
+  threaded.initSync({ module, memory });
+  threaded.helper_loop();
+}
 
 // Reads a model source into a ModelBytes buffer in wasm memory, chunk by chunk, so that
 // the file is never held twice in full.
@@ -29,12 +61,12 @@ async function readModel(source, report) {
   }
   if (!reader) {
     const bytes = source instanceof Uint8Array ? source : new Uint8Array(source);
-    const buffer = new ModelBytes(bytes.length);
+    const buffer = new glue.ModelBytes(bytes.length);
     buffer.write(0, bytes);
     report(bytes.length, bytes.length);
     return buffer;
   }
-  const buffer = new ModelBytes(total);
+  const buffer = new glue.ModelBytes(total);
   let loaded = 0;
   for (;;) {
     const { done, value } = await reader.read();
@@ -52,12 +84,13 @@ async function readModel(source, report) {
 
 const ops = {
   async load({ source, name, context, threads }, report) {
-    await init();
+    threads = await start(threads);
     const bytes = await readModel(source, report);
     engine?.free();
     engine = null;
-    engine = Engine.load(bytes, name, context, threads);
+    engine = glue.Engine.load(bytes, name, context, threads);
     return {
+      mode: threads > 1 ? 'threads' : 'single',
       architecture: engine.architecture(),
       contextLength: engine.context_length(),
       vocabSize: engine.vocab_size(),
@@ -99,7 +132,8 @@ const ops = {
   },
 };
 
-self.onmessage = async ({ data: { id, op, ...args } }) => {
+self.onmessage = async ({ data: { id, op, helper, ...args } }) => {
+  if (helper) return help(helper);
   try {
     const value = await ops[op](args, (loaded, total) => self.postMessage({ id, progress: { loaded, total } }));
     self.postMessage({ id, value });

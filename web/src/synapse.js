@@ -61,7 +61,7 @@ export class Synapse {
   constructor(worker, info) {
     this.worker = worker;
     const { chatTemplate, bosToken, eosToken, ...rest } = info;
-    this.info = { ...rest, mode: rest.threads > 1 ? 'threads' : 'single' };
+    this.info = rest;
     this.template = { source: chatTemplate, bosToken, eosToken };
     this.busy = false;
   }

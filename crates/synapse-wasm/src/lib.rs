@@ -6,6 +6,10 @@
 //! copied again), loads an [`Engine`], then pulls generated pieces one at a time with
 //! [`Engine::next_piece`], so that a stop request between two tokens is seen at once.
 
+// The threaded build (atomics and shared memory; see scripts/build-web.sh).
+#[cfg(target_feature = "atomics")]
+mod pool;
+
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::{isa, Isa};
