@@ -192,6 +192,18 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
     }
 }
 
+/// Unpacks a weight row of `dtype` to f32: with SIMD128's widening for F16 and BF16, else
+/// with the format's `dequantize_row`.
+fn dequantize_row_with(isa: Isa, dtype: DType, row: &[u8], out: &mut [f32]) {
+    match (isa, dtype) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, DType::F16) => wasm::widen_f16(row, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, DType::BF16) => wasm::widen_bf16(row, out),
+        _ => dequantize_row(dtype, row, out),
+    }
+}
+
 /// The scalar reference dot product of `dtype` (see [`crate::quant::format::Format`]).
 #[inline(always)]
 fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
@@ -407,7 +419,7 @@ fn matmul_many_with(
                 let f32_acts = act_type(w) == ActivationType::F32;
                 if f32_acts {
                     deq.resize(k, 0.0);
-                    dequantize_row(w.dtype, row, &mut deq);
+                    dequantize_row_with(isa, w.dtype, row, &mut deq);
                 }
                 for t in 0..n_tokens {
                     let v = match act_row(w.dtype, t) {
