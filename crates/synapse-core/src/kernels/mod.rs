@@ -192,14 +192,12 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
     }
 }
 
-/// Unpacks a weight row of `dtype` to f32: with SIMD128's widening for F16 and BF16, else
-/// with the format's `dequantize_row`.
+/// Unpacks a weight row of `dtype` to f32: with SIMD128's widening for F16, else with
+/// the format's `dequantize_row`.
 fn dequantize_row_with(isa: Isa, dtype: DType, row: &[u8], out: &mut [f32]) {
     match (isa, dtype) {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         (Isa::Simd128, DType::F16) => wasm::widen_f16(row, out),
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        (Isa::Simd128, DType::BF16) => wasm::widen_bf16(row, out),
         _ => dequantize_row(dtype, row, out),
     }
 }
