@@ -8,11 +8,23 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// [`rms_norm`] in place.
 pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let mean_sq = sum_of_squares(x) / x.len() as f32;
     let scale = 1.0 / (mean_sq + eps).sqrt();
     for (v, &w) in x.iter_mut().zip(weight) {
         *v = *v * scale * w;
     }
+}
+
+/// The sum of the squares of `x`. LLVM keeps a float sum in order, one add after another,
+/// so with SIMD128 it is the dot product kernel's, in vector lanes; native builds keep the
+/// sum in order, as they always have.
+#[inline(always)]
+fn sum_of_squares(x: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let sum = crate::kernels::dot_f32_simd128(x, x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let sum = x.iter().map(|v| v * v).sum::<f32>();
+    sum
 }
 
 /// `out = (x - mean(x)) / std(x) * weight + bias`, for one row.
@@ -332,6 +344,29 @@ mod tests {
         let (p0, p1) = (rot(1.0, 3.0, 1.0), rot(2.0, 4.0, 0.1));
         for (a, b) in half.iter().zip([p0.0, p1.0, p0.1, p1.1]) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    /// RMS norm against f64 arithmetic, on rows of odd lengths (the SIMD128 sum's vector
+    /// loop and its scalar end).
+    #[test]
+    fn rms_norm_matches_f64() {
+        for len in [1, 7, 16, 17, 4099] {
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+                .collect();
+            let w: Vec<f32> = (0..len).map(|i| 1.0 + (i % 5) as f32 * 0.25).collect();
+            let mut out = vec![0f32; len];
+            rms_norm(&x, &w, 1e-6, &mut out);
+            let mean_sq = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / len as f64;
+            let scale = 1.0 / (mean_sq + 1e-6).sqrt();
+            for ((&got, &x), &w) in out.iter().zip(&x).zip(&w) {
+                let want = x as f64 * scale * w as f64;
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * want.abs().max(1e-3),
+                    "{len}"
+                );
+            }
         }
     }
 

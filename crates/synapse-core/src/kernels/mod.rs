@@ -19,6 +19,9 @@ mod shared128;
 pub(crate) mod tests;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
+/// For the f32 ops' sums (see `ops::rms_norm`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use wasm::dot_f32 as dot_f32_simd128;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
