@@ -17,6 +17,7 @@
 //! sliding-window cache is a ring buffer. With `kv_dim` values per position (all K/V
 //! heads), a tile's keys are `[kv_dim][TILE]` and its values `[TILE][kv_dim]`.
 
+use crate::ops::{exp, tanh};
 use crate::quant::f16_to_f32;
 use crate::threads::parallel_chunks_mut;
 use std::ops::Range;
@@ -778,31 +779,6 @@ fn accumulate<E: Elem, const X86: bool, const R: usize>(
     }
 }
 
-/// `e^x` for x <= 0 to within about 2e-7 relative, in branch-free arithmetic that the
-/// compiler vectorises (the library `exp` is a scalar call per score).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // Below this e^x underflows to (almost) zero; clamping keeps 2^n a normal float.
-    let x = x.max(-87.0);
-    // x = n ln2 + r with |r| <= ln2 / 2; then e^x = 2^n e^r.
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// `tanh` from [`exp`] of a non-positive argument.
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    let e = exp(-2.0 * x.abs());
-    ((1.0 - e) / (1.0 + e)).copysign(x)
-}
-
 /// Plain softmax attention in f64, the oracle for tests: `keys` and `values` are
 /// `[position][n_kv_heads * head_dim]` for positions `0..pos + n`.
 pub fn reference_attention(
@@ -856,6 +832,10 @@ pub fn reference_attention(
 mod tests {
     use super::*;
     use crate::kernels::tests::Coverage;
+    // On wasm32 these run under Node (scripts/test-wasm.sh), the portable variant with
+    // SIMD128.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn rng(mut seed: u32) -> impl FnMut() -> f32 {
         move || {
@@ -890,30 +870,6 @@ mod tests {
         assert!(isas().contains(&isa), "{isa:?} is not on this CPU");
         if crate::kernels::isa() == crate::kernels::Isa::Scalar {
             assert_eq!(isa, Isa::Portable);
-        }
-    }
-
-    #[test]
-    fn vectorisable_exp_is_accurate() {
-        for i in 0..=80_000 {
-            let x = -(i as f32) * 0.001;
-            let (got, want) = (exp(x), (x as f64).exp());
-            assert!(
-                ((got as f64 - want) / want).abs() < 3e-7,
-                "exp({x}) = {got}, want {want}"
-            );
-        }
-        assert!(exp(-1000.0) < 1e-37);
-    }
-
-    #[test]
-    fn tanh_is_accurate() {
-        for i in -20_000..=20_000 {
-            let x = i as f32 * 0.001;
-            assert!(
-                (tanh(x) as f64 - (x as f64).tanh()).abs() < 1e-6,
-                "tanh({x})"
-            );
         }
     }
 

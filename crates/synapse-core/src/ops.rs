@@ -8,11 +8,23 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// [`rms_norm`] in place.
 pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let mean_sq = sum_of_squares(x) / x.len() as f32;
     let scale = 1.0 / (mean_sq + eps).sqrt();
     for (v, &w) in x.iter_mut().zip(weight) {
         *v = *v * scale * w;
     }
+}
+
+/// The sum of the squares of `x`. LLVM keeps a float sum in order, one add after another,
+/// so with SIMD128 it is the dot product kernel's, in vector lanes; native builds keep the
+/// sum in order, as they always have.
+#[inline(always)]
+fn sum_of_squares(x: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let sum = crate::kernels::dot_f32_simd128(x, x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let sum = x.iter().map(|v| v * v).sum::<f32>();
+    sum
 }
 
 /// `out = (x - mean(x)) / std(x) * weight + bias`, for one row.
@@ -106,6 +118,8 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
 /// The nonlinearity of a feed-forward block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -123,7 +137,6 @@ impl Activation {
         match self {
             Activation::Silu => x / (1.0 + (-x).exp()),
             Activation::GeluTanh => {
-                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
                 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
             }
             Activation::Gelu => 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)),
@@ -133,9 +146,69 @@ impl Activation {
 
 /// `gate = act(gate) * up`: the gated linear unit (SwiGLU with SiLU, GeGLU with GELU).
 pub fn gated(gate: &mut [f32], up: &[f32], act: Activation) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = act.apply(*g) * u;
+    // wasm's library `exp` and `tanh` are a call per value: with SIMD128, SiLU and
+    // tanh-GELU take the branch-free forms that vectorise.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    match act {
+        Activation::Silu => return gate_with(gate, up, silu_vectorisable),
+        Activation::GeluTanh => return gate_with(gate, up, gelu_tanh_vectorisable),
+        Activation::Gelu => {}
     }
+    gate_with(gate, up, |x| act.apply(x))
+}
+
+#[inline(always)]
+fn gate_with(gate: &mut [f32], up: &[f32], act: impl Fn(f32) -> f32) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = act(*g) * u;
+    }
+}
+
+/// [`Activation::Silu`] from [`exp`] of a non-positive argument: `x * sigmoid(x)`, with
+/// `sigmoid(x) = e^x / (1 + e^x)` for negative `x`.
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_feature = "simd128")),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn silu_vectorisable(x: f32) -> f32 {
+    let e = exp(-x.abs());
+    x * if x >= 0.0 { 1.0 } else { e } / (1.0 + e)
+}
+
+/// [`Activation::GeluTanh`] with [`tanh`].
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_feature = "simd128")),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn gelu_tanh_vectorisable(x: f32) -> f32 {
+    0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+}
+
+/// `e^x` for x <= 0 to within about 2e-7 relative, in branch-free arithmetic that the
+/// compiler vectorises (the library `exp` is a scalar call per value).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Below this e^x underflows to (almost) zero; clamping keeps 2^n a normal float.
+    let x = x.max(-87.0);
+    // x = n ln2 + r with |r| <= ln2 / 2; then e^x = 2^n e^r.
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `tanh` from [`exp`] of a non-positive argument.
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    let e = exp(-2.0 * x.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(x)
 }
 
 /// `x = act(x)`.
@@ -182,6 +255,62 @@ pub fn softcap(x: &mut [f32], cap: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // On wasm32 these run under Node (scripts/test-wasm.sh).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// The vectorisable SiLU and tanh-GELU (the SIMD128 build's) against the library
+    /// forms, to a few f32 roundings, over the range activations take and beyond:
+    /// saturation, values whose SiLU underflows, zeros of both signs.
+    #[test]
+    fn vectorisable_activations_match_the_library_ones() {
+        let mut x: Vec<f32> = (-12_000..=12_000).map(|i| i as f32 * 0.001).collect();
+        x.extend([
+            -120.0, -90.0, -30.0, 30.0, 90.0, 1e10, -0.0, 0.0, 1e-30, -1e-30,
+        ]);
+        for act in [Activation::Silu, Activation::GeluTanh] {
+            let fast = match act {
+                Activation::Silu => silu_vectorisable,
+                _ => gelu_tanh_vectorisable,
+            };
+            for &x in &x {
+                let (got, want) = (fast(x), act.apply(x));
+                // exp is within 3e-7 relative down to its clamp at e^-87; tanh within 1e-6
+                // absolute, so GELU within that of |x| / 2.
+                let tolerance = match act {
+                    Activation::Silu => 1e-6 * want.abs() + 1e-37 * x.abs(),
+                    _ => 1e-6 * x.abs(),
+                };
+                assert!(
+                    (got - want).abs() <= tolerance,
+                    "{act:?}({x}) = {got}, want {want}"
+                );
+            }
+        }
+    }
+    #[test]
+    fn vectorisable_exp_is_accurate() {
+        for i in 0..=80_000 {
+            let x = -(i as f32) * 0.001;
+            let (got, want) = (exp(x), (x as f64).exp());
+            assert!(
+                ((got as f64 - want) / want).abs() < 3e-7,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn tanh_is_accurate() {
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.001;
+            assert!(
+                (tanh(x) as f64 - (x as f64).tanh()).abs() < 1e-6,
+                "tanh({x})"
+            );
+        }
+    }
 
     #[test]
     fn erf_matches_known_values() {
@@ -215,6 +344,29 @@ mod tests {
         let (p0, p1) = (rot(1.0, 3.0, 1.0), rot(2.0, 4.0, 0.1));
         for (a, b) in half.iter().zip([p0.0, p1.0, p0.1, p1.1]) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    /// RMS norm against f64 arithmetic, on rows of odd lengths (the SIMD128 sum's vector
+    /// loop and its scalar end).
+    #[test]
+    fn rms_norm_matches_f64() {
+        for len in [1, 7, 16, 17, 4099] {
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+                .collect();
+            let w: Vec<f32> = (0..len).map(|i| 1.0 + (i % 5) as f32 * 0.25).collect();
+            let mut out = vec![0f32; len];
+            rms_norm(&x, &w, 1e-6, &mut out);
+            let mean_sq = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / len as f64;
+            let scale = 1.0 / (mean_sq + 1e-6).sqrt();
+            for ((&got, &x), &w) in out.iter().zip(&x).zip(&w) {
+                let want = x as f64 * scale * w as f64;
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * want.abs().max(1e-3),
+                    "{len}"
+                );
+            }
         }
     }
 

@@ -19,6 +19,9 @@ mod shared128;
 pub(crate) mod tests;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
+/// For the f32 ops' sums (see `ops::rms_norm`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use wasm::dot_f32 as dot_f32_simd128;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -189,6 +192,16 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::dot_f32(w, x),
         Isa::Scalar => scalar::dot_f32(w, x),
+    }
+}
+
+/// Unpacks a weight row of `dtype` to f32: with SIMD128's widening for F16, else with
+/// the format's `dequantize_row`.
+fn dequantize_row_with(isa: Isa, dtype: DType, row: &[u8], out: &mut [f32]) {
+    match (isa, dtype) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        (Isa::Simd128, DType::F16) => wasm::widen_f16(row, out),
+        _ => dequantize_row(dtype, row, out),
     }
 }
 
@@ -407,7 +420,7 @@ fn matmul_many_with(
                 let f32_acts = act_type(w) == ActivationType::F32;
                 if f32_acts {
                     deq.resize(k, 0.0);
-                    dequantize_row(w.dtype, row, &mut deq);
+                    dequantize_row_with(isa, w.dtype, row, &mut deq);
                 }
                 for t in 0..n_tokens {
                     let v = match act_row(w.dtype, t) {

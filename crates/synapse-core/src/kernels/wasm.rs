@@ -200,10 +200,48 @@ pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
 
 /// Stores `v` in the first 16 bytes of `s` (bounds-checked by the slice index).
 #[inline(always)]
-fn store(s: &mut [i8], v: v128) {
-    let s = &mut s[..16];
+fn store<T: Copy>(s: &mut [T], v: v128) {
+    let s = &mut s[..16 / size_of::<T>()];
     // SAFETY: `s` holds 16 bytes, and wasm stores need no alignment.
     unsafe { v128_store(s.as_mut_ptr().cast(), v) }
+}
+
+/// A row of f16 weights (little-endian bytes) as f32, bit for bit as `half` widens them:
+/// eight values per step with integer operations and one exact multiply, where `half`
+/// without F16C or the fp16 extension branches on every value. (BF16 needs no kernel:
+/// LLVM vectorises `half`'s shift of a bf16 into an f32 by itself.)
+pub fn widen_f16(src: &[u8], out: &mut [f32]) {
+    assert_eq!(src.len(), 2 * out.len(), "two bytes per value");
+    let mut out = out.chunks_exact_mut(8);
+    let mut src = src.chunks_exact(16);
+    for (o, b) in (&mut out).zip(&mut src) {
+        let h = load(b);
+        store(o, f32_of_f16_bits(u32x4_extend_low_u16x8(h)));
+        store(&mut o[4..], f32_of_f16_bits(u32x4_extend_high_u16x8(h)));
+    }
+    let rest = src.remainder().chunks_exact(2);
+    for (o, b) in out.into_remainder().iter_mut().zip(rest) {
+        *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    }
+}
+
+/// Four f16s (the low 16 bits of each lane) as f32.
+#[inline(always)]
+fn f32_of_f16_bits(h: v128) -> v128 {
+    let magnitude = v128_and(h, u32x4_splat(0x7FFF));
+    let shifted = u32x4_shl(magnitude, 13);
+    // In f32 place the exponent is off by 127 - 15: multiplying by 2^112 fixes it,
+    // exactly, for normals and subnormals alike (wasm flushes no subnormal to zero).
+    let finite = f32x4_mul(shifted, f32x4_splat(f32::from_bits(0x7780_0000)));
+    // Infinity and NaN: every exponent bit set, the payload kept, a NaN made quiet.
+    let nan = v128_and(
+        u32x4_gt(magnitude, u32x4_splat(0x7C00)),
+        u32x4_splat(0x0040_0000),
+    );
+    let special = v128_or(v128_or(shifted, u32x4_splat(0x7F80_0000)), nan);
+    let is_special = u32x4_ge(magnitude, u32x4_splat(0x7C00));
+    let sign = u32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    v128_or(v128_bitselect(special, finite, is_special), sign)
 }
 
 /// The largest magnitude in `x` (a multiple of 4 long). `pmax(m, v)` is `m < v ? v : m`,
@@ -461,6 +499,32 @@ mod tests {
             quantize_q8_k,
             |b| (b.d.to_bits(), b.qs, b.bsums),
         );
+    }
+
+    /// The widening of F16 rows gives `half`'s f32 bit for bit, for every 16-bit pattern
+    /// (zeros of both signs, subnormals, infinities, NaNs with their payloads), in every
+    /// lane, through the vector loop and the scalar end alike.
+    #[test]
+    fn simd128_f16_widening_matches_half() {
+        let all: Vec<u16> = (0..=u16::MAX).collect();
+        let bytes: Vec<u8> = all.iter().flat_map(|h| h.to_le_bytes()).collect();
+        let want = |h: u16| f16::from_bits(h).to_f32().to_bits();
+        // Every pattern, starting at each offset in a vector; then rows of every length up
+        // to three vectors and a bit, which end in 0 to 7 scalar values, around infinity.
+        for start in 0..8 {
+            let mut out = vec![f32::NAN; all.len() - start];
+            widen_f16(&bytes[2 * start..], &mut out);
+            for (&h, got) in all[start..].iter().zip(&out) {
+                assert_eq!(got.to_bits(), want(h), "{h:#06x}");
+            }
+        }
+        for len in 0..28 {
+            let mut out = vec![0.0; len];
+            widen_f16(&bytes[2 * 0x7BF0..][..2 * len], &mut out);
+            let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = all[0x7BF0..][..len].iter().map(|&h| want(h)).collect();
+            assert_eq!(got, want, "length {len}");
+        }
     }
 
     #[test]
