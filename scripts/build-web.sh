@@ -48,5 +48,14 @@ build synapse_wasm_threads ",+atomics,+bulk-memory,+mutable-globals" "-C link-ar
   -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
   -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
   -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+# The chat-template renderer, a third wasm that a page fetches on its first chat().
+echo "== synapse_chat: cargo build"
+cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm-chat \
+  --target-dir target/web-chat
+"$bindgen" --target web --no-typescript --out-dir "$out" --out-name synapse_chat \
+  target/web-chat/wasm32-unknown-unknown/wasm/synapse_wasm_chat.wasm
+"$tools/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+  -o "$out/synapse_chat_bg.wasm" "$out/synapse_chat_bg.wasm"
 cp web/src/*.js web/src/*.d.ts "$out/"
 ls -l "$out"

@@ -104,6 +104,18 @@ impl ChatTemplate {
         })
     }
 
+    /// A model's template: its own `source`, or ChatML when it has none.
+    pub fn for_model(
+        source: Option<&str>,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<Self, ChatTemplateError> {
+        match source {
+            Some(source) => ChatTemplate::new(source, bos_token, eos_token),
+            None => Ok(ChatTemplate::chatml()),
+        }
+    }
+
     /// Fixes the time `strftime_now` renders (seconds since the Unix epoch, UTC), or with
     /// `None` goes back to the clock. The clock is the system's, except on
     /// wasm32-unknown-unknown, which has none: there it reads as the epoch

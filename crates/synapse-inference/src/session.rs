@@ -232,14 +232,11 @@ impl<B: Backend> Model<B> {
             id.map(|id| tokenizer.piece(id).to_string())
                 .unwrap_or_default()
         };
-        match tokenizer.chat_template() {
-            Some(source) => Ok(ChatTemplate::new(
-                source,
-                &token_text(tokenizer.bos_id()),
-                &token_text(tokenizer.eos_id()),
-            )?),
-            None => Ok(ChatTemplate::chatml()),
-        }
+        Ok(ChatTemplate::for_model(
+            tokenizer.chat_template(),
+            &token_text(tokenizer.bos_id()),
+            &token_text(tokenizer.eos_id()),
+        )?)
     }
 
     /// Whether `text` already begins with the BOS token's text (chat templates often
