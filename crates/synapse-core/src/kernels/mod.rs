@@ -28,7 +28,11 @@ mod x86;
 use crate::dtype::DType;
 use crate::quant::activation::*;
 use crate::quant::dequantize_row;
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 use crate::tensor::Layout;
 use crate::tensor::WeightTensor;
 use crate::threads::parallel_for;
@@ -414,6 +418,18 @@ fn matmul_many_with(
                 // SAFETY: `isa()` returns NeonDot only when the CPU has dotprod; these
                 // rows (whole panels) belong to this thread only.
                 return unsafe { aarch64::matmul_panels(w, acts, n_tokens, part_rows, out, n) };
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            if isa == Isa::Simd128 && w.layout == Layout::Rows {
+                let all_tokens = 0..n_tokens * blocks_per_row(w.dtype);
+                let acts = match precision.activation_type(w.dtype) {
+                    ActivationType::Q8_0 => Some(ActRow::Q8_0(&scratch.q8_0[all_tokens])),
+                    ActivationType::Q8_1 => Some(ActRow::Q8_1(&scratch.q8_1[all_tokens])),
+                    _ => None,
+                };
+                if acts.is_some_and(|a| wasm::matmul_rows(w, a, n_tokens, part_rows.clone(), out)) {
+                    return;
+                }
             }
             for r in part_rows {
                 let row = w.copy_row(r, &mut bytes);

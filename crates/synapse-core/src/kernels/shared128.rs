@@ -12,27 +12,40 @@ use half::f16;
 
 /// The activation blocks the 32-value formats pair with, as the 128-bit kernels read
 /// them: 32 codes and their scale.
-trait Act32 {
+pub(super) trait Act32 {
     fn qs(&self) -> &[i8; 32];
     fn d(&self) -> f16;
+    /// `d * sum(qs)` where the block type keeps it (Q8_1), for weights with an offset.
+    fn s(&self) -> f16 {
+        f16::ZERO
+    }
 }
 
-macro_rules! act32 {
-    ($($ty:ty),*) => {$(
-        impl Act32 for $ty {
-            #[inline(always)]
-            fn qs(&self) -> &[i8; 32] {
-                &self.qs
-            }
-            #[inline(always)]
-            fn d(&self) -> f16 {
-                self.d
-            }
-        }
-    )*};
+impl Act32 for BlockQ8_0Act {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
 }
 
-act32!(BlockQ8_0Act, BlockQ8_1Act);
+impl Act32 for BlockQ8_1Act {
+    #[inline(always)]
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn s(&self) -> f16 {
+        self.s
+    }
+}
 
 /// The dot product of two f32 rows (to the shorter one's length): four vectors of
 /// products at a time, so that consecutive adds do not wait on each other.

@@ -9,18 +9,231 @@
 //!
 //! The activation quantizers write the blocks that `quant::activation`'s do, bit for bit.
 
-use super::shared128::{self, Vec128};
-use super::ActRow;
+use super::shared128::{self, Act32, Vec128};
+use super::{ActRow, SharedOut};
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
-use crate::quant::blocks::scale_min_k4;
+use crate::quant::as_blocks;
+use crate::quant::blocks::{scale_min_k4, BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::tensor::WeightTensor;
 use core::arch::wasm32::*;
 use half::f16;
+use std::ops::Range;
 
 /// Dot product of a quantized weight row with activations of its paired type.
 pub fn quantized_dot(dtype: DType, w: &[u8], a: ActRow) -> f32 {
     // SAFETY: the whole build has SIMD128, which is all `Simd128` uses.
     unsafe { shared128::quantized_dot::<Simd128>(dtype, w, a) }
+}
+
+/// Rows `rows` of `w` times `n_tokens` rows of activations `acts` into `out` (`out[t * n +
+/// r]`), for the 32-value formats whose codes widen to i16 with one load (Q4_0, Q4_1,
+/// Q8_0); false for other types. Tiles share work that the row-by-row dot product
+/// repeats: in decode, four weight rows share each widened activation block; in
+/// prefill, four tokens share each widened weight block.
+pub(super) fn matmul_rows(
+    w: &WeightTensor,
+    acts: ActRow,
+    n_tokens: usize,
+    rows: Range<usize>,
+    out: SharedOut,
+) -> bool {
+    let k = w.cols;
+    match (w.dtype, acts) {
+        (DType::Q4_0, ActRow::Q8_0(a)) => tiles::<BlockQ4_0, _>(w, a, k / 32, n_tokens, rows, out),
+        (DType::Q4_1, ActRow::Q8_1(a)) => tiles::<BlockQ4_1, _>(w, a, k / 32, n_tokens, rows, out),
+        (DType::Q8_0, ActRow::Q8_0(a)) => tiles::<BlockQ8_0, _>(w, a, k / 32, n_tokens, rows, out),
+        _ => return false,
+    }
+    true
+}
+
+/// A weight block of 32 values whose codes [`matmul_rows`] widens to i16.
+trait Widen32: crate::quant::Block {
+    /// Whether values carry an offset (value = code * d + m).
+    const OFFSET: bool;
+    /// The 32 codes as i16, values 0..8, 8..16, 16..24, 24..32.
+    fn widen(&self) -> [v128; 4];
+    /// The scale `d` and offset `m`.
+    fn scales(&self) -> (f32, f32);
+}
+
+#[inline(always)]
+fn f32_of(h: f16) -> f32 {
+    crate::quant::f16_to_f32(h.to_bits())
+}
+
+/// 8 unsigned bytes at the start of `s`, widened to i16.
+#[inline(always)]
+fn load_u8x8(s: &[u8]) -> v128 {
+    let s = &s[..8];
+    // SAFETY: `s` holds 8 bytes, and wasm loads need no alignment.
+    unsafe { u16x8_load_extend_u8x8(s.as_ptr()) }
+}
+
+/// 8 signed bytes at the start of `s`, widened to i16.
+#[inline(always)]
+fn load_i8x8(s: &[i8]) -> v128 {
+    let s = &s[..8];
+    // SAFETY: as in `load_u8x8`.
+    unsafe { i16x8_load_extend_i8x8(s.as_ptr()) }
+}
+
+/// 32 nibbles (low nibbles are values 0..16, high ones 16..32) as i16.
+#[inline(always)]
+fn nibbles_i16(qs: &[u8; 16]) -> [v128; 4] {
+    let (a, b) = (load_u8x8(qs), load_u8x8(&qs[8..]));
+    let mask = i16x8_splat(0x0F);
+    [
+        v128_and(a, mask),
+        v128_and(b, mask),
+        u16x8_shr(a, 4),
+        u16x8_shr(b, 4),
+    ]
+}
+
+#[inline(always)]
+fn bytes_i16(qs: &[i8; 32]) -> [v128; 4] {
+    [
+        load_i8x8(qs),
+        load_i8x8(&qs[8..]),
+        load_i8x8(&qs[16..]),
+        load_i8x8(&qs[24..]),
+    ]
+}
+
+impl Widen32 for BlockQ4_0 {
+    const OFFSET: bool = false;
+    #[inline(always)]
+    fn widen(&self) -> [v128; 4] {
+        nibbles_i16(&self.qs).map(|v| i16x8_sub(v, i16x8_splat(8)))
+    }
+    #[inline(always)]
+    fn scales(&self) -> (f32, f32) {
+        (f32_of(self.d), 0.0)
+    }
+}
+
+impl Widen32 for BlockQ4_1 {
+    const OFFSET: bool = true;
+    #[inline(always)]
+    fn widen(&self) -> [v128; 4] {
+        nibbles_i16(&self.qs)
+    }
+    #[inline(always)]
+    fn scales(&self) -> (f32, f32) {
+        (f32_of(self.d), f32_of(self.m))
+    }
+}
+
+impl Widen32 for BlockQ8_0 {
+    const OFFSET: bool = false;
+    #[inline(always)]
+    fn widen(&self) -> [v128; 4] {
+        bytes_i16(&self.qs)
+    }
+    #[inline(always)]
+    fn scales(&self) -> (f32, f32) {
+        (f32_of(self.d), 0.0)
+    }
+}
+
+/// The dot product of 32 widened codes with 32 widened activations, in four i32 lanes.
+#[inline(always)]
+fn dot_i16(w: &[v128; 4], a: &[v128; 4]) -> v128 {
+    let low = i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1]));
+    let high = i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3]));
+    i32x4_add(low, high)
+}
+
+/// Sums of `R` weight rows times `T` activation rows (`blocks` blocks each) into
+/// `out[t][r]`: per block, each row's codes and each token's activations are widened
+/// once and meet in `R * T` dot products.
+#[inline(always)]
+fn tile<W: Widen32, A: Act32, const R: usize, const T: usize>(
+    w: [&[W]; R],
+    a: [&[A]; T],
+    blocks: usize,
+) -> [[f32; R]; T] {
+    let mut acc = [[f32x4_splat(0.0); R]; T];
+    let mut offsets = [[0f32; R]; T];
+    for b in 0..blocks {
+        let acts = a.map(|a| (bytes_i16(a[b].qs()), f32_of(a[b].d()), f32_of(a[b].s())));
+        for r in 0..R {
+            let codes = w[r][b].widen();
+            let (d, m) = w[r][b].scales();
+            for t in 0..T {
+                let (act, da, sa) = &acts[t];
+                let sum = f32x4_convert_i32x4(dot_i16(&codes, act));
+                acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(sum, f32x4_splat(d * da)));
+                if W::OFFSET {
+                    offsets[t][r] += m * sa;
+                }
+            }
+        }
+    }
+    let mut sums = [[0f32; R]; T];
+    for t in 0..T {
+        for r in 0..R {
+            let v = acc[t][r];
+            sums[t][r] = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+                + offsets[t][r];
+        }
+    }
+    sums
+}
+
+/// [`matmul_rows`] for one weight type: four rows at a time for a single token, four
+/// tokens at a time otherwise, the remainders one by one.
+fn tiles<W: Widen32, A: Act32>(
+    w: &WeightTensor,
+    acts: &[A],
+    blocks: usize,
+    n_tokens: usize,
+    rows: Range<usize>,
+    out: SharedOut,
+) {
+    let n = w.rows;
+    let row = |r: usize| -> &[W] { as_blocks(w.row(r)) };
+    let act = |t: usize| &acts[t * blocks..(t + 1) * blocks];
+    // SAFETY (every write): the rows in `rows` belong to this thread, and t < n_tokens.
+    let put = |t: usize, r: usize, v: f32| unsafe { out.write(t * n + r, v) };
+    if n_tokens == 1 {
+        let mut r = rows.start;
+        while r + 4 <= rows.end {
+            let [sums] = tile::<W, A, 4, 1>(
+                [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                [act(0)],
+                blocks,
+            );
+            for (i, v) in sums.into_iter().enumerate() {
+                put(0, r + i, v);
+            }
+            r += 4;
+        }
+        for r in r..rows.end {
+            put(0, r, tile::<W, A, 1, 1>([row(r)], [act(0)], blocks)[0][0]);
+        }
+        return;
+    }
+    for r in rows {
+        let mut t = 0;
+        while t + 4 <= n_tokens {
+            let sums = tile::<W, A, 1, 4>(
+                [row(r)],
+                [act(t), act(t + 1), act(t + 2), act(t + 3)],
+                blocks,
+            );
+            for (i, [v]) in sums.into_iter().enumerate() {
+                put(t + i, r, v);
+            }
+            t += 4;
+        }
+        for t in t..n_tokens {
+            put(t, r, tile::<W, A, 1, 1>([row(r)], [act(t)], blocks)[0][0]);
+        }
+    }
 }
 
 /// The first 16 bytes of `s` as a vector (bounds-checked by the slice index).
