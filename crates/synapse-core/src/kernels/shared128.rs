@@ -185,7 +185,7 @@ unsafe fn dot_blocks_offset<V: Vec128, W>(
 ) -> f32 {
     let mut offsets = 0f32;
     let dot = dot_blocks::<V, _, _>(w, a, block, |w, a| {
-        offsets += V::f32_of(m(w)) * V::f32_of(a.s)
+        offsets += V::f32_of(m(w)) * V::f32_of(a.s())
     });
     dot + offsets
 }
