@@ -12,13 +12,14 @@ let loading = false;
 
 // Threads: more than one needs SharedArrayBuffer, so a cross-origin isolated page.
 const isolated = self.crossOriginIsolated;
-const maxThreads = Math.max(1, Math.min(8, navigator.hardwareConcurrency || 1));
+// 2 is offered even on one core: it is the default of an isolated page.
+const maxThreads = Math.max(2, Math.min(8, navigator.hardwareConcurrency || 1));
 for (let n = 1; n <= maxThreads; n++) {
   const o = new Option(String(n), String(n));
   o.disabled = n > 1 && !isolated;
   $('threads').add(o);
 }
-$('threads').value = isolated && maxThreads >= 2 ? '2' : '1';
+$('threads').value = isolated ? '2' : '1';
 $('isolation').textContent = isolated
   ? 'cross-origin isolated: threads available'
   : 'not cross-origin isolated: single-threaded only';
