@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the wasm32 build of the core crates, the SIMD128 kernel tests and
-# the chat-template and generation tests on wasm32 under Node, every Rust test, and the
-# aarch64 kernels under qemu-user.
+# the chat-template and generation tests on wasm32 under Node, every Rust test, the
+# aarch64 kernels under qemu-user, and the browser module and demo page in headless Chromium.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +20,6 @@ cargo test --workspace
 
 echo "== aarch64 NEON kernels under qemu"
 ./scripts/test-aarch64.sh
+
+echo "== browser tests (wasm in headless Chromium)"
+./scripts/test-web.sh
