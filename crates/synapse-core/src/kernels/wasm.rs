@@ -155,6 +155,8 @@ fn tile<W: Widen32, A: Act32, const R: usize, const T: usize>(
     a: [&[A]; T],
     blocks: usize,
 ) -> [[f32; R]; T] {
+    // Slices of exactly `blocks` blocks, so that indexing them by `b` needs no checks.
+    let (w, a) = (w.map(|w| &w[..blocks]), a.map(|a| &a[..blocks]));
     let mut acc = [[f32x4_splat(0.0); R]; T];
     let mut offsets = [[0f32; R]; T];
     for b in 0..blocks {
