@@ -436,7 +436,8 @@ impl Tokenizer {
                 .optional("general.name")
                 .and_then(Value::as_str)
                 .is_some_and(|name| {
-                    let name = name.to_lowercase();
+                    // ASCII case only, as llama.cpp (and no Unicode case tables).
+                    let name = name.to_ascii_lowercase();
                     name.contains("phi-3") || name.contains("phi3")
                 }),
             nfc: false,
