@@ -3,7 +3,8 @@
 # through wasm-bindgen and wasm-opt, beside the JS of web/src (the module synapse.js, its
 # worker and its types). Installs what it needs: the wasm32 target and the standard
 # library's source (rustup), wasm-bindgen-cli (cargo, pinned to Cargo.lock's version) and
-# wasm-opt (npm binaryen, pinned in web/tools).
+# wasm-opt and esbuild (npm binaryen and esbuild, pinned in web/tools). The JavaScript is
+# minified, and each build's wasm-bindgen glue bundled with its snippets into one file.
 #
 #   scripts/build-web.sh
 set -euo pipefail
@@ -40,6 +41,9 @@ build() { # name, extra target features, extra link arguments
   "$tools/.bin/wasm-opt" -Oz --enable-simd --enable-bulk-memory --enable-sign-ext \
     --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
     --enable-multivalue --enable-threads -o "$out/${name}_bg.wasm" "$out/${name}_bg.wasm"
+  "$tools/.bin/esbuild" --log-level=warning --bundle --format=esm --minify --allow-overwrite \
+    --outfile="$out/$name.js" "$out/$name.js"
+  rm -rf "$out/snippets"
 }
 build synapse_wasm "" ""
 # Shared memory is imported (every Worker's instance gets the same) and may grow to
@@ -57,5 +61,9 @@ cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wa
 "$tools/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
   --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
   -o "$out/synapse_chat_bg.wasm" "$out/synapse_chat_bg.wasm"
-cp web/src/*.js web/src/*.d.ts "$out/"
+"$tools/.bin/esbuild" --log-level=warning --minify --allow-overwrite \
+  --outfile="$out/synapse_chat.js" "$out/synapse_chat.js"
+"$tools/.bin/esbuild" --log-level=warning --minify --outdir="$out" web/src/*.js
+cp web/src/*.d.ts "$out/"
 ls -l "$out"
+./scripts/wasm-size.sh || echo "build-web: over the size budget (see above)" >&2

@@ -213,7 +213,12 @@ impl<'a> Metadata<'a> {
             None => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(x) if x.is_finite() => Ok(Some(x as f32)),
-                _ => Err(self.bad(key, format!("expected a finite number, found {v:?}"))),
+                // Named, not printed: float formatting would grow the browser module.
+                Some(_) => Err(self.bad(
+                    key,
+                    "expected a finite number, found NaN or infinity".into(),
+                )),
+                None => Err(self.bad(key, format!("expected a number, found {}", v.type_name()))),
             },
         }
     }

@@ -114,10 +114,19 @@ impl Model<Cpu> {
     }
 
     pub fn from_gguf(gguf: GgufFile) -> Result<Model> {
-        Model::from_gguf_with(gguf, LoadOptions::default())
+        // Not through from_gguf_with: the browser module has no load options, and leaves
+        // the quantizers out.
+        Model::gguf_model(gguf, |gguf, config| Weights::load_stored(gguf, config))
     }
 
     pub fn from_gguf_with(gguf: GgufFile, opts: LoadOptions) -> Result<Model> {
+        Model::gguf_model(gguf, |gguf, config| Weights::load(gguf, config, opts))
+    }
+
+    fn gguf_model(
+        gguf: GgufFile,
+        weights: impl FnOnce(&GgufFile, &ModelConfig) -> Result<Weights>,
+    ) -> Result<Model> {
         let arch = Metadata { gguf: &gguf }.string("general.architecture")?;
         let family = family_for_gguf(arch).ok_or_else(|| Error::UnsupportedArchitecture {
             file: gguf.path.clone(),
@@ -125,7 +134,7 @@ impl Model<Cpu> {
             supported: supported_architectures(),
         })?;
         let config = ModelConfig::from_gguf(&gguf, family)?;
-        let weights = Weights::load(&gguf, &config, opts)?;
+        let weights = weights(&gguf, &config)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         Ok(Model::new(
             gguf.path.clone(),

@@ -17,6 +17,7 @@ use synapse_core::storage::{AlignedBytes, Storage};
 use synapse_inference::bench::{synthetic_tokens, TOKEN_SEED};
 use synapse_inference::generation::sampler::{Sampler, SamplerConfig};
 use synapse_inference::generation::{Completion, GenerateOptions, Generator};
+use synapse_inference::tokenizer::{set_char_classifier, CharClass};
 use synapse_inference::{Model, Session, SessionOptions};
 use wasm_bindgen::prelude::*;
 
@@ -83,6 +84,7 @@ impl Engine {
         context: usize,
         threads: usize,
     ) -> Result<Engine, JsError> {
+        set_char_classifier(char_class);
         let ModelBytes { words, len } = bytes;
         let storage = Arc::new(Storage::Owned(AlignedBytes::Words { words, len }));
         let gguf = GgufFile::parse(name, storage).map_err(js_error)?;
@@ -304,4 +306,23 @@ fn js_sys_random_seed() -> u64 {
 extern "C" {
     #[wasm_bindgen(js_namespace = Math)]
     fn random() -> f64;
+}
+
+/// The pre-tokenizers' class of a non-ASCII character, from the JavaScript engine's Unicode
+/// data: the module leaves out its own tables (~190 KB).
+fn char_class(c: char) -> CharClass {
+    match unicode_class(c as u32) {
+        0 => CharClass::Letter,
+        1 => CharClass::Number,
+        2 => CharClass::Mark,
+        _ => CharClass::Other,
+    }
+}
+
+#[wasm_bindgen(inline_js = r"export function unicode_class(c) {
+  const s = String.fromCodePoint(c);
+  return /\p{L}/u.test(s) ? 0 : /\p{N}/u.test(s) ? 1 : /\p{M}/u.test(s) ? 2 : 3;
+}")]
+extern "C" {
+    fn unicode_class(c: u32) -> u8;
 }

@@ -138,9 +138,8 @@ pub struct FormatInfo {
     pub block_len: usize,
     pub block_bytes: usize,
     pub row_header: usize,
-    /// Its functions: see [`Format`].
+    /// Its functions: see [`Format`] (the quantizer is `DType::quantizer`'s).
     pub dequantize_row: fn(&[u8], &mut [f32]),
-    pub quantize_row: fn(&[f32], &mut [u8]),
     pub vec_dot_ref: fn(&[u8], ActRow) -> f32,
 }
 
@@ -158,7 +157,6 @@ impl FormatInfo {
             panels: F::PANELS,
             quantize_fallback: F::QUANTIZE_FALLBACK,
             dequantize_row: F::dequantize_row,
-            quantize_row: F::quantize_row,
             vec_dot_ref: F::vec_dot_ref,
         }
     }
@@ -223,6 +221,16 @@ macro_rules! formats {
 
         /// Every format's [`FormatInfo`], indexed by `DType as usize`.
         pub static FORMATS: [FormatInfo; DType::ALL.len()] = [$(FormatInfo::of::<$ty>()),*];
+
+        impl DType {
+            /// This type's [`Format::quantize_row`]: a `match`, not a [`FORMATS`] column, so
+            /// that a binary which never quantizes (the browser module) leaves them out.
+            pub(crate) fn quantizer(self) -> fn(&[f32], &mut [u8]) {
+                match self {
+                    $(DType::$dtype => <$ty as Format>::quantize_row,)*
+                }
+            }
+        }
     };
 }
 

@@ -54,7 +54,7 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
             got: dst.len(),
         });
     }
-    (dtype.format().quantize_row)(src, dst);
+    (dtype.quantizer())(src, dst);
     Ok(())
 }
 

@@ -170,7 +170,8 @@ pub struct LoadOptions {
 
 struct Loader<'a> {
     source: &'a dyn TensorSource,
-    opts: LoadOptions,
+    /// What becomes of each f32/f16/bf16 weight matrix (quantization, if asked for).
+    float_matrix: &'a dyn Fn(WeightTensor) -> WeightTensor,
 }
 
 impl Loader<'_> {
@@ -200,10 +201,8 @@ impl Loader<'_> {
     /// A weight matrix, quantized if the options ask for it.
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<WeightTensor> {
         let w = self.required(name, rows, cols)?;
-        let float = matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16);
-        match self.opts.quantize {
-            // A matrix whose rows do not divide into blocks keeps its type.
-            Some(target) if float => Ok(quantize_tensor(&w, target).unwrap_or(w)),
+        match w.dtype {
+            DType::F32 | DType::F16 | DType::BF16 => Ok((self.float_matrix)(w)),
             _ => Ok(w),
         }
     }
@@ -239,7 +238,30 @@ impl Loader<'_> {
 
 impl Weights<Cpu> {
     pub fn load(source: &dyn TensorSource, c: &ModelConfig, opts: LoadOptions) -> Result<Weights> {
-        let l = Loader { source, opts };
+        match opts.quantize {
+            // A matrix whose rows do not divide into blocks keeps its type.
+            Some(target) => {
+                Weights::load_as(source, c, &|w| quantize_tensor(&w, target).unwrap_or(w))
+            }
+            None => Weights::load_stored(source, c),
+        }
+    }
+
+    /// The weights in the types the source stores: a caller that only loads these (the
+    /// browser module) leaves the quantizers out of its binary.
+    pub fn load_stored(source: &dyn TensorSource, c: &ModelConfig) -> Result<Weights> {
+        Weights::load_as(source, c, &|w| w)
+    }
+
+    fn load_as(
+        source: &dyn TensorSource,
+        c: &ModelConfig,
+        float_matrix: &dyn Fn(WeightTensor) -> WeightTensor,
+    ) -> Result<Weights> {
+        let l = Loader {
+            source,
+            float_matrix,
+        };
         let (d, qd, kvd, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
         let token_embd = l.matrix("token_embd.weight", c.vocab_size, d)?;
         let blocks = (0..c.n_layers)

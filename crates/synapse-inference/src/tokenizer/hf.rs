@@ -485,7 +485,12 @@ fn build_model(
     let (mut prepend, mut escapes_spaces, mut nfc) = (Prepend::Never, false, false);
     for step in normalizers {
         match type_of(step) {
-            "NFC" => nfc = true,
+            "NFC" if cfg!(feature = "unicode-tables") => nfc = true,
+            "NFC" => {
+                return Err(TokenizerError::NfcUnavailable {
+                    path: file.path.to_path_buf(),
+                })
+            }
             "Prepend" if is_replacement(step.get("prepend")) => prepend = Prepend::Unconditional,
             "Replace"
                 if step.pointer("/pattern/String").and_then(Value::as_str) == Some(" ")

@@ -16,6 +16,7 @@ mod special;
 mod spm;
 mod stream;
 
+pub use pretokenize::{set_char_classifier, CharClass};
 pub use stream::StreamDecoder;
 
 use bpe::Merges;
@@ -25,7 +26,19 @@ use spm::{Spm, SPACE};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use synapse_core::gguf::{GgufFile, Value};
-use unicode_normalization::UnicodeNormalization;
+
+/// `text` in Unicode normalization form C.
+#[cfg(feature = "unicode-tables")]
+fn nfc(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfc().collect()
+}
+
+/// Without the tables no tokenizer asks for NFC (hf.rs refuses the normalizer).
+#[cfg(not(feature = "unicode-tables"))]
+fn nfc(text: &str) -> String {
+    text.to_string()
+}
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -121,6 +134,10 @@ pub enum TokenizerError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// A `tokenizer.json` that asks for NFC normalization, in a build without the
+    /// `unicode-tables` feature.
+    #[error("{}: normalizer NFC needs the Unicode tables that this build leaves out (the unicode-tables feature of synapse-inference)", path.display())]
+    NfcUnavailable { path: PathBuf },
     /// A field of a Hugging Face tokenizer file (or SentencePiece model) that Synapse
     /// cannot use.
     #[error("{}: {field}: {problem}", path.display())]
@@ -419,7 +436,8 @@ impl Tokenizer {
                 .optional("general.name")
                 .and_then(Value::as_str)
                 .is_some_and(|name| {
-                    let name = name.to_lowercase();
+                    // ASCII case only, as llama.cpp (and no Unicode case tables).
+                    let name = name.to_ascii_lowercase();
                     name.contains("phi-3") || name.contains("phi3")
                 }),
             nfc: false,
@@ -513,8 +531,7 @@ impl Tokenizer {
                 Fragment::Text(piece) => {
                     let at_start = std::ptr::eq(piece.as_ptr(), text.as_ptr());
                     if self.nfc {
-                        let piece: String = piece.nfc().collect();
-                        self.encode_text(&piece, at_start, &mut out)
+                        self.encode_text(&nfc(piece), at_start, &mut out)
                     } else {
                         self.encode_text(piece, at_start, &mut out)
                     }

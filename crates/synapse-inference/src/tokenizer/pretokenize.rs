@@ -5,7 +5,7 @@
 //! The end of a text fragment (the text between special tokens) counts as the end of
 //! input, e.g. for the `\s+(?!\S)` lookahead.
 
-use unicode_general_category::{get_general_category, GeneralCategory as G};
+use std::sync::OnceLock;
 
 /// The character classes the patterns distinguish; `\s` wins over the category.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -15,6 +15,53 @@ enum Class {
     Number,
     Mark,
     Other,
+}
+
+/// A character's Unicode general category as the pre-tokenizers group it: `\p{L}`,
+/// `\p{N}`, `\p{M}` or anything else.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CharClass {
+    Letter,
+    Number,
+    Mark,
+    Other,
+}
+
+static CLASSIFIER: OnceLock<fn(char) -> CharClass> = OnceLock::new();
+
+/// Installs how a build without the `unicode-tables` feature classifies non-ASCII
+/// characters (the browser module asks the JavaScript engine's Unicode data); the first
+/// one installed stays. A build with the tables uses them and never asks.
+pub fn set_char_classifier(classify: fn(char) -> CharClass) {
+    // A second install (another instance of the same module) changes nothing.
+    let _ = CLASSIFIER.set(classify);
+}
+
+#[cfg(feature = "unicode-tables")]
+fn category(c: char) -> CharClass {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    match get_general_category(c) {
+        G::UppercaseLetter
+        | G::LowercaseLetter
+        | G::TitlecaseLetter
+        | G::ModifierLetter
+        | G::OtherLetter => CharClass::Letter,
+        G::DecimalNumber | G::LetterNumber | G::OtherNumber => CharClass::Number,
+        G::NonspacingMark | G::SpacingMark | G::EnclosingMark => CharClass::Mark,
+        _ => CharClass::Other,
+    }
+}
+
+#[cfg(not(feature = "unicode-tables"))]
+fn category(c: char) -> CharClass {
+    match CLASSIFIER.get() {
+        Some(classify) => classify(c),
+        // No classifier: the standard library's properties, exact for numbers; marks
+        // count as letters where Unicode calls them alphabetic, as punctuation elsewhere.
+        None if c.is_numeric() => CharClass::Number,
+        None if c.is_alphabetic() => CharClass::Letter,
+        None => CharClass::Other,
+    }
 }
 
 /// `\s` as llama.cpp defines it: the Unicode White_Space property.
@@ -47,15 +94,11 @@ fn class(c: char) -> Class {
     if is_space(c) {
         return Class::Space;
     }
-    match get_general_category(c) {
-        G::UppercaseLetter
-        | G::LowercaseLetter
-        | G::TitlecaseLetter
-        | G::ModifierLetter
-        | G::OtherLetter => Class::Letter,
-        G::DecimalNumber | G::LetterNumber | G::OtherNumber => Class::Number,
-        G::NonspacingMark | G::SpacingMark | G::EnclosingMark => Class::Mark,
-        _ => Class::Other,
+    match category(c) {
+        CharClass::Letter => Class::Letter,
+        CharClass::Number => Class::Number,
+        CharClass::Mark => Class::Mark,
+        CharClass::Other => Class::Other,
     }
 }
 
