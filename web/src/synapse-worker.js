@@ -9,6 +9,7 @@
 
 let glue = null; // the wasm-bindgen module of the build that runs
 let running = 0; // and its threads
+let memory = null; // its linear memory: the model file, the KV cache and every buffer
 let engine = null;
 
 // Starts the build for `threads` threads and returns how many it runs.
@@ -16,13 +17,13 @@ async function start(threads) {
   if (glue) return running;
   if (threads <= 1 || !self.crossOriginIsolated) {
     glue = await import('./synapse_wasm.js');
-    await glue.default();
+    ({ memory } = await glue.default());
     return (running = 1);
   }
   glue = await import('./synapse_wasm_threads.js');
   const url = new URL('./synapse_wasm_threads_bg.wasm', import.meta.url);
   const module = await WebAssembly.compileStreaming(fetch(url));
-  const { memory } = await glue.default({ module_or_path: module });
+  ({ memory } = await glue.default({ module_or_path: module }));
   glue.start_pool(threads - 1);
   for (let i = 1; i < threads; i++) {
     const helper = new Worker(new URL(import.meta.url), { type: 'module', name: `synapse helper ${i}` });
@@ -82,6 +83,9 @@ async function readModel(source, report) {
   return buffer;
 }
 
+// Wasm memory never shrinks, so its size is the peak so far.
+const memoryUse = () => ({ memoryBytes: memory.buffer.byteLength, kvCacheBytes: engine.kv_cache_bytes() });
+
 const ops = {
   async load({ source, name, context, threads }, report) {
     threads = await start(threads);
@@ -100,6 +104,7 @@ const ops = {
       chatTemplate: engine.chat_template() ?? null,
       bosToken: engine.special_token(false),
       eosToken: engine.special_token(true),
+      ...memoryUse(),
     };
   },
   tokenize: ({ text, special }) => engine.tokenize(text, special),
@@ -124,7 +129,7 @@ const ops = {
     engine.bench_decode(genTokens);
     const decode = performance.now() - start;
     engine.reset();
-    return { prefill_tok_s: (promptTokens * 1000) / prefill, decode_tok_s: (genTokens * 1000) / decode };
+    return { prefill_tok_s: (promptTokens * 1000) / prefill, decode_tok_s: (genTokens * 1000) / decode, ...memoryUse() };
   },
   free() {
     engine?.free();

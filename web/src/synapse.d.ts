@@ -22,6 +22,9 @@ export interface ModelInfo {
   mode: 'threads' | 'single';
   /** The kernels' instruction set: "simd128". */
   simd: string;
+  /** The engine's wasm memory (its peak: it never shrinks) and the KV cache's share. */
+  memoryBytes: number;
+  kvCacheBytes: number;
 }
 
 export interface GenerateOptions {
@@ -67,7 +70,7 @@ export declare class Synapse {
    * the previous turn is kept where the conversation starts the same. */
   chat(messages: ChatMessage[], options?: GenerateOptions): AsyncGenerator<Piece>;
   /** Prefill and decode speed, in tokens per second; clears the context. */
-  bench(options?: { promptTokens?: number; genTokens?: number }): Promise<{ prefill_tok_s: number; decode_tok_s: number }>;
+  bench(options?: { promptTokens?: number; genTokens?: number }): Promise<{ prefill_tok_s: number; decode_tok_s: number; memoryBytes: number; kvCacheBytes: number }>;
   /** Clears the context. */
   reset(): Promise<void>;
   /** Ends the engine's worker and frees its memory. */

@@ -21,6 +21,9 @@ use synapse_inference::tokenizer::{set_char_classifier, CharClass};
 use synapse_inference::{Model, Session, SessionOptions};
 use wasm_bindgen::prelude::*;
 
+/// Most prompt tokens in one forward pass.
+const BATCH: usize = 64;
+
 fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -92,6 +95,10 @@ impl Engine {
         let opts = SessionOptions {
             context,
             threads: threads.max(1),
+            // The logits buffer holds a batch's rows: at 512 tokens (the native default)
+            // it would take 100 MB of a 49k vocabulary's wasm memory, which, unlike a
+            // native process's untouched pages, is all committed.
+            batch: BATCH,
             ..SessionOptions::default()
         }
         .resolve(&model);
@@ -125,6 +132,11 @@ impl Engine {
         }
         let most = counts.iter().max_by_key(|(_, n)| *n);
         most.map_or(String::new(), |(d, _)| d.name().to_string())
+    }
+
+    /// Bytes the KV cache holds allocated.
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.session.kv_cache_bytes()
     }
 
     pub fn threads(&self) -> usize {

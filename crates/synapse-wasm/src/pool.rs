@@ -11,14 +11,17 @@ use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use synapse_core::threads::{set_executor, Executor, Job};
 use wasm_bindgen::prelude::*;
 
-/// Looks at the job counter this many times before a helper goes to sleep.
-const SPINS: u32 = 20_000;
+/// Looks at a counter this many times (a few hundred microseconds: longer than the gaps
+/// between a forward pass's parallel loops) before sleeping.
+const SPINS: u32 = 200_000;
 
 struct Pool {
     helpers: usize,
     offer: Mutex<Offer>,
     /// Bumped with `Offer::epoch`, for helpers that spin without the lock.
     epoch: AtomicU32,
+    /// `Offer::running`, for the caller that spins without the lock.
+    running: AtomicU32,
     wake: Condvar,
     done: Condvar,
 }
@@ -54,6 +57,7 @@ pub fn start_pool(helpers: usize) {
                 epoch: 0,
             }),
             epoch: AtomicU32::new(0),
+            running: AtomicU32::new(0),
             wake: Condvar::new(),
             done: Condvar::new(),
         }));
@@ -89,12 +93,14 @@ pub fn helper_loop() {
         }
         offer.seats -= 1;
         offer.running += 1;
+        pool.running.store(offer.running as u32, Ordering::Release);
         let job = offer.job as *const Job<'static>;
         drop(offer);
         // SAFETY: the job stays alive until `running` is back to zero (see Pool::run).
         unsafe { &*job }.work();
         let mut offer = lock(&pool.offer);
         offer.running -= 1;
+        pool.running.store(offer.running as u32, Ordering::Release);
         if offer.running == 0 {
             pool.done.notify_one();
         }
@@ -119,10 +125,19 @@ impl Executor for PoolExecutor {
         }
         pool.wake.notify_all();
         job.work();
-        // Close the offer and wait for the helpers that joined: the job lives on this
-        // thread's stack.
+        // Close the offer and wait for the helpers that joined (the job lives on this
+        // thread's stack): spinning first, since they are usually about done.
         let mut offer = lock(&pool.offer);
         offer.seats = 0;
+        if offer.running > 0 {
+            drop(offer);
+            let mut spins = 0;
+            while pool.running.load(Ordering::Acquire) > 0 && spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            }
+            offer = lock(&pool.offer);
+        }
         while offer.running > 0 {
             offer = pool
                 .done

@@ -21,31 +21,30 @@ pub(super) trait Act32 {
     }
 }
 
-impl Act32 for BlockQ8_0Act {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
+/// Implements [`Act32`] for block types with `qs` and `d` fields (and `s`, if named).
+macro_rules! act32 {
+    ($ty:ty $(, $s:ident)?) => {
+        impl Act32 for $ty {
+            #[inline(always)]
+            fn qs(&self) -> &[i8; 32] {
+                &self.qs
+            }
+            #[inline(always)]
+            fn d(&self) -> f16 {
+                self.d
+            }
+            $(
+                #[inline(always)]
+                fn s(&self) -> f16 {
+                    self.$s
+                }
+            )?
+        }
+    };
 }
 
-impl Act32 for BlockQ8_1Act {
-    #[inline(always)]
-    fn qs(&self) -> &[i8; 32] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
-    #[inline(always)]
-    fn s(&self) -> f16 {
-        self.s
-    }
-}
+act32!(BlockQ8_0Act);
+act32!(BlockQ8_1Act, s);
 
 /// The dot product of two f32 rows (to the shorter one's length): four vectors of
 /// products at a time, so that consecutive adds do not wait on each other.
