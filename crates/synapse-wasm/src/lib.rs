@@ -15,7 +15,7 @@ use synapse_core::gguf::GgufFile;
 use synapse_core::kernels::{isa, Isa};
 use synapse_core::storage::{AlignedBytes, Storage};
 use synapse_inference::bench::{synthetic_tokens, TOKEN_SEED};
-use synapse_inference::generation::sampler::{Sampler, SamplerConfig};
+use synapse_inference::generation::sampler::SamplerConfig;
 use synapse_inference::generation::{Completion, GenerateOptions, Generator};
 use synapse_inference::tokenizer::{set_char_classifier, CharClass};
 use synapse_inference::{Model, Session, SessionOptions};
@@ -238,7 +238,7 @@ impl Engine {
                 seed: if seed >= 0.0 {
                     seed as u64
                 } else {
-                    js_sys_random_seed()
+                    random_seed()
                 },
                 ..SamplerConfig::default()
             },
@@ -290,13 +290,20 @@ impl Engine {
 
     /// Benchmark, part two: `n` greedy decode steps after what the context holds.
     pub fn bench_decode(&mut self, n: usize) -> Result<(), JsError> {
-        let (mut logits, mut greedy) = (Vec::new(), Sampler::new(SamplerConfig::greedy()));
+        let opts = GenerateOptions {
+            max_tokens: n,
+            sampler: SamplerConfig::greedy(),
+            ignore_eos: true,
+            ..GenerateOptions::default()
+        };
+        let mut generator = Generator::new(self.model.clone(), &opts);
+        let mut logits = Vec::new();
         let mut token = *self.session.tokens().last().unwrap_or(&0);
         for _ in 0..n {
             self.session
                 .eval_into(&[token], false, &mut logits)
                 .map_err(js_error)?;
-            token = greedy.sample(&logits, &[]);
+            token = generator.step(&logits, self.session.tokens()).token;
         }
         Ok(())
     }
@@ -310,7 +317,7 @@ pub struct Piece {
 }
 
 /// A seed for a caller that asked for none.
-fn js_sys_random_seed() -> u64 {
+fn random_seed() -> u64 {
     (random() * 9007199254740991.0) as u64
 }
 
