@@ -95,9 +95,7 @@ impl Conversation {
     pub fn begin_reply(&mut self, opts: &GenerateOptions) -> Result<Completion> {
         let text = self.template.render(&self.messages, true)?;
         let model = self.session.model.clone();
-        let ids = model
-            .tokenizer()?
-            .encode(&text, !model.starts_with_bos(&text), true);
+        let ids = model.encode_chat(&text)?;
         let keep = self.session.keep_prefix(&ids);
         // Settings changed since the last turn (a new seed, say) start a new stream.
         let sampler = match self.sampler.take() {

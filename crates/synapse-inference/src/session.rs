@@ -248,6 +248,14 @@ impl<B: Backend> Model<B> {
         )?)
     }
 
+    /// The token ids of a conversation rendered with the chat template: BOS added unless
+    /// the template wrote it, special-token text read as those tokens.
+    pub fn encode_chat(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer()?
+            .encode(text, !self.starts_with_bos(text), true))
+    }
+
     /// Whether `text` already begins with the BOS token's text (chat templates often
     /// write it themselves, and it must not be added twice).
     pub fn starts_with_bos(&self, text: &str) -> bool {

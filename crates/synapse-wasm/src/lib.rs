@@ -211,8 +211,10 @@ impl Engine {
         ignore_eos: bool,
     ) -> Result<(), JsError> {
         self.completion = None;
-        let tokenizer = self.model.tokenizer().map_err(js_error)?;
-        let ids = tokenizer.encode(prompt, !chat || !self.model.starts_with_bos(prompt), true);
+        let ids = match chat {
+            true => self.model.encode_chat(prompt).map_err(js_error)?,
+            false => self.tokenize(prompt, true)?,
+        };
         if ids.is_empty() {
             return Err(JsError::new("the prompt has no tokens"));
         }
