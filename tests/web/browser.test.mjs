@@ -7,7 +7,7 @@
 // default ~/.cache/synapse), CHROMIUM (default /usr/bin/chromium).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -83,8 +83,11 @@ function browserGreedy(page, threads) {
       runs.push(ids);
     }
     const info = model.info;
+    // The wasm memory's size after the runs, its peak (it never shrinks); a short bench
+    // reports it.
+    const { memoryBytes, kvCacheBytes } = await model.bench({ promptTokens: 8, genTokens: 2 });
     model.free();
-    return { info, runs, isolated: self.crossOriginIsolated };
+    return { info, runs, memory: { memoryBytes, kvCacheBytes }, isolated: self.crossOriginIsolated };
   }, { MODEL_URL, PROMPTS, N, threads });
 }
 
@@ -97,10 +100,18 @@ describe('greedy output equals the native CLI', () => {
   for (const threads of [1, 2]) {
     test(`threads: ${threads}`, { timeout: 300_000 }, async () => {
       const page = await openPage();
-      const { info, runs, isolated } = await browserGreedy(page, threads);
+      const { info, runs, memory, isolated } = await browserGreedy(page, threads);
       assert.ok(isolated, 'the page is not cross-origin isolated');
       assert.equal(info.mode, threads > 1 ? 'threads' : 'single');
       assert.equal(info.threads, threads);
+      // The weights are read where the file was loaded: peak memory is at most 1.3 times
+      // the file plus the KV cache.
+      const file = statSync(join(MODELS, MODEL_FILE)).size;
+      const limit = 1.3 * file + memory.kvCacheBytes;
+      console.log(`threads ${threads}: peak wasm memory ${(memory.memoryBytes / 2 ** 20).toFixed(1)} MiB = `
+        + `${(memory.memoryBytes / file).toFixed(3)} x the file (${(file / 2 ** 20).toFixed(1)} MiB); KV cache `
+        + `${(memory.kvCacheBytes / 2 ** 20).toFixed(1)} MiB; limit ${(limit / 2 ** 20).toFixed(1)} MiB`);
+      assert.ok(memory.memoryBytes <= limit, `peak memory ${memory.memoryBytes} > ${limit}`);
       // Every prompt is judged and printed before the test fails on any of them.
       const rejected = [];
       PROMPTS.forEach((prompt, k) => {

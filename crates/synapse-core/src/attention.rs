@@ -7,7 +7,8 @@
 //! against tiles of [`TILE`] keys as a small register-blocked GEMM, with an online softmax
 //! per row, then the tile's values are accumulated likewise. Keys are stored transposed in
 //! tiles (`[head_dim][TILE]`), so the score GEMM broadcasts one query value and reads one
-//! contiguous vector of keys per step; f16 is widened in registers as it is loaded. For a
+//! contiguous vector of keys per step; f16 is widened in registers as it is loaded (by
+//! F16C on x86; the portable kernel widens a tile's K/V head once, into f32). For a
 //! single query token the key range is split across threads (flash-decoding) and the
 //! partial softmaxes merged.
 //!
@@ -186,10 +187,7 @@ fn attention_runs_with(
             let (run, plan) = (&runs[r], &plans[r]);
             let unit = plan.unit(u - firsts[r]);
             let q = &q[run.rows.start * qd..run.rows.end * qd];
-            match run.kv {
-                KvLayer::F32(tiles) => run_unit(isa, plan, unit, q, tiles, &mut scratch, part),
-                KvLayer::F16(tiles) => run_unit(isa, plan, unit, q, tiles, &mut scratch, part),
-            }
+            run_unit(isa, plan, unit, q, run.kv, &mut scratch, part);
         }
     });
     for ((run, plan), first) in runs.iter().zip(&plans).zip(firsts) {
@@ -328,6 +326,9 @@ impl Plan {
 
 /// Per-thread buffers for one unit.
 struct Scratch {
+    /// One tile's keys and values of the unit's K/V head, widened from f16 (see
+    /// [`HeadTiles`]).
+    kv: Vec<f32>,
     /// `[rows][head_dim]` unnormalised outputs.
     o: Vec<f32>,
     /// `[rows]` scores, then probabilities, of the current tile.
@@ -342,6 +343,7 @@ impl Scratch {
     /// Buffers for units of up to `rows` query rows.
     fn new(rows: usize, head_dim: usize) -> Scratch {
         Scratch {
+            kv: vec![0.0; 2 * TILE * head_dim],
             o: vec![0.0; rows * head_dim],
             s: vec![[0.0; TILE]; rows],
             max: vec![0.0; rows],
@@ -396,33 +398,104 @@ impl Elem for f32 {
     }
 }
 
+/// f16 bits, which only the x86 kernels read in place (see [`HeadTiles`]).
+#[cfg(target_arch = "x86_64")]
 impl Elem for u16 {
     #[inline(always)]
     fn tile<const X86: bool>(src: &[u16]) -> [f32; TILE] {
+        use std::arch::x86_64::{__m128i, __m256, _mm256_cvtph_ps, _mm_loadu_si128};
+        const { assert!(X86, "the portable kernel widens f16 per tile") };
         let src: &[u16; TILE] = src[..TILE].try_into().unwrap();
-        #[cfg(target_arch = "x86_64")]
-        if X86 {
-            use std::arch::x86_64::{__m128i, __m256, _mm256_cvtph_ps, _mm_loadu_si128};
-            // SAFETY: `X86` is set only in code compiled for F16C on a CPU that has it, and
-            // `src` holds 16 values.
-            return unsafe {
-                let p = src.as_ptr() as *const __m128i;
-                let halves = [
-                    _mm256_cvtph_ps(_mm_loadu_si128(p)),
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
-                ];
-                std::mem::transmute::<[__m256; 2], [f32; TILE]>(halves)
-            };
+        // SAFETY: `X86` is set only in code compiled for F16C on a CPU that has it, and
+        // `src` holds 16 values.
+        unsafe {
+            let p = src.as_ptr() as *const __m128i;
+            let halves = [
+                _mm256_cvtph_ps(_mm_loadu_si128(p)),
+                _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
+            ];
+            std::mem::transmute::<[__m256; 2], [f32; TILE]>(halves)
         }
-        let mut out = [0f32; TILE];
-        for (o, &h) in out.iter_mut().zip(src) {
-            *o = f16_to_f32(h);
-        }
-        out
     }
     #[inline(always)]
     fn get(self) -> f32 {
         f16_to_f32(self)
+    }
+}
+
+/// One tile of the unit's K/V head as a kernel reads it: keys `[head_dim][TILE]`, and
+/// values `TILE` rows of `head_dim` each, `stride` apart.
+struct HeadTile<'a, C> {
+    keys: &'a [C],
+    values: &'a [C],
+    stride: usize,
+}
+
+/// Where a unit reads a layer: K/V head `head` of tile `tile`, `head_dim` values of rows
+/// `kv_dim` long.
+#[derive(Clone, Copy)]
+struct HeadAt {
+    tile: usize,
+    head: usize,
+    head_dim: usize,
+    kv_dim: usize,
+}
+
+/// A layer's tiles as a kernel computing in `C` reads them: in place where `C` is the
+/// stored type (f32; f16 on x86, widened by F16C as it is loaded), and as f32 for the
+/// portable kernel, one instance for both stored types, which widens f16 once per tile
+/// (in software, it would otherwise widen every key and value once per block of rows).
+trait HeadTiles<C>: Copy {
+    /// The keys and values `at` reads, widened into `buf` where they need it.
+    fn head<'a>(self, at: HeadAt, buf: &'a mut [f32]) -> HeadTile<'a, C>
+    where
+        Self: 'a;
+}
+
+impl<'t, E: Elem> HeadTiles<E> for &'t [Tile<'t, E>] {
+    #[inline(always)]
+    fn head<'a>(self, at: HeadAt, _: &'a mut [f32]) -> HeadTile<'a, E>
+    where
+        Self: 'a,
+    {
+        let (tile, hd) = (&self[at.tile], at.head_dim);
+        HeadTile {
+            keys: &tile.keys[at.head * hd * TILE..][..hd * TILE],
+            values: &tile.values[at.head * hd..],
+            stride: at.kv_dim,
+        }
+    }
+}
+
+impl<'t> HeadTiles<f32> for KvLayer<'t> {
+    #[inline(always)]
+    fn head<'a>(self, at: HeadAt, buf: &'a mut [f32]) -> HeadTile<'a, f32>
+    where
+        Self: 'a,
+    {
+        let tile = match self {
+            KvLayer::F32(tiles) => return tiles.head(at, buf),
+            KvLayer::F16(tiles) => &tiles[at.tile],
+        };
+        let (head, hd, kvd) = (at.head, at.head_dim, at.kv_dim);
+        let (keys, values) = buf.split_at_mut(hd * TILE);
+        let src = &tile.keys[head * hd * TILE..][..hd * TILE];
+        for (o, &h) in keys.iter_mut().zip(src) {
+            *o = f16_to_f32(h);
+        }
+        for (j, row) in values.chunks_exact_mut(hd).enumerate() {
+            for (o, &h) in row
+                .iter_mut()
+                .zip(&tile.values[j * kvd + head * hd..][..hd])
+            {
+                *o = f16_to_f32(h);
+            }
+        }
+        HeadTile {
+            keys,
+            values,
+            stride: hd,
+        }
     }
 }
 
@@ -436,49 +509,54 @@ fn fma<const X86: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-fn run_unit<E: Elem>(
+fn run_unit(
     isa: Isa,
     plan: &Plan,
     unit: Unit,
     q: &[f32],
-    tiles: &[Tile<E>],
+    kv: KvLayer<'_>,
     scratch: &mut Scratch,
     part: &mut [f32],
 ) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2)
-        // only when the CPU has the features these are compiled for (and more).
-        Isa::Avx512 => unsafe { unit_avx512(plan, unit, q, tiles, scratch, part) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { unit_avx2(plan, unit, q, tiles, scratch, part) },
-        Isa::Portable => unit_portable(plan, unit, q, tiles, scratch, part),
+    // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2)
+    // only when the CPU has the features these are compiled for (and more).
+    #[cfg(target_arch = "x86_64")]
+    match (isa, kv) {
+        (Isa::Avx512, KvLayer::F32(t)) => {
+            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) }
+        }
+        (Isa::Avx512, KvLayer::F16(t)) => {
+            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) }
+        }
+        (Isa::Avx2, KvLayer::F32(t)) => {
+            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) }
+        }
+        (Isa::Avx2, KvLayer::F16(t)) => {
+            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) }
+        }
+        (Isa::Portable, _) => {}
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let Isa::Portable = isa;
+    unit_portable(plan, unit, q, kv, scratch, part)
 }
 
 /// What every unit of a call reads: its plan, the queries, and the layer's tiles.
-struct Inputs<'a, E> {
+struct Inputs<'a, T> {
     plan: &'a Plan,
     q: &'a [f32],
-    tiles: &'a [Tile<'a, E>],
+    tiles: T,
 }
 
 /// Defines `$name`, [`unit_kernel`] as a function of its own: for the x86 CPU features
-/// `$features`, or portable. The inputs are separate reference arguments, which tells the
-/// compiler that nothing the kernel writes changes them.
+/// `$features`, computing with the stored type, or portable, computing in f32. The inputs
+/// are separate reference arguments, which tells the compiler that nothing the kernel
+/// writes changes them.
 macro_rules! unit_variant {
     ($name:ident, $features:literal) => {
-        unit_variant!(@fn [
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = $features)]
-            unsafe
-        ] $name, true);
-    };
-    ($name:ident) => {
-        unit_variant!(@fn [#[inline(never)]] $name, false);
-    };
-    (@fn [$($head:tt)*] $name:ident, $x86:literal) => {
-        $($head)* fn $name<E: Elem>(
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<E: Elem>(
             plan: &Plan,
             unit: Unit,
             q: &[f32],
@@ -486,7 +564,20 @@ macro_rules! unit_variant {
             scratch: &mut Scratch,
             part: &mut [f32],
         ) {
-            unit_kernel::<E, $x86>(Inputs { plan, q, tiles }, unit, scratch, part)
+            unit_kernel::<_, E, true>(Inputs { plan, q, tiles }, unit, scratch, part)
+        }
+    };
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name(
+            plan: &Plan,
+            unit: Unit,
+            q: &[f32],
+            tiles: KvLayer<'_>,
+            scratch: &mut Scratch,
+            part: &mut [f32],
+        ) {
+            unit_kernel::<_, f32, false>(Inputs { plan, q, tiles }, unit, scratch, part)
         }
     };
 }
@@ -512,8 +603,8 @@ macro_rules! by_rows {
 
 /// One unit: its rows' partial softmax (`max`, `sum`, unnormalised outputs) into `part`.
 #[inline(always)]
-fn unit_kernel<E: Elem, const X86: bool>(
-    Inputs { plan, q, tiles }: Inputs<E>,
+fn unit_kernel<T: HeadTiles<C>, C: Elem, const X86: bool>(
+    Inputs { plan, q, tiles }: Inputs<T>,
     unit: Unit,
     sc: &mut Scratch,
     part: &mut [f32],
@@ -535,13 +626,19 @@ fn unit_kernel<E: Elem, const X86: bool>(
         &mut sc.max[..rows],
         &mut sc.sum[..rows],
     );
+    let widened = &mut sc.kv;
     o.fill(0.0);
     max.fill(f32::NEG_INFINITY);
     sum.fill(0.0);
     for tile in unit.tiles.0..unit.tiles.1 {
         let k0 = tile * TILE;
-        let kv = &tiles[k0 % slots / TILE];
-        let ktile = &kv.keys[unit.kv_head * hd * TILE..][..hd * TILE];
+        let at = HeadAt {
+            tile: k0 % slots / TILE,
+            head: unit.kv_head,
+            head_dim: hd,
+            kv_dim: kvd,
+        };
+        let kv = tiles.head(at, widened);
         // Scores.
         let mut r = 0;
         while r < rows {
@@ -550,7 +647,7 @@ fn unit_kernel<E: Elem, const X86: bool>(
             for (i, qs) in qs.iter_mut().enumerate() {
                 *qs = qrow(r + i.min(n - 1));
             }
-            by_rows!(n, scores::<E, X86>(&qs, ktile, &mut sc.s[r..r + n]));
+            by_rows!(n, scores::<C, X86>(&qs, kv.keys, &mut sc.s[r..r + n]));
             r += n;
         }
         // Online softmax: the tile needs masking only where some row's range starts or
@@ -597,17 +694,16 @@ fn unit_kernel<E: Elem, const X86: bool>(
         // Probabilities times values, for the keys some row sees.
         let j0 = unit_first.saturating_sub(k0).min(TILE);
         let j1 = (unit_last + 1 - k0).min(TILE);
-        let vtile = &kv.values[unit.kv_head * hd..];
         let mut r = 0;
         while r < rows {
             let n = ROWS.min(rows - r);
             by_rows!(
                 n,
-                accumulate::<E, X86>(
+                accumulate::<C, X86>(
                     &sc.s[r..r + n],
                     &sc.corr[r..r + n],
-                    &vtile[j0 * kvd..],
-                    (kvd, j1 - j0),
+                    &kv.values[j0 * kv.stride..],
+                    (kv.stride, j1 - j0),
                     j0,
                     &mut o[r * hd..(r + n) * hd]
                 )
@@ -888,7 +984,23 @@ mod tests {
             for isa in isas() {
                 covered.ran(isa);
                 let got = match isa {
-                    Isa::Portable => u16::tile::<false>(&tile)[5],
+                    // The portable kernel's widening, of a one-dimensional head.
+                    Isa::Portable => {
+                        let tiles = [Tile {
+                            keys: &tile[..],
+                            values: &tile[..],
+                        }];
+                        let mut buf = [0f32; 2 * TILE];
+                        let at = HeadAt {
+                            tile: 0,
+                            head: 0,
+                            head_dim: 1,
+                            kv_dim: 1,
+                        };
+                        let head = KvLayer::F16(&tiles).head(at, &mut buf);
+                        assert_eq!(head.keys[5].to_bits(), head.values[5].to_bits());
+                        head.keys[5]
+                    }
                     #[cfg(target_arch = "x86_64")]
                     _ => u16::tile::<true>(&tile)[5],
                 };

@@ -12,7 +12,6 @@ mod pool;
 
 use std::sync::Arc;
 use synapse_core::gguf::GgufFile;
-use synapse_core::kernels::{isa, Isa};
 use synapse_core::storage::{AlignedBytes, Storage};
 use synapse_inference::bench::{synthetic_tokens, TOKEN_SEED};
 use synapse_inference::generation::sampler::SamplerConfig;
@@ -95,9 +94,9 @@ impl Engine {
         let opts = SessionOptions {
             context,
             threads: threads.max(1),
-            // The logits buffer holds a batch's rows: at 512 tokens (the native default)
-            // it would take 100 MB of a 49k vocabulary's wasm memory, which, unlike a
-            // native process's untouched pages, is all committed.
+            // The activation buffers hold a batch's rows, in wasm memory, which unlike a
+            // native process's untouched pages is all committed: ~2 MB for SmolLM2 at 64
+            // rows, eight times that at the native default of 512.
             batch: BATCH,
             ..SessionOptions::default()
         }
@@ -145,11 +144,12 @@ impl Engine {
 
     /// The kernels' instruction set: "simd128" or "scalar".
     pub fn simd(&self) -> String {
-        match isa() {
-            Isa::Scalar => "scalar".into(),
-            #[allow(unreachable_patterns)]
-            _ => "simd128".into(),
+        if cfg!(target_feature = "simd128") {
+            "simd128"
+        } else {
+            "scalar"
         }
+        .into()
     }
 
     /// The model's chat template (GGUF `tokenizer.chat_template`), if it has one.

@@ -93,6 +93,10 @@ pub struct MatmulScratch {
 /// On wasm32 the choice is made when the module is built (see [`Isa::Simd128`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// The portable kernels of `scalar.rs`. A wasm32 SIMD128 module never runs them, so
+    /// there only its tests, which compare every kernel with them, have this choice: the
+    /// browser's download leaves them out.
+    #[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
     Scalar,
     /// AVX2 with FMA and F16C.
     #[cfg(target_arch = "x86_64")]
@@ -113,32 +117,39 @@ pub enum Isa {
 }
 
 pub fn isa() -> Isa {
-    static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(feature = "native")]
-        let forced = std::env::var("SYNAPSE_KERNEL").ok();
-        #[cfg(not(feature = "native"))]
-        let forced: Option<String> = None;
-        if forced.as_deref() == Some("scalar") {
-            return Isa::Scalar;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(isa) = x86::best(forced.as_deref()) {
-            return isa;
-        }
-        #[cfg(target_arch = "aarch64")]
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            return if aarch64::has_dotprod() {
-                Isa::NeonDot
-            } else {
-                Isa::Neon
-            };
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        return Isa::Simd128;
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        Isa::Scalar
-    })
+    // Known when the module is built: a constant lets the compiler drop the other paths.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Isa::Simd128;
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *ISA.get_or_init(detect)
+    }
+}
+
+/// The best `Isa` of this CPU, or the one `SYNAPSE_KERNEL` forces.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn detect() -> Isa {
+    #[cfg(feature = "native")]
+    let forced = std::env::var("SYNAPSE_KERNEL").ok();
+    #[cfg(not(feature = "native"))]
+    let forced: Option<String> = None;
+    if forced.as_deref() == Some("scalar") {
+        return Isa::Scalar;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(isa) = x86::best(forced.as_deref()) {
+        return isa;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("neon") {
+        return if aarch64::has_dotprod() {
+            Isa::NeonDot
+        } else {
+            Isa::Neon
+        };
+    }
+    Isa::Scalar
 }
 
 /// Moves `weights` into memory laid out as the kernels of this CPU read them fastest
@@ -182,6 +193,7 @@ fn quantized_dot(isa: Isa, dtype: DType, w: &[u8], a: ActRow) -> f32 {
         Isa::Neon => aarch64::quantized_dot_neon(dtype, w, a),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::quantized_dot(dtype, w, a),
+        #[allow(unreachable_patterns)] // SIMD128's only choice, outside its tests
         _ => quantized_dot_portable(dtype, w, a),
     }
 }
@@ -195,6 +207,7 @@ fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
         Isa::Neon | Isa::NeonDot => aarch64::dot_f32(w, x),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => wasm::dot_f32(w, x),
+        #[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
         Isa::Scalar => scalar::dot_f32(w, x),
     }
 }
@@ -212,7 +225,7 @@ fn dequantize_row_with(isa: Isa, dtype: DType, row: &[u8], out: &mut [f32]) {
 /// The scalar reference dot product of `dtype` (see [`crate::quant::format::Format`]).
 #[inline(always)]
 fn quantized_dot_portable(dtype: DType, w: &[u8], a: ActRow) -> f32 {
-    (dtype.format().vec_dot_ref)(w, a)
+    dtype.reference_dot()(w, a)
 }
 
 /// A pointer to an output buffer that threads write disjoint elements of.
@@ -318,6 +331,7 @@ impl Quantizers {
                 q8_1: wasm::quantize_q8_1,
                 q8_k: wasm::quantize_q8_k,
             },
+            #[allow(unreachable_patterns)] // SIMD128's only choice, outside its tests
             _ => Quantizers {
                 q8_0: quantize_q8_0,
                 q8_1: quantize_q8_1,

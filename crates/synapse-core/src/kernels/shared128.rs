@@ -2,7 +2,7 @@
 //! the quantized and f32 dot products, written once over the vector operations of
 //! [`Vec128`].
 
-use super::{quantized_dot_portable, ActRow};
+use super::ActRow;
 use crate::dtype::{DType, QK_K};
 use crate::quant::activation::{BlockQ8K, BlockQ8_0Act, BlockQ8_1Act};
 use crate::quant::as_blocks;
@@ -141,7 +141,8 @@ pub(super) unsafe fn quantized_dot<V: Vec128>(dtype: DType, w: &[u8], a: ActRow)
         (DType::Q5K, ActRow::Q8K(a)) => dot_q5_k::<V>(as_blocks(w), a),
         (DType::Q6K, ActRow::Q8K(a)) => dot_q6_k::<V>(as_blocks(w), a),
         (DType::Int8, ActRow::Q8_0(a)) => dot_int8::<V>(w, a),
-        _ => quantized_dot_portable(dtype, w, a),
+        // Activations pair with their weights' type (see `Precision::activation_type`).
+        _ => unreachable!("no dot product of {dtype} weights with these activations"),
     }
 }
 

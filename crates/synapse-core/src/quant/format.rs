@@ -138,9 +138,9 @@ pub struct FormatInfo {
     pub block_len: usize,
     pub block_bytes: usize,
     pub row_header: usize,
-    /// Its functions: see [`Format`] (the quantizer is `DType::quantizer`'s).
+    /// Its functions: see [`Format`] (the quantizer and the reference dot product are
+    /// `DType::quantizer`'s and `DType::reference_dot`'s).
     pub dequantize_row: fn(&[u8], &mut [f32]),
-    pub vec_dot_ref: fn(&[u8], ActRow) -> f32,
 }
 
 impl FormatInfo {
@@ -157,7 +157,6 @@ impl FormatInfo {
             panels: F::PANELS,
             quantize_fallback: F::QUANTIZE_FALLBACK,
             dequantize_row: F::dequantize_row,
-            vec_dot_ref: F::vec_dot_ref,
         }
     }
 }
@@ -228,6 +227,14 @@ macro_rules! formats {
             pub(crate) fn quantizer(self) -> fn(&[f32], &mut [u8]) {
                 match self {
                     $(DType::$dtype => <$ty as Format>::quantize_row,)*
+                }
+            }
+
+            /// This type's [`Format::vec_dot_ref`], a `match` too: SIMD128, which has a
+            /// kernel for every format, leaves them out.
+            pub(crate) fn reference_dot(self) -> fn(&[u8], ActRow) -> f32 {
+                match self {
+                    $(DType::$dtype => <$ty as Format>::vec_dot_ref,)*
                 }
             }
         }

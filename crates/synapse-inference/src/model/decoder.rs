@@ -48,7 +48,11 @@ pub struct Activations<B: Backend> {
     gate: B::Buffer,
     /// Up projection output (gate and up rows when fused).
     up: B::Buffer,
+    /// Holds `logit_rows` rows: grown to the most a pass has asked for, since most ask
+    /// for one (a sequence's last token) and a batch of a large vocabulary's rows is large
+    /// (a browser commits every byte of it).
     logits: B::Buffer,
+    logit_rows: usize,
     /// The position of each row of the batch.
     positions: Vec<usize>,
     /// RoPE frequencies and attention factor for this engine's context length.
@@ -84,7 +88,8 @@ impl<B: Backend> Activations<B> {
             proj: b.buffer(t * c.d_model),
             gate: b.buffer(t * c.d_ff),
             up: b.buffer(t * up_width),
-            logits: b.buffer(t * c.vocab_size),
+            logits: b.buffer(0),
+            logit_rows: 0,
             positions: Vec::with_capacity(t),
             inv_freq,
             mscale,
@@ -96,8 +101,8 @@ impl<B: Backend> Activations<B> {
         self.max_batch
     }
 
-    /// Bytes of activation buffers per token of batch (the logits excepted: allocated,
-    /// they are touched only for the rows asked for).
+    /// Bytes of activation buffers per token of batch (the logits excepted: they grow to
+    /// the rows asked for).
     pub fn bytes_per_token(c: &ModelConfig) -> usize {
         let fused_qkv = if c.fused_qkv {
             c.q_dim() + 2 * c.kv_dim()
@@ -247,6 +252,10 @@ impl<B: Backend> Decoder<B> {
         let rows = batch.logits.len();
         if rows == 0 {
             return Ok(());
+        }
+        if act.logit_rows < rows {
+            act.logits = b.buffer(rows * c.vocab_size);
+            act.logit_rows = rows;
         }
         b.gather(x, d, batch.logits, &mut act.proj);
         b.norm(&w.output_norm, c.norm_eps, &act.proj, rows, &mut act.normed);
