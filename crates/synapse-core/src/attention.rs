@@ -586,16 +586,36 @@ unit_variant!(unit_avx512, "avx512f,avx2,fma,f16c");
 unit_variant!(unit_avx2, "avx2,fma,f16c");
 unit_variant!(unit_portable);
 
-/// Runs `$f::<R>` for a block of `$rows` rows (1 to `ROWS`), so that the row count is a
-/// constant and the accumulators stay in registers.
+/// Rows of the next register block when `left` rows remain: up to `ROWS` on x86; 6, 3 or
+/// 1 in the portable kernel, which is compiled for those three counts only, to keep the
+/// browser's download small (a group of 3 query heads per K/V head, SmolLM2's, or of 1,
+/// 2 or 6 still takes whole blocks).
+const fn block_rows<const X86: bool>(left: usize) -> usize {
+    if X86 || left >= ROWS {
+        if left < ROWS {
+            left
+        } else {
+            ROWS
+        }
+    } else if left >= 3 {
+        3
+    } else if left >= 2 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Runs `$f::<R>` for a block of `$rows` rows (a [`block_rows`] count), so that the row
+/// count is a constant and the accumulators stay in registers.
 macro_rules! by_rows {
-    ($rows:expr, $f:ident :: <$($g:tt),*> ($($arg:expr),*)) => {
+    ($x86:expr, $rows:expr, $f:ident :: <$($g:tt),*> ($($arg:expr),*)) => {
         match $rows {
             1 => $f::<$($g,)* 1>($($arg),*),
             2 => $f::<$($g,)* 2>($($arg),*),
             3 => $f::<$($g,)* 3>($($arg),*),
-            4 => $f::<$($g,)* 4>($($arg),*),
-            5 => $f::<$($g,)* 5>($($arg),*),
+            4 if $x86 => $f::<$($g,)* 4>($($arg),*),
+            5 if $x86 => $f::<$($g,)* 5>($($arg),*),
             _ => $f::<$($g,)* ROWS>($($arg),*),
         }
     };
@@ -642,12 +662,12 @@ fn unit_kernel<T: HeadTiles<C>, C: Elem, const X86: bool>(
         // Scores.
         let mut r = 0;
         while r < rows {
-            let n = ROWS.min(rows - r);
+            let n = block_rows::<X86>(rows - r);
             let mut qs: [&[f32]; ROWS] = [&[]; ROWS];
             for (i, qs) in qs.iter_mut().enumerate() {
                 *qs = qrow(r + i.min(n - 1));
             }
-            by_rows!(n, scores::<C, X86>(&qs, kv.keys, &mut sc.s[r..r + n]));
+            by_rows!(X86, n, scores::<C, X86>(&qs, kv.keys, &mut sc.s[r..r + n]));
             r += n;
         }
         // Online softmax: the tile needs masking only where some row's range starts or
@@ -696,8 +716,9 @@ fn unit_kernel<T: HeadTiles<C>, C: Elem, const X86: bool>(
         let j1 = (unit_last + 1 - k0).min(TILE);
         let mut r = 0;
         while r < rows {
-            let n = ROWS.min(rows - r);
+            let n = block_rows::<X86>(rows - r);
             by_rows!(
+                X86,
                 n,
                 accumulate::<C, X86>(
                     &sc.s[r..r + n],
