@@ -54,8 +54,8 @@ trait Widen32: crate::quant::Block {
     const OFFSET: bool;
     /// The 32 codes as i16, values 0..8, 8..16, 16..24, 24..32.
     fn widen(&self) -> [v128; 4];
-    /// The scale `d` and offset `m`.
-    fn scales(&self) -> (f32, f32);
+    /// The scale `d` and offset `m` (zero without one).
+    fn scales(&self) -> (f16, f16);
 }
 
 /// An f16 as f32 without branches (`half`'s software conversion branches on the
@@ -63,17 +63,6 @@ trait Widen32: crate::quant::Block {
 #[inline(always)]
 fn f32_of(h: f16) -> f32 {
     crate::quant::f16_to_f32(h.to_bits())
-}
-
-/// A weight block's f16 scale as f32 in three operations: its bits sign-extended, shifted
-/// into f32 place with the surplus sign bits masked off, then rebased by 2^112, which is
-/// exact for zeros, subnormals and normals. An infinite or NaN scale, which no quantizer
-/// writes, comes out finite (about 2^16); the full conversion of [`f32_of`] would cost a
-/// third of prefill's speed here.
-#[inline(always)]
-fn weight_scale(h: f16) -> f32 {
-    let placed = ((h.to_bits() as i16 as i32) << 13) as u32 & 0x8FFF_E000;
-    f32::from_bits(placed) * f32::from_bits(0x7780_0000)
 }
 
 /// 8 unsigned bytes at the start of `s`, widened to i16.
@@ -122,8 +111,8 @@ impl Widen32 for BlockQ4_0 {
         nibbles_i16(&self.qs).map(|v| i16x8_sub(v, i16x8_splat(8)))
     }
     #[inline(always)]
-    fn scales(&self) -> (f32, f32) {
-        (weight_scale(self.d), 0.0)
+    fn scales(&self) -> (f16, f16) {
+        (self.d, f16::ZERO)
     }
 }
 
@@ -134,8 +123,8 @@ impl Widen32 for BlockQ4_1 {
         nibbles_i16(&self.qs)
     }
     #[inline(always)]
-    fn scales(&self) -> (f32, f32) {
-        (weight_scale(self.d), weight_scale(self.m))
+    fn scales(&self) -> (f16, f16) {
+        (self.d, self.m)
     }
 }
 
@@ -146,8 +135,8 @@ impl Widen32 for BlockQ8_0 {
         bytes_i16(&self.qs)
     }
     #[inline(always)]
-    fn scales(&self) -> (f32, f32) {
-        (weight_scale(self.d), 0.0)
+    fn scales(&self) -> (f16, f16) {
+        (self.d, f16::ZERO)
     }
 }
 
@@ -159,42 +148,84 @@ fn dot_i16(w: &[v128; 4], a: &[v128; 4]) -> v128 {
     i32x4_add(low, high)
 }
 
-/// Sums of `R` weight rows times `T` activation rows (`blocks` blocks each) into
-/// `out[t][r]`: per block, each row's codes and each token's activations are widened
-/// once and meet in `R * T` dot products.
+/// Lane `i`: the sum of the four lanes of `v[i]`, in two rounds of interleaving adds.
+#[inline(always)]
+fn lane_sums(v: [v128; 4]) -> v128 {
+    let low = |a, b| i32x4_shuffle::<0, 4, 1, 5>(a, b);
+    let high = |a, b| i32x4_shuffle::<2, 6, 3, 7>(a, b);
+    let s01 = i32x4_add(low(v[0], v[1]), high(v[0], v[1]));
+    let s23 = i32x4_add(low(v[2], v[3]), high(v[2], v[3]));
+    i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(s01, s23),
+        i32x4_shuffle::<2, 3, 6, 7>(s01, s23),
+    )
+}
+
+/// Four weight blocks' f16 scales as f32 lanes, in three operations: their bits
+/// sign-extended, shifted into f32 place with the surplus sign bits masked off, then
+/// rebased by 2^112, which is exact for zeros, subnormals and normals. An infinite or NaN
+/// scale, which no quantizer writes, comes out finite (about 2^16); the full conversion
+/// of [`f32_of`] would cost a third of prefill's speed here.
+#[inline(always)]
+fn weight_scales(h: [f16; 4]) -> v128 {
+    let bits = h.map(|h| h.to_bits() as i16 as i32);
+    let placed = v128_and(
+        i32x4_shl(i32x4(bits[0], bits[1], bits[2], bits[3]), 13),
+        u32x4_splat(0x8FFF_E000),
+    );
+    f32x4_mul(placed, f32x4_splat(f32::from_bits(0x7780_0000)))
+}
+
+/// Sums of `R` weight rows times `T` activation rows (`blocks` blocks each, `R * T` at
+/// most 4) into `out[t][r]`: per block, each row's codes and each token's activations
+/// are widened once and meet in `R * T` dot products, whose sums then share one vector
+/// (lane `t * R + r`) for the scaling and accumulation, with the weight scales converted
+/// together.
 #[inline(always)]
 fn tile<W: Widen32, A: Act32, const R: usize, const T: usize>(
     w: [&[W]; R],
     a: [(&[A], &[[f32; 2]]); T],
     blocks: usize,
 ) -> [[f32; R]; T] {
+    const { assert!(R * T <= 4) };
+    // The row and token of each lane (lanes past `R * T` repeat the last pair).
+    let row = |lane: usize| lane.min(R * T - 1) % R;
+    let token = |lane: usize| lane.min(R * T - 1) / R;
     // Slices of exactly `blocks` blocks, so that indexing them by `b` needs no checks.
     let w = w.map(|w| &w[..blocks]);
     let a = a.map(|(a, scales)| (&a[..blocks], &scales[..blocks]));
-    let mut acc = [[f32x4_splat(0.0); R]; T];
-    let mut offsets = [[0f32; R]; T];
+    let (mut acc, mut offsets) = (f32x4_splat(0.0), f32x4_splat(0.0));
     for b in 0..blocks {
-        let acts = a.map(|(a, scales)| (bytes_i16(a[b].qs()), scales[b][0], scales[b][1]));
+        let acts = a.map(|(a, _)| bytes_i16(a[b].qs()));
+        let mut dots = [i32x4_splat(0); 4];
         for r in 0..R {
             let codes = w[r][b].widen();
-            let (d, m) = w[r][b].scales();
             for t in 0..T {
-                let (act, da, sa) = &acts[t];
-                let sum = f32x4_convert_i32x4(dot_i16(&codes, act));
-                acc[t][r] = f32x4_add(acc[t][r], f32x4_mul(sum, f32x4_splat(d * da)));
-                if W::OFFSET {
-                    offsets[t][r] += m * sa;
-                }
+                dots[t * R + r] = dot_i16(&codes, &acts[t]);
             }
         }
+        let lanes = |f: &dyn Fn(usize) -> f32| f32x4(f(0), f(1), f(2), f(3));
+        let d = weight_scales([0, 1, 2, 3].map(|l| w[row(l)][b].scales().0));
+        let da = lanes(&|l| a[token(l)].1[b][0]);
+        let sums = f32x4_convert_i32x4(lane_sums(dots));
+        acc = f32x4_add(acc, f32x4_mul(sums, f32x4_mul(d, da)));
+        if W::OFFSET {
+            let m = weight_scales([0, 1, 2, 3].map(|l| w[row(l)][b].scales().1));
+            let sa = lanes(&|l| a[token(l)].1[b][1]);
+            offsets = f32x4_add(offsets, f32x4_mul(m, sa));
+        }
     }
+    let total = f32x4_add(acc, offsets);
+    let lane = [
+        f32x4_extract_lane::<0>(total),
+        f32x4_extract_lane::<1>(total),
+        f32x4_extract_lane::<2>(total),
+        f32x4_extract_lane::<3>(total),
+    ];
     let mut sums = [[0f32; R]; T];
-    for t in 0..T {
-        for r in 0..R {
-            let v = acc[t][r];
-            sums[t][r] = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-                + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-                + offsets[t][r];
+    for (t, sums) in sums.iter_mut().enumerate() {
+        for (r, sum) in sums.iter_mut().enumerate() {
+            *sum = lane[t * R + r];
         }
     }
     sums
