@@ -192,8 +192,9 @@ fn gelu_tanh_vectorisable(x: f32) -> f32 {
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Below this e^x underflows to (almost) zero; clamping keeps 2^n a normal float.
-    let x = x.max(-87.0);
+    // Below this e^x underflows to (almost) zero; clamping keeps 2^n a normal float. A
+    // comparison, not `f32::max`, whose NaN rule wasm's SIMD lacks (a call per value there).
+    let x = if x > -87.0 { x } else { -87.0 };
     // x = n ln2 + r with |r| <= ln2 / 2; then e^x = 2^n e^r.
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
