@@ -135,6 +135,38 @@ describe('greedy output equals the native CLI', () => {
   }
 });
 
+// Non-ASCII text: letters with marks (precomposed and combining), digits of other scripts,
+// CJK, Greek, Cyrillic, Hangul, symbols, emoji and mathematical letters outside the BMP.
+const UNICODE_TEXTS = [
+  'Héllo wörld ٣٤ é 中文 Ⓐ',
+  'naïve café — 1²³ ½ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 🙂 e\u0301 ÅΩ',
+  'Ünïcödé: 日本語のテキスト, 한국어, Ελληνικά, русский 123٤٥٦ ℕ ⅷ',
+];
+
+// The module leaves out the engine's Unicode tables (the `unicode-tables` feature) and
+// classifies characters with the JavaScript engine's \p{L}, \p{N} and \p{M} instead.
+test('the browser tokenizer, without Unicode tables, matches native on non-ASCII text', { timeout: 120_000 }, async () => {
+  const page = await openPage();
+  const got = await page.evaluate(async ({ MODEL_URL, UNICODE_TEXTS }) => {
+    const { Synapse } = await import('/pkg/synapse.js');
+    const model = await Synapse.load(MODEL_URL);
+    const ids = [];
+    for (const text of UNICODE_TEXTS) ids.push(Array.from(await model.tokenize(text)));
+    model.free();
+    return ids;
+  }, { MODEL_URL, UNICODE_TEXTS });
+  UNICODE_TEXTS.forEach((text, k) => {
+    const r = spawnSync(BIN, ['tokenize', '-m', join(MODELS, MODEL_FILE), '--add-special', '--json', text],
+      { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${BIN} failed: ${r.stderr}`);
+    const want = JSON.parse(r.stdout).ids;
+    assert.deepEqual(got[k], want, `tokens of ${JSON.stringify(text)}`);
+    console.log(`${JSON.stringify(text)}: ${want.length} tokens equal`);
+  });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 // A 1x1 PNG (a valid file: signature, IHDR, IDAT, IEND).
 function png() {
   const crcTable = Array.from({ length: 256 }, (_, n) => {
