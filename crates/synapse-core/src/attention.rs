@@ -591,18 +591,11 @@ unit_variant!(unit_portable);
 /// browser's download small (a group of 3 query heads per K/V head, SmolLM2's, or of 1,
 /// 2 or 6 still takes whole blocks).
 const fn block_rows<const X86: bool>(left: usize) -> usize {
-    if X86 || left >= ROWS {
-        if left < ROWS {
-            left
-        } else {
-            ROWS
-        }
-    } else if left >= 3 {
-        3
-    } else if left >= 2 {
-        2
-    } else {
-        1
+    match left {
+        ROWS.. => ROWS,
+        _ if X86 => left,
+        3.. => 3,
+        _ => left,
     }
 }
 

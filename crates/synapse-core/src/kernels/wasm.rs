@@ -167,10 +167,10 @@ fn lane_sums(v: [v128; 4]) -> v128 {
 /// scale, which no quantizer writes, comes out finite (about 2^16); the full conversion
 /// of [`f32_of`] would cost a third of prefill's speed here.
 #[inline(always)]
-fn weight_scales(h: [f16; 4]) -> v128 {
-    let bits = h.map(|h| h.to_bits() as i16 as i32);
+fn weight_scales(h: impl Fn(usize) -> f16) -> v128 {
+    let bits = |l| h(l).to_bits() as i16 as i32;
     let placed = v128_and(
-        i32x4_shl(i32x4(bits[0], bits[1], bits[2], bits[3]), 13),
+        i32x4_shl(i32x4(bits(0), bits(1), bits(2), bits(3)), 13),
         u32x4_splat(0x8FFF_E000),
     );
     f32x4_mul(placed, f32x4_splat(f32::from_bits(0x7780_0000)))
@@ -204,14 +204,14 @@ fn tile<W: Widen32, A: Act32, const R: usize, const T: usize>(
                 dots[t * R + r] = dot_i16(&codes, &acts[t]);
             }
         }
-        let lanes = |f: &dyn Fn(usize) -> f32| f32x4(f(0), f(1), f(2), f(3));
-        let d = weight_scales([0, 1, 2, 3].map(|l| w[row(l)][b].scales().0));
-        let da = lanes(&|l| a[token(l)].1[b][0]);
+        let (weights, act) = (|l| w[row(l)][b].scales(), |l| a[token(l)].1[b]);
+        let d = weight_scales(|l| weights(l).0);
+        let da = f32x4(act(0)[0], act(1)[0], act(2)[0], act(3)[0]);
         let sums = f32x4_convert_i32x4(lane_sums(dots));
         acc = f32x4_add(acc, f32x4_mul(sums, f32x4_mul(d, da)));
         if W::OFFSET {
-            let m = weight_scales([0, 1, 2, 3].map(|l| w[row(l)][b].scales().1));
-            let sa = lanes(&|l| a[token(l)].1[b][1]);
+            let m = weight_scales(|l| weights(l).1);
+            let sa = f32x4(act(0)[1], act(1)[1], act(2)[1], act(3)[1]);
             offsets = f32x4_add(offsets, f32x4_mul(m, sa));
         }
     }
