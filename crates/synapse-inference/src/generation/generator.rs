@@ -3,7 +3,7 @@
 
 use super::sampler::Sampler;
 use super::stop::StopMatcher;
-use super::{top_k_logits, GenerateOptions, StopReason};
+use super::{top_k_logits, GenerateOptions, StopReason, TokenLogprob};
 use crate::model::backend::{Backend, Cpu};
 use crate::session::Model;
 use crate::tokenizer::StreamDecoder;
@@ -18,13 +18,10 @@ pub struct Step {
     /// Text that is safe to show now: complete UTF-8, not part of a possible stop string.
     /// When `stop` is set it includes all text held back until then.
     pub text: String,
-    /// ln p(token) under the model's own distribution: the log-softmax of the raw logits
-    /// (temperature 1, before the repetition penalty, top-k, top-p and min-p), as OpenAI's
-    /// `logprobs` reports, whatever the sampler did with them.
-    pub logprob: f32,
-    /// The most likely tokens and their logprobs on the same scale, most likely first
-    /// (ties: lower id first); as many as `GenerateOptions::logprobs` asks for.
-    pub top_logprobs: Vec<(u32, f32)>,
+    /// The token's logprob and the most likely alternatives, when
+    /// `GenerateOptions::logprobs` asks for them (a full-vocabulary pass, skipped
+    /// otherwise).
+    pub logprobs: Option<TokenLogprob>,
     /// Why the sequence ends here, if it does. `Stop` and `Length` include this token.
     pub stop: Option<StopReason>,
 }
@@ -44,7 +41,8 @@ pub struct Generator<B: Backend = Cpu> {
     end_of_generation: Vec<u32>,
     max_tokens: usize,
     generated: usize,
-    top_logprobs: usize,
+    /// How many alternatives each step reports; None: no logprobs.
+    top_logprobs: Option<usize>,
 }
 
 impl<B: Backend> Generator<B> {
@@ -74,7 +72,7 @@ impl<B: Backend> Generator<B> {
             end_of_generation,
             max_tokens: opts.max_tokens,
             generated: 0,
-            top_logprobs: opts.logprobs.unwrap_or(0),
+            top_logprobs: opts.logprobs,
         }
     }
 
@@ -98,19 +96,10 @@ impl<B: Backend> Generator<B> {
     /// for the repetition penalty). After a step with `stop` set, the sequence is over.
     pub fn step(&mut self, logits: &[f32], history: &[u32]) -> Step {
         let token = self.sampler.sample(logits, history);
-        let normalizer = log_sum_exp(logits);
-        let logprob = logits
-            .get(token as usize)
-            .map_or(f32::NEG_INFINITY, |&l| ordered(l) - normalizer);
-        let top_logprobs = top_k_logits(logits, self.top_logprobs)
-            .into_iter()
-            .map(|(id, l)| (id, ordered(l) - normalizer))
-            .collect();
         let mut step = Step {
             token,
             text: String::new(),
-            logprob,
-            top_logprobs,
+            logprobs: self.top_logprobs.map(|n| logprobs(logits, token, n)),
             stop: None,
         };
         if self.end_of_generation.contains(&token) {
@@ -150,6 +139,24 @@ fn ordered(logit: f32) -> f32 {
         f32::NEG_INFINITY
     } else {
         logit.min(f32::MAX)
+    }
+}
+
+/// `token`'s logprob under the model's own distribution, the log-softmax of the raw
+/// logits (temperature 1, before the repetition penalty, top-k, top-p and min-p), as
+/// OpenAI's `logprobs` reports whatever the sampler did with them; and the `n` most
+/// likely tokens' on the same scale.
+fn logprobs(logits: &[f32], token: u32, n: usize) -> TokenLogprob {
+    let normalizer = log_sum_exp(logits);
+    TokenLogprob {
+        token,
+        logprob: logits
+            .get(token as usize)
+            .map_or(f32::NEG_INFINITY, |&l| ordered(l) - normalizer),
+        top: top_k_logits(logits, n)
+            .into_iter()
+            .map(|(id, l)| (id, ordered(l) - normalizer))
+            .collect(),
     }
 }
 
@@ -223,16 +230,17 @@ mod tests {
         });
         for _ in 0..20 {
             let step = generator.step(&logits, &[]);
+            let lp = step.logprobs.unwrap();
             let want = log_softmax(&logits, step.token);
             assert!(
-                (f64::from(step.logprob) - want).abs() < 1e-5,
+                (f64::from(lp.logprob) - want).abs() < 1e-5,
                 "token {}: logprob {} expected {want}",
                 step.token,
-                step.logprob
+                lp.logprob
             );
-            let ids: Vec<u32> = step.top_logprobs.iter().map(|&(id, _)| id).collect();
+            let ids: Vec<u32> = lp.top.iter().map(|&(id, _)| id).collect();
             assert_eq!(ids, by_logit[..4]);
-            for &(id, lp) in &step.top_logprobs {
+            for &(id, lp) in &lp.top {
                 assert!((f64::from(lp) - log_softmax(&logits, id)).abs() < 1e-5);
             }
         }
@@ -250,10 +258,11 @@ mod tests {
             ..greedy(8, &[])
         };
         let step = Generator::new(tiny_model(), &opts).step(&logits, &[]);
-        let ids: Vec<u32> = step.top_logprobs.iter().map(|&(id, _)| id).collect();
+        let lp = step.logprobs.unwrap();
+        let ids: Vec<u32> = lp.top.iter().map(|&(id, _)| id).collect();
         assert_eq!(ids, [200, 3, 7, 9]);
-        assert!(step.top_logprobs.windows(2).all(|w| w[0].1 >= w[1].1));
-        assert_eq!((step.token, step.logprob), step.top_logprobs[0]);
+        assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+        assert_eq!((step.token, lp.logprob), lp.top[0]);
         // The probabilities of all tokens sum to one.
         let total: f64 = (0..260).map(|id| log_softmax(&logits, id).exp()).sum();
         assert!((total - 1.0).abs() < 1e-9);

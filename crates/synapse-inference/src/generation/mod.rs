@@ -181,7 +181,6 @@ pub struct Completion<B: Backend = Cpu> {
     logits: Vec<f32>,
     out: Generation,
     logits_top: usize,
-    keep_logprobs: bool,
     cancel: Option<CancelHandle>,
 }
 
@@ -202,7 +201,6 @@ impl<B: Backend> Completion<B> {
                 logprobs: Vec::new(),
             },
             logits_top: opts.logits_top,
-            keep_logprobs: opts.logprobs.is_some(),
             cancel: opts.cancel.clone(),
         }
     }
@@ -241,13 +239,7 @@ impl<B: Backend> Completion<B> {
         let token = (step.stop != Some(StopReason::Eos)).then_some(step.token);
         if let Some(token) = token {
             self.out.tokens.push(token);
-            if self.keep_logprobs {
-                self.out.logprobs.push(TokenLogprob {
-                    token,
-                    logprob: step.logprob,
-                    top: step.top_logprobs,
-                });
-            }
+            self.out.logprobs.extend(step.logprobs);
         }
         self.out.text.push_str(&step.text);
         self.phase = match step.stop {
@@ -385,11 +377,7 @@ mod tests {
             let step = generator.step(&logits, session.tokens());
             tokens.push(step.token);
             text += &step.text;
-            logprobs.push(TokenLogprob {
-                token: step.token,
-                logprob: step.logprob,
-                top: step.top_logprobs,
-            });
+            logprobs.extend(step.logprobs);
             if step.stop.is_some() {
                 break;
             }
