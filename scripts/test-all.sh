@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the wasm32 build of the core crates, the SIMD128 kernel tests and
-# the chat-template and generation tests on wasm32 under Node, every Rust test, the
-# aarch64 kernels under qemu-user, and the browser module and demo page in headless Chromium.
+# the chat-template and generation tests on wasm32 under Node, every Rust test, the C ABI
+# from C and C++ under valgrind, the aarch64 kernels under qemu-user, and the browser module and demo page in headless Chromium.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ cargo build --quiet --target wasm32-unknown-unknown -p synapse-core -p synapse-i
 
 echo "== cargo test"
 cargo test --workspace
+
+echo "== the C ABI from C and C++ (shared and static library, valgrind)"
+./scripts/test-capi.sh
 
 echo "== aarch64 NEON kernels under qemu"
 ./scripts/test-aarch64.sh

@@ -39,6 +39,7 @@ pub struct Model<B: Backend = Cpu> {
     /// The type of every matrix a matmul reads (see [`Weights::matmul_weights`]).
     matmul_types: Vec<DType>,
     weight_bytes_per_token: u64,
+    parameter_count: u64,
     net: Decoder<B>,
 }
 
@@ -102,6 +103,7 @@ impl Model<Cpu> {
             path,
             matmul_types: weights.matmul_weights().map(|w| w.dtype).collect(),
             weight_bytes_per_token: weights.bytes_per_token(config.tied_embeddings),
+            parameter_count: weights.parameter_count(config.tied_embeddings),
             net: Decoder {
                 config,
                 weights,
@@ -182,6 +184,7 @@ impl Model<Cpu> {
             end_of_generation: self.end_of_generation,
             matmul_types: self.matmul_types,
             weight_bytes_per_token: self.weight_bytes_per_token,
+            parameter_count: self.parameter_count,
             net: Decoder {
                 config,
                 weights: weights.upload(&backend),
@@ -225,6 +228,11 @@ impl<B: Backend> Model<B> {
     /// which one row is read, unless it doubles as the output projection.
     pub fn weight_bytes_per_token(&self) -> u64 {
         self.weight_bytes_per_token
+    }
+
+    /// Parameters of the model, as llama.cpp's `llama_model_n_params` counts them.
+    pub fn parameter_count(&self) -> u64 {
+        self.parameter_count
     }
 
     /// The type of every matrix a matmul reads (see [`Weights::matmul_weights`]).

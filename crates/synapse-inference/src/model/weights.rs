@@ -413,6 +413,39 @@ impl Weights<Cpu> {
             .chain([&self.output.weight])
     }
 
+    /// The model's parameters, each stored weight counted once (a tied output projection
+    /// is the embedding table).
+    pub fn parameter_count(&self, tied: bool) -> u64 {
+        let vector = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, |v| v.len() as u64);
+        let matrix = |w: &WeightTensor| (w.rows * w.cols) as u64;
+        let linear = |l: &Linear<Cpu>| matrix(&l.weight) + vector(&l.bias);
+        let norm = |n: &Norm<Cpu>| n.weight.len() as u64 + vector(&n.bias);
+        let blocks: u64 = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let qkv: u64 = match &b.qkv {
+                    QkvWeights::Separate { q, k, v } => linear(q) + linear(k) + linear(v),
+                    QkvWeights::Fused(w) => linear(w),
+                };
+                qkv + linear(&b.attn_output)
+                    + b.ffn_gate.as_ref().map_or(0, linear)
+                    + linear(&b.ffn_up)
+                    + linear(&b.ffn_down)
+                    + norm(&b.attn_norm)
+                    + norm(&b.ffn_norm)
+                    + vector(&b.q_norm)
+                    + vector(&b.k_norm)
+            })
+            .sum();
+        let output = if tied { 0 } else { linear(&self.output) };
+        matrix(&self.token_embd)
+            + self.position_embd.as_ref().map_or(0, matrix)
+            + blocks
+            + norm(&self.output_norm)
+            + output
+    }
+
     /// Bytes of weights a decode step reads: every matrix of a matmul, and one row of the
     /// embedding table unless it doubles as the output projection.
     pub fn bytes_per_token(&self, tied: bool) -> u64 {
