@@ -123,6 +123,30 @@ def render_browser(m):
     return "\n".join(lines)
 
 
+def render_python(m):
+    """The Python rows (bench/python_vs_cli.py): the package's decode speed against the CLI's."""
+    rows = m.get("python_rows") or []
+    if not rows:
+        return ""
+    lines = [
+        "",
+        "Through the Python package (`bench/python_vs_cli.py`): decode tok/s of `synapse.Model.generate` "
+        "streamed (wall time from the first piece, Python loop included) against `synapse run` on the "
+        "same machine, alternating, medians; `engine` is the same Python generations as the engine timed "
+        "them, so wall / engine is what the Python boundary costs.",
+        "",
+        "| Model | Type | CPU | Threads | Tokens | Runs | CLI tg | Python tg | Python / CLI | wall / engine |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["threads"]):
+        cells = [r["model"], r["variant"], r["cpu"], str(r["threads"]), str(r["gen_tokens"]),
+                 str(len(r["cli_decode_runs"])), fmt_rate(r["cli_decode_tok_s"]),
+                 fmt_rate(r["python_decode_tok_s"]), f"{r['python_over_cli']:.2f}",
+                 f"{r['python_wall_over_engine']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Render README's Benchmarks table")
     ap.add_argument("--matrix", default=os.path.join(ROOT, "status", "benchmark_matrix.json"))
@@ -137,7 +161,7 @@ def main():
     with open(args.readme) as f:
         readme = f.read()
 
-    block = f"{START}\n{render(matrix)}{render_browser(matrix)}\n{END}"
+    block = f"{START}\n{render(matrix)}{render_browser(matrix)}{render_python(matrix)}\n{END}"
     if START in readme and END in readme:
         head, rest = readme.split(START, 1)
         _, tail = rest.split(END, 1)
