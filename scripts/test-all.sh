@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the wasm32 build of the core crates, the SIMD128 kernel tests and
 # the chat-template and generation tests on wasm32 under Node, every Rust test, the C ABI
-# from C and C++ under valgrind, the Python package installed with pip, the aarch64
-# kernels under qemu-user, and the browser module and demo page in headless Chromium.
+# from C and C++ under valgrind, the Python package installed with pip, the server through
+# the openai client, the aarch64 kernels under qemu-user, and the browser module and demo page in headless Chromium.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,9 @@ echo "== the C ABI from C and C++ (shared and static library, valgrind)"
 
 echo "== the Python package (pip install, pytest)"
 ./scripts/test-python.sh
+
+echo "== synapse serve through the openai client (and a bounded load test)"
+./scripts/test-server.sh
 
 echo "== aarch64 NEON kernels under qemu"
 ./scripts/test-aarch64.sh

@@ -8,6 +8,7 @@ mod memory;
 mod npy;
 mod quantize;
 mod run;
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a copy of a GGUF model with its weights in another type.
     Quantize(quantize::QuantizeArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (continuous batching).
+    Serve(serve::ServeArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -211,6 +214,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Bench(args) => bench::bench(args),
         Command::Quantize(args) => quantize::quantize(args),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

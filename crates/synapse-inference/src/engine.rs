@@ -4,7 +4,7 @@
 //! reads the weights once. A [`crate::Session`] is an engine with one sequence.
 
 use crate::error::{Error, Result};
-use crate::kv_cache::{KvCache, KvType, SeqId};
+use crate::kv_cache::{self, KvCache, KvType, SeqId};
 use crate::model::backend::{Backend, Cpu, RunOptions};
 use crate::model::decoder::{Activations, ForwardBatch, SeqRun};
 use crate::session::{Model, SessionOptions};
@@ -76,7 +76,11 @@ impl<B: Backend> Engine<B> {
         let kv_type = opts.kv_type.unwrap_or(KvType::F16);
         let backend = &model.decoder().backend;
         let geometry = (c.n_layers, c.kv_dim(), opts.context, c.window, opts.batch);
-        let cache = KvCache::with_pages(geometry, kv_type, None, |shape| backend.kv_pages(shape));
+        let max_pages = (opts.kv_memory > 0)
+            .then(|| opts.kv_memory / kv_cache::page_bytes(c.n_layers, c.kv_dim(), kv_type));
+        let cache = KvCache::with_pages(geometry, kv_type, max_pages, |shape| {
+            backend.kv_pages(shape)
+        });
         let act = Activations::new(backend, c, opts.batch, opts.context);
         Engine {
             model,
@@ -267,5 +271,48 @@ impl<B: Backend> Engine<B> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generation::tiny_model;
+    use crate::kv_cache::position_bytes;
+    use synapse_core::attention::TILE;
+    // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_kv_memory_budget_bounds_the_pages() {
+        let model = tiny_model();
+        let c = model.config();
+        let page = TILE * position_bytes(c.n_layers, c.kv_dim(), KvType::F32);
+        let opts = SessionOptions {
+            context: 128,
+            threads: 1,
+            kv_type: Some(KvType::F32),
+            kv_memory: 2 * page,
+            ..SessionOptions::default()
+        };
+        let mut engine = Engine::new(model, opts);
+        let (a, b) = (engine.add_sequence(), engine.add_sequence());
+        let mut out = Vec::new();
+        let tokens: Vec<u32> = (0..2 * TILE as u32).collect();
+        let mut batch = Batch::new();
+        batch.add(a, &tokens, Logits::Last);
+        engine.eval(&batch, &mut out).unwrap();
+        assert_eq!(engine.kv_bytes_in_use(), 2 * page);
+        // A third page is over the budget: refused, with nothing evaluated.
+        batch.clear();
+        batch.add(b, &[1], Logits::Last);
+        let err = engine.eval(&batch, &mut out).unwrap_err();
+        assert!(matches!(err, Error::KvMemoryFull { pages: 1, .. }), "{err}");
+        assert_eq!(engine.tokens(b).unwrap(), &[] as &[u32]);
+        // Freeing a sequence makes room.
+        engine.remove_sequence(a).unwrap();
+        engine.eval(&batch, &mut out).unwrap();
+        assert_eq!(engine.tokens(b).unwrap(), &[1]);
     }
 }

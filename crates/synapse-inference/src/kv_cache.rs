@@ -128,6 +128,20 @@ struct Sequence {
     len: usize,
 }
 
+/// Bytes one position takes in a pool of `n_layers` layers of `kv_dim` keys and values.
+pub fn position_bytes(n_layers: usize, kv_dim: usize, kv_type: KvType) -> usize {
+    let elem = match kv_type {
+        KvType::F32 => 4,
+        KvType::F16 => 2,
+    };
+    n_layers * 2 * kv_dim * elem
+}
+
+/// Bytes of one page: every layer's keys and values of one tile of positions.
+pub(crate) fn page_bytes(n_layers: usize, kv_dim: usize, kv_type: KvType) -> usize {
+    TILE * position_bytes(n_layers, kv_dim, kv_type)
+}
+
 pub struct KvCache<S: KvPages = HostPages> {
     pages: S,
     kv_type: KvType,
@@ -225,11 +239,7 @@ impl<S: KvPages> KvCache<S> {
 
     /// Bytes of one page (every layer's keys and values of one tile).
     fn page_bytes(&self) -> usize {
-        let elem = match self.kv_type {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
-        };
-        self.n_layers * 2 * TILE * self.kv_dim * elem
+        page_bytes(self.n_layers, self.kv_dim, self.kv_type)
     }
 
     /// The storage of the pages, and the pages of `seq` in slot order; position `p` is in

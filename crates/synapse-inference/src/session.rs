@@ -296,6 +296,9 @@ pub struct SessionOptions {
     /// Most tokens evaluated in one forward pass when processing a prompt; 0 picks the
     /// largest of up to 512 (llama.cpp's micro-batch) whose activations fit in 16 MiB.
     pub batch: usize,
+    /// Most bytes of key/value memory an [`Engine`] allocates for all its sequences
+    /// (0: as much as they need); past it, evaluating fails with `KvMemoryFull`.
+    pub kv_memory: usize,
 }
 
 impl Default for SessionOptions {
@@ -306,6 +309,7 @@ impl Default for SessionOptions {
             precision: Precision::FollowWeights,
             kv_type: None,
             batch: 0,
+            kv_memory: 0,
         }
     }
 }

@@ -91,6 +91,7 @@ fn check<B: Backend>(path: &Path, backend: B, r: &Expected, mode: Mode) -> f32 {
         precision: mode.precision,
         kv_type: mode.kv_type,
         batch: 64,
+        kv_memory: 0,
     };
     let mut session = Session::new(model.clone(), opts);
     let precision = session.precision();
@@ -237,6 +238,7 @@ fn sliding_window_cache_stays_bounded() {
         precision: Precision::F32,
         kv_type: None,
         batch,
+        kv_memory: 0,
     };
     let mut session = Session::new(model.clone(), opts);
     // The window plus one batch, rounded up to the attention kernel's tile of positions.
@@ -416,6 +418,7 @@ fn batched_sequences_match_each_alone_on<B: Backend>(backend: impl Fn() -> B) {
             precision: Precision::F32,
             kv_type: None,
             batch: 24,
+            kv_memory: 0,
         };
         let reversed: Vec<u32> = ids.iter().rev().copied().collect();
         let scripts = [

@@ -22,7 +22,13 @@ pub struct SamplerConfig {
     pub min_p: f32,
     /// Penalty for tokens seen in the last `repeat_last_n` tokens. `1.0` (or `<= 0`) = off.
     pub repeat_penalty: f32,
-    /// How many of the most recent tokens the repetition penalty looks at. `0` = off.
+    /// OpenAI's presence penalty: subtracted from the logit of every token seen in the
+    /// last `repeat_last_n` tokens. `0` = off.
+    pub presence_penalty: f32,
+    /// OpenAI's frequency penalty: subtracted once per occurrence in the last
+    /// `repeat_last_n` tokens. `0` = off.
+    pub frequency_penalty: f32,
+    /// How many of the most recent tokens the penalties look at. `0` = off.
     pub repeat_last_n: usize,
     /// Seed of the random generator.
     pub seed: u64,
@@ -37,6 +43,8 @@ impl Default for SamplerConfig {
             top_p: 0.95,
             min_p: 0.05,
             repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             repeat_last_n: 64,
             seed: 0,
         }
@@ -86,6 +94,7 @@ impl SamplerConfig {
                 .unwrap_or(base.repeat_penalty),
             repeat_last_n: overrides.repeat_last_n.unwrap_or(base.repeat_last_n),
             seed: overrides.seed.unwrap_or(base.seed),
+            ..base
         }
     }
 
@@ -147,7 +156,7 @@ impl Sampler {
             return 0;
         }
         self.load_candidates(logits);
-        self.apply_repeat_penalty(recent);
+        self.apply_penalties(recent);
 
         let cfg = &self.cfg;
         if cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
@@ -235,25 +244,34 @@ impl Sampler {
     /// are divided by the penalty and the others multiplied by it, so the token
     /// always becomes less likely. Runs before any reordering, so a token's
     /// candidate sits at index == id.
-    fn apply_repeat_penalty(&mut self, recent: &[u32]) {
-        let penalty = self.cfg.repeat_penalty;
+    /// llama.cpp's penalties, over the last `repeat_last_n` tokens: the repetition
+    /// penalty (a seen token's logit divided by it, or multiplied when negative), then
+    /// OpenAI's frequency and presence penalties (minus count x frequency + presence).
+    fn apply_penalties(&mut self, recent: &[u32]) {
+        let cfg = &self.cfg;
         // `is_finite` also rules out NaN.
-        if self.cfg.repeat_last_n == 0 || penalty == 1.0 || penalty <= 0.0 || !penalty.is_finite() {
+        let repeat = cfg.repeat_penalty;
+        let repeat = repeat != 1.0 && repeat > 0.0 && repeat.is_finite();
+        let additive = cfg.presence_penalty != 0.0 || cfg.frequency_penalty != 0.0;
+        if cfg.repeat_last_n == 0 || !(repeat || additive) {
             return;
         }
-        let window = &recent[recent.len().saturating_sub(self.cfg.repeat_last_n)..];
+        let window = &recent[recent.len().saturating_sub(cfg.repeat_last_n)..];
         self.recent_scratch.clear();
         self.recent_scratch.extend_from_slice(window);
         self.recent_scratch.sort_unstable();
-        self.recent_scratch.dedup();
-        for &id in &self.recent_scratch {
-            if let Some(c) = self.candidates.get_mut(id as usize) {
+        for run in self.recent_scratch.chunk_by(|a, b| a == b) {
+            let Some(c) = self.candidates.get_mut(run[0] as usize) else {
+                continue;
+            };
+            if repeat {
                 if c.logit <= 0.0 {
-                    c.logit *= penalty;
+                    c.logit *= cfg.repeat_penalty;
                 } else {
-                    c.logit /= penalty;
+                    c.logit /= cfg.repeat_penalty;
                 }
             }
+            c.logit -= run.len() as f32 * cfg.frequency_penalty + cfg.presence_penalty;
         }
     }
 }
@@ -368,8 +386,8 @@ mod tests {
             top_p,
             min_p,
             repeat_penalty: 1.0,
-            repeat_last_n: 64,
             seed,
+            ..SamplerConfig::default()
         }
     }
 
@@ -539,6 +557,28 @@ mod tests {
         let mut s = Sampler::new(c);
         assert_eq!(s.sample(&[2.0, 1.9, 0.0], &[0, 2, 2]), 0);
         assert_eq!(s.sample(&[2.0, 1.9, 0.0], &[2, 0, 2]), 1);
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_subtract() {
+        let mut c = SamplerConfig::greedy();
+        c.presence_penalty = 0.5;
+        let mut s = Sampler::new(c.clone());
+        // 2.0 - 0.5 = 1.5 < 1.9, however often token 0 was seen.
+        assert_eq!(s.sample(&[2.0, 1.9], &[0]), 1);
+        assert_eq!(s.sample(&[2.0, 1.4], &[0, 0, 0]), 0);
+        // Frequency: 0.2 per occurrence; 2.0 - 3 x 0.2 = 1.4 < 1.5, 2.0 - 2 x 0.2 > 1.5.
+        c.presence_penalty = 0.0;
+        c.frequency_penalty = 0.2;
+        let mut s = Sampler::new(c.clone());
+        assert_eq!(s.sample(&[2.0, 1.5], &[0, 0, 0]), 1);
+        assert_eq!(s.sample(&[2.0, 1.5], &[0, 0]), 0);
+        // A negative penalty encourages repetition; only the window counts.
+        c.frequency_penalty = -1.0;
+        c.repeat_last_n = 1;
+        let mut s = Sampler::new(c);
+        assert_eq!(s.sample(&[1.0, 1.5], &[0]), 0);
+        assert_eq!(s.sample(&[1.0, 1.5], &[0, 1]), 1);
     }
 
     #[test]

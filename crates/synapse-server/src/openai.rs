@@ -1,0 +1,232 @@
+//! OpenAI's request bodies, checked and turned into the engine's generation options.
+
+use crate::error::ApiError;
+use serde::Deserialize;
+use serde_json::Value;
+use synapse_inference::chat::ChatMessage;
+use synapse_inference::generation::sampler::SamplerConfig;
+use synapse_inference::generation::GenerateOptions;
+
+/// The fields that `/v1/chat/completions` and `/v1/completions` share.
+#[derive(Deserialize, Default)]
+pub struct Common {
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Option<Stop>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    // llama-server's extras.
+    pub top_k: Option<u32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub repeat_last_n: Option<u32>,
+    #[serde(default)]
+    pub ignore_eos: bool,
+    pub response_format: Option<Value>,
+    pub tools: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    #[serde(flatten)]
+    pub common: Common,
+    #[serde(default)]
+    pub logprobs: bool,
+    pub top_logprobs: Option<u32>,
+}
+
+#[derive(Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+/// A message's content: text, or parts of which the text ones are read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CompletionRequest {
+    pub prompt: Prompt,
+    #[serde(flatten)]
+    pub common: Common,
+    /// The number of alternatives to report per token.
+    pub logprobs: Option<u32>,
+    #[serde(default)]
+    pub echo: bool,
+    pub suffix: Option<String>,
+}
+
+/// A completion prompt: text, or token ids (one of each in a list, since `n` is 1).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+    Texts(Vec<String>),
+    IdLists(Vec<Vec<u32>>),
+}
+
+/// Most alternatives per token that `top_logprobs`/`logprobs` may ask for (OpenAI's).
+const MAX_TOP_LOGPROBS: u32 = 20;
+
+impl Message {
+    pub fn to_chat(&self, i: usize) -> Result<ChatMessage, ApiError> {
+        let content = match &self.content {
+            None => String::new(),
+            Some(Content::Text(text)) => text.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for part in parts {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        (kind, _) => {
+                            return Err(ApiError::invalid(
+                                "messages",
+                                format!("messages[{i}]: content parts of type {kind:?} are not supported (text only)"),
+                            ))
+                        }
+                    }
+                }
+                text
+            }
+        };
+        Ok(ChatMessage::new(self.role.clone(), content))
+    }
+}
+
+impl Prompt {
+    /// The one prompt of the request.
+    pub fn single(self) -> Result<Prompt, ApiError> {
+        let many = || ApiError::invalid("prompt", "one prompt per request is supported (n = 1)");
+        Ok(match self {
+            Prompt::Texts(mut v) if v.len() == 1 => Prompt::Text(v.remove(0)),
+            Prompt::IdLists(mut v) if v.len() == 1 => Prompt::Ids(v.remove(0)),
+            Prompt::Texts(_) | Prompt::IdLists(_) => return Err(many()),
+            p => p,
+        })
+    }
+}
+
+impl Common {
+    /// Refuses what this server does not do, instead of ignoring it.
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid("n", "only n = 1 is supported"));
+        }
+        if let Some(format) = &self.response_format {
+            if format.get("type").and_then(Value::as_str) != Some("text") {
+                return Err(ApiError::invalid(
+                    "response_format",
+                    "response_format json_object and json_schema are not supported yet",
+                ));
+            }
+        }
+        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::invalid("tools", "tools are not supported yet"));
+        }
+        Ok(())
+    }
+
+    /// The generation options, with `max_tokens` bounded by the room left in the
+    /// context after `prompt_tokens` (and defaulting to it).
+    pub fn options(
+        &self,
+        prompt_tokens: usize,
+        context: usize,
+        logprobs: Option<usize>,
+    ) -> Result<GenerateOptions, ApiError> {
+        let room = context.saturating_sub(prompt_tokens);
+        let max_tokens = self.max_completion_tokens.or(self.max_tokens);
+        let max_tokens = max_tokens.map_or(room, |n| (n as usize).min(room));
+        let range = |param, value: Option<f32>, lo: f32, hi: f32| match value {
+            Some(v) if !(lo..=hi).contains(&v) => Err(ApiError::invalid(
+                param,
+                format!("{param} must be between {lo} and {hi}, not {v}"),
+            )),
+            _ => Ok(value),
+        };
+        // What a request leaves unset follows llama-server (llama.cpp's defaults).
+        let base = SamplerConfig::default();
+        let sampler = SamplerConfig {
+            temperature: range("temperature", self.temperature, 0.0, 2.0)?
+                .unwrap_or(base.temperature),
+            top_p: range("top_p", self.top_p, 0.0, 1.0)?.unwrap_or(base.top_p),
+            min_p: range("min_p", self.min_p, 0.0, 1.0)?.unwrap_or(base.min_p),
+            top_k: self.top_k.map_or(base.top_k, |k| k as usize),
+            repeat_penalty: range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?
+                .unwrap_or(base.repeat_penalty),
+            presence_penalty: range("presence_penalty", self.presence_penalty, -2.0, 2.0)?
+                .unwrap_or(0.0),
+            frequency_penalty: range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?
+                .unwrap_or(0.0),
+            repeat_last_n: self
+                .repeat_last_n
+                .map_or(base.repeat_last_n, |n| n as usize),
+            seed: self.seed.unwrap_or_else(random_seed),
+        };
+        if logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS as usize) {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("at most {MAX_TOP_LOGPROBS} alternatives per token"),
+            ));
+        }
+        let stop = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        if stop.len() > 4 || stop.iter().any(String::is_empty) {
+            return Err(ApiError::invalid("stop", "up to 4 non-empty stop strings"));
+        }
+        Ok(GenerateOptions {
+            max_tokens,
+            sampler,
+            stop,
+            ignore_eos: self.ignore_eos,
+            logprobs,
+            ..GenerateOptions::default()
+        })
+    }
+}
+
+/// A seed for a request that gave none.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
