@@ -69,6 +69,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         ignore_eos: args.ignore_eos,
         logits_top: args.logits_top,
         logprobs: args.logprobs,
+        ..GenerateOptions::default()
     };
     let mut session = Session::new(model.clone(), args.model.session_options());
     let mut to_generate = &prompt[..];

@@ -62,6 +62,9 @@ pub enum Error {
     /// partial result to give back.
     #[error("cancelled")]
     Cancelled,
+    /// A grammar or schema for constrained decoding that cannot be used.
+    #[error("invalid constraint: {reason}")]
+    BadConstraint { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -109,7 +112,8 @@ impl Error {
             Error::BadTokenId { .. }
             | Error::EmptyPrompt
             | Error::UnknownSequence { .. }
-            | Error::BatchTooLarge { .. } => ErrorKind::InvalidArgument,
+            | Error::BatchTooLarge { .. }
+            | Error::BadConstraint { .. } => ErrorKind::InvalidArgument,
             Error::Fetch(_) => ErrorKind::Io,
             Error::Cancelled => ErrorKind::Cancelled,
         }

@@ -92,6 +92,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
     );
     let state = Arc::new(routes::AppState {
         model: model.clone(),
+        constraints: std::sync::OnceLock::new(),
         template,
         model_id: model_id.clone(),
         context: session.context,

@@ -149,18 +149,32 @@ impl Common {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only n = 1 is supported"));
         }
-        if let Some(format) = &self.response_format {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(ApiError::invalid(
-                    "response_format",
-                    "response_format json_object and json_schema are not supported yet",
-                ));
-            }
-        }
         if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
             return Err(ApiError::invalid("tools", "tools are not supported yet"));
         }
         Ok(())
+    }
+
+    /// The JSON schema `response_format` asks the output to follow, if any.
+    pub fn json_schema(&self) -> Result<Option<Value>, ApiError> {
+        let Some(format) = &self.response_format else {
+            return Ok(None);
+        };
+        let bad = |message: &str| ApiError::invalid("response_format", message);
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(None),
+            Some("json_object") => Ok(Some(serde_json::json!({"type": "object"}))),
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|s| s.get("schema"))
+                    .ok_or_else(|| bad("json_schema needs a \"schema\""))?;
+                Ok(Some(schema.clone()))
+            }
+            _ => Err(bad(
+                "type must be \"text\", \"json_object\" or \"json_schema\"",
+            )),
+        }
     }
 
     /// The generation options, with `max_tokens` bounded by the room left in the

@@ -18,9 +18,10 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synapse_inference::chat::ChatTemplate;
+use synapse_inference::generation::constraint::ConstraintFactory;
 use synapse_inference::generation::{GenerateOptions, StopReason, TokenLogprob};
 use synapse_inference::Model;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -29,6 +30,8 @@ use tokio_stream::StreamExt;
 
 pub struct AppState {
     pub model: Arc<Model>,
+    /// Made on the first request with a JSON schema (it indexes the vocabulary).
+    pub constraints: OnceLock<Result<ConstraintFactory, String>>,
     pub template: ChatTemplate,
     /// The name clients give as `model` (the file's stem).
     pub model_id: String,
@@ -201,7 +204,18 @@ async fn complete(
     common: &Common,
     logprobs: Option<usize>,
 ) -> Result<Response, ApiError> {
-    let opts = common.options(prompt.len(), state.context, logprobs)?;
+    let mut opts = common.options(prompt.len(), state.context, logprobs)?;
+    if let Some(schema) = common.json_schema()? {
+        let factory = state
+            .constraints
+            .get_or_init(|| ConstraintFactory::new(&state.model).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ApiError::status(500, e.clone()))?;
+        let constraint = factory
+            .json_schema(&schema)
+            .map_err(|e| ApiError::invalid("response_format", e.to_string()))?;
+        opts.constraint = Some(constraint);
+    }
     let events = state.submit(prompt, opts)?;
     let reply = Reply {
         kind,

@@ -43,6 +43,9 @@ pub struct Generator<B: Backend = Cpu> {
     generated: usize,
     /// How many alternatives each step reports; None: no logprobs.
     top_logprobs: Option<usize>,
+    /// The grammar the output follows, and the masked logits it samples from.
+    #[cfg(feature = "constraints")]
+    constraint: Option<(super::constraint::Constraint, Vec<f32>)>,
 }
 
 impl<B: Backend> Generator<B> {
@@ -73,6 +76,8 @@ impl<B: Backend> Generator<B> {
             max_tokens: opts.max_tokens,
             generated: 0,
             top_logprobs: opts.logprobs,
+            #[cfg(feature = "constraints")]
+            constraint: opts.constraint.clone().map(|c| (c, Vec::new())),
         }
     }
 
@@ -95,7 +100,7 @@ impl<B: Backend> Generator<B> {
     /// `history`, which holds the prompt and the tokens generated so far, oldest first,
     /// for the repetition penalty). After a step with `stop` set, the sequence is over.
     pub fn step(&mut self, logits: &[f32], history: &[u32]) -> Step {
-        let token = self.sampler.sample(logits, history);
+        let token = self.sample(logits, history);
         let mut step = Step {
             token,
             text: String::new(),
@@ -121,6 +126,20 @@ impl<B: Backend> Generator<B> {
             step.text.push_str(&self.finish());
         }
         step
+    }
+
+    /// The sampler's token, among those the constraint allows if there is one.
+    fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        #[cfg(feature = "constraints")]
+        if let Some((constraint, masked)) = &mut self.constraint {
+            masked.clear();
+            masked.extend_from_slice(logits);
+            constraint.mask(masked, self.model.end_of_generation_ids());
+            let token = self.sampler.sample(masked, history);
+            constraint.accept(token);
+            return token;
+        }
+        self.sampler.sample(logits, history)
     }
 
     /// Releases the text still held back (an unfinished character, a possible start of

@@ -3,6 +3,8 @@
 //! [`Generator`] is one sequence's state, a step at a time; [`generate`] runs it with a
 //! session.
 
+#[cfg(feature = "constraints")]
+pub mod constraint;
 mod generator;
 pub mod sampler;
 pub mod stop;
@@ -33,6 +35,10 @@ pub struct GenerateOptions {
     /// Checked before every forward pass. A cancelled generation ends with
     /// `StopReason::Cancelled` and keeps the tokens and text generated until then.
     pub cancel: Option<CancelHandle>,
+    /// A grammar the output must follow (e.g. a JSON schema), applied to the logits
+    /// before sampling.
+    #[cfg(feature = "constraints")]
+    pub constraint: Option<constraint::Constraint>,
 }
 
 impl Default for GenerateOptions {
@@ -45,6 +51,8 @@ impl Default for GenerateOptions {
             logits_top: 0,
             logprobs: None,
             cancel: None,
+            #[cfg(feature = "constraints")]
+            constraint: None,
         }
     }
 }
