@@ -147,6 +147,35 @@ def render_python(m):
     return "\n".join(lines)
 
 
+def render_server(m):
+    """The server rows (bench/vs_llama_server.py): `synapse serve` against llama-server."""
+    rows = m.get("server_rows") or []
+    if not rows:
+        return ""
+    first = rows[0]
+    lines = [
+        "",
+        f"As a server (`bench/vs_llama_server.py`) against llama.cpp's llama-server (llama-cpp-python "
+        f"0.3.36's vendored llama.cpp, built for the CPU), same GGUF files, threads and `--parallel` as "
+        f"clients: each streaming client (the `openai` package, on the same machine) sends its own "
+        f"{first['prompt_tokens']}-token prompt and reads {first['gen_tokens']} tokens; aggregate generated "
+        "tok/s over the whole burst, median time to first token (TTFT) and p99 time between tokens, "
+        "medians of alternating runs.",
+        "",
+        "| Model | Type | CPU | Threads | Clients | Runs | tok/s Synapse | llama-server | ratio | "
+        "TTFT ms Synapse | llama-server | p99 gap ms Synapse | llama-server |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        s, l = r["synapse"], r["llama-server"]
+        cells = [r["model"], r["variant"], r["cpu"], str(r["threads"]), str(r["clients"]), str(r["rounds"]),
+                 fmt_rate(s["tok_s"]), fmt_rate(l["tok_s"]), f"{r['ratio_tok_s']:.2f}",
+                 f"{s['ttft_median_ms']:.0f}", f"{l['ttft_median_ms']:.0f}",
+                 f"{s['p99_gap_ms']:.0f}", f"{l['p99_gap_ms']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Render README's Benchmarks table")
     ap.add_argument("--matrix", default=os.path.join(ROOT, "status", "benchmark_matrix.json"))
@@ -161,7 +190,7 @@ def main():
     with open(args.readme) as f:
         readme = f.read()
 
-    block = f"{START}\n{render(matrix)}{render_browser(matrix)}{render_python(matrix)}\n{END}"
+    block = f"{START}\n{render(matrix)}{render_browser(matrix)}{render_python(matrix)}{render_server(matrix)}\n{END}"
     if START in readme and END in readme:
         head, rest = readme.split(START, 1)
         _, tail = rest.split(END, 1)
