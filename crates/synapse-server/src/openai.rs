@@ -130,15 +130,22 @@ impl Message {
     }
 }
 
+/// The one prompt of a completion request.
+pub enum SinglePrompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
 impl Prompt {
-    /// The one prompt of the request.
-    pub fn single(self) -> Result<Prompt, ApiError> {
+    /// The request's one prompt (`n` is 1).
+    pub fn single(self) -> Result<SinglePrompt, ApiError> {
         let many = || ApiError::invalid("prompt", "one prompt per request is supported (n = 1)");
         Ok(match self {
-            Prompt::Texts(mut v) if v.len() == 1 => Prompt::Text(v.remove(0)),
-            Prompt::IdLists(mut v) if v.len() == 1 => Prompt::Ids(v.remove(0)),
+            Prompt::Text(text) => SinglePrompt::Text(text),
+            Prompt::Ids(ids) => SinglePrompt::Ids(ids),
+            Prompt::Texts(mut v) if v.len() == 1 => SinglePrompt::Text(v.remove(0)),
+            Prompt::IdLists(mut v) if v.len() == 1 => SinglePrompt::Ids(v.remove(0)),
             Prompt::Texts(_) | Prompt::IdLists(_) => return Err(many()),
-            p => p,
         })
     }
 }

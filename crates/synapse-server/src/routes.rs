@@ -3,7 +3,7 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::openai::{ChatRequest, Common, CompletionRequest, Prompt};
+use crate::openai::{ChatRequest, Common, CompletionRequest, SinglePrompt};
 use crate::scheduler::{Event, Finish, Job};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -182,9 +182,8 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
         ));
     }
     let prompt = match req.prompt.single()? {
-        Prompt::Text(text) => state.model.tokenizer()?.encode(&text, true, true),
-        Prompt::Ids(ids) => ids,
-        _ => unreachable!("single() leaves one prompt"),
+        SinglePrompt::Text(text) => state.model.tokenizer()?.encode(&text, true, true),
+        SinglePrompt::Ids(ids) => ids,
     };
     let vocab = state.model.config().vocab_size;
     if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
@@ -524,7 +523,8 @@ pub async fn authorize(State(state): Shared, request: Request, next: Next) -> Re
     let given = (request.headers().get(header::AUTHORIZATION))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if request.uri().path() == "/health" || given == Some(key.as_str()) {
+    let matches = given.is_some_and(|given| same_secret(given.as_bytes(), key.as_bytes()));
+    if request.uri().path() == "/health" || matches {
         return next.run(request).await;
     }
     let message = match given {
@@ -538,4 +538,9 @@ pub async fn authorize(State(state): Shared, request: Request, next: Next) -> Re
         code: Some("invalid_api_key"),
     }
     .into_response()
+}
+
+/// Byte equality in a time that does not depend on where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
