@@ -239,25 +239,20 @@ async fn complete(
 }
 
 impl Reply {
-    fn head(&self, object: &str) -> serde_json::Map<String, Value> {
-        let mut head = serde_json::Map::new();
-        head.insert("id".into(), json!(self.id));
-        head.insert("object".into(), json!(object));
-        head.insert("created".into(), json!(self.created));
-        head.insert("model".into(), json!(self.model));
-        head.insert(
-            "system_fingerprint".into(),
-            json!(concat!("synapse-", env!("CARGO_PKG_VERSION"))),
-        );
-        head
-    }
-
+    /// A result object of kind `object`: this completion's id, time, model and
+    /// fingerprint, then `fields`.
     fn with(&self, object: &str, fields: Value) -> Value {
-        let mut out = self.head(object);
-        if let Value::Object(fields) = fields {
+        let mut out = json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": concat!("synapse-", env!("CARGO_PKG_VERSION")),
+        });
+        if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
             out.extend(fields);
         }
-        Value::Object(out)
+        out
     }
 
     fn token_text(&self, id: u32) -> (String, Vec<u8>) {
@@ -437,9 +432,8 @@ impl Reply {
                     return;
                 }
                 Some(Event::Failed(status, message)) => {
-                    let error = ApiError::status(status, message);
                     send(
-                        json!({"error": {"message": error.message, "type": "server_error", "code": status}}),
+                        json!({"error": {"message": message, "type": "server_error", "code": status}}),
                     );
                     return;
                 }
