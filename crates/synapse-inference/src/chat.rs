@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use crate::tools::ToolFormat;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
@@ -16,9 +17,15 @@ use serde::{Deserialize, Serialize};
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant` or whatever else the template knows.
+    /// `system`, `user`, `assistant`, `tool` or whatever else the template knows.
     pub role: String,
     pub content: String,
+    /// The tools an assistant turn called, in OpenAI's shape (as templates read them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The call whose result a `tool` turn carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -26,8 +33,26 @@ impl ChatMessage {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A call of a tool: `{"id", "type": "function", "function": {"name", "arguments"}}`, the
+/// arguments as a JSON value (templates write them with `tojson`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: serde_json::Value,
 }
 
 /// Why a chat template could not be compiled or rendered.
@@ -61,6 +86,7 @@ const TEMPLATE_NAME: &str = "chat_template";
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     kind: Kind,
+    tool_format: ToolFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +127,7 @@ impl ChatTemplate {
                 bos_token: bos_token.to_owned(),
                 eos_token: eos_token.to_owned(),
             },
+            tool_format: ToolFormat::of_template(source),
         })
     }
 
@@ -134,7 +161,15 @@ impl ChatTemplate {
     /// The ChatML format (`<|im_start|>role\ncontent<|im_end|>\n`), for models
     /// without a template of their own.
     pub fn chatml() -> Self {
-        ChatTemplate { kind: Kind::ChatMl }
+        ChatTemplate {
+            kind: Kind::ChatMl,
+            tool_format: ToolFormat::Generic,
+        }
+    }
+
+    /// How a model with this template is offered tools and answers with calls.
+    pub fn tool_format(&self) -> ToolFormat {
+        self.tool_format
     }
 
     /// Renders the conversation. With `add_generation_prompt` the text ends with
@@ -142,6 +177,17 @@ impl ChatTemplate {
     pub fn render(
         &self,
         messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// Renders the conversation with `tools` (a list of OpenAI tool definitions, passed
+    /// to the template as transformers passes them; `None` renders as `none`).
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
         match &self.kind {
@@ -159,7 +205,7 @@ impl ChatTemplate {
                         bos_token => bos_token,
                         eos_token => eos_token,
                         // transformers passes `tools=None` when there are none.
-                        tools => Value::from(()),
+                        tools => tools.map_or(Value::from(()), Value::from_serialize),
                     })
                     .map_err(render_error)
             }
@@ -416,6 +462,22 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
     let mut out = String::new();
     write_json(&mut out, &value, &style, 0)?;
     Ok(Value::from(out))
+}
+
+/// `value` as Python's `json.dumps` writes it (`", "` and `": "`), the way templates and
+/// models trained on them write JSON.
+pub(crate) fn python_json(value: &serde_json::Value) -> String {
+    let style = JsonStyle {
+        indent: None,
+        item_sep: ", ".to_owned(),
+        key_sep: ": ".to_owned(),
+        sort_keys: false,
+        ensure_ascii: false,
+    };
+    let mut out = String::new();
+    // A JSON value always converts.
+    let _ = write_json(&mut out, &Value::from_serialize(value), &style, 0);
+    out
 }
 
 fn write_json(

@@ -19,6 +19,8 @@ pub mod model;
 pub mod precision;
 pub mod session;
 pub mod tokenizer;
+#[cfg(feature = "chat-template")]
+pub mod tools;
 
 pub use config::ModelConfig;
 pub use engine::{Batch, Engine, Logits};

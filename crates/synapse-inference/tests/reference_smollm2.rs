@@ -288,19 +288,24 @@ fn f32_path_matches_transformers() {
     assert!(worst <= F32_BOUND, "{worst:.2e} > {F32_BOUND:.0e}");
 }
 
-/// Greedy continuation of `prompt` alone in a session: the tokens, and each step's top-1
-/// minus top-2 logit.
-fn greedy_alone(opts: SessionOptions, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>) {
+/// Greedy continuation of `prompt` alone in a session: the tokens, each step's top-1 minus
+/// top-2 logit, and each step's logits.
+fn greedy_alone(
+    opts: SessionOptions,
+    prompt: &[u32],
+    steps: usize,
+) -> (Vec<u32>, Vec<f32>, Vec<Vec<f32>>) {
     let mut session = Session::new(common::model(), opts);
     let mut logits = session.eval(prompt, false).unwrap();
-    let (mut tokens, mut gaps) = (Vec::new(), Vec::new());
+    let (mut tokens, mut gaps, mut all) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..steps {
         let (token, gap) = top_two_gap(&logits);
         tokens.push(token);
         gaps.push(gap);
+        all.push(logits.clone());
         logits = session.eval(&[token], false).unwrap();
     }
-    (tokens, gaps)
+    (tokens, gaps, all)
 }
 
 /// The argmax of `logits` and its lead over the runner-up.
@@ -316,8 +321,14 @@ fn top_two_gap(logits: &[f32]) -> (u32, f32) {
 }
 
 /// The default path (8-bit activations, f16 KV cache) with six prompts' tokens side by side
-/// in the same forward passes, then one greedy step of all six per pass, picks the tokens
-/// each prompt gets alone (up to an exact tie, where the order of float additions decides).
+/// in the same forward passes, then one step of all six per pass (each fed the tokens it
+/// gets alone), gives each prompt the logits it gets alone: the same greedy token at every
+/// step but near-ties (top-2 gap under `MIN_GAP`), and logits within the 8-bit rounding
+/// spread. A pass of six rows runs the AVX-512 panel kernels, which round differently from
+/// the row kernels of a one-row pass (as the AVX2 kernels do: the panels give AVX2's
+/// logits); the AVX2 kernels agree with themselves exactly. Measured on a 25-token prompt,
+/// the largest logit difference between any two of the scalar, AVX2 and AVX-512 kernels,
+/// one token per pass or all at once, was 1.5.
 #[test]
 fn batched_sequences_decode_greedily_as_each_alone() {
     use synapse_inference::{Batch, Engine, Logits};
@@ -334,6 +345,9 @@ fn batched_sequences_decode_greedily_as_each_alone() {
         ..SessionOptions::default()
     };
     let steps = 24;
+    let alone: Vec<_> = (prompts.iter())
+        .map(|prompt| greedy_alone(opts, prompt, steps))
+        .collect();
     let mut engine = Engine::new(common::model(), opts);
     let seqs: Vec<_> = prompts.iter().map(|_| engine.add_sequence()).collect();
     let mut batch = Batch::new();
@@ -343,24 +357,30 @@ fn batched_sequences_decode_greedily_as_each_alone() {
     let mut logits = Vec::new();
     engine.eval(&batch, &mut logits).unwrap();
     let vocab = common::model().config().vocab_size;
-    let mut batched = vec![Vec::new(); seqs.len()];
+    let (mut compared, mut worst) = (0, 0f32);
     for step in 0..steps {
         batch.clear();
         for (i, &seq) in seqs.iter().enumerate() {
-            let (token, _) = top_two_gap(&logits[i * vocab..][..vocab]);
-            batched[i].push(token);
-            if step + 1 < steps {
-                batch.add(seq, &[token], Logits::Last);
+            let (tokens, gaps, alone_logits) = &alone[i];
+            let row = &logits[i * vocab..][..vocab];
+            let diff = (row.iter().zip(&alone_logits[step]))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            worst = worst.max(diff);
+            assert!(
+                diff < 2.0,
+                "prompt {i} step {step}: logits differ by {diff}"
+            );
+            if f64::from(gaps[step]) >= MIN_GAP {
+                assert_eq!(top_two_gap(row).0, tokens[step], "prompt {i} step {step}");
+                compared += 1;
             }
+            batch.add(seq, &[tokens[step]], Logits::Last);
         }
-        if !batch.is_empty() {
-            engine.eval(&batch, &mut logits).unwrap();
-        }
+        engine.eval(&batch, &mut logits).unwrap();
     }
-    for (i, prompt) in prompts.iter().enumerate() {
-        let (alone, gaps) = greedy_alone(opts, prompt, steps);
-        let tie = gaps.iter().position(|&g| g < 1e-3).unwrap_or(steps);
-        eprintln!("prompt {i}: {tie} of {steps} greedy tokens compared (to the first near-tie)");
-        assert_eq!(batched[i][..tie], alone[..tie], "prompt {i}");
-    }
+    eprintln!(
+        "{compared} of {} greedy tokens compared (the others near-ties); logits at most {worst:.3} apart",
+        steps * prompts.len()
+    );
 }

@@ -11,16 +11,16 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     /// The request field at fault, if one is.
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     pub code: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            param: Some(param),
+            param: Some(param.into()),
             code: None,
         }
     }

@@ -3,9 +3,10 @@
 use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::Value;
-use synapse_inference::chat::ChatMessage;
+use synapse_inference::chat::{ChatMessage, ChatTemplate, FunctionCall, ToolCall};
 use synapse_inference::generation::sampler::SamplerConfig;
 use synapse_inference::generation::GenerateOptions;
+use synapse_inference::tools::{Tool, ToolChoice, ToolError, Tools};
 
 /// The fields that `/v1/chat/completions` and `/v1/completions` share.
 #[derive(Deserialize, Default)]
@@ -31,7 +32,6 @@ pub struct Common {
     #[serde(default)]
     pub ignore_eos: bool,
     pub response_format: Option<Value>,
-    pub tools: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +55,8 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +64,25 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant turn's calls.
+    #[serde(default)]
+    pub tool_calls: Vec<MessageToolCall>,
+    /// The call a `tool` turn answers.
+    pub tool_call_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct MessageToolCall {
+    #[serde(default)]
+    pub id: String,
+    pub function: MessageFunction,
+}
+
+#[derive(Deserialize)]
+pub struct MessageFunction {
+    pub name: String,
+    /// JSON text, as OpenAI sends it.
+    pub arguments: String,
 }
 
 /// A message's content: text, or parts of which the text ones are read.
@@ -126,7 +147,45 @@ impl Message {
                 text
             }
         };
-        Ok(ChatMessage::new(self.role.clone(), content))
+        let mut message = ChatMessage::new(self.role.clone(), content);
+        message.tool_call_id = self.tool_call_id.clone();
+        for (j, call) in self.tool_calls.iter().enumerate() {
+            let arguments = serde_json::from_str(&call.function.arguments).map_err(|e| {
+                ApiError::invalid(
+                    "messages",
+                    format!("messages[{i}].tool_calls[{j}].function.arguments is not JSON: {e}"),
+                )
+            })?;
+            message.tool_calls.push(ToolCall {
+                id: call.id.clone(),
+                kind: "function".into(),
+                function: FunctionCall {
+                    name: call.function.name.clone(),
+                    arguments,
+                },
+            });
+        }
+        Ok(message)
+    }
+}
+
+impl ChatRequest {
+    /// The tools the model is offered, if any (none with `tool_choice` "none").
+    pub fn tools(&self, template: &ChatTemplate) -> Result<Option<Tools>, ApiError> {
+        let invalid = |e: ToolError| ApiError::invalid(e.field.clone(), e.to_string());
+        let tools = (self.tools.iter().flatten().enumerate())
+            .map(|(i, tool)| Tool::from_openai(tool, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let choice = ToolChoice::from_openai(self.tool_choice.as_ref()).map_err(invalid)?;
+        let tools = Tools::new(tools, choice, template).map_err(invalid)?;
+        if tools.is_some() && self.common.json_schema()?.is_some() {
+            return Err(ApiError::invalid(
+                "response_format",
+                "a JSON response_format cannot be combined with tools",
+            ));
+        }
+        Ok(tools)
     }
 }
 
@@ -155,9 +214,6 @@ impl Common {
     pub fn check_supported(&self) -> Result<(), ApiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only n = 1 is supported"));
-        }
-        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::invalid("tools", "tools are not supported yet"));
         }
         Ok(())
     }

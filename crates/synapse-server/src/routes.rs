@@ -23,6 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synapse_inference::chat::ChatTemplate;
 use synapse_inference::generation::constraint::ConstraintFactory;
 use synapse_inference::generation::{GenerateOptions, StopReason, TokenLogprob};
+use synapse_inference::tools::Tools;
 use synapse_inference::Model;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -78,6 +79,14 @@ impl AppState {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The constraint factory, made on first use.
+    fn constraints(&self) -> Result<&ConstraintFactory, ApiError> {
+        self.constraints
+            .get_or_init(|| ConstraintFactory::new(&self.model).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| ApiError::status(500, e.clone()))
     }
 
     /// Queues a generation; its events arrive on the returned receiver.
@@ -146,6 +155,8 @@ struct Reply {
     include_usage: bool,
     /// Whether the request asked for logprobs.
     logprobs: bool,
+    /// The tools offered: the reply is read back as calls once it is complete.
+    tools: Option<Tools>,
     state: Arc<AppState>,
 }
 
@@ -162,13 +173,15 @@ pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiErro
     let messages = (req.messages.iter().enumerate())
         .map(|(i, m)| m.to_chat(i))
         .collect::<Result<Vec<_>, _>>()?;
-    let rendered = state
-        .template
-        .render(&messages, true)
-        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let tools = req.tools(&state.template)?;
+    let rendered = match &tools {
+        Some(tools) => tools.render(&state.template, &messages),
+        None => state.template.render(&messages, true),
+    };
+    let rendered = rendered.map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     let prompt = state.model.encode_chat(&rendered)?;
     let logprobs = req.logprobs.then(|| req.top_logprobs.unwrap_or(0) as usize);
-    complete(state, Kind::Chat, prompt, &req.common, logprobs).await
+    complete(state, Kind::Chat, prompt, &req.common, logprobs, tools).await
 }
 
 pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
@@ -193,7 +206,7 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
         ));
     }
     let logprobs = req.logprobs.map(|n| n as usize);
-    complete(state, Kind::Text, prompt, &req.common, logprobs).await
+    complete(state, Kind::Text, prompt, &req.common, logprobs, None).await
 }
 
 async fn complete(
@@ -202,18 +215,21 @@ async fn complete(
     prompt: Vec<u32>,
     common: &Common,
     logprobs: Option<usize>,
+    tools: Option<Tools>,
 ) -> Result<Response, ApiError> {
     let mut opts = common.options(prompt.len(), state.context, logprobs)?;
-    if let Some(schema) = common.json_schema()? {
-        let factory = state
-            .constraints
-            .get_or_init(|| ConstraintFactory::new(&state.model).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| ApiError::status(500, e.clone()))?;
-        let constraint = factory
-            .json_schema(&schema)
-            .map_err(|e| ApiError::invalid("response_format", e.to_string()))?;
-        opts.constraint = Some(constraint);
+    let constraint = match (&tools, common.json_schema()?) {
+        (Some(tools), _) => match tools.grammar() {
+            Some(grammar) => Some(("tools", state.constraints()?.tool_reply(&grammar))),
+            None => None,
+        },
+        (None, Some(schema)) => {
+            Some(("response_format", state.constraints()?.json_schema(&schema)))
+        }
+        (None, None) => None,
+    };
+    if let Some((param, constraint)) = constraint {
+        opts.constraint = Some(constraint.map_err(|e| ApiError::invalid(param, e.to_string()))?);
     }
     let events = state.submit(prompt, opts)?;
     let reply = Reply {
@@ -230,6 +246,7 @@ async fn complete(
             .as_ref()
             .is_some_and(|o| o.include_usage),
         logprobs: logprobs.is_some(),
+        tools,
         state,
     };
     match common.stream {
@@ -312,6 +329,28 @@ impl Reply {
         }
     }
 
+    /// A chat reply's message and finish reason: the text as it is or, when tools were
+    /// offered, what the model said and the calls it made.
+    fn chat_message(&self, text: String, finish: &Finish) -> (Value, &'static str) {
+        let reason = Self::finish_reason(finish);
+        let Some(tools) = &self.tools else {
+            return (json!({"role": "assistant", "content": text}), reason);
+        };
+        let reply = tools.parse(&text);
+        let mut message = json!({"role": "assistant", "content": reply.content});
+        if reply.calls.is_empty() {
+            return (message, reason);
+        }
+        let calls = (reply.calls.iter())
+            .map(|call| {
+                json!({"id": response_id("call"), "type": "function",
+                       "function": {"name": call.name, "arguments": call.arguments.to_string()}})
+            })
+            .collect();
+        message["tool_calls"] = Value::Array(calls);
+        (message, "tool_calls")
+    }
+
     /// The whole completion, once it is done.
     async fn whole(self, mut events: UnboundedReceiver<Event>) -> Result<Response, ApiError> {
         let (mut text, mut logprobs) = (String::new(), Vec::new());
@@ -339,12 +378,15 @@ impl Reply {
         };
         let asked = self.logprobs;
         let choice = match self.kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": asked.then(|| json!({"content": logprobs.iter().map(|lp| self.chat_logprob(lp)).collect::<Vec<_>>()})),
-                "finish_reason": Self::finish_reason(&finish),
-            }),
+            Kind::Chat => {
+                let (message, reason) = self.chat_message(text, &finish);
+                json!({
+                    "index": 0,
+                    "message": message,
+                    "logprobs": asked.then(|| json!({"content": logprobs.iter().map(|lp| self.chat_logprob(lp)).collect::<Vec<_>>()})),
+                    "finish_reason": reason,
+                })
+            }
             Kind::Text => json!({
                 "index": 0,
                 "text": text,
@@ -402,8 +444,14 @@ impl Reply {
             }
         }
         let mut offset = 0;
+        // A reply to tools is read as a whole, then sent as its text and calls.
+        let mut held = self.tools.as_ref().map(|_| String::new());
         loop {
             let sent = match events.recv().await {
+                Some(Event::Token { text, .. } | Event::Text(text)) if held.is_some() => {
+                    held.iter_mut().for_each(|held| held.push_str(&text));
+                    continue;
+                }
                 Some(Event::Token { text, logprobs }) => {
                     if text.is_empty() && logprobs.is_none() {
                         continue;
@@ -420,8 +468,27 @@ impl Reply {
                 }
                 Some(Event::Text(text)) => send(chunk(Some(&text), Value::Null, Value::Null)),
                 Some(Event::Done(finish)) => {
-                    let reason = json!(Self::finish_reason(&finish));
-                    let mut ok = send(chunk(None, Value::Null, reason));
+                    let mut ok = true;
+                    let mut reason = Self::finish_reason(&finish);
+                    if let Some(text) = held.take() {
+                        let (message, why) = self.chat_message(text, &finish);
+                        reason = why;
+                        if let Some(content) = message["content"].as_str() {
+                            ok &= send(chunk(Some(content), Value::Null, Value::Null));
+                        }
+                        if let Some(Value::Array(calls)) = message.get("tool_calls") {
+                            let calls: Vec<Value> = (calls.iter().enumerate())
+                                .map(|(i, call)| {
+                                    let mut call = call.clone();
+                                    call["index"] = json!(i);
+                                    call
+                                })
+                                .collect();
+                            let delta = json!({"index": 0, "delta": {"tool_calls": calls}, "logprobs": null, "finish_reason": null});
+                            ok &= send(self.with(object, json!({"choices": [delta]})));
+                        }
+                    }
+                    ok &= send(chunk(None, Value::Null, json!(reason)));
                     if self.include_usage {
                         ok &= send(self.with(
                             object,

@@ -393,10 +393,11 @@ fn every_isa_dot_f32_matches_scalar() {
 fn every_isa_matches_the_scalar_oracle() {
     let mut rng = Rng(1);
     // Rows: two 16-row panels and 5 more. Tokens: one (decode), a few (below the panels'
-    // minimum), and a full tile of 8 and 5 more.
+    // minimum), one partial tile of 8 (the panels' minimum, a batched decode step of a
+    // few sequences), and a full tile and 5 more.
     let rows = 37;
     let mut covered = Coverage::new("every_isa_matches_the_scalar_oracle", isas());
-    for n_tokens in [1, 3, 13] {
+    for n_tokens in [1, 3, 5, 13] {
         each_isa_and_dtype(&mut rng, &mut covered, (rows, n_tokens), |isa, w, x| {
             let got = matmul_isa(isa, w, x, n_tokens, 2);
             for (t, xt) in x.chunks_exact(w.cols).enumerate() {

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::session::Model;
 use crate::tokenizer::Tokenizer;
+use crate::tools::ToolGrammar;
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{InferenceCapabilities, TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
@@ -76,18 +77,25 @@ impl ConstraintFactory {
     /// JSON grammars allow 16; llguidance reads a `multipleOf` below 10^-10 inexactly). A
     /// schema the engine cannot compile is an invalid-argument error that says why.
     pub fn json_schema(&self, schema: &serde_json::Value) -> Result<Constraint> {
-        let mut schema = schema.clone();
-        bound_decimals(&mut schema);
-        if schema.is_object() && schema.get("x-guidance").is_none() {
-            let compact = JsonCompileOptions {
-                item_separator: ", ".into(),
-                key_separator: ": ".into(),
-                whitespace_flexible: false,
-                ..JsonCompileOptions::default()
-            };
-            compact.apply_to(&mut schema);
+        self.create(TopLevelGrammar::from_json_schema(compact(schema)))
+    }
+
+    /// A constraint to what a tool reply must look like ([`crate::tools::Tools::grammar`]): a JSON
+    /// reply, or `<tool_call>` tags around calls, each JSON written as in `json_schema`.
+    pub fn tool_reply(&self, grammar: &ToolGrammar) -> Result<Constraint> {
+        match grammar {
+            ToolGrammar::Json(schema) => self.json_schema(schema),
+            ToolGrammar::Tagged { call } => {
+                let lark = format!(
+                    "start: call (\"\\n\" call)*\ncall: \"<tool_call>\\n\" %json {} \"\\n</tool_call>\"",
+                    compact(call)
+                );
+                self.create(TopLevelGrammar::from_lark(lark))
+            }
         }
-        let grammar = TopLevelGrammar::from_json_schema(schema);
+    }
+
+    fn create(&self, grammar: TopLevelGrammar) -> Result<Constraint> {
         let parser = self
             .factory
             .create_parser(grammar)
@@ -96,6 +104,22 @@ impl ConstraintFactory {
             matcher: Matcher::new(Ok(parser)),
         })
     }
+}
+
+/// `schema` for output written compactly (see [`ConstraintFactory::json_schema`]).
+fn compact(schema: &serde_json::Value) -> serde_json::Value {
+    let mut schema = schema.clone();
+    bound_decimals(&mut schema);
+    if schema.is_object() && schema.get("x-guidance").is_none() {
+        let compact = JsonCompileOptions {
+            item_separator: ", ".into(),
+            key_separator: ": ".into(),
+            whitespace_flexible: false,
+            ..JsonCompileOptions::default()
+        };
+        compact.apply_to(&mut schema);
+    }
+    schema
 }
 
 /// Gives every number schema without a `multipleOf` one of 1e-10: at most 10 decimals.
@@ -140,26 +164,25 @@ impl std::fmt::Debug for Constraint {
 }
 
 impl Constraint {
-    /// Sets the logits of the tokens the grammar forbids next to -inf (once it is
-    /// complete, all but end-of-sequence). Should the grammar engine fail, only
-    /// `end` remains, which ends the generation.
+    /// Sets the logits of the tokens the grammar forbids next to -inf; where it may end,
+    /// the model's end-of-generation tokens `end` stay allowed. Should the grammar
+    /// engine fail, only `end` remains, and [`Constraint::is_done`] ends the generation.
     pub(crate) fn mask(&mut self, logits: &mut [f32], end: &[u32]) {
-        match self.matcher.compute_mask_or_eos() {
-            Ok(allowed) => {
-                for (id, l) in logits.iter_mut().enumerate() {
-                    if !allowed.is_allowed(id as u32) {
-                        *l = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            Err(_) => {
-                for (id, l) in logits.iter_mut().enumerate() {
-                    if !end.contains(&(id as u32)) {
-                        *l = f32::NEG_INFINITY;
-                    }
-                }
+        let allowed = self.matcher.compute_mask_or_eos();
+        let may_end = self.matcher.is_accepting().unwrap_or(true);
+        for (id, l) in logits.iter_mut().enumerate() {
+            let id = id as u32;
+            let grammar = allowed.as_ref().is_ok_and(|a| a.is_allowed(id));
+            let ends = may_end && end.contains(&id);
+            if !(grammar || ends) {
+                *l = f32::NEG_INFINITY;
             }
         }
+    }
+
+    /// Whether the output is complete (nothing may follow) or the grammar engine failed.
+    pub(crate) fn is_done(&self) -> bool {
+        self.matcher.is_stopped()
     }
 
     /// Advances the grammar past `token`.
@@ -172,7 +195,69 @@ impl Constraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::{ChatTemplate, FunctionCall};
+    use crate::generation::sampler::SamplerConfig;
+    use crate::generation::{generate, tiny_model, GenerateOptions};
+    use crate::tools::{Tool, ToolChoice, Tools};
+    use crate::{Session, SessionOptions};
     use serde_json::json;
+
+    /// A random model sampled at temperature 1 under the tools' grammar: what it writes
+    /// is noise, except where the grammar leaves no choice.
+    fn sample_reply(template: &ChatTemplate, choice: ToolChoice, seed: u64) -> (Tools, String) {
+        let model = tiny_model();
+        let tool = json!({"type": "function", "function": {"name": "time", "parameters":
+            {"type": "object", "properties": {"zone": {"enum": ["utc", "cet"]}},
+             "required": ["zone"], "additionalProperties": false}}});
+        let tools = vec![Tool::from_openai(&tool, 0).unwrap()];
+        let tools = Tools::new(tools, choice, template).unwrap().unwrap();
+        let factory = ConstraintFactory::new(&model).unwrap();
+        let grammar = tools.grammar().expect("a grammar");
+        let opts = GenerateOptions {
+            max_tokens: 200,
+            sampler: SamplerConfig {
+                temperature: 1.0,
+                seed,
+                ..SamplerConfig::default()
+            },
+            constraint: Some(factory.tool_reply(&grammar).unwrap()),
+            ..GenerateOptions::default()
+        };
+        let mut session = Session::new(model, SessionOptions::default());
+        let text = generate(&mut session, &[104, 105], &opts, |_| {})
+            .unwrap()
+            .text;
+        (tools, text)
+    }
+
+    #[test]
+    fn tool_grammars_hold_a_sampled_reply_to_the_call_format() {
+        let expected = |zone: &str| FunctionCall {
+            name: "time".into(),
+            arguments: json!({"zone": zone}),
+        };
+        let hermes = ChatTemplate::new("{{ tools }}<tool_call>", "", "").unwrap();
+        for seed in 0..3 {
+            let (tools, text) = sample_reply(&hermes, ToolChoice::Required, seed);
+            assert!(
+                text.starts_with("<tool_call>\n{\"name\": \"time\", \"arguments\": {\"zone\": \""),
+                "{text}"
+            );
+            let reply = tools.parse(&text);
+            assert!(!reply.calls.is_empty(), "{text}");
+            for call in reply.calls {
+                assert!(call == expected("utc") || call == expected("cet"), "{text}");
+            }
+        }
+        let generic = ChatTemplate::chatml();
+        let (tools, text) = sample_reply(&generic, ToolChoice::Function("time".into()), 7);
+        let reply = tools.parse(&text);
+        assert_eq!(reply.content, None, "{text}");
+        assert!(
+            reply.calls == [expected("utc")] || reply.calls == [expected("cet")],
+            "{text}"
+        );
+    }
 
     #[test]
     fn number_schemas_get_bounded_decimals_and_values_stay() {

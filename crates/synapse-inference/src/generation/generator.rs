@@ -118,6 +118,9 @@ impl<B: Backend> Generator<B> {
                     step.stop = Some(StopReason::Stop);
                 }
             }
+            if step.stop.is_none() && self.constraint_done() {
+                step.stop = Some(StopReason::Stop);
+            }
             if step.stop.is_none() && self.generated >= self.max_tokens {
                 step.stop = Some(StopReason::Length);
             }
@@ -140,6 +143,15 @@ impl<B: Backend> Generator<B> {
             return token;
         }
         self.sampler.sample(logits, history)
+    }
+
+    /// Whether the constraint, if any, lets nothing follow (even with `ignore_eos`).
+    fn constraint_done(&self) -> bool {
+        #[cfg(feature = "constraints")]
+        if let Some((constraint, _)) = &self.constraint {
+            return constraint.is_done();
+        }
+        false
     }
 
     /// Releases the text still held back (an unfinished character, a possible start of

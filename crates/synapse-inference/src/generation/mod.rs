@@ -83,7 +83,7 @@ pub enum StopReason {
     Eos,
     /// `max_tokens` were generated, or the context is full.
     Length,
-    /// A stop string appeared.
+    /// A stop string appeared, or the output completed its constraint's grammar.
     Stop,
     /// The caller cancelled it through a [`CancelHandle`].
     Cancelled,
