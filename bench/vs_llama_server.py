@@ -9,7 +9,7 @@ its AMX path on the Intel VMs, see ../shared/NOTES.md). Each client sends its ow
 128-token prompt and streams 128 tokens (EOS ignored); the servers alternate, each run on
 a fresh process. Per run: aggregate generated tok/s (all tokens over the wall time of the
 whole burst), median time to first token and p99 time between tokens. Results go to
-`server_rows` in status/benchmark_matrix.json with --append.
+`server_rows` in status/benchmark_matrix.json with --append (replacing this CPU's rows).
 
   python3 bench/vs_llama_server.py [--models smollm2-135m.Q4_0.gguf,smollm2-135m.Q8_0.gguf]
       [--clients 1,4,8] [--rounds 2] [--threads 2] [--append]
@@ -156,7 +156,9 @@ def main():
     if args.append:
         with open(MATRIX) as f:
             matrix = json.load(f)
-        matrix["server_rows"] = rows
+        # This CPU's rows replace its earlier ones; other CPUs' stay.
+        cpu = cpu_info()["model"]
+        matrix["server_rows"] = [r for r in matrix.get("server_rows", []) if r["cpu"] != cpu] + rows
         with open(MATRIX, "w") as f:
             json.dump(matrix, f, indent=1)
             f.write("\n")
