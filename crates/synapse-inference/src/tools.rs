@@ -14,7 +14,7 @@
 //!   generic format), so that even a small model's calls parse and fit their schema.
 
 use crate::chat::{python_json, ChatMessage, ChatTemplate, ChatTemplateError, FunctionCall};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// How a template offers tools and how its model answers with calls (see the module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,21 +332,28 @@ pub enum ToolGrammar {
 }
 
 /// Gives every object schema that lists `properties` and says nothing of others
-/// `"additionalProperties": false`. Values (`enum`, `const`, `default`, `examples`) are
-/// data, not schemas, and are left.
+/// `"additionalProperties": false`.
 fn close_objects(schema: &mut Value) {
+    each_schema(schema, &mut |map| {
+        if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+            map.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    });
+}
+
+/// Calls `visit` on every object of a JSON schema, outermost first. Values (`enum`,
+/// `const`, `default`, `examples`) are data, not schemas, and are left.
+pub(crate) fn each_schema(schema: &mut Value, visit: &mut impl FnMut(&mut Map<String, Value>)) {
     match schema {
         Value::Object(map) => {
-            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
-                map.insert("additionalProperties".into(), Value::Bool(false));
-            }
+            visit(map);
             for (key, value) in map.iter_mut() {
                 if !matches!(key.as_str(), "enum" | "const" | "default" | "examples") {
-                    close_objects(value);
+                    each_schema(value, visit);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(close_objects),
+        Value::Array(items) => items.iter_mut().for_each(|item| each_schema(item, visit)),
         _ => {}
     }
 }

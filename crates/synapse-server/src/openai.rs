@@ -178,14 +178,7 @@ impl ChatRequest {
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         let choice = ToolChoice::from_openai(self.tool_choice.as_ref()).map_err(invalid)?;
-        let tools = Tools::new(tools, choice, template).map_err(invalid)?;
-        if tools.is_some() && self.common.json_schema()?.is_some() {
-            return Err(ApiError::invalid(
-                "response_format",
-                "a JSON response_format cannot be combined with tools",
-            ));
-        }
-        Ok(tools)
+        Tools::new(tools, choice, template).map_err(invalid)
     }
 }
 

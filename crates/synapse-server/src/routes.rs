@@ -219,7 +219,13 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let mut opts = common.options(prompt.len(), state.context, logprobs)?;
     let constraint = match (&tools, common.json_schema()?) {
-        (Some(tools), _) => match tools.grammar() {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "response_format",
+                "a JSON response_format cannot be combined with tools",
+            ))
+        }
+        (Some(tools), None) => match tools.grammar() {
             Some(grammar) => Some(("tools", state.constraints()?.tool_reply(&grammar))),
             None => None,
         },
@@ -447,11 +453,14 @@ impl Reply {
         // A reply to tools is read as a whole, then sent as its text and calls.
         let mut held = self.tools.as_ref().map(|_| String::new());
         loop {
-            let sent = match events.recv().await {
-                Some(Event::Token { text, .. } | Event::Text(text)) if held.is_some() => {
-                    held.iter_mut().for_each(|held| held.push_str(&text));
-                    continue;
-                }
+            let event = events.recv().await;
+            if let (Some(held), Some(Event::Token { text, .. } | Event::Text(text))) =
+                (&mut held, &event)
+            {
+                held.push_str(text);
+                continue;
+            }
+            let sent = match event {
                 Some(Event::Token { text, logprobs }) => {
                     if text.is_empty() && logprobs.is_none() {
                         continue;

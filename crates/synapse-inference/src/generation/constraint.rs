@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::session::Model;
 use crate::tokenizer::Tokenizer;
-use crate::tools::ToolGrammar;
+use crate::tools::{each_schema, ToolGrammar};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{InferenceCapabilities, TokEnv, TokRxInfo, TokTrie, TokenizerEnv};
 use llguidance::{JsonCompileOptions, Matcher, ParserFactory};
@@ -16,6 +16,8 @@ use std::sync::Arc;
 /// milliseconds for a 50k vocabulary) and shared by every constraint.
 pub struct ConstraintFactory {
     factory: ParserFactory,
+    /// The token llguidance's masks allow where the grammar may end.
+    eos: u32,
 }
 
 /// The model's vocabulary as llguidance reads it.
@@ -41,11 +43,12 @@ impl ConstraintFactory {
     pub fn new(model: &Arc<Model>) -> Result<ConstraintFactory> {
         let tokenizer: &Tokenizer = model.tokenizer()?;
         let vocab = tokenizer.vocab_size() as u32;
+        let eos = tokenizer.eos_id().unwrap_or(0);
         let info = TokRxInfo {
             tok_bos: tokenizer.bos_id(),
             tok_pad: tokenizer.pad_id(),
             tok_unk: tokenizer.unk_id(),
-            ..TokRxInfo::new(vocab, tokenizer.eos_id().unwrap_or(0))
+            ..TokRxInfo::new(vocab, eos)
         };
         // Control tokens carry the trie's marker byte, so that no text matches them.
         let words: Vec<Vec<u8>> = (0..vocab)
@@ -66,7 +69,7 @@ impl ConstraintFactory {
         let mut factory = ParserFactory::new(&env, InferenceCapabilities::default(), &slices)
             .map_err(|e| grammar_error(e.to_string()))?;
         factory.quiet();
-        Ok(ConstraintFactory { factory })
+        Ok(ConstraintFactory { factory, eos })
     }
 
     /// A constraint to text that is JSON valid against `schema` (`{}` or
@@ -102,6 +105,7 @@ impl ConstraintFactory {
             .map_err(|e| grammar_error(e.to_string()))?;
         Ok(Constraint {
             matcher: Matcher::new(Ok(parser)),
+            eos: self.eos,
         })
     }
 }
@@ -123,28 +127,17 @@ fn compact(schema: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Gives every number schema without a `multipleOf` one of 1e-10: at most 10 decimals.
-/// Values (`enum`, `const`, `default`, `examples`) are data, not schemas, and are left.
 fn bound_decimals(schema: &mut serde_json::Value) {
-    use serde_json::Value;
-    match schema {
-        Value::Object(map) => {
-            let is_number = |t: &Value| t == "number";
-            let number = map.get("type").is_some_and(|t| match t {
-                Value::Array(types) => types.iter().any(is_number),
-                t => is_number(t),
-            });
-            if number && !map.contains_key("multipleOf") {
-                map.insert("multipleOf".into(), serde_json::json!(1e-10));
-            }
-            for (key, value) in map.iter_mut() {
-                if !matches!(key.as_str(), "enum" | "const" | "default" | "examples") {
-                    bound_decimals(value);
-                }
-            }
+    each_schema(schema, &mut |map| {
+        let is_number = |t: &serde_json::Value| t == "number";
+        let number = map.get("type").is_some_and(|t| match t {
+            serde_json::Value::Array(types) => types.iter().any(is_number),
+            t => is_number(t),
+        });
+        if number && !map.contains_key("multipleOf") {
+            map.insert("multipleOf".into(), serde_json::json!(1e-10));
         }
-        Value::Array(items) => items.iter_mut().for_each(bound_decimals),
-        _ => {}
-    }
+    });
 }
 
 fn grammar_error(reason: String) -> Error {
@@ -155,6 +148,7 @@ fn grammar_error(reason: String) -> Error {
 #[derive(Clone)]
 pub struct Constraint {
     matcher: Matcher,
+    eos: u32,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -169,7 +163,8 @@ impl Constraint {
     /// engine fail, only `end` remains, and [`Constraint::is_done`] ends the generation.
     pub(crate) fn mask(&mut self, logits: &mut [f32], end: &[u32]) {
         let allowed = self.matcher.compute_mask_or_eos();
-        let may_end = self.matcher.is_accepting().unwrap_or(true);
+        // The mask allows EOS exactly where the grammar may end.
+        let may_end = allowed.as_ref().map_or(true, |a| a.is_allowed(self.eos));
         for (id, l) in logits.iter_mut().enumerate() {
             let id = id as u32;
             let grammar = allowed.as_ref().is_ok_and(|a| a.is_allowed(id));
