@@ -587,11 +587,13 @@ unit_variant!(unit_avx2, "avx2,fma,f16c");
 unit_variant!(unit_portable);
 
 /// Rows of the next register block when `left` rows remain: up to `ROWS` on x86; 6, 3 or
-/// 1 in the portable kernel, which is compiled for those three counts only, to keep the
-/// browser's download small (a group of 3 query heads per K/V head, SmolLM2's, or of 1,
-/// 2 or 6 still takes whole blocks).
+/// 1 in the portable kernel, which is compiled for those three counts only (a group of 3
+/// query heads per K/V head, SmolLM2's, or of 1, 2 or 6 still takes whole blocks); 1 in
+/// the wasm32 module, for the browser's download: each further count costs it ~6 KB,
+/// while attention is a few percent of a forward pass (Chromium's tok/s did not change).
 const fn block_rows<const X86: bool>(left: usize) -> usize {
     match left {
+        _ if cfg!(target_arch = "wasm32") => 1,
         ROWS.. => ROWS,
         _ if X86 => left,
         3.. => 3,

@@ -1,6 +1,7 @@
 //! Weights: typed, shaped views over a model file's bytes.
 
 use crate::dtype::DType;
+use crate::quant::panel_rows;
 use crate::storage::Storage;
 use std::ops::Range;
 use std::sync::Arc;
@@ -64,7 +65,7 @@ impl WeightTensor {
     /// its type and its rows are whole panels.
     fn layout_for(&self, interleave: impl Fn(DType) -> bool) -> Layout {
         let fits = self.layout == Layout::Rows
-            && crate::quant::panel_rows(self.dtype).is_some_and(|n| self.rows.is_multiple_of(n));
+            && panel_rows(self.dtype).is_some_and(|n| self.rows.is_multiple_of(n));
         if fits && interleave(self.dtype) {
             Layout::Interleaved
         } else {
@@ -136,7 +137,9 @@ impl WeightTensor {
 
     /// The bytes of row `i` in any layout: borrowed in place, or gathered into `buf`.
     pub fn copy_row<'a>(&'a self, i: usize, buf: &'a mut Vec<u8>) -> &'a [u8] {
-        if self.layout == Layout::Rows {
+        // A type without panels is never interleaved: in the wasm32 module that is every
+        // type (see `panel_rows`), and the gathering below drops out of its download.
+        if self.layout == Layout::Rows || panel_rows(self.dtype).is_none() {
             return self.row(i);
         }
         let block = self.dtype.block_bytes();
@@ -150,7 +153,7 @@ impl WeightTensor {
 
     /// Row `i` as f32 values.
     pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
-        if self.layout == Layout::Rows {
+        if self.layout == Layout::Rows || panel_rows(self.dtype).is_none() {
             return crate::quant::dequantize_row(self.dtype, self.row(i), out);
         }
         // Block by block through an aligned buffer: this runs per token (embeddings).

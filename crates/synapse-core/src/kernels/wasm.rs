@@ -232,7 +232,10 @@ fn tile<W: Widen32, A: Act32, const R: usize, const T: usize>(
 }
 
 /// [`matmul_rows`] for one weight type: four rows at a time for a single token, four
-/// tokens at a time otherwise, the remainders one by one.
+/// tokens at a time otherwise. A remainder of fewer than four repeats its last row (or
+/// token) to fill a tile, whose extra sums are dropped: a tile shape of its own for
+/// remainders would cost the browser's download more than the few repeated blocks cost
+/// time.
 fn tiles<W: Widen32, A: Act32>(
     w: &WeightTensor,
     acts: &[A],
@@ -241,52 +244,43 @@ fn tiles<W: Widen32, A: Act32>(
     rows: Range<usize>,
     out: SharedOut,
 ) {
-    let n = w.rows;
-    let row = |r: usize| -> &[W] { as_blocks(w.row(r)) };
+    let (n, last_row) = (w.rows, rows.end - 1);
+    let row = |r: usize| -> &[W] { as_blocks(w.row(r.min(last_row))) };
     // The activations' scales, converted once rather than once per row.
     let scales: Vec<[f32; 2]> = acts
         .iter()
         .map(|a| [f32_of(a.d()), f32_of(a.s())])
         .collect();
     let act = |t: usize| {
+        let t = t.min(n_tokens - 1);
         let blocks = t * blocks..(t + 1) * blocks;
         (&acts[blocks.clone()], &scales[blocks])
     };
     // SAFETY (every write): the rows in `rows` belong to this thread, and t < n_tokens.
     let put = |t: usize, r: usize, v: f32| unsafe { out.write(t * n + r, v) };
     if n_tokens == 1 {
-        let mut r = rows.start;
-        while r + 4 <= rows.end {
+        for r in rows.clone().step_by(4) {
             let [sums] = tile::<W, A, 4, 1>(
                 [row(r), row(r + 1), row(r + 2), row(r + 3)],
                 [act(0)],
                 blocks,
             );
-            for (i, v) in sums.into_iter().enumerate() {
+            for (i, v) in sums.into_iter().enumerate().take(rows.end - r) {
                 put(0, r + i, v);
             }
-            r += 4;
-        }
-        for r in r..rows.end {
-            put(0, r, tile::<W, A, 1, 1>([row(r)], [act(0)], blocks)[0][0]);
         }
         return;
     }
     for r in rows {
-        let mut t = 0;
-        while t + 4 <= n_tokens {
+        for t in (0..n_tokens).step_by(4) {
             let sums = tile::<W, A, 1, 4>(
                 [row(r)],
                 [act(t), act(t + 1), act(t + 2), act(t + 3)],
                 blocks,
             );
-            for (i, [v]) in sums.into_iter().enumerate() {
+            for (i, [v]) in sums.into_iter().enumerate().take(n_tokens - t) {
                 put(t + i, r, v);
             }
-            t += 4;
-        }
-        for t in t..n_tokens {
-            put(t, r, tile::<W, A, 1, 1>([row(r)], [act(t)], blocks)[0][0]);
         }
     }
 }

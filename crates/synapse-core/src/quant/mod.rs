@@ -28,8 +28,13 @@ use crate::dtype::DType;
 use format::Panels;
 
 /// Rows per panel of `dtype`'s interleaved layout, if it has one: [`interleave`] for the
-/// 32-value formats the AVX-512 kernels read so, [`k_panels`] for the K-quants.
+/// 32-value formats the AVX-512 kernels read so, [`k_panels`] for the K-quants. None in
+/// the wasm32 module, whose kernels all read rows: no tensor is interleaved there, and
+/// the code moving blocks in and out of panels drops out of the browser's download.
 pub fn panel_rows(dtype: DType) -> Option<usize> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
     dtype.format().panels.map(|panels| match panels {
         Panels::Interleave => interleave::ROWS,
         Panels::KPanels => k_panels::ROWS,
