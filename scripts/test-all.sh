@@ -2,7 +2,8 @@
 # The whole test suite: the wasm32 build of the core crates, the SIMD128 kernel tests and
 # the chat-template and generation tests on wasm32 under Node, every Rust test, the C ABI
 # from C and C++ under valgrind, the Python package installed with pip, the server through
-# the openai client, the aarch64 kernels under qemu-user, and the browser module and demo page in headless Chromium.
+# the openai client, the aarch64 kernels under qemu-user, synapse-core's unsafe code under
+# Miri, and the browser module and demo page in headless Chromium.
 # Tests that need the default model fetch it into ~/.cache/synapse on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,9 @@ echo "== synapse serve through the openai client (and a bounded load test)"
 
 echo "== aarch64 NEON kernels under qemu"
 ./scripts/test-aarch64.sh
+
+echo "== the GGUF reader, scalar kernels, weight layouts and thread pool under Miri"
+./scripts/test-miri.sh
 
 echo "== browser tests (wasm in headless Chromium)"
 ./scripts/test-web.sh

@@ -109,13 +109,21 @@ pub enum AlignedBytes {
     Words { words: Vec<u64>, len: usize },
 }
 
+/// The first `len` bytes of `words`, grown (with zeros) to hold them: a byte buffer that
+/// starts 8-byte aligned, as block views of quantized data need (see
+/// [`crate::quant::as_blocks`]), which a `Vec<u8>` does not promise.
+pub fn word_bytes(words: &mut Vec<u64>, len: usize) -> &mut [u8] {
+    if words.len() < len.div_ceil(8) {
+        words.resize(len.div_ceil(8), 0);
+    }
+    // SAFETY: `words` holds at least `len` initialised bytes, and u8 has no alignment needs.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) }
+}
+
 impl AlignedBytes {
     pub fn copy_from(bytes: &[u8]) -> AlignedBytes {
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        // SAFETY: `words` holds at least `bytes.len()` bytes and u8 has no alignment needs.
-        let dst =
-            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
-        dst.copy_from_slice(bytes);
+        let mut words = Vec::new();
+        word_bytes(&mut words, bytes.len()).copy_from_slice(bytes);
         AlignedBytes::Words {
             words,
             len: bytes.len(),

@@ -2,7 +2,7 @@
 
 use crate::dtype::DType;
 use crate::quant::panel_rows;
-use crate::storage::Storage;
+use crate::storage::{word_bytes, Storage};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -135,8 +135,9 @@ impl WeightTensor {
         &self.bytes()[i * n..(i + 1) * n]
     }
 
-    /// The bytes of row `i` in any layout: borrowed in place, or gathered into `buf`.
-    pub fn copy_row<'a>(&'a self, i: usize, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    /// The bytes of row `i` in any layout: borrowed in place, or gathered into `buf`
+    /// (words, so that the blocks are aligned).
+    pub fn copy_row<'a>(&'a self, i: usize, buf: &'a mut Vec<u64>) -> &'a [u8] {
         // A type without panels is never interleaved: in the wasm32 module that is every
         // type (see `panel_rows`), and the gathering below drops out of its download.
         if self.layout == Layout::Rows || panel_rows(self.dtype).is_none() {
@@ -144,11 +145,11 @@ impl WeightTensor {
         }
         let block = self.dtype.block_bytes();
         let blocks = self.row_bytes() / block;
-        buf.resize(self.row_bytes(), 0);
-        for (b, out) in buf.chunks_exact_mut(block).enumerate() {
+        let bytes = word_bytes(buf, self.row_bytes());
+        for (b, out) in bytes.chunks_exact_mut(block).enumerate() {
             crate::quant::panel_block(self.dtype, self.bytes(), blocks, i, b, out);
         }
-        buf
+        bytes
     }
 
     /// Row `i` as f32 values.
