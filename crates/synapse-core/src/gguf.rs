@@ -15,6 +15,7 @@ pub use write::*;
 use crate::dtype::DType;
 use crate::storage::Storage;
 use crate::tensor::WeightTensor;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -63,6 +64,8 @@ pub enum GgufErrorKind {
     BadTensor { tensor: String, reason: String },
     #[error("tensor {tensor:?} appears twice")]
     DuplicateTensor { tensor: String },
+    #[error("the data of tensors {first:?} and {second:?} overlap")]
+    OverlappingTensors { first: String, second: String },
     #[error("tensor {tensor:?}: data at {start}..{end} lies outside the file's {len} bytes")]
     TensorOutOfBounds {
         tensor: String,
@@ -410,11 +413,14 @@ impl<'a> Parser<'a> {
         let n_kv = self.count(13, &|| "metadata count".into())?;
 
         let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
+        // Duplicates are looked up by hash: a file of a million entries must not cost a
+        // million squared comparisons.
+        let mut keys = HashSet::with_capacity(n_kv as usize);
         for i in 0..n_kv {
             let key = self.string(&|| format!("key of metadata entry {i}"))?;
             let ty = self.u32(&|| format!("type of metadata key {key:?}"))?;
             let value = self.value(ty, &key, 0)?;
-            if metadata.iter().any(|(k, _)| *k == key) {
+            if !keys.insert(key.clone()) {
                 return Err(GgufErrorKind::DuplicateKey { key });
             }
             metadata.push((key, value));
@@ -461,6 +467,7 @@ impl<'a> Parser<'a> {
         let data_offset = (self.pos as u64).next_multiple_of(alignment);
         let file_len = self.bytes.len() as u64;
         let mut tensors: Vec<TensorInfo> = Vec::with_capacity(raw.len());
+        let mut names = HashSet::with_capacity(raw.len());
         for (name, dims, type_id, offset) in raw {
             let bad = |reason: String| GgufErrorKind::BadTensor {
                 tensor: name.clone(),
@@ -496,7 +503,7 @@ impl<'a> Parser<'a> {
             let end = start.and_then(|s| s.checked_add(size_bytes));
             match (start, end) {
                 (Some(start), Some(end)) if end <= file_len => {
-                    if tensors.iter().any(|t| t.name == name) {
+                    if !names.insert(name.clone()) {
                         return Err(GgufErrorKind::DuplicateTensor { tensor: name });
                     }
                     tensors.push(TensorInfo {
@@ -518,6 +525,19 @@ impl<'a> Parser<'a> {
                     })
                 }
             }
+        }
+        // Two tensors sharing bytes would alias each other's weights (llama.cpp lays them
+        // out one after another too); sorted by start, each must end before the next.
+        let mut by_start: Vec<&TensorInfo> = tensors.iter().filter(|t| t.size_bytes > 0).collect();
+        by_start.sort_unstable_by_key(|t| t.offset);
+        if let Some(pair) = by_start
+            .windows(2)
+            .find(|pair| pair[0].offset + pair[0].size_bytes > pair[1].offset)
+        {
+            return Err(GgufErrorKind::OverlappingTensors {
+                first: pair[0].name.clone(),
+                second: pair[1].name.clone(),
+            });
         }
         Ok(Parsed {
             version,
