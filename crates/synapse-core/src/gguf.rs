@@ -64,7 +64,7 @@ pub enum GgufErrorKind {
     BadTensor { tensor: String, reason: String },
     #[error("tensor {tensor:?} appears twice")]
     DuplicateTensor { tensor: String },
-    #[error("the data of tensors {first:?} and {second:?} overlap")]
+    #[error("tensor {second:?}: data starts before the end of {first:?}'s, the tensor before it")]
     OverlappingTensors { first: String, second: String },
     #[error("tensor {tensor:?}: data at {start}..{end} lies outside the file's {len} bytes")]
     TensorOutOfBounds {
@@ -526,13 +526,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        // Two tensors sharing bytes would alias each other's weights (llama.cpp lays them
-        // out one after another too); sorted by start, each must end before the next.
-        let mut by_start: Vec<&TensorInfo> = tensors.iter().filter(|t| t.size_bytes > 0).collect();
-        by_start.sort_unstable_by_key(|t| t.offset);
-        if let Some(pair) = by_start
+        // Data laid out in the table's order, as llama.cpp writes and requires it: so no
+        // two tensors share bytes, which would alias each other's weights.
+        if let Some(pair) = tensors
             .windows(2)
-            .find(|pair| pair[0].offset + pair[0].size_bytes > pair[1].offset)
+            .find(|pair| pair[1].offset < pair[0].offset + pair[0].size_bytes)
         {
             return Err(GgufErrorKind::OverlappingTensors {
                 first: pair[0].name.clone(),
