@@ -92,15 +92,19 @@ impl AppState {
     /// Queues a generation; its events arrive on the returned receiver.
     fn submit(
         &self,
+        kind: Kind,
         prompt: Vec<u32>,
         opts: GenerateOptions,
     ) -> Result<UnboundedReceiver<Event>, ApiError> {
         if prompt.is_empty() {
-            return Err(ApiError::invalid("prompt", "the prompt is empty"));
+            return Err(ApiError::invalid(
+                kind.prompt_param(),
+                "the prompt is empty",
+            ));
         }
         if prompt.len() >= self.context {
             return Err(ApiError::invalid(
-                "messages",
+                kind.prompt_param(),
                 format!(
                     "the prompt has {} tokens; the context holds {} (and at least one token must be generated)",
                     prompt.len(),
@@ -144,6 +148,16 @@ impl AppState {
 enum Kind {
     Chat,
     Text,
+}
+
+impl Kind {
+    /// The request field that holds the prompt, which errors about it name.
+    fn prompt_param(self) -> &'static str {
+        match self {
+            Kind::Chat => "messages",
+            Kind::Text => "prompt",
+        }
+    }
 }
 
 /// What shapes a completion's results.
@@ -237,7 +251,7 @@ async fn complete(
     if let Some((param, constraint)) = constraint {
         opts.constraint = Some(constraint.map_err(|e| ApiError::invalid(param, e.to_string()))?);
     }
-    let events = state.submit(prompt, opts)?;
+    let events = state.submit(kind, prompt, opts)?;
     let reply = Reply {
         kind,
         id: response_id(if kind == Kind::Chat {

@@ -176,8 +176,12 @@ def test_errors(server, client):
     # A prompt over the context, with both counts.
     with pytest.raises(openai.BadRequestError) as e:
         client.completions.create(model="SmolLM2-135M-Instruct.Q4_1", prompt="word " * 2000)
-    assert e.value.code == "context_length_exceeded"
+    assert e.value.code == "context_length_exceeded" and e.value.param == "prompt"
     assert "the context holds 1024" in str(e.value) and "tokens" in str(e.value)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="SmolLM2-135M-Instruct.Q4_1",
+                                       messages=[{"role": "user", "content": "word " * 2000}])
+    assert e.value.code == "context_length_exceeded" and e.value.param == "messages"
     # A body over the limit.
     r = httpx.post(url, content=b"x" * (9 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
