@@ -81,6 +81,13 @@ fn at_line(line: &Option<usize>) -> String {
 }
 
 const TEMPLATE_NAME: &str = "chat_template";
+/// Most template instructions one render may run, a fraction of a second's work. Real
+/// templates need a thousandth of it: Qwen2's, with two tools and a hundred messages,
+/// runs under 10,000.
+const TEMPLATE_FUEL: u64 = 10_000_000;
+/// Most bytes a rendered conversation may take: more than any context holds (a token is a
+/// few bytes), and far less than what a runaway template could write on its fuel.
+const MAX_RENDERED_BYTES: usize = 64 << 20;
 
 /// A compiled chat template.
 #[derive(Debug, Clone)]
@@ -111,6 +118,9 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // A template is a program from whoever made the model file: one that loops for
+        // ever (or for 10^10 steps) ends with an error instead of taking the process.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
@@ -198,18 +208,52 @@ impl ChatTemplate {
                 eos_token,
             } => {
                 let template = env.get_template(TEMPLATE_NAME).map_err(render_error)?;
-                template
-                    .render(context! {
+                let mut out = BoundedOutput(Vec::new());
+                let rendered = template.render_captured_to(
+                    context! {
                         messages => Value::from_serialize(messages),
                         add_generation_prompt => add_generation_prompt,
                         bos_token => bos_token,
                         eos_token => eos_token,
                         // transformers passes `tools=None` when there are none.
                         tools => tools.map_or(Value::from(()), Value::from_serialize),
-                    })
-                    .map_err(render_error)
+                    },
+                    &mut out,
+                );
+                if out.0.len() > MAX_RENDERED_BYTES {
+                    return Err(ChatTemplateError::Render {
+                        message: format!(
+                            "the template wrote more than {} MiB",
+                            MAX_RENDERED_BYTES >> 20
+                        ),
+                        line: None,
+                    });
+                }
+                rendered.map_err(render_error)?;
+                String::from_utf8(out.0).map_err(|_| ChatTemplateError::Render {
+                    message: "the template wrote invalid UTF-8".into(),
+                    line: None,
+                })
             }
         }
+    }
+}
+
+/// A rendering's output, refused past [`MAX_RENDERED_BYTES`] (its length then says so).
+struct BoundedOutput(Vec<u8>);
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.0.resize(MAX_RENDERED_BYTES + 1, 0);
+            return Err(std::io::ErrorKind::OutOfMemory.into());
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -700,6 +744,40 @@ mod tests {
             matches!(err, ChatTemplateError::Render { line: Some(1), .. }),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn runaway_templates_end_with_an_error() {
+        for (source, error) in [
+            // 10^10 steps.
+            (
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                "ran out of fuel",
+            ),
+            // Unbounded recursion.
+            (
+                "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}",
+                "recursion limit",
+            ),
+            (
+                "{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}",
+                "recursion limit",
+            ),
+            // Output without end: 50 KB a step.
+            (
+                "{% set s = 'x' * 50000 %}{% for i in range(100000) %}{% for j in range(100000) %}{{ s }}{% endfor %}{% endfor %}",
+                "wrote more than 64 MiB",
+            ),
+        ] {
+            let start = std::time::Instant::now();
+            let err = render(source, &conversation()).unwrap_err();
+            assert!(
+                matches!(&err, ChatTemplateError::Render { message, .. } if message.contains(error)),
+                "{source}: {err:?}"
+            );
+            // Only a hang fails this; the whole test takes a fraction of a second.
+            assert!(start.elapsed().as_secs() < 5, "{source}: {:?}", start.elapsed());
+        }
     }
 
     #[test]
