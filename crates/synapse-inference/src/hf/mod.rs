@@ -29,6 +29,12 @@ pub enum Error {
         header_len: u64,
         file_len: u64,
     },
+    #[error("{path}: header of {header_len} bytes is larger than the {limit} bytes a safetensors header may take")]
+    HeaderTooLarge {
+        path: String,
+        header_len: u64,
+        limit: u64,
+    },
     #[error("{path}: invalid JSON: {reason}")]
     BadJson { path: String, reason: String },
     #[error("{path}: field {field:?}: {reason}")]

@@ -37,6 +37,9 @@ const DTYPES: &[(&str, u64, Option<DType>)] = &[
     ("F4", 4, None),
 ];
 
+/// Most bytes of a header, as in the `safetensors` library.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
 /// One tensor's entry in the header, validated against the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {
@@ -103,6 +106,15 @@ impl SafetensorsFile {
                 path,
                 header_len,
                 file_len,
+            });
+        }
+        // The format's own limit (the `safetensors` library refuses longer headers): JSON
+        // parsed into values takes several times its bytes.
+        if header_len > MAX_HEADER_BYTES {
+            return Err(Error::HeaderTooLarge {
+                path,
+                header_len,
+                limit: MAX_HEADER_BYTES,
             });
         }
         let data_start = 8 + header_len as usize;
