@@ -769,14 +769,13 @@ mod tests {
                 "wrote more than 64 MiB",
             ),
         ] {
-            let start = std::time::Instant::now();
+            // Without the bounds this call would not return for hours (no clock here: the
+            // test also runs on wasm32, which has none).
             let err = render(source, &conversation()).unwrap_err();
             assert!(
                 matches!(&err, ChatTemplateError::Render { message, .. } if message.contains(error)),
                 "{source}: {err:?}"
             );
-            // Only a hang fails this; the whole test takes a fraction of a second.
-            assert!(start.elapsed().as_secs() < 5, "{source}: {:?}", start.elapsed());
         }
     }
 
