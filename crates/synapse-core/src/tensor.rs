@@ -135,12 +135,17 @@ impl WeightTensor {
         &self.bytes()[i * n..(i + 1) * n]
     }
 
+    /// Whether the rows are stored whole. A type without panels is never interleaved: in
+    /// the wasm32 module that is every type (see `panel_rows`), so there the compiler
+    /// knows this is true and leaves the gathering code out of the browser's download.
+    fn in_rows(&self) -> bool {
+        self.layout == Layout::Rows || panel_rows(self.dtype).is_none()
+    }
+
     /// The bytes of row `i` in any layout: borrowed in place, or gathered into `buf`
     /// (words, so that the blocks are aligned).
     pub fn copy_row<'a>(&'a self, i: usize, buf: &'a mut Vec<u64>) -> &'a [u8] {
-        // A type without panels is never interleaved: in the wasm32 module that is every
-        // type (see `panel_rows`), and the gathering below drops out of its download.
-        if self.layout == Layout::Rows || panel_rows(self.dtype).is_none() {
+        if self.in_rows() {
             return self.row(i);
         }
         let block = self.dtype.block_bytes();
@@ -154,7 +159,7 @@ impl WeightTensor {
 
     /// Row `i` as f32 values.
     pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
-        if self.layout == Layout::Rows || panel_rows(self.dtype).is_none() {
+        if self.in_rows() {
             return crate::quant::dequantize_row(self.dtype, self.row(i), out);
         }
         // Block by block through an aligned buffer: this runs per token (embeddings).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use synapse_core::gguf::{GgufErrorKind, GgufFile};
 use synapse_core::Storage;
 
-/// The system allocator, counting the bytes live and their peak since [`reset_peak`].
+/// The system allocator, counting the bytes live and their peak (which [`parse`] resets).
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);

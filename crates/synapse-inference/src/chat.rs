@@ -208,7 +208,7 @@ impl ChatTemplate {
                 eos_token,
             } => {
                 let template = env.get_template(TEMPLATE_NAME).map_err(render_error)?;
-                let mut out = BoundedOutput(Vec::new());
+                let mut out = BoundedOutput::default();
                 let rendered = template.render_captured_to(
                     context! {
                         messages => Value::from_serialize(messages),
@@ -220,7 +220,7 @@ impl ChatTemplate {
                     },
                     &mut out,
                 );
-                if out.0.len() > MAX_RENDERED_BYTES {
+                if out.overflowed {
                     return Err(ChatTemplateError::Render {
                         message: format!(
                             "the template wrote more than {} MiB",
@@ -230,7 +230,7 @@ impl ChatTemplate {
                     });
                 }
                 rendered.map_err(render_error)?;
-                String::from_utf8(out.0).map_err(|_| ChatTemplateError::Render {
+                String::from_utf8(out.bytes).map_err(|_| ChatTemplateError::Render {
                     message: "the template wrote invalid UTF-8".into(),
                     line: None,
                 })
@@ -239,16 +239,20 @@ impl ChatTemplate {
     }
 }
 
-/// A rendering's output, refused past [`MAX_RENDERED_BYTES`] (its length then says so).
-struct BoundedOutput(Vec<u8>);
+/// A rendering's output, refused past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
 
 impl std::io::Write for BoundedOutput {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
-            self.0.resize(MAX_RENDERED_BYTES + 1, 0);
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
             return Err(std::io::ErrorKind::OutOfMemory.into());
         }
-        self.0.extend_from_slice(buf);
+        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
 
