@@ -35,5 +35,11 @@ echo "== aarch64 NEON kernels under qemu"
 echo "== the GGUF reader, scalar kernels, weight layouts and thread pool under Miri"
 ./scripts/test-miri.sh
 
+echo "== every fuzz target, briefly, on its corpus"
+./scripts/fuzz.sh
+
 echo "== browser tests (wasm in headless Chromium)"
 ./scripts/test-web.sh
+
+echo "== one answer on every path: CLI kernels, library, C ABI, Python, server, browser"
+./scripts/test-cross-path.sh

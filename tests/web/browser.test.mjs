@@ -7,7 +7,7 @@
 // default ~/.cache/synapse), CHROMIUM (default /usr/bin/chromium).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -112,6 +112,10 @@ describe('greedy output equals the native CLI', () => {
         + `${(memory.memoryBytes / file).toFixed(3)} x the file (${(file / 2 ** 20).toFixed(1)} MiB); KV cache `
         + `${(memory.kvCacheBytes / 2 ** 20).toFixed(1)} MiB; limit ${(limit / 2 ** 20).toFixed(1)} MiB`);
       assert.ok(memory.memoryBytes <= limit, `peak memory ${memory.memoryBytes} > ${limit}`);
+      // The tokens for tests/cross_path/check.py, which compares every door's.
+      mkdirSync(join(ROOT, 'target', 'cross-path'), { recursive: true });
+      writeFileSync(join(ROOT, 'target', 'cross-path', `browser-threads${threads}.json`),
+        JSON.stringify({ prompts: PROMPTS, n: N, tokens: runs }));
       // Every prompt is judged and printed before the test fails on any of them.
       const rejected = [];
       PROMPTS.forEach((prompt, k) => {

@@ -132,8 +132,9 @@ unsafe fn load_into(
     load: impl FnOnce() -> Outcome<Model>,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (both): the caller's promise.
+        // SAFETY: the caller's promise: `out` is valid for a write.
         let out = unsafe { crate::boundary::out(out, "out")? };
+        // SAFETY: the caller's promise: `params` is NULL or points to valid params.
         let params = unsafe { params.as_ref() }.copied();
         *out = new_model(load()?, params);
         Ok(())
@@ -170,8 +171,10 @@ pub unsafe extern "C" fn synapse_model_info(
     out: *mut synapse_model_info,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (both): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let m = unsafe { handle::get(model)? };
+        // SAFETY: the caller's promise: `out` is valid for a write.
         let out = unsafe { crate::boundary::out(out, "out")? };
         let config = m.model.config();
         let tokenizer = m.model.tokenizer.as_ref();
@@ -206,10 +209,13 @@ pub unsafe extern "C" fn synapse_tokenize(
     n_out: *mut usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let tokenizer = unsafe { tokenizer(model)? };
+        // SAFETY: the caller's promise: `text` points to `len` bytes.
         let text = unsafe { crate::boundary::text(text, len, "text")? };
         let ids = tokenizer.encode(text, true, special);
+        // SAFETY: the caller's promise: `out` has room for `cap` ids, `n_out` is valid.
         unsafe { write_out(&ids, false, out, cap, n_out) }
     })
 }
@@ -230,13 +236,16 @@ pub unsafe extern "C" fn synapse_detokenize(
     n_out: *mut usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let tokenizer = unsafe { tokenizer(model)? };
+        // SAFETY: the caller's promise: `ids` points to `n` ids.
         let ids = unsafe { slice(ids, n, "ids")? };
         for &id in ids {
             check_id(tokenizer, id)?;
         }
         let text = tokenizer.decode(ids);
+        // SAFETY: the caller's promise: `out` has room for `cap` bytes, `n_out` is valid.
         unsafe { write_out(text.as_bytes(), true, out.cast(), cap, n_out) }
     })
 }
@@ -256,9 +265,11 @@ pub unsafe extern "C" fn synapse_token_to_piece(
     n_out: *mut usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (both): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let tokenizer = unsafe { tokenizer(model)? };
         check_id(tokenizer, id)?;
+        // SAFETY: the caller's promise: `out` has room for `cap` bytes, `n_out` is valid.
         unsafe { write_out(&tokenizer.token_bytes(id), true, out.cast(), cap, n_out) }
     })
 }
@@ -282,14 +293,17 @@ pub unsafe extern "C" fn synapse_chat_apply_template(
     n_out: *mut usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let m = unsafe { handle::get(model)? };
+        // SAFETY: the caller's promise: `msgs` points to `n` messages with valid strings.
         let messages = unsafe { messages(msgs, n)? };
         let rendered = m
             .model
             .chat_template()?
             .render(&messages, add_generation_prompt)
             .map_err(synapse_inference::Error::from)?;
+        // SAFETY: the caller's promise: `out` has room for `cap` bytes, `n_out` is valid.
         unsafe { write_out(rendered.as_bytes(), true, out.cast(), cap, n_out) }
     })
 }

@@ -146,11 +146,14 @@ pub unsafe extern "C" fn synapse_session_new(
     out: *mut *mut synapse_session,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all three): the caller's promise.
+        // SAFETY: `handle::get` checks that `model` is a live model handle; it stays live
+        // during this call, as synapse_model_free may not run at the same time.
         let m = unsafe { handle::get(model)? };
+        // SAFETY: the caller's promise: `params` is NULL or points to valid params.
         let params = unsafe { params.as_ref() }
             .copied()
             .unwrap_or_else(|| synapse_session_params_default());
+        // SAFETY: the caller's promise: `out` is valid for a write.
         let out = unsafe { crate::boundary::out(out, "out")? };
         let mut opts = SessionOptions {
             context: params.ctx_size as usize,
@@ -190,8 +193,9 @@ pub unsafe extern "C" fn synapse_session_free(session: *mut synapse_session) -> 
 /// `session` is a handle (checked), not freed during the call.
 #[no_mangle]
 pub unsafe extern "C" fn synapse_session_reset(session: *mut synapse_session) -> synapse_status {
-    // SAFETY: the caller's promise.
     guard(|| {
+        // SAFETY: `lock` checks that `session` is a live session handle, and the caller's
+        // promise is that it is not freed during the call.
         let mut state = unsafe { lock(session)? };
         state.session.truncate(0);
         state.logits.clear();
@@ -211,8 +215,10 @@ pub unsafe extern "C" fn synapse_session_eval(
     n: usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (both): the caller's promise.
+        // SAFETY: `lock` checks that `session` is a live session handle; it stays live
+        // during this call, as synapse_session_free may not run at the same time.
         let mut state = unsafe { lock(session)? };
+        // SAFETY: the caller's promise: `ids` points to `n` ids.
         let ids = unsafe { slice(ids, n, "ids")? };
         let State { session, logits } = &mut *state;
         session.eval_into(ids, false, logits)?;
@@ -232,9 +238,12 @@ pub unsafe extern "C" fn synapse_session_logits(
     n_vocab: *mut usize,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all three): the caller's promise.
+        // SAFETY: `lock` checks that `session` is a live session handle; it stays live
+        // during this call, as synapse_session_free may not run at the same time.
         let state = unsafe { lock(session)? };
+        // SAFETY: the caller's promise: `out` is valid for a write.
         let out = unsafe { crate::boundary::out(out, "out")? };
+        // SAFETY: the caller's promise: `n_vocab` is valid for a write.
         let n_vocab = unsafe { crate::boundary::out(n_vocab, "n_vocab")? };
         if state.logits.is_empty() {
             return Err(Failure::invalid(
@@ -269,14 +278,18 @@ pub unsafe extern "C" fn synapse_generate(
     out: *mut synapse_generate_result,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all): the caller's promise.
+        // SAFETY: `lock` checks that `session` is a live session handle; it stays live
+        // during this call, as synapse_session_free may not run at the same time.
         let mut state = unsafe { lock(session)? };
+        // SAFETY: the caller's promise: `prompt` points to `len` bytes.
         let prompt = unsafe { text(prompt, len, "prompt")? };
         let session = &mut state.session;
         let ids = session
             .model
             .tokenizer()?
             .encode(prompt, session.tokens().is_empty(), true);
+        // SAFETY: the caller's promise: `params` is NULL or valid, with valid stop strings,
+        // and `out` is NULL or valid for a write.
         unsafe { complete(&mut state, &ids, params, (callback, user_data), out) }
     })
 }
@@ -300,9 +313,11 @@ pub unsafe extern "C" fn synapse_chat(
     out: *mut synapse_generate_result,
 ) -> synapse_status {
     guard(|| {
-        // SAFETY (all): the caller's promise.
+        // SAFETY: `lock` checks that `session` is a live session handle; it stays live
+        // during this call, as synapse_session_free may not run at the same time.
         let mut state = unsafe { lock(session)? };
         let session = &mut state.session;
+        // SAFETY: the caller's promise: `msgs` points to `n` messages with valid strings.
         let messages = unsafe { messages(msgs, n)? };
         let rendered = session
             .model
@@ -311,6 +326,8 @@ pub unsafe extern "C" fn synapse_chat(
             .map_err(synapse_inference::Error::from)?;
         let ids = session.model.encode_chat(&rendered)?;
         let kept = session.keep_prefix(&ids);
+        // SAFETY: the caller's promise: `params` is NULL or valid, with valid stop strings,
+        // and `out` is NULL or valid for a write.
         unsafe { complete(&mut state, &ids[kept..], params, (callback, user_data), out) }
     })
 }

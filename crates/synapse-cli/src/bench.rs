@@ -563,11 +563,12 @@ fn read_sum(data: &[u8]) -> u64 {
         unsafe fn avx2(data: &[u8]) -> u64 {
             read_lanes(data)
         }
-        // SAFETY: each runs only on a CPU with its feature.
         if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
             return unsafe { avx512(data) };
         }
         if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { avx2(data) };
         }
     }

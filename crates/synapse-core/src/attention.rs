@@ -518,21 +518,26 @@ fn run_unit(
     scratch: &mut Scratch,
     part: &mut [f32],
 ) {
-    // SAFETY: `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2)
-    // only when the CPU has the features these are compiled for (and more).
+    // `kernels::isa()`, which `Isa::detect` follows, returns AVX-512 (or AVX2) only when
+    // the CPU has the features these are compiled for (and more); the tests pass only
+    // the variants the CPU has.
     #[cfg(target_arch = "x86_64")]
     match (isa, kv) {
         (Isa::Avx512, KvLayer::F32(t)) => {
-            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) }
+            // SAFETY: `isa` is Avx512, so the CPU has AVX-512F, AVX2, FMA and F16C.
+            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) };
         }
         (Isa::Avx512, KvLayer::F16(t)) => {
-            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) }
+            // SAFETY: `isa` is Avx512, so the CPU has AVX-512F, AVX2, FMA and F16C.
+            return unsafe { unit_avx512(plan, unit, q, t, scratch, part) };
         }
         (Isa::Avx2, KvLayer::F32(t)) => {
-            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) }
+            // SAFETY: `isa` is Avx2, so the CPU has AVX2, FMA and F16C.
+            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) };
         }
         (Isa::Avx2, KvLayer::F16(t)) => {
-            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) }
+            // SAFETY: `isa` is Avx2, so the CPU has AVX2, FMA and F16C.
+            return unsafe { unit_avx2(plan, unit, q, t, scratch, part) };
         }
         (Isa::Portable, _) => {}
     }

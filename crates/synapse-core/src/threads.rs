@@ -88,6 +88,8 @@ impl<T> Clone for SendPtr<T> {
 impl<T> Copy for SendPtr<T> {}
 // SAFETY: only used to hand disjoint sub-slices of a `&mut [T: Send]` to other threads.
 unsafe impl<T: Send> Send for SendPtr<T> {}
+// SAFETY: shared only so that each thread can make its own disjoint sub-slice of the
+// `&mut [T: Send]`; no `&T` is shared between threads.
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
     fn get(self) -> *mut T {

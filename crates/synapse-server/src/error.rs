@@ -1,6 +1,7 @@
 //! Errors as OpenAI's API returns them: a status and `{"error": {message, type, param,
 //! code}}`.
 
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -67,6 +68,14 @@ impl From<synapse_inference::Error> for ApiError {
             _ => 500,
         };
         ApiError::status(status, e.to_string())
+    }
+}
+
+/// A body the server could not read, such as one over its size limit (413), answered in
+/// OpenAI's error shape like every other error rather than as axum's plain text.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> ApiError {
+        ApiError::status(rejection.status().as_u16(), rejection.body_text())
     }
 }
 

@@ -46,6 +46,51 @@ pub struct ServeOptions {
 /// Most bytes of a request body.
 const BODY_LIMIT: usize = 8 << 20;
 
+/// The endpoints whose bodies [`check_request`] reads.
+#[derive(Clone, Copy, Debug)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`
+    Chat,
+    /// `/v1/completions`
+    Completions,
+}
+
+/// Reads a request body for `endpoint` as the server does before the model runs: the
+/// JSON, the fields this server refuses, the conversation rendered with `template` and
+/// the tools it offers (chat), the one prompt (completions), then the response format
+/// and the generation options for a prompt of `prompt_tokens` in a context of `context`
+/// tokens. The error is the message the client would get. What the `server_request`
+/// fuzz target runs.
+pub fn check_request(
+    endpoint: Endpoint,
+    body: &[u8],
+    template: &synapse_inference::chat::ChatTemplate,
+    prompt_tokens: usize,
+    context: usize,
+) -> Result<(), String> {
+    let check = || -> Result<(), error::ApiError> {
+        let (common, logprobs) = match endpoint {
+            Endpoint::Chat => {
+                let req: openai::ChatRequest = openai::parse(body)?;
+                req.common.check_supported()?;
+                openai::chat_prompt(&req, template)?;
+                let logprobs = req.logprobs();
+                (req.common, logprobs)
+            }
+            Endpoint::Completions => {
+                let req: openai::CompletionRequest = openai::parse(body)?;
+                req.common.check_supported()?;
+                openai::completion_prompt(&req)?;
+                (req.common, req.logprobs.map(|n| n as usize))
+            }
+        };
+        common.json_schema()?;
+        common.options(prompt_tokens, context, logprobs)?;
+        Ok(())
+    };
+    check().map_err(|e| e.message)
+}
+
 /// Loads the model and serves until Ctrl-C.
 pub fn serve(opts: ServeOptions) -> Result<(), String> {
     let path = match &opts.model {

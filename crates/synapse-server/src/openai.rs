@@ -1,6 +1,9 @@
 //! OpenAI's request bodies, checked and turned into the engine's generation options.
 
 use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 use synapse_inference::chat::{ChatMessage, ChatTemplate, FunctionCall, ToolCall};
@@ -170,6 +173,12 @@ impl Message {
 }
 
 impl ChatRequest {
+    /// How many alternatives to report per token, when logprobs are asked for.
+    pub fn logprobs(&self) -> Option<usize> {
+        self.logprobs
+            .then(|| self.top_logprobs.unwrap_or(0) as usize)
+    }
+
     /// The tools the model is offered, if any (none with `tool_choice` "none").
     pub fn tools(&self, template: &ChatTemplate) -> Result<Option<Tools>, ApiError> {
         let invalid = |e: ToolError| ApiError::invalid(e.field.clone(), e.to_string());
@@ -183,23 +192,67 @@ impl ChatRequest {
 }
 
 /// The one prompt of a completion request.
-pub enum SinglePrompt {
-    Text(String),
-    Ids(Vec<u32>),
+pub enum SinglePrompt<'a> {
+    Text(&'a str),
+    Ids(&'a [u32]),
 }
 
 impl Prompt {
     /// The request's one prompt (`n` is 1).
-    pub fn single(self) -> Result<SinglePrompt, ApiError> {
+    pub fn single(&self) -> Result<SinglePrompt<'_>, ApiError> {
         let many = || ApiError::invalid("prompt", "one prompt per request is supported (n = 1)");
         Ok(match self {
             Prompt::Text(text) => SinglePrompt::Text(text),
             Prompt::Ids(ids) => SinglePrompt::Ids(ids),
-            Prompt::Texts(mut v) if v.len() == 1 => SinglePrompt::Text(v.remove(0)),
-            Prompt::IdLists(mut v) if v.len() == 1 => SinglePrompt::Ids(v.remove(0)),
+            Prompt::Texts(v) if v.len() == 1 => SinglePrompt::Text(&v[0]),
+            Prompt::IdLists(v) if v.len() == 1 => SinglePrompt::Ids(&v[0]),
             Prompt::Texts(_) | Prompt::IdLists(_) => return Err(many()),
         })
     }
+}
+
+/// A request body, or why it could not be read (too large, cut off).
+pub type Body = Result<Bytes, BytesRejection>;
+
+/// A request body read as JSON of type `T`.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// A chat request's conversation rendered with `template` into prompt text, with the
+/// tools it offers the model.
+pub fn chat_prompt(
+    req: &ChatRequest,
+    template: &ChatTemplate,
+) -> Result<(String, Option<Tools>), ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "at least one message is needed",
+        ));
+    }
+    let messages = (req.messages.iter().enumerate())
+        .map(|(i, m)| m.to_chat(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tools = req.tools(template)?;
+    let rendered = match &tools {
+        Some(tools) => tools.render(template, &messages),
+        None => template.render(&messages, true),
+    };
+    let rendered = rendered.map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    Ok((rendered, tools))
+}
+
+/// A completion request's one prompt, text or token ids.
+pub fn completion_prompt(req: &CompletionRequest) -> Result<SinglePrompt<'_>, ApiError> {
+    if req.echo || req.suffix.is_some() {
+        return Err(ApiError::invalid(
+            "echo",
+            "echo and suffix are not supported",
+        ));
+    }
+    req.prompt.single()
 }
 
 impl Common {

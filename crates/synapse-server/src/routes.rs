@@ -3,16 +3,15 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::openai::{ChatRequest, Common, CompletionRequest, SinglePrompt};
+use crate::openai::{chat_prompt, completion_prompt, parse, Body, ChatRequest, Common};
+use crate::openai::{CompletionRequest, SinglePrompt};
 use crate::scheduler::{Event, Finish, Job};
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
@@ -57,11 +56,6 @@ fn response_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{:x}{n:06x}", now())
-}
-
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 impl AppState {
@@ -174,43 +168,23 @@ struct Reply {
     state: Arc<AppState>,
 }
 
-pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse(&body)?;
+pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse(&body?)?;
     req.common.check_supported()?;
     state.check_model(&req.common.model)?;
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages",
-            "at least one message is needed",
-        ));
-    }
-    let messages = (req.messages.iter().enumerate())
-        .map(|(i, m)| m.to_chat(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let tools = req.tools(&state.template)?;
-    let rendered = match &tools {
-        Some(tools) => tools.render(&state.template, &messages),
-        None => state.template.render(&messages, true),
-    };
-    let rendered = rendered.map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let (rendered, tools) = chat_prompt(&req, &state.template)?;
     let prompt = state.model.encode_chat(&rendered)?;
-    let logprobs = req.logprobs.then(|| req.top_logprobs.unwrap_or(0) as usize);
+    let logprobs = req.logprobs();
     complete(state, Kind::Chat, prompt, &req.common, logprobs, tools).await
 }
 
-pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse(&body)?;
+pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+    let req: CompletionRequest = parse(&body?)?;
     req.common.check_supported()?;
     state.check_model(&req.common.model)?;
-    if req.echo || req.suffix.is_some() {
-        return Err(ApiError::invalid(
-            "echo",
-            "echo and suffix are not supported",
-        ));
-    }
-    let prompt = match req.prompt.single()? {
-        SinglePrompt::Text(text) => state.model.tokenizer()?.encode(&text, true, true),
-        SinglePrompt::Ids(ids) => ids,
+    let prompt = match completion_prompt(&req)? {
+        SinglePrompt::Text(text) => state.model.tokenizer()?.encode(text, true, true),
+        SinglePrompt::Ids(ids) => ids.to_vec(),
     };
     let vocab = state.model.config().vocab_size;
     if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
@@ -568,8 +542,8 @@ struct TokenizeRequest {
     add_special: bool,
 }
 
-pub async fn tokenize(State(state): Shared, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let req: TokenizeRequest = parse(&body)?;
+pub async fn tokenize(State(state): Shared, body: Body) -> Result<Json<Value>, ApiError> {
+    let req: TokenizeRequest = parse(&body?)?;
     let tokens = state
         .model
         .tokenizer()?
@@ -582,8 +556,8 @@ struct DetokenizeRequest {
     tokens: Vec<u32>,
 }
 
-pub async fn detokenize(State(state): Shared, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let req: DetokenizeRequest = parse(&body)?;
+pub async fn detokenize(State(state): Shared, body: Body) -> Result<Json<Value>, ApiError> {
+    let req: DetokenizeRequest = parse(&body?)?;
     let tokenizer = state.model.tokenizer()?;
     if let Some(&bad) = req
         .tokens

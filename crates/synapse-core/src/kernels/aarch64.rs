@@ -421,7 +421,8 @@ pub(super) unsafe fn matmul_panels(
     out: super::SharedOut,
     n: usize,
 ) {
-    // SAFETY (all arms): as the caller guarantees.
+    // SAFETY: the caller guarantees dotprod and that no other thread writes these rows of
+    // `out`, all that `panels` needs in every arm.
     unsafe {
         match w.dtype {
             DType::Q4K => panels::<PanelQ4K>(w, acts, n_tokens, rows, out, n),
@@ -477,7 +478,9 @@ unsafe fn panels<F: Panel>(
 #[inline]
 #[target_feature(enable = "dotprod")]
 unsafe fn panel_sums<F: Panel>(c: &[u8], half: usize, a: &BlockQ8K) -> (int32x4_t, int32x4_t) {
-    // SAFETY (every call): as the caller guarantees.
+    // SAFETY: the caller's promise: `c` is a whole chunk, `half` is 0 or 1 and the CPU has
+    // dotprod (for `sdot`); the loops keep `j` and `v` in range, and each `four` is read
+    // from a 4-byte slice of `qs`.
     unsafe {
         let scales = F::scales(c, half);
         let (mut isum, mut msum) = (vdupq_n_s32(0), vdupq_n_s32(0));

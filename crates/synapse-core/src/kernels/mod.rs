@@ -234,6 +234,8 @@ struct SharedOut(*mut f32);
 // SAFETY: every thread writes a disjoint set of indices (its own rows) and the buffer
 // outlives the scoped threads.
 unsafe impl Send for SharedOut {}
+// SAFETY: a shared `SharedOut` only writes through `write`, whose callers give each
+// index to one thread; the f32s are never read through it.
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {

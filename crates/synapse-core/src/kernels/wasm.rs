@@ -256,7 +256,9 @@ fn tiles<W: Widen32, A: Act32>(
         let blocks = t * blocks..(t + 1) * blocks;
         (&acts[blocks.clone()], &scales[blocks])
     };
-    // SAFETY (every write): the rows in `rows` belong to this thread, and t < n_tokens.
+    // SAFETY: every call below writes a row in `rows`, which belong to this thread alone,
+    // and a token t < n_tokens: an index inside `out`'s n_tokens * n that no other
+    // thread writes.
     let put = |t: usize, r: usize, v: f32| unsafe { out.write(t * n + r, v) };
     if n_tokens == 1 {
         for r in rows.clone().step_by(4) {

@@ -37,7 +37,8 @@ pub(super) unsafe fn matmul_rows(
     n: usize,
 ) {
     let w_rows = Rows::new(w);
-    // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
+    // SAFETY: the caller guarantees AVX2, FMA and F16C and that no other thread writes
+    // these rows of `out`, all that the kernels of every arm below need.
     unsafe {
         if w.layout == Layout::Interleaved {
             return match (w.dtype, acts) {
@@ -161,12 +162,13 @@ unsafe fn run<K: Tile>(kernel: &K, rows: Range<usize>, n_tokens: usize, out: Sha
     for chunk in (0..n_tokens).step_by(TOKEN_CHUNK) {
         let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
         let mut r = rows.start;
-        // SAFETY (both calls): as the caller guarantees; the tiles stay inside `rows`.
         while r + R <= rows.end {
+            // SAFETY: as the caller guarantees; rows `r..r + R` lie inside `rows`.
             unsafe { row_tile::<K, R>(kernel, r, tokens.clone(), out, n) };
             r += R;
         }
         for r in r..rows.end {
+            // SAFETY: as the caller guarantees; row `r` lies inside `rows`.
             unsafe { row_tile::<K, 1>(kernel, r, tokens.clone(), out, n) };
         }
     }
@@ -184,11 +186,12 @@ unsafe fn row_tile<K: Tile, const ROWS: usize>(
     n: usize,
 ) {
     let full = tokens.end - tokens.len() % T;
-    // SAFETY (all calls): as the caller guarantees.
     for t in (tokens.start..full).step_by(T) {
+        // SAFETY: as the caller guarantees; tokens `t..t + T` end by `full`, inside `tokens`.
         unsafe { put(out, n, r, t, kernel.tile::<ROWS, T>(r, t)) };
     }
     for t in full..tokens.end {
+        // SAFETY: as the caller guarantees; token `t` lies inside `tokens`.
         unsafe { put(out, n, r, t, kernel.tile::<ROWS, 1>(r, t)) };
     }
 }
@@ -977,11 +980,14 @@ trait PanelKernel {
             let tokens = chunk..(chunk + TOKEN_CHUNK).min(n_tokens);
             for p in panels.clone() {
                 let full = tokens.end - tokens.len() % PANEL_TOKENS;
-                // SAFETY (all calls): as the caller guarantees; the tiles are inside.
                 for t in (tokens.start..full).step_by(PANEL_TOKENS) {
+                    // SAFETY: as the caller guarantees; panel `p` lies inside `rows`, and
+                    // tokens `t..t + PANEL_TOKENS` end by `full`, inside `0..n_tokens`.
                     unsafe { put_panel(out, n, p, t, self.tile::<PANEL_TOKENS>(p, t)) };
                 }
                 for t in full..tokens.end {
+                    // SAFETY: as the caller guarantees; panel `p` lies inside `rows`, and
+                    // token `t` inside `0..n_tokens`.
                     unsafe { put_panel(out, n, p, t, self.tile::<1>(p, t)) };
                 }
             }
@@ -1022,7 +1028,7 @@ impl<F: Panel> PanelKernel for PanelTile<'_, F> {
             let c = self.bytes[chunk..chunk + PANEL_ROWS * F::BLOCK].as_ptr();
             let acts: [&BlockQ8K; T] =
                 std::array::from_fn(|t| &self.acts[(t0 + t) * self.blocks + b]);
-            // SAFETY (every call on `c`): the chunk is in bounds, as sliced above.
+            // SAFETY: `c` is a whole chunk (sliced above); this fn has AVX2, FMA and F16C.
             let scales = unsafe { F::scales(c) };
             let (mut isum, mut msum) = ([_mm256_setzero_si256(); T], [_mm256_setzero_si256(); T]);
             for j in 0..QK_K / F::SUB_LEN {
@@ -1034,9 +1040,13 @@ impl<F: Panel> PanelKernel for PanelTile<'_, F> {
                     let ahead = c.wrapping_add(PREFETCH_AHEAD + j * share + 64 * line);
                     _mm_prefetch::<_MM_HINT_T0>(ahead.cast());
                 }
+                // SAFETY: `c` is a whole chunk and `j` < QK_K / SUB_LEN, one of its
+                // sub-blocks; this fn has AVX2, FMA and F16C.
                 let (scale, mins) = unsafe { F::sub_scales(c, &scales, j) };
                 let mut part = [_mm256_setzero_si256(); T];
                 for v in 0..F::VECTORS {
+                    // SAFETY: as for `sub_scales`, and `v` < VECTORS, a code vector of
+                    // sub-block `j`.
                     let q = unsafe { F::codes(c, j, v) };
                     for (part, a) in part.iter_mut().zip(&acts) {
                         // SAFETY: the four codes are inside `qs`.
@@ -1069,6 +1079,7 @@ impl<F: Panel> PanelKernel for PanelTile<'_, F> {
                         _mm256_add_epi32(*msum, _mm256_madd_epi16(mins, _mm256_set1_epi32(sums)));
                 }
             }
+            // SAFETY: `c` is a whole chunk (sliced above); this fn has AVX2, FMA and F16C.
             let (d, dmin) = unsafe { F::d(c) };
             for (t, acc) in acc.iter_mut().enumerate() {
                 let ad = _mm256_set1_ps(acts[t].d);

@@ -57,7 +57,8 @@ pub(super) unsafe fn matmul_rows(
         out,
         n,
     };
-    // SAFETY (every arm): the caller guarantees the CPU features and the output rows.
+    // SAFETY: the caller guarantees the AVX-512 features and that no other thread writes
+    // these rows of `out`, all that the kernels of every arm below need.
     unsafe {
         match (w.dtype, acts) {
             (DType::Q4_0, Acts::Q8(a)) if interleaved => q32_interleaved::<Q4_0>(&job, a),
@@ -1601,7 +1602,8 @@ struct Chunk {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,fma,f16c")]
 unsafe fn chunk<F: Interleaved>(p: *const u8) -> Chunk {
     let mut q = [_mm512_setzero_si512(); 8];
-    // SAFETY (loads): the codes, then the 16 rows' f16 fields, are inside the chunk.
+    // SAFETY: the caller's promise: the chunk is readable; its codes fill the 4 (nibbles)
+    // or 8 vectors of 64 bytes read here, from its start.
     let load = |v: usize| unsafe { _mm512_loadu_si512(p.add(64 * v).cast()) };
     let code_bytes = if F::NIBBLES {
         let low = _mm512_set1_epi8(0x0F);
@@ -1618,7 +1620,8 @@ unsafe fn chunk<F: Interleaved>(p: *const u8) -> Chunk {
         32
     };
     let fields = p.wrapping_add(PANEL_ROWS * code_bytes);
-    // SAFETY: as above.
+    // SAFETY: the caller's promise: the 16 rows' f16 `d` (then `m`) follow the codes
+    // inside the chunk.
     let half = |f: usize| unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(fields.add(32 * f).cast())) };
     Chunk {
         q,

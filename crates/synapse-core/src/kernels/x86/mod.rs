@@ -96,6 +96,8 @@ impl<'a> Rows<'a> {
 struct SharedMut<T>(*mut T);
 // SAFETY: each thread writes only the elements of its own tokens (see `matmul`).
 unsafe impl<T> Send for SharedMut<T> {}
+// SAFETY: shared only to hand out those disjoint element ranges through `slice`, whose
+// callers give each range to one thread.
 unsafe impl<T> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
