@@ -1,5 +1,5 @@
-//! Inputs sized to exhaust a loader or a session: a tokenizer.json with a million merges
-//! of garbage, and a prompt of 10^7 characters. Each ends, loaded or refused with a typed
+//! Inputs sized to exhaust a loader or a session: a safetensors header of 100 MB, a
+//! tokenizer.json with a million merges of garbage, and a prompt of 10^7 characters. Each ends, loaded or refused with a typed
 //! error, in bounded time and with its peak memory bounded by its input's size. The peak
 //! is the process's resident high-water mark (Linux resets it on request); the time
 //! bounds only catch work that went quadratic, which would take hours.
@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use synapse_inference::hf::safetensors::SafetensorsFile;
 use synapse_inference::tokenizer::Tokenizer;
 use synapse_inference::{Error, Session, SessionOptions};
 
@@ -35,6 +36,33 @@ fn measured<T>(f: impl FnOnce() -> T) -> (T, usize, Duration) {
     let out = f();
     let elapsed = start.elapsed();
     (out, status_bytes("VmHWM:").saturating_sub(before), elapsed)
+}
+
+#[test]
+fn a_safetensors_header_over_100_mb_is_refused_before_it_is_read() {
+    let _serial = serial();
+    // The format's limit, plus one byte: a JSON object of spaces, which serde_json would
+    // take a while to read.
+    let len = 100_000_001usize;
+    let mut bytes = (len as u64).to_le_bytes().to_vec();
+    bytes.push(b'{');
+    bytes.resize(8 + len - 1, b' ');
+    bytes.push(b'}');
+    let (result, peak, elapsed) =
+        measured(|| SafetensorsFile::from_bytes("big.safetensors", bytes));
+    match result {
+        Err(e @ synapse_inference::hf::Error::HeaderTooLarge { .. }) => {
+            eprintln!(
+                "refused in {elapsed:.1?}, {} KB more at the peak: {e}",
+                peak >> 10
+            )
+        }
+        Err(e) => panic!("expected HeaderTooLarge, got {e}"),
+        Ok(_) => panic!("a 100 MB header was read"),
+    }
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    // The file's own bytes are the caller's; nothing of the header's size is allocated.
+    assert!(peak < 16 << 20, "{peak} bytes");
 }
 
 #[test]
