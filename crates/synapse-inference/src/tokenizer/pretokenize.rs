@@ -294,7 +294,11 @@ fn llama3_match(s: &Scanner, i: usize, max_digits: usize, marks: bool) -> usize 
         return s.run_end(i + 1, in_word);
     }
     if k == Class::Number {
-        return s.run_end(i, |k| k == Class::Number).min(i + max_digits);
+        // Only as far as `max_digits`: scanning the whole run at each of its matches would
+        // take time quadratic in it (minutes for a prompt of a million digits).
+        return (i + 1..i + max_digits)
+            .find(|&j| s.class(j) != Some(Class::Number))
+            .unwrap_or(i + max_digits);
     }
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
     let start = if c == ' ' && s.class(i + 1).is_some_and(in_punct) {
@@ -335,6 +339,31 @@ mod tests {
     fn digits_split_alone_before_gpt2() {
         let p = pieces(PreTokenizer::Gpt2Digits, "a 12b");
         assert_eq!(p, ["a", " ", "1", "2", "b"]);
+    }
+
+    #[test]
+    fn long_runs_split_in_linear_time() {
+        // A million digits: each match of `\p{N}{1,3}` once scanned the rest of the run,
+        // which took minutes here; a regression shows as a hang. Spaces and letters too.
+        let digits = "7".repeat(1_000_000);
+        for (pre, len) in [(PreTokenizer::Llama3, 3), (PreTokenizer::Qwen2, 1)] {
+            let p = pieces(pre, &digits);
+            assert_eq!(p.len(), 1_000_000_usize.div_ceil(len));
+            assert!(p.iter().all(|piece| piece.len() <= len));
+        }
+        for text in [
+            " ".repeat(1_000_000),
+            "a".repeat(1_000_000),
+            "\n ".repeat(500_000),
+        ] {
+            for pre in [
+                PreTokenizer::Gpt2,
+                PreTokenizer::Gpt2Digits,
+                PreTokenizer::Llama3,
+            ] {
+                assert_eq!(pieces(pre, &text).concat(), text);
+            }
+        }
     }
 
     #[test]
