@@ -20,7 +20,6 @@ what follows is not compared, since the two continuations no longer share a cont
 import json
 import os
 import pathlib
-import re
 import subprocess
 import sys
 
@@ -41,7 +40,8 @@ CI = os.environ.get("CI") == "true"
 
 
 def run(cmd, env=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                       timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
     return r.stdout
