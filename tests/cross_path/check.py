@@ -126,7 +126,7 @@ def server(reference):
         "client = openai.OpenAI(base_url=url + '/v1', api_key='none', max_retries=0)\n"
         "try:\n"
         "    for prompt, ref in zip(json.loads(sys.argv[4]), json.loads(sys.argv[5])):\n"
-        "        r = client.completions.create(model='SmolLM2-135M-Instruct.Q4_1', prompt=prompt, temperature=0,\n"
+        "        r = client.completions.create(model=sys.argv[6], prompt=prompt, temperature=0,\n"
         "            max_tokens=int(sys.argv[3]), extra_body={'ignore_eos': True})\n"
         "        text = r.choices[0].text\n"
         "        prefixes = [httpx.post(url + '/detokenize', json={'tokens': ref[:i + 1]})\n"
@@ -138,7 +138,8 @@ def server(reference):
     )
     refs = json.dumps([r["tokens"] for r in reference])
     try:
-        out = run([str(python), "-c", script, str(CLI), str(MODEL), str(N), json.dumps(PROMPTS), refs])
+        out = run([str(python), "-c", script, str(CLI), str(MODEL), str(N), json.dumps(PROMPTS), refs,
+                   MODEL.stem])
     except RuntimeError as e:
         if "No module named 'openai'" in str(e):
             return None
