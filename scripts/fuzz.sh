@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# libfuzzer-sys compiles libFuzzer itself, which takes a C++ compiler.
+command -v g++ >/dev/null || { apt-get update -qq && apt-get install -y -qq g++; }
 # The nightly that scripts/test-miri.sh pins (sanitizers need one), and cargo-fuzz pinned.
 toolchain=nightly-2026-05-20
 rustup run "$toolchain" rustc --version >/dev/null 2>&1 ||
