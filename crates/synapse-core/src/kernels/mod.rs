@@ -343,6 +343,9 @@ impl Quantizers {
     }
 }
 
+/// How many weight rows the f32 path unpacks at a time: 16 rows of 1536 f32s still fit L2.
+const F32_ROW_BLOCK: usize = 16;
+
 /// [`matmul_many`] with the kernels of `isa`, which the CPU must have.
 fn matmul_many_with(
     isa: Isa,
@@ -406,25 +409,43 @@ fn matmul_many_with(
         }
     }
     let scratch = &*scratch;
-    // The quantized activations of token `t` for a weight of `dtype`; None for f32.
+    // The quantized activations of token `t` for a weight of `dtype`.
     let act_row = |dtype: DType, t: usize| {
         let blocks = t * blocks_per_row(dtype)..(t + 1) * blocks_per_row(dtype);
         match precision.activation_type(dtype) {
-            ActivationType::F32 => None,
-            ActivationType::Q8_0 => Some(ActRow::Q8_0(&scratch.q8_0[blocks])),
-            ActivationType::Q8_1 => Some(ActRow::Q8_1(&scratch.q8_1[blocks])),
-            ActivationType::Q8K => Some(ActRow::Q8K(&scratch.q8_k[blocks])),
+            ActivationType::F32 => unreachable!("f32 activations are dotted with f32 rows"),
+            ActivationType::Q8_0 => ActRow::Q8_0(&scratch.q8_0[blocks]),
+            ActivationType::Q8_1 => ActRow::Q8_1(&scratch.q8_1[blocks]),
+            ActivationType::Q8K => ActRow::Q8K(&scratch.q8_k[blocks]),
         }
     };
     // Threads split the rows in whole panels.
     let align = crate::quant::k_panels::ROWS;
     let rows = PartRows::new(parts, align);
     parallel_for(rows.total, threads, align, |range| {
-        // The f32 path dequantizes one weight row at a time and dots it with every token,
-        // so a row is unpacked once per batch.
         let (mut deq, mut bytes) = (Vec::new(), Vec::new());
         rows.split(range, |w, part_rows, out| {
             let n = w.rows;
+            if act_type(w) == ActivationType::F32 {
+                // Each row is unpacked once per batch, a few rows at a time, and every
+                // token meets all of them while its activations sit in L1: one row at a
+                // time would stream all tokens' activations from memory for every row.
+                for first in part_rows.clone().step_by(F32_ROW_BLOCK) {
+                    let block = first..(first + F32_ROW_BLOCK).min(part_rows.end);
+                    deq.resize(block.len() * k, 0.0);
+                    for (r, unpacked) in block.clone().zip(deq.chunks_exact_mut(k)) {
+                        dequantize_row_with(isa, w.dtype, w.copy_row(r, &mut bytes), unpacked);
+                    }
+                    for (t, x) in x.chunks_exact(k).enumerate() {
+                        for (r, unpacked) in block.clone().zip(deq.chunks_exact(k)) {
+                            // SAFETY: row r of this part belongs to this thread only;
+                            // t * n + r < out.len().
+                            unsafe { out.write(t * n + r, dot_f32(isa, unpacked, x)) };
+                        }
+                    }
+                }
+                return;
+            }
             #[cfg(target_arch = "aarch64")]
             if w.layout == Layout::Interleaved
                 && isa == Isa::NeonDot
@@ -449,16 +470,8 @@ fn matmul_many_with(
             }
             for r in part_rows {
                 let row = w.copy_row(r, &mut bytes);
-                let f32_acts = act_type(w) == ActivationType::F32;
-                if f32_acts {
-                    deq.resize(k, 0.0);
-                    dequantize_row_with(isa, w.dtype, row, &mut deq);
-                }
                 for t in 0..n_tokens {
-                    let v = match act_row(w.dtype, t) {
-                        Some(a) => quantized_dot(isa, w.dtype, row, a),
-                        None => dot_f32(isa, &deq, &x[t * k..(t + 1) * k]),
-                    };
+                    let v = quantized_dot(isa, w.dtype, row, act_row(w.dtype, t));
                     // SAFETY: row r of this part belongs to this thread only;
                     // t * n + r < out.len().
                     unsafe { out.write(t * n + r, v) };

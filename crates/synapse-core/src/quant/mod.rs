@@ -142,7 +142,9 @@ pub(crate) mod tests {
     #[test]
     fn every_panel_block_comes_back_unchanged() {
         for dtype in DType::ALL.into_iter().filter(|&d| panel_rows(d).is_some()) {
-            let (rows, blocks) = (2 * panel_rows(dtype).unwrap(), 3);
+            // Two blocks a row are enough to show the stride under Miri's slow interpreter.
+            let blocks = if cfg!(miri) { 2 } else { 3 };
+            let rows = 2 * panel_rows(dtype).unwrap();
             let size = dtype.block_bytes();
             let bytes = distinct_bytes(rows * blocks * size);
             let mut panels = vec![0u8; bytes.len()];
