@@ -27,12 +27,13 @@ mkdir -p "$out"
 # library is rebuilt with each (-Z build-std, allowed on the stable compiler by
 # RUSTC_BOOTSTRAP, from its own rust-src): the threaded build needs std compiled with
 # atomics, and both need panics that compile to a trap without the formatting machinery
-# to stay within the size budget (scripts/wasm-size.sh).
+# to stay within the size budget (scripts/wasm-size.sh). `--cfg synapse_wasm_size` has
+# synapse-core's load-time code compiled for size (see its lib.rs).
 build() { # name, extra target features, extra link arguments
   local name=$1 features=$2 link=$3
   echo "== $name: cargo build (wasm32, SIMD128$features)"
   RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128$features \
-    -Z unstable-options -C panic=immediate-abort $link" \
+    -Z unstable-options -C panic=immediate-abort --cfg synapse_wasm_size $link" \
     cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm \
     --target-dir "target/web-$name" -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
   "$bindgen" --target web --no-typescript --out-dir "$out" --out-name "$name" \

@@ -4,7 +4,7 @@ the totals per crate path, read from the module's name section. For the browser 
 size budget (scripts/wasm-size.sh): build it with names kept, e.g.
 
   RUSTC_BOOTSTRAP=1 CARGO_PROFILE_WASM_STRIP=false \\
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -Z unstable-options -C panic=immediate-abort" \\
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128 -Z unstable-options -C panic=immediate-abort --cfg synapse_wasm_size" \\
     cargo build --profile wasm --target wasm32-unknown-unknown -p synapse-wasm --target-dir target/web-names \\
     -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
   wasm-bindgen --target web --out-dir target/web-names/pkg target/web-names/wasm32-unknown-unknown/wasm/synapse_wasm.wasm

@@ -217,6 +217,7 @@ impl GgufFile {
     }
 
     /// Parses GGUF bytes already in memory; `name` is used in error messages.
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     pub fn parse(name: String, storage: Arc<Storage>) -> Result<GgufFile, GgufError> {
         match Parser::new(&storage).file() {
             Ok(p) => Ok(GgufFile {
@@ -340,6 +341,7 @@ impl<'a> Parser<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufErrorKind::InvalidUtf8 { field: field() })
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result2<Value> {
         let field = || format!("value of metadata key {key:?}");
         Ok(match ty {

@@ -4,6 +4,11 @@
 //! Nothing here assumes a filesystem, a memory map or threads unless the `native`
 //! feature is on, so the crate builds for `wasm32-unknown-unknown`.
 
+// The browser build (scripts/build-web.sh) sets `--cfg synapse_wasm_size`: this crate is
+// compiled for speed there, since it holds the kernels, and the code that runs once per
+// load (the GGUF reader, dequantization, quantization) is marked to be compiled for size.
+#![cfg_attr(synapse_wasm_size, feature(optimize_attribute))]
+
 pub mod attention;
 pub mod dtype;
 pub mod gguf;

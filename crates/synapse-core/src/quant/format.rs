@@ -172,9 +172,11 @@ block_structs! {
 /// closures.
 macro_rules! format_fns {
     (blocks($quantize:ident, $dot:ident)) => {
+        #[cfg_attr(synapse_wasm_size, optimize(size))]
         fn dequantize_row(bytes: &[u8], out: &mut [f32]) {
             dequantize_blocks::<Self>(bytes, out)
         }
+        #[cfg_attr(synapse_wasm_size, optimize(size))]
         fn quantize_row(src: &[f32], dst: &mut [u8]) {
             blocks(src, dst, q::$quantize)
         }
