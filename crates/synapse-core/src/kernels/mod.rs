@@ -198,17 +198,19 @@ fn quantized_dot(isa: Isa, dtype: DType, w: &[u8], a: ActRow) -> f32 {
     }
 }
 
-fn dot_f32(isa: Isa, w: &[f32], x: &[f32]) -> f32 {
+/// The dot products of four f32 weight rows with `x`: on x86, `x` is loaded once for all
+/// four rows, which halves the loads of the f32 path's prefill.
+fn dot_f32_x4(isa: Isa, w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa()` returns these only when the CPU has AVX2, FMA and F16C.
-        Isa::Avx2 | Isa::Avx512 => unsafe { x86::dot_f32(w, x) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { x86::dot_f32_x4(w, x) },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon | Isa::NeonDot => aarch64::dot_f32(w, x),
+        Isa::Neon | Isa::NeonDot => w.map(|w| aarch64::dot_f32(w, x)),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => wasm::dot_f32(w, x),
+        Isa::Simd128 => w.map(|w| wasm::dot_f32(w, x)),
         #[cfg(any(test, not(all(target_arch = "wasm32", target_feature = "simd128"))))]
-        Isa::Scalar => scalar::dot_f32(w, x),
+        Isa::Scalar => w.map(|w| scalar::dot_f32(w, x)),
     }
 }
 
@@ -436,11 +438,20 @@ fn matmul_many_with(
                     for (r, unpacked) in block.clone().zip(deq.chunks_exact_mut(k)) {
                         dequantize_row_with(isa, w.dtype, w.copy_row(r, &mut bytes), unpacked);
                     }
+                    // Four rows at a time; a last group of fewer repeats its last row.
+                    let unpacked = |i: usize| {
+                        let i = i.min(block.len() - 1);
+                        &deq[i * k..(i + 1) * k]
+                    };
                     for (t, x) in x.chunks_exact(k).enumerate() {
-                        for (r, unpacked) in block.clone().zip(deq.chunks_exact(k)) {
-                            // SAFETY: row r of this part belongs to this thread only;
-                            // t * n + r < out.len().
-                            unsafe { out.write(t * n + r, dot_f32(isa, unpacked, x)) };
+                        for first in (0..block.len()).step_by(4) {
+                            let rows = [first, first + 1, first + 2, first + 3].map(unpacked);
+                            let dots = dot_f32_x4(isa, rows, x);
+                            for (i, v) in (first..block.len()).zip(dots) {
+                                // SAFETY: row block.start + i of this part belongs to this
+                                // thread only; t * n + block.start + i < out.len().
+                                unsafe { out.write(t * n + block.start + i, v) };
+                            }
                         }
                     }
                 }

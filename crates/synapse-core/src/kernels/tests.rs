@@ -3,7 +3,7 @@
 //! helpers the other kernel tests share (random blocks, activations, ISA coverage).
 
 use super::{
-    dot_f32, matmul_many_with, quantized_dot_portable, scalar, ActRow, ActivationType, Isa,
+    dot_f32_x4, matmul_many_with, quantized_dot_portable, scalar, ActRow, ActivationType, Isa,
     MatmulScratch, Precision,
 };
 use crate::dtype::{DType, QK_K};
@@ -372,18 +372,25 @@ fn each_isa_and_dtype(
 }
 
 #[test]
-fn every_isa_dot_f32_matches_scalar() {
+fn every_isa_dot_f32_x4_matches_scalar() {
     let mut rng = Rng(7);
-    let mut covered = Coverage::new("every_isa_dot_f32_matches_scalar", isas());
+    let mut covered = Coverage::new("every_isa_dot_f32_x4_matches_scalar", isas());
     for isa in isas() {
         covered.ran(isa);
         // Lengths around the kernels' steps of 4, 8 and 16 floats.
         for n in [0, 1, 3, 15, 16, 17, 64, 100, 576, 1000] {
-            let w: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let x: Vec<f32> = (0..n).map(|_| rng.range(-1.0, 1.0)).collect();
-            let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
-            let err = (dot_f32(isa, &w, &x) - scalar::dot_f32(&w, &x)).abs();
-            assert!(err <= 1e-6 * magnitude, "{isa:?} n = {n}: error {err:e}");
+            let mut random = || -> Vec<f32> { (0..n).map(|_| rng.range(-1.0, 1.0)).collect() };
+            let w: [Vec<f32>; 4] = std::array::from_fn(|_| random());
+            let x = random();
+            let dots = dot_f32_x4(isa, [&w[0], &w[1], &w[2], &w[3]], &x);
+            for (r, (w, got)) in w.iter().zip(dots).enumerate() {
+                let magnitude: f32 = w.iter().zip(&x).map(|(w, x)| (w * x).abs()).sum();
+                let err = (got - scalar::dot_f32(w, &x)).abs();
+                assert!(
+                    err <= 1e-6 * magnitude,
+                    "{isa:?} n = {n} row {r}: error {err:e}"
+                );
+            }
         }
     }
     covered.finish();

@@ -1346,36 +1346,33 @@ impl<F: Float> Tile for FloatTile<'_, F> {
     }
 }
 
-/// f32 dot product (the f32 reference path).
+/// The dot products of four f32 weight rows with `x`, which is read once for all four.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let mut acc = [_mm256_setzero_ps(); 4];
+pub(super) unsafe fn dot_f32_x4(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    let n = x.len();
+    assert!(w.iter().all(|w| w.len() == n), "row lengths");
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
     let mut i = 0;
-    while i + 32 <= n {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            let j = i + 8 * k;
-            // SAFETY: j + 8 <= n, inside both slices.
-            let (wv, xv) = unsafe {
-                (
-                    _mm256_loadu_ps(w.as_ptr().add(j)),
-                    _mm256_loadu_ps(x.as_ptr().add(j)),
-                )
-            };
-            *acc = _mm256_fmadd_ps(wv, xv, *acc);
+    while i + 16 <= n {
+        for h in 0..2 {
+            let j = i + 8 * h;
+            // SAFETY: j + 8 <= n, inside `x` and every row.
+            let xv = unsafe { _mm256_loadu_ps(x.as_ptr().add(j)) };
+            for (row, acc) in w.iter().zip(&mut acc) {
+                // SAFETY: as above.
+                let wv = unsafe { _mm256_loadu_ps(row.as_ptr().add(j)) };
+                acc[h] = _mm256_fmadd_ps(wv, xv, acc[h]);
+            }
         }
-        i += 32;
+        i += 16;
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    hsum(sum)
-        + w[i..n]
-            .iter()
-            .zip(&x[i..n])
-            .map(|(a, b)| a * b)
-            .sum::<f32>()
+    std::array::from_fn(|r| {
+        let tail: f32 = w[r][i..].iter().zip(&x[i..]).map(|(a, b)| a * b).sum();
+        hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + tail
+    })
 }
 
 // ---------------------------------------------------------------------------------------

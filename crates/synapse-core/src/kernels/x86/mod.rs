@@ -316,13 +316,13 @@ fn lane_bytes(lanes: &mut [Lanes]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(lanes.as_mut_ptr().cast(), 64 * lanes.len()) }
 }
 
-/// f32 dot product for the f32 reference path.
+/// Four f32 dot products with one activation row, for the f32 reference path.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA.
-pub unsafe fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+pub unsafe fn dot_f32_x4(w: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
     // SAFETY: as the caller guarantees.
-    unsafe { avx2::dot_f32(w, x) }
+    unsafe { avx2::dot_f32_x4(w, x) }
 }
 
 #[cfg(test)]
