@@ -76,8 +76,11 @@ def kernel_paths():
 
 
 def library():
+    # With the CLI build's features of synapse-inference, so that synapse-core is shared
+    # with that build rather than compiled again.
     out = run(["cargo", "run", "--quiet", "--release", "-p", "synapse-inference",
-               "--example", "greedy", "--", str(MODEL), str(N), *PROMPTS])
+               "--features", "constraints", "--example", "greedy", "--",
+               str(MODEL), str(N), *PROMPTS])
     return [json.loads(line)["tokens"] for line in out.splitlines()]
 
 
