@@ -482,11 +482,22 @@ impl<'a> Parser<'a> {
                     name: DType::ggml_name(type_id),
                 });
             };
-            let n_elements = dims
-                .iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .filter(|&n| n <= file_len.saturating_mul(8))
-                .ok_or_else(|| bad(format!("shape {dims:?} is larger than the file")))?;
+            // No type packs more than 8 values in a byte. The row length and the row count
+            // are bounded on their own too: with a zero dimension the product is 0, and a
+            // row of 2^62 values would still overflow its size in bytes.
+            let limit = file_len.saturating_mul(8);
+            let bounded = |dims: &[u64]| {
+                dims.iter()
+                    .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                    .filter(|&n| n <= limit)
+            };
+            let too_large = || bad(format!("shape {dims:?} is larger than the file"));
+            let (Some(_), Some(rows)) = (bounded(&dims), bounded(&dims[1..])) else {
+                return Err(too_large());
+            };
+            if dims[0] > limit {
+                return Err(too_large());
+            }
             if dims[0] % dtype.block_len() as u64 != 0 {
                 return Err(bad(format!(
                     "row length {} is not a multiple of the {} block size {}",
@@ -495,7 +506,11 @@ impl<'a> Parser<'a> {
                     dtype.block_len()
                 )));
             }
-            let size_bytes = n_elements / dtype.block_len() as u64 * dtype.block_bytes() as u64;
+            let size_bytes = usize::try_from(dims[0])
+                .ok()
+                .and_then(|cols| dtype.row_bytes(cols))
+                .and_then(|row| (row as u64).checked_mul(rows))
+                .ok_or_else(too_large)?;
             if offset % alignment != 0 {
                 return Err(bad(format!(
                     "data offset {offset} is not aligned to {alignment}"

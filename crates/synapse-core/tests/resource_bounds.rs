@@ -127,6 +127,28 @@ fn a_tensor_claiming_2_pow_60_elements_is_refused() {
     );
 }
 
+/// Found by the gguf_model fuzz target: a tensor with no elements (a zero dimension) but a
+/// row of 2^62 values passed the element count, then overflowed its row size when the
+/// tensor was read.
+#[test]
+fn an_empty_tensor_with_a_2_pow_62_value_row_is_refused() {
+    let _serial = serial();
+    let mut g = Gguf::new(1, 0);
+    g.tensor("empty", &[1 << 62, 0], 0);
+    let kind = refused(g.data(0));
+    assert!(
+        matches!(&kind, GgufErrorKind::BadTensor { tensor, reason }
+            if tensor == "empty" && reason.contains("larger than the file")),
+        "{kind:?}"
+    );
+    // An empty tensor of a sensible shape still reads, as an empty weight.
+    let mut g = Gguf::new(1, 0);
+    g.tensor("empty", &[64, 0], 0);
+    let file = parse(g.data(0)).0.expect("an empty tensor is valid");
+    let tensor = file.tensor("empty").expect("empty tensor");
+    assert_eq!((tensor.rows, tensor.cols, tensor.bytes().len()), (0, 64, 0));
+}
+
 #[test]
 fn a_10_gb_string_and_a_10_billion_item_array_are_refused() {
     let _serial = serial();
