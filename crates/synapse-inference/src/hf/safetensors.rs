@@ -184,6 +184,15 @@ impl SafetensorsFile {
                 })
             }
         };
+        // The header's byte count matched the element count; with a zero dimension that
+        // count is 0 whatever the other one is, and a row too long to size is refused here.
+        if dtype.row_bytes(cols).and_then(|b| b.checked_mul(rows)) != Some(info.range.len()) {
+            return Err(Error::BadTensor {
+                path: self.path.clone(),
+                tensor: info.name.clone(),
+                reason: format!("shape {:?} is too large", info.shape),
+            });
+        }
         // Storage starts 8-byte aligned, so the offset decides the alignment.
         let (storage, range) = if info.range.start.is_multiple_of(dtype.block_bytes()) {
             (self.storage.clone(), info.range.clone())
