@@ -129,7 +129,7 @@ impl SafetensorsFile {
             if name == "__metadata__" {
                 continue;
             }
-            let info = validate(&path, name, value, data_len)?;
+            let info = validate(&path, name, value, data_len, file_len)?;
             tensors.push(TensorInfo {
                 range: info.range.start + data_start..info.range.end + data_start,
                 ..info
@@ -224,6 +224,7 @@ fn validate(
     name: String,
     value: serde_json::Value,
     data_len: u64,
+    file_len: u64,
 ) -> Result<TensorInfo> {
     let bad = |name: &str, reason: String| Error::BadTensor {
         path: path.to_string(),
@@ -257,7 +258,14 @@ fn validate(
         .shape
         .iter()
         .try_fold(bits, |acc, &d| acc.checked_mul(d));
-    let (Some(shape), Some(expected_bits)) = (shape, expected_bits) else {
+    // No dtype packs more than 8 values in a byte; each dimension is bounded on its own,
+    // since with a zero dimension the others do not change the byte count.
+    let limit = file_len.saturating_mul(8);
+    let (Some(shape), Some(expected_bits), true) = (
+        shape,
+        expected_bits,
+        entry.shape.iter().all(|&d| d <= limit),
+    ) else {
         return Err(bad(&name, format!("shape {:?} is too large", entry.shape)));
     };
     if expected_bits % 8 != 0 || expected_bits / 8 != end - start {
