@@ -370,6 +370,12 @@ fn matmul_many_with(
         assert_eq!(x.len(), n_tokens * k, "{}: activation length", w.name);
         assert_eq!(out.len(), n_tokens * w.rows, "{}: output length", w.name);
     }
+    // Rows of no values (an empty tensor): every dot product is 0, and no kernel below
+    // has to step through a zero-length row.
+    if k == 0 {
+        parts.iter_mut().for_each(|(_, out)| out.fill(0.0));
+        return;
+    }
     // The x86 kernels read rows, and the panels of the types `prepare` interleaves for
     // them; the other paths gather rows of any layout.
     #[cfg(target_arch = "x86_64")]

@@ -202,7 +202,8 @@ pub(crate) fn scale_offsets(dtype: DType) -> &'static [usize] {
 pub(crate) fn random_weight(dtype: DType, rows: usize, cols: usize, rng: &mut Rng) -> WeightTensor {
     let row_bytes = dtype.row_bytes(cols).expect("whole blocks");
     let mut bytes = vec![0u8; rows * row_bytes];
-    for (r, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
+    // (`max(1)`: rows of no values have no bytes to fill.)
+    for (r, row) in bytes.chunks_exact_mut(row_bytes.max(1)).enumerate() {
         match dtype {
             DType::F32 => {
                 for v in row.chunks_exact_mut(4) {
@@ -367,6 +368,28 @@ fn each_isa_and_dtype(
             let w = random_weight(dtype, rows, cols, rng);
             let x = random_acts(n_tokens, cols, rng);
             check(isa, &w, &x);
+        }
+    }
+}
+
+/// A weight of rows with no values (an empty tensor a file may hold) gives zeros, on
+/// every ISA, type and precision: no kernel steps through a zero-length row.
+#[test]
+fn rows_of_no_values_give_zeros() {
+    let mut rng = Rng(9);
+    for isa in isas() {
+        for dtype in DType::ALL {
+            let w = random_weight(dtype, 5, 0, &mut rng);
+            for precision in [Precision::FollowWeights, Precision::F32] {
+                let mut out = vec![f32::NAN; 3 * w.rows];
+                let parts = &mut [(&w, &mut out[..])];
+                let mut scratch = MatmulScratch::default();
+                matmul_many_with(isa, parts, &[], 3, precision, 2, &mut scratch);
+                assert!(
+                    out.iter().all(|&v| v == 0.0),
+                    "{isa:?} {dtype} {precision:?}"
+                );
+            }
         }
     }
 }
