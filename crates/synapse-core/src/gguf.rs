@@ -492,12 +492,11 @@ impl<'a> Parser<'a> {
                     .filter(|&n| n <= limit)
             };
             let too_large = || bad(format!("shape {dims:?} is larger than the file"));
-            let (Some(_), Some(rows)) = (bounded(&dims), bounded(&dims[1..])) else {
+            let (Some(_), Some(_), Some(rows)) =
+                (bounded(&dims), bounded(&dims[..1]), bounded(&dims[1..]))
+            else {
                 return Err(too_large());
             };
-            if dims[0] > limit {
-                return Err(too_large());
-            }
             if dims[0] % dtype.block_len() as u64 != 0 {
                 return Err(bad(format!(
                     "row length {} is not a multiple of the {} block size {}",

@@ -345,6 +345,45 @@ impl Quantizers {
     }
 }
 
+/// `out[t][r] = dot(weight row r, x[t])` for the rows `rows` of `w` with f32 activations.
+/// Each row is unpacked once per batch, a few rows at a time, and every token meets all of
+/// them while its activations sit in L1: one row at a time would stream all tokens'
+/// activations from memory for every row. `deq` and `bytes` are reused buffers.
+fn matmul_rows_f32(
+    isa: Isa,
+    w: &WeightTensor,
+    rows: Range<usize>,
+    x: &[f32],
+    out: SharedOut,
+    deq: &mut Vec<f32>,
+    bytes: &mut Vec<u64>,
+) {
+    let (k, n) = (w.cols, w.rows);
+    for first in rows.clone().step_by(F32_ROW_BLOCK) {
+        let block = first..(first + F32_ROW_BLOCK).min(rows.end);
+        deq.resize(block.len() * k, 0.0);
+        for (r, unpacked) in block.clone().zip(deq.chunks_exact_mut(k)) {
+            dequantize_row_with(isa, w.dtype, w.copy_row(r, bytes), unpacked);
+        }
+        // Four rows at a time; a last group of fewer repeats its last row.
+        let unpacked = |i: usize| &deq[i.min(block.len() - 1) * k..][..k];
+        for (t, x) in x.chunks_exact(k).enumerate() {
+            for first in (0..block.len()).step_by(4) {
+                let dots = dot_f32_x4(
+                    isa,
+                    [first, first + 1, first + 2, first + 3].map(unpacked),
+                    x,
+                );
+                for (i, v) in (first..block.len()).zip(dots) {
+                    // SAFETY: these rows belong to this thread only;
+                    // t * n + block.start + i < out.len().
+                    unsafe { out.write(t * n + block.start + i, v) };
+                }
+            }
+        }
+    }
+}
+
 /// How many weight rows the f32 path unpacks at a time: 16 rows of 1536 f32s still fit L2.
 const F32_ROW_BLOCK: usize = 16;
 
@@ -435,33 +474,7 @@ fn matmul_many_with(
         rows.split(range, |w, part_rows, out| {
             let n = w.rows;
             if act_type(w) == ActivationType::F32 {
-                // Each row is unpacked once per batch, a few rows at a time, and every
-                // token meets all of them while its activations sit in L1: one row at a
-                // time would stream all tokens' activations from memory for every row.
-                for first in part_rows.clone().step_by(F32_ROW_BLOCK) {
-                    let block = first..(first + F32_ROW_BLOCK).min(part_rows.end);
-                    deq.resize(block.len() * k, 0.0);
-                    for (r, unpacked) in block.clone().zip(deq.chunks_exact_mut(k)) {
-                        dequantize_row_with(isa, w.dtype, w.copy_row(r, &mut bytes), unpacked);
-                    }
-                    // Four rows at a time; a last group of fewer repeats its last row.
-                    let unpacked = |i: usize| {
-                        let i = i.min(block.len() - 1);
-                        &deq[i * k..(i + 1) * k]
-                    };
-                    for (t, x) in x.chunks_exact(k).enumerate() {
-                        for first in (0..block.len()).step_by(4) {
-                            let rows = [first, first + 1, first + 2, first + 3].map(unpacked);
-                            let dots = dot_f32_x4(isa, rows, x);
-                            for (i, v) in (first..block.len()).zip(dots) {
-                                // SAFETY: row block.start + i of this part belongs to this
-                                // thread only; t * n + block.start + i < out.len().
-                                unsafe { out.write(t * n + block.start + i, v) };
-                            }
-                        }
-                    }
-                }
-                return;
+                return matmul_rows_f32(isa, w, part_rows, x, out, &mut deq, &mut bytes);
             }
             #[cfg(target_arch = "aarch64")]
             if w.layout == Layout::Interleaved
