@@ -61,4 +61,4 @@ export CARGO_PROFILE_TEST_DEBUG=false CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128"
 cargo test --target wasm32-unknown-unknown -p synapse-core --lib --no-default-features
 cargo test --target wasm32-unknown-unknown -p synapse-inference --lib \
-  --no-default-features --features chat-template,unicode-tables
+  --no-default-features --features hf,chat-template,unicode-tables

@@ -106,6 +106,7 @@ impl Value {
     }
 
     /// Any integer type as u64, if it is non-negative.
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             Value::U8(v) => Some(v.into()),
@@ -120,6 +121,7 @@ impl Value {
         }
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     pub fn as_i64(&self) -> Option<i64> {
         match *self {
             Value::I8(v) => Some(v.into()),
@@ -130,6 +132,7 @@ impl Value {
         }
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             Value::F32(v) => Some(v.into()),
@@ -243,6 +246,7 @@ impl GgufFile {
 
     /// The tensor `name` as a weight of `rows` rows of `dims[0]` values, where `rows` is
     /// the product of the other dimensions.
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     pub fn tensor(&self, name: &str) -> Result<WeightTensor, GgufError> {
         let info = self.tensor_info(name).ok_or_else(|| {
             self.error(GgufErrorKind::MissingTensor {
@@ -294,6 +298,7 @@ impl<'a> Parser<'a> {
         Parser { bytes, pos: 0 }
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn take(&mut self, n: u64, field: &dyn Fn() -> String) -> Result2<&'a [u8]> {
         let remaining = (self.bytes.len() - self.pos) as u64;
         if n > remaining {
@@ -307,6 +312,7 @@ impl<'a> Parser<'a> {
         Ok(out)
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn array<const N: usize>(&mut self, field: &dyn Fn() -> String) -> Result2<[u8; N]> {
         Ok(self
             .take(N as u64, field)?
@@ -314,15 +320,18 @@ impl<'a> Parser<'a> {
             .expect("took N bytes"))
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn u32(&mut self, field: &dyn Fn() -> String) -> Result2<u32> {
         Ok(u32::from_le_bytes(self.array(field)?))
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn u64(&mut self, field: &dyn Fn() -> String) -> Result2<u64> {
         Ok(u64::from_le_bytes(self.array(field)?))
     }
 
     /// A count of items of at least `min_item_bytes` each, checked against what is left.
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn count(&mut self, min_item_bytes: u64, field: &dyn Fn() -> String) -> Result2<u64> {
         let count = self.u64(field)?;
         let remaining = (self.bytes.len() - self.pos) as u64;
@@ -335,6 +344,7 @@ impl<'a> Parser<'a> {
         Ok(count)
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn string(&mut self, field: &dyn Fn() -> String) -> Result2<String> {
         let len = self.u64(field)?;
         let bytes = self.take(len, field)?;
@@ -401,6 +411,7 @@ impl<'a> Parser<'a> {
         })
     }
 
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn file(mut self) -> Result2<Parsed> {
         let magic: [u8; 4] = self.array(&|| "magic".into())?;
         if &magic != MAGIC {

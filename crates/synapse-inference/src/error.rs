@@ -7,6 +7,7 @@ use synapse_core::gguf::{GgufError, GgufErrorKind};
 pub enum Error {
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    #[cfg(feature = "hf")]
     #[error(transparent)]
     Hf(#[from] crate::hf::Error),
     #[error(transparent)]
@@ -96,6 +97,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Gguf(e) => gguf_kind(&e.kind),
+            #[cfg(feature = "hf")]
             Error::Hf(e) => hf_kind(e),
             Error::Tokenizer(e) => tokenizer_kind(e),
             #[cfg(feature = "chat-template")]
@@ -131,6 +133,7 @@ fn gguf_kind(kind: &GgufErrorKind) -> ErrorKind {
     }
 }
 
+#[cfg(feature = "hf")]
 fn hf_kind(e: &crate::hf::Error) -> ErrorKind {
     use crate::hf::Error as Hf;
     match e {

@@ -13,6 +13,8 @@ pub mod default_model;
 pub mod engine;
 pub mod error;
 pub mod generation;
+// Hugging Face checkpoints: every native build reads them; the browser module does not.
+#[cfg(feature = "hf")]
 pub mod hf;
 pub mod kv_cache;
 pub mod model;

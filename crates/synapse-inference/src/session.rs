@@ -5,12 +5,18 @@ use crate::chat::ChatTemplate;
 use crate::config::{Metadata, ModelConfig};
 use crate::engine::{Batch, Engine, Logits};
 use crate::error::{Error, Result};
+use crate::generation::sampler::GenerationConfig;
+#[cfg(feature = "hf")]
 use crate::hf::HfDir;
+#[cfg(feature = "hf")]
+use crate::hf::HfSource;
 use crate::kv_cache::{KvType, SeqId};
 use crate::model::backend::{Backend, Cpu};
 use crate::model::decoder::{Activations, Decoder};
-use crate::model::weights::{HfSource, LoadOptions, RandomWeights, TensorSource, Weights};
-use crate::model::{family_for_gguf, family_for_hf, supported_architectures, Family};
+use crate::model::weights::{LoadOptions, Weights};
+#[cfg(feature = "hf")]
+use crate::model::weights::{RandomWeights, TensorSource};
+use crate::model::{family_for_gguf, supported_architectures};
 use crate::precision::PrecisionReport;
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
@@ -22,8 +28,10 @@ use synapse_core::DType;
 pub enum ModelSource {
     Gguf(GgufFile),
     /// A Hugging Face directory: config.json, safetensors, tokenizer files.
+    #[cfg(feature = "hf")]
     HfDir(HfDir),
     /// Random weights at the shapes of a `config.json` (a labelled demo for benchmarks).
+    #[cfg(feature = "hf")]
     Random,
 }
 
@@ -62,10 +70,11 @@ impl Model<Cpu> {
 
     /// A Hugging Face checkpoint (memory-mapped safetensors); the family comes from
     /// `model_type` in config.json.
+    #[cfg(feature = "hf")]
     pub fn from_hf_dir(dir: HfDir, opts: LoadOptions) -> Result<Model> {
         let path = dir.dir.display().to_string();
         let config_file = dir.dir.join("config.json").display().to_string();
-        let (family, config) = hf_config(&config_file, &dir.config)?;
+        let (family, config) = crate::hf::config::family_and_config(&config_file, &dir.config)?;
         let checkpoint = dir.checkpoint()?;
         let source = HfSource {
             checkpoint: &checkpoint,
@@ -150,6 +159,7 @@ impl Model<Cpu> {
 
     /// A model with random weights at the shapes `config.json` (at `path`) describes:
     /// a demo for benchmarking without downloads; its output is meaningless.
+    #[cfg(feature = "hf")]
     pub fn random(path: &str, config_json: &str, opts: LoadOptions) -> Result<Model> {
         let json: serde_json::Value =
             serde_json::from_str(config_json).map_err(|e| Error::BadMetadata {
@@ -157,7 +167,7 @@ impl Model<Cpu> {
                 key: "config.json".into(),
                 reason: e.to_string(),
             })?;
-        let (_, config) = hf_config(path, &json)?;
+        let (_, config) = crate::hf::config::family_and_config(path, &json)?;
         let source = RandomWeights {
             label: format!("random weights for {path}"),
         };
@@ -208,8 +218,9 @@ impl<B: Backend> Model<B> {
     }
 
     /// The sampling defaults of a Hugging Face directory's generation_config.json.
-    pub fn generation_config(&self) -> Option<&crate::hf::GenerationConfig> {
+    pub fn generation_config(&self) -> Option<&GenerationConfig> {
         match &self.source {
+            #[cfg(feature = "hf")]
             ModelSource::HfDir(dir) => Some(&dir.generation),
             _ => None,
         }
@@ -431,21 +442,4 @@ impl<B: Backend> Session<B> {
         self.batch.add(self.seq, tokens, logits);
         self.engine.eval(&self.batch, out)
     }
-}
-
-/// The family (by `model_type`) and configuration of a `config.json`.
-fn hf_config(path: &str, json: &serde_json::Value) -> Result<(&'static Family, ModelConfig)> {
-    let model_type = json
-        .get("model_type")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| Error::MissingMetadata {
-            file: path.to_string(),
-            key: "model_type".into(),
-        })?;
-    let family = family_for_hf(model_type).ok_or_else(|| Error::UnsupportedArchitecture {
-        file: path.to_string(),
-        arch: model_type.to_string(),
-        supported: supported_architectures(),
-    })?;
-    Ok((family, ModelConfig::from_hf(path, json, family)?))
 }

@@ -9,9 +9,8 @@ use common::{repo_root, TestRng};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use synapse_core::{DType, WeightTensor};
-use synapse_inference::hf::{
-    transposed, Checkpoint, Error, GenerationConfig, HfDir, SafetensorsFile,
-};
+use synapse_inference::generation::sampler::GenerationConfig;
+use synapse_inference::hf::{transposed, Checkpoint, Error, HfDir, SafetensorsFile};
 
 fn fixtures() -> PathBuf {
     repo_root().join("tests/fixtures/safetensors")

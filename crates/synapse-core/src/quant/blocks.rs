@@ -97,7 +97,10 @@ fn dequantize_32(out: &mut [f32], codes: impl Fn(usize) -> (u8, u8), value: impl
     }
 }
 
+// Dequantizing a whole block only happens at load time and for embedding rows (the
+// matmuls dot the codes), so the browser build compiles it for size (see lib.rs).
 impl Block for BlockQ4_0 {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         dequantize_32(out, |j| nibbles(self.qs[j]), |q| (q as i32 - 8) as f32 * d);
@@ -105,6 +108,7 @@ impl Block for BlockQ4_0 {
 }
 
 impl Block for BlockQ4_1 {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         dequantize_32(out, |j| nibbles(self.qs[j]), |q| q as f32 * d + m);
@@ -112,6 +116,7 @@ impl Block for BlockQ4_1 {
 }
 
 impl Block for BlockQ5_0 {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         dequantize_32(out, |j| self.codes(j), |q| (q as i32 - 16) as f32 * d);
@@ -119,6 +124,7 @@ impl Block for BlockQ5_0 {
 }
 
 impl Block for BlockQ5_1 {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (self.d.to_f32(), self.m.to_f32());
         dequantize_32(out, |j| self.codes(j), |q| q as f32 * d + m);
@@ -126,6 +132,7 @@ impl Block for BlockQ5_1 {
 }
 
 impl Block for BlockQ8_0 {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (o, &q) in out.iter_mut().zip(&self.qs) {
@@ -164,6 +171,7 @@ fn dequantize_k4(
 }
 
 impl Block for BlockQ4K {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_k4((self.d, self.dmin), &self.scales, &self.qs, out, |_, _| {
             (0, 0)
@@ -172,6 +180,7 @@ impl Block for BlockQ4K {
 }
 
 impl Block for BlockQ5K {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         dequantize_k4(
             (self.d, self.dmin),
@@ -204,6 +213,7 @@ impl BlockQ6K {
 }
 
 impl Block for BlockQ6K {
+    #[cfg_attr(synapse_wasm_size, optimize(size))]
     fn dequantize(&self, out: &mut [f32]) {
         let d = self.d.to_f32();
         for (half, y) in out.chunks_exact_mut(128).enumerate() {

@@ -6,7 +6,6 @@
 //! distribution. Randomness comes from a self-contained xoshiro256** generator,
 //! so a seed gives the same tokens on every platform and with every build.
 
-use crate::hf::GenerationConfig;
 use std::cmp::Ordering;
 
 /// Sampling parameters. The field values that switch a stage off are noted per field.
@@ -62,6 +61,22 @@ pub struct SamplingOverrides {
     pub repeat_penalty: Option<f32>,
     pub repeat_last_n: Option<usize>,
     pub seed: Option<u64>,
+}
+
+/// A model's sampling defaults and special tokens: a Hugging Face directory's
+/// `generation_config.json` (read in [`crate::hf`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerationConfig {
+    /// `eos_token_id`, which may be one id or a list.
+    pub eos_token_ids: Vec<u32>,
+    pub bos_token_id: Option<u32>,
+    /// Whether sampling is on; when false, transformers decodes greedily whatever the
+    /// temperature and top-k/top-p say.
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
 }
 
 impl SamplerConfig {

@@ -1,10 +1,14 @@
 //! Hugging Face checkpoints: safetensors weights (single file or sharded with an index),
 //! `config.json` and `generation_config.json`.
 
+pub mod config;
 pub mod safetensors;
 
 pub use safetensors::{SafetensorsFile, TensorInfo};
 
+use crate::generation::sampler::GenerationConfig;
+use crate::model::weights::TensorSource;
+use crate::model::Family;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -302,19 +306,48 @@ pub fn transposed(w: &WeightTensor) -> WeightTensor {
     )
 }
 
-/// Sampling defaults and special tokens from `generation_config.json`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct GenerationConfig {
-    /// `eos_token_id`, which may be one id or a list.
-    pub eos_token_ids: Vec<u32>,
-    pub bos_token_id: Option<u32>,
-    /// Whether sampling is on; when false, transformers decodes greedily whatever the
-    /// temperature and top-k/top-p say.
-    pub do_sample: Option<bool>,
-    pub temperature: Option<f32>,
-    pub top_k: Option<usize>,
-    pub top_p: Option<f32>,
-    pub repetition_penalty: Option<f32>,
+/// A Hugging Face checkpoint, read through a family's name mapping.
+pub struct HfSource<'a> {
+    pub checkpoint: &'a Checkpoint,
+    pub family: &'static Family,
+    pub origin: String,
+}
+
+impl TensorSource for HfSource<'_> {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn tensor(
+        &self,
+        name: &str,
+        _rows: usize,
+        _cols: usize,
+    ) -> crate::Result<Option<WeightTensor>> {
+        let Some(hf_name) = self.family.hf_names.map(name) else {
+            return Ok(None);
+        };
+        if !self.checkpoint.contains(&hf_name) {
+            return Ok(None);
+        }
+        let w = self.checkpoint.tensor(&hf_name)?;
+        let conv1d = self.family.hf_transposed && name.starts_with("blk.") && w.rows > 1;
+        Ok(Some(match conv1d {
+            true => transposed(&w),
+            false => w,
+        }))
+    }
+
+    fn norm_offset(&self) -> f32 {
+        self.family.hf_norm_offset
+    }
+
+    fn file_name(&self, name: &str) -> String {
+        self.family
+            .hf_names
+            .map(name)
+            .unwrap_or_else(|| name.to_string())
+    }
 }
 
 impl GenerationConfig {

@@ -82,6 +82,7 @@ pub fn family_for_gguf(arch: &str) -> Option<&'static Family> {
 }
 
 /// The family with Hugging Face `model_type`.
+#[cfg(feature = "hf")]
 pub fn family_for_hf(model_type: &str) -> Option<&'static Family> {
     FAMILIES
         .iter()

@@ -1,12 +1,12 @@
 //! Loading a family's weights by their GGUF names from any [`TensorSource`]: a GGUF file,
-//! a Hugging Face checkpoint (through the family's name mapping), or random values.
+//! a Hugging Face checkpoint ([`crate::hf::HfSource`]), or random values.
 
 use super::backend::{Backend, Cpu, Linear, Norm};
 use crate::config::{FfnKind, ModelConfig, NormKind, Position};
 use crate::error::{Error, Result};
 use synapse_core::gguf::GgufFile;
 use synapse_core::quant::quantize::quantize_tensor;
-use synapse_core::{DType, Storage, WeightTensor};
+use synapse_core::{DType, WeightTensor};
 
 /// Where tensors come from. Names are GGUF's (`blk.3.attn_q.weight`).
 pub trait TensorSource {
@@ -38,51 +38,15 @@ impl TensorSource for GgufFile {
     }
 }
 
-/// A Hugging Face checkpoint, read through a family's name mapping.
-pub struct HfSource<'a> {
-    pub checkpoint: &'a crate::hf::Checkpoint,
-    pub family: &'static super::Family,
-    pub origin: String,
-}
-
-impl TensorSource for HfSource<'_> {
-    fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    fn tensor(&self, name: &str, _rows: usize, _cols: usize) -> Result<Option<WeightTensor>> {
-        let Some(hf_name) = self.family.hf_names.map(name) else {
-            return Ok(None);
-        };
-        if !self.checkpoint.contains(&hf_name) {
-            return Ok(None);
-        }
-        let w = self.checkpoint.tensor(&hf_name)?;
-        let conv1d = self.family.hf_transposed && name.starts_with("blk.") && w.rows > 1;
-        Ok(Some(match conv1d {
-            true => crate::hf::transposed(&w),
-            false => w,
-        }))
-    }
-
-    fn norm_offset(&self) -> f32 {
-        self.family.hf_norm_offset
-    }
-
-    fn file_name(&self, name: &str) -> String {
-        self.family
-            .hf_names
-            .map(name)
-            .unwrap_or_else(|| name.to_string())
-    }
-}
-
+// Random weights come with a `config.json`, which only native builds read.
+#[cfg(feature = "hf")]
 /// A labelled demo source: every matrix uniform in ±0.05 (std ≈ 0.029), norms 1, biases
 /// 0, from a fixed seed per tensor name, at the configuration's real shapes.
 pub struct RandomWeights {
     pub label: String,
 }
 
+#[cfg(feature = "hf")]
 impl TensorSource for RandomWeights {
     fn origin(&self) -> &str {
         &self.label
@@ -117,7 +81,7 @@ impl TensorSource for RandomWeights {
             DType::F32,
             rows,
             cols,
-            Storage::from_vec(bytes),
+            synapse_core::Storage::from_vec(bytes),
             0..len,
         )))
     }

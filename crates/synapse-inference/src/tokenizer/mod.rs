@@ -9,8 +9,10 @@
 
 mod bpe;
 mod byte_level;
+#[cfg(feature = "hf")]
 mod hf;
 mod pretokenize;
+#[cfg(feature = "hf")]
 mod sp_model;
 mod special;
 mod spm;
@@ -129,6 +131,7 @@ pub enum TokenizerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[cfg(feature = "hf")]
     #[error("{}: not valid JSON: {source}", path.display())]
     Json {
         path: PathBuf,
@@ -180,9 +183,11 @@ enum Prepend {
     Never,
     /// Only before the text at the very start of the input, unless it starts with a space
     /// (Hugging Face's Metaspace with `prepend_scheme: "first"`).
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))] // tokenizer.json only
     First,
     /// Before every stretch between special tokens that does not start with a space
     /// (Metaspace, `"always"`).
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))] // tokenizer.json only
     Always,
     /// Before every stretch between special tokens (llama.cpp's add_space_prefix, and
     /// Hugging Face's `Prepend("▁")` normalizer).
@@ -194,6 +199,7 @@ enum Prepend {
 enum SpSplit {
     None,
     /// Each ▁ starts a new piece (Metaspace `split: true`).
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))] // tokenizer.json only
     BeforeSpaces,
     /// Runs of newlines apart from the rest (llama.cpp's Gemma 4, `[^\n]+|[\n]+`).
     Newlines,
@@ -303,6 +309,7 @@ impl Tokenizer {
     /// The tokenizer of a Hugging Face model folder: `tokenizer.json` (with
     /// `tokenizer_config.json` and `chat_template.jinja` where present), else a
     /// SentencePiece `tokenizer.model`. `Ok(None)` when the folder has neither.
+    #[cfg(feature = "hf")]
     pub fn from_hf_dir(dir: &std::path::Path) -> Result<Option<Tokenizer>, TokenizerError> {
         hf::load_dir(dir)
     }
