@@ -1,0 +1,109 @@
+//! The adapter and device the kernels run on.
+
+use crate::matmul::Matmul;
+use crate::GpuError;
+use std::fmt;
+
+/// A GPU device and its queue, with the kernels compiled for it.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pub(crate) matmul: Matmul,
+}
+
+/// What `synapse inspect --devices` lists of an adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    /// Discrete, integrated, virtual GPU or CPU (a software rasterizer such as lavapipe).
+    pub kind: String,
+    pub driver: String,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.kind)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl From<&wgpu::AdapterInfo> for AdapterSummary {
+    fn from(info: &wgpu::AdapterInfo) -> AdapterSummary {
+        let driver = [info.driver.as_str(), info.driver_info.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            kind: format!("{:?}", info.device_type),
+            driver,
+        }
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    // The usual variables (WGPU_BACKEND, WGPU_ADAPTER_NAME) pick among several.
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu sees, best first (see [`Gpu::new`]).
+pub fn adapters() -> Vec<AdapterSummary> {
+    let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    found.sort_by_key(|a| preference(&a.get_info()));
+    found.iter().map(|a| (&a.get_info()).into()).collect()
+}
+
+/// Discrete GPUs first, then integrated, virtual, other, and software ones last.
+fn preference(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    /// The best adapter wgpu sees (a discrete GPU, else an integrated one, else a
+    /// software one such as lavapipe), with the largest buffers it allows: a 1B model's
+    /// output matrix alone can pass WebGPU's default limit of 128 MiB per binding.
+    pub fn new() -> Result<Gpu, GpuError> {
+        let instance = instance();
+        let mut found = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        found.sort_by_key(|a| preference(&a.get_info()));
+        let adapter = found.into_iter().next().ok_or(GpuError::NoAdapter)?;
+        let info = adapter.get_info();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("synapse"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                GpuError::Device {
+                    adapter: info.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let matmul = Matmul::new(&device);
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            matmul,
+        })
+    }
+
+    /// The adapter this device is on.
+    pub fn adapter(&self) -> AdapterSummary {
+        (&self.info).into()
+    }
+}

@@ -1,0 +1,140 @@
+//! The GPU's matrix products against the scalar oracle: each weight row dequantized on
+//! the CPU (`synapse_core::quant::dequantize_row`), dotted in f64.
+//!
+//! They run on whatever adapter wgpu finds; CI installs lavapipe (Mesa's Vulkan on the
+//! CPU) and sets SYNAPSE_REQUIRE_GPU=1, so that a missing adapter fails there instead of
+//! skipping.
+
+use synapse_core::quant::quantize::quantize_row;
+use synapse_core::{DType, Storage, WeightTensor};
+use synapse_gpu::{Gpu, GpuError};
+
+fn gpu() -> Option<Gpu> {
+    match Gpu::new() {
+        Ok(gpu) => {
+            eprintln!("adapter: {}", gpu.adapter());
+            Some(gpu)
+        }
+        Err(GpuError::NoAdapter) if std::env::var_os("SYNAPSE_REQUIRE_GPU").is_none() => {
+            eprintln!("skipped: no GPU adapter (set SYNAPSE_REQUIRE_GPU=1 to fail instead)");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Uniform values in [-1, 1) from a fixed seed.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn matrix(dtype: DType, rows: usize, cols: usize, seed: u64) -> WeightTensor {
+    let row_bytes = dtype.row_bytes(cols).expect("whole blocks");
+    let mut bytes = vec![0u8; rows * row_bytes];
+    let f32s = values(seed, rows * cols);
+    for (src, dst) in f32s
+        .chunks_exact(cols)
+        .zip(bytes.chunks_exact_mut(row_bytes))
+    {
+        quantize_row(dtype, src, dst).expect("quantizable");
+    }
+    let len = bytes.len();
+    WeightTensor::new(
+        format!("w.{dtype}"),
+        dtype,
+        rows,
+        cols,
+        Storage::from_vec(bytes),
+        0..len,
+    )
+}
+
+/// The GPU's product of `rows` x `cols` weights of `dtype` with `tokens` activation rows,
+/// against the oracle: each value within 1e-5 of the sum of the products' magnitudes
+/// (the GPU adds in another order, in f32).
+fn check(gpu: &Gpu, dtype: DType, rows: usize, cols: usize, tokens: usize) {
+    let w = matrix(dtype, rows, cols, (rows * 31 + cols) as u64);
+    let x = values(7 + tokens as u64, tokens * cols);
+    let got = gpu
+        .matmul(&gpu.upload(&w).expect("upload"), &x, tokens)
+        .expect("matmul");
+    let mut row = vec![0f32; cols];
+    for r in 0..rows {
+        w.dequantize_row(r, &mut row);
+        for (t, x) in x.chunks_exact(cols).enumerate() {
+            let exact: f64 = row.iter().zip(x).map(|(&w, &x)| w as f64 * x as f64).sum();
+            let scale: f64 = row
+                .iter()
+                .zip(x)
+                .map(|(&w, &x)| (w as f64 * x as f64).abs())
+                .sum();
+            let value = got[t * rows + r] as f64;
+            assert!(
+                (value - exact).abs() <= 1e-5 * scale + 1e-6,
+                "{dtype} {rows}x{cols}, token {t} row {r}: {value} against {exact}"
+            );
+        }
+    }
+}
+
+const TYPES: [DType; 5] = [
+    DType::F32,
+    DType::F16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+];
+
+#[test]
+fn every_weight_type_matches_the_scalar_oracle() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in TYPES {
+        // One block per row; rows that leave lanes idle; SmolLM2's width, with prefill.
+        for (rows, cols, tokens) in [(3, 32, 1), (37, 2080, 2), (64, 576, 5)] {
+            check(&gpu, dtype, rows, cols, tokens);
+        }
+    }
+}
+
+#[test]
+fn rows_past_one_line_of_workgroups_are_computed() {
+    let Some(gpu) = gpu() else { return };
+    // 32768 rows fill the first line of workgroups (see matmul.wgsl's `row_span`).
+    check(&gpu, DType::Q8_0, 32768 + 100, 32, 1);
+}
+
+#[test]
+fn types_without_a_kernel_and_odd_f16_rows_are_errors_naming_the_tensor() {
+    let Some(gpu) = gpu() else { return };
+    let error = gpu
+        .upload(&matrix(DType::Q6K, 2, 256, 1))
+        .err()
+        .expect("an error");
+    assert!(
+        matches!(
+            error,
+            GpuError::UnsupportedType {
+                dtype: DType::Q6K,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().starts_with("w.Q6_K: "), "{error}");
+    let error = gpu
+        .upload(&matrix(DType::F16, 2, 3, 1))
+        .err()
+        .expect("an error");
+    assert!(
+        error.to_string().contains("w.F16: F16 rows of 3 values"),
+        "{error}"
+    );
+}
