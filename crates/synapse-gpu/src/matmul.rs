@@ -21,12 +21,16 @@ pub(crate) struct Matmul {
 /// The WGSL that follows matmul.wgsl for each weight type with a kernel: its `row_dot`.
 fn row_dot_source(dtype: DType) -> Vec<&'static str> {
     let blocks = include_str!("shaders/blocks.wgsl");
+    let k_scales = include_str!("shaders/k_scales.wgsl");
     match dtype {
         DType::F32 => vec![include_str!("shaders/f32.wgsl")],
         DType::F16 => vec![include_str!("shaders/f16.wgsl")],
         DType::Q8_0 => vec![blocks, include_str!("shaders/q8_0.wgsl")],
         DType::Q4_0 => vec![blocks, include_str!("shaders/q4_0.wgsl")],
         DType::Q4_1 => vec![blocks, include_str!("shaders/q4_1.wgsl")],
+        DType::Q4K => vec![blocks, k_scales, include_str!("shaders/q4_k.wgsl")],
+        DType::Q5K => vec![blocks, k_scales, include_str!("shaders/q5_k.wgsl")],
+        DType::Q6K => vec![blocks, include_str!("shaders/q6_k.wgsl")],
         _ => unreachable!("GpuMatrix only holds types with kernels"),
     }
 }

@@ -2,12 +2,14 @@
 
 use crate::{Gpu, GpuError};
 use half::f16;
+use std::ops::Range;
 use synapse_core::{DType, WeightTensor};
 use wgpu::util::DeviceExt;
 
-/// A weight matrix on the GPU: every block's codes as whole 32-bit words in `codes`, and
-/// its f16 scale (and Q4_1's minimum) widened to f32 in `scales`. F32 and F16 matrices
-/// are their values' bits, two F16 values to a word.
+/// A weight matrix on the GPU: every block's codes (with a K-quant's packed sub-block
+/// scales) as whole 32-bit words in `codes`, and its f16 scales (Q4_1's minimum, a
+/// K-quant's dmin) widened to f32 in `scales`. F32 and F16 matrices are their values'
+/// bits, two F16 values to a word.
 pub struct GpuMatrix {
     pub name: String,
     pub dtype: DType,
@@ -17,10 +19,11 @@ pub struct GpuMatrix {
     pub(crate) scales: wgpu::Buffer,
 }
 
-/// A block's layout in GGUF: the bytes of its f16 scales, then of its codes.
+/// A block's layout in GGUF: its size, and where its f16 scales lie; the other bytes are
+/// its codes.
 struct Blocks {
     bytes: usize,
-    scales: usize,
+    scales: Range<usize>,
 }
 
 /// The weight types the kernels read, and their blocks' layouts (None: no blocks).
@@ -28,9 +31,12 @@ fn blocks(dtype: DType) -> Option<Option<Blocks>> {
     let layout = |bytes, scales| Some(Some(Blocks { bytes, scales }));
     match dtype {
         DType::F32 | DType::F16 => Some(None),
-        DType::Q8_0 => layout(34, 1),
-        DType::Q4_0 => layout(18, 1),
-        DType::Q4_1 => layout(20, 2),
+        DType::Q8_0 => layout(34, 0..2),
+        DType::Q4_0 => layout(18, 0..2),
+        DType::Q4_1 => layout(20, 0..4),
+        DType::Q4K => layout(144, 0..4),
+        DType::Q5K => layout(176, 0..4),
+        DType::Q6K => layout(210, 208..210),
         _ => None,
     }
 }
@@ -65,13 +71,13 @@ fn split(w: &WeightTensor) -> Result<(Vec<u32>, Vec<f32>), GpuError> {
             None => codes.extend(words(row)),
             Some(b) => {
                 for block in row.chunks_exact(b.bytes) {
-                    let (scale_bytes, code_bytes) = block.split_at(2 * b.scales);
                     scales.extend(
-                        scale_bytes
+                        block[b.scales.clone()]
                             .chunks_exact(2)
                             .map(|h| f16::from_le_bytes([h[0], h[1]]).to_f32()),
                     );
-                    codes.extend(words(code_bytes));
+                    codes.extend(words(&block[..b.scales.start]));
+                    codes.extend(words(&block[b.scales.end..]));
                 }
             }
         }
