@@ -1,6 +1,6 @@
 //! The adapter and device the kernels run on.
 
-use crate::matmul::Matmul;
+use crate::ops::Pipelines;
 use crate::GpuError;
 use std::fmt;
 
@@ -9,7 +9,7 @@ pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
-    pub(crate) matmul: Matmul,
+    pub(crate) ops: Pipelines,
 }
 
 /// What `synapse inspect --devices` lists of an adapter.
@@ -93,12 +93,11 @@ impl Gpu {
                     reason: e.to_string(),
                 }
             })?;
-        let matmul = Matmul::new(&device);
         Ok(Gpu {
             device,
             queue,
             info,
-            matmul,
+            ops: Pipelines::default(),
         })
     }
 

@@ -4,8 +4,9 @@
 //! Weights go to the GPU once, in their quantized form: [`Gpu::upload`] splits each block
 //! into its codes and its scales ([`GpuMatrix`]), so that the kernels read aligned words.
 //! [`Gpu::encode_matmul`] records a matrix product into a command encoder, so that a whole
-//! forward pass can be one submission; [`Gpu::matmul`] is the same product from and to
-//! host memory.
+//! forward pass can be one submission; the norms, the gated activation, residual adds and
+//! greedy argmax record the same way (`ops.rs`). [`Gpu::matmul`] is the product from and
+//! to host memory.
 //!
 //! Without a GPU, Mesa's lavapipe runs the Vulkan path on the CPU (Debian
 //! `mesa-vulkan-drivers`): the tests run there.
@@ -13,9 +14,11 @@
 mod device;
 mod matmul;
 mod matrix;
+mod ops;
 
 pub use device::{adapters, AdapterSummary, Gpu};
 pub use matrix::GpuMatrix;
+pub use ops::NormWeights;
 
 use synapse_core::DType;
 

@@ -6,17 +6,17 @@ use std::ops::Range;
 use synapse_core::{DType, WeightTensor};
 use wgpu::util::DeviceExt;
 
-/// A weight matrix on the GPU: every block's codes (with a K-quant's packed sub-block
-/// scales) as whole 32-bit words in `codes`, and its f16 scales (Q4_1's minimum, a
-/// K-quant's dmin) widened to f32 in `scales`. F32 and F16 matrices are their values'
-/// bits, two F16 values to a word.
+/// A weight matrix on the GPU, in one buffer: every block's codes (with a K-quant's packed
+/// sub-block scales) as whole 32-bit words, then, from word `scales_start` on, the
+/// blocks' f16 scales (Q4_1's minimum, a K-quant's dmin) widened to f32. F32 and F16
+/// matrices are their values' bits, two F16 values to a word.
 pub struct GpuMatrix {
     pub name: String,
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
-    pub(crate) codes: wgpu::Buffer,
-    pub(crate) scales: wgpu::Buffer,
+    pub(crate) words: wgpu::Buffer,
+    pub(crate) scales_start: u32,
 }
 
 /// A block's layout in GGUF: its size, and where its f16 scales lie; the other bytes are
@@ -89,28 +89,27 @@ impl Gpu {
     /// Copies `w` (in any CPU layout) to the GPU; an error for a type without a kernel
     /// ([`GpuError::UnsupportedType`]).
     pub fn upload(&self, w: &WeightTensor) -> Result<GpuMatrix, GpuError> {
-        let (codes, mut scales) = split(w)?;
-        // Bindings may not be empty.
-        if scales.is_empty() {
-            scales.push(0.0);
-        }
-        let storage = |label: &str, contents: &[u8]| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents,
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-        };
-        let code_bytes: Vec<u8> = codes.iter().flat_map(|c| c.to_le_bytes()).collect();
-        let scale_bytes: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let (mut words, scales) = split(w)?;
+        let scales_start = u32::try_from(words.len()).map_err(|_| GpuError::BadShape {
+            tensor: w.name.clone(),
+            reason: "over 2^32 words of codes".into(),
+        })?;
+        words.extend(scales.iter().map(|s| s.to_bits()));
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let words = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&w.name),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
         Ok(GpuMatrix {
             name: w.name.clone(),
             dtype: w.dtype,
             rows: w.rows,
             cols: w.cols,
-            codes: storage(&w.name, &code_bytes),
-            scales: storage(&w.name, &scale_bytes),
+            words,
+            scales_start,
         })
     }
 }

@@ -5,36 +5,12 @@
 //! CPU) and sets SYNAPSE_REQUIRE_GPU=1, so that a missing adapter fails there instead of
 //! skipping.
 
+mod common;
+
+use common::{gpu, values};
 use synapse_core::quant::quantize::quantize_row;
 use synapse_core::{DType, Storage, WeightTensor};
 use synapse_gpu::{Gpu, GpuError};
-
-fn gpu() -> Option<Gpu> {
-    match Gpu::new() {
-        Ok(gpu) => {
-            eprintln!("adapter: {}", gpu.adapter());
-            Some(gpu)
-        }
-        Err(GpuError::NoAdapter) if std::env::var_os("SYNAPSE_REQUIRE_GPU").is_none() => {
-            eprintln!("skipped: no GPU adapter (set SYNAPSE_REQUIRE_GPU=1 to fail instead)");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-/// Uniform values in [-1, 1) from a fixed seed.
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 fn matrix(dtype: DType, rows: usize, cols: usize, seed: u64) -> WeightTensor {
     let row_bytes = dtype.row_bytes(cols).expect("whole blocks");

@@ -1,4 +1,4 @@
-// Q4_K and Q5_K: per super-block of 256 values, `scales` holds d and dmin, and its codes
+// Q4_K and Q5_K: per super-block of 256 values, scales d and dmin, and codes that
 // start with the twelve bytes that pack the eight units' 6-bit scales and minimums.
 
 // Byte `i` of the codes from word `first` on.
@@ -7,7 +7,7 @@ fn code_byte(first: u32, i: u32) -> u32 {
 }
 
 // Unit j's d * scale and dmin * minimum, for the super-block whose codes start at word
-// `first` and whose d and dmin are scales[2 * super_block..].
+// `first` and whose d and dmin are scale(2 * super_block..).
 fn unit_scale_min(super_block: u32, first: u32, j: u32) -> vec2<f32> {
     var sm: vec2<u32>;
     if (j < 4u) {
@@ -17,7 +17,7 @@ fn unit_scale_min(super_block: u32, first: u32, j: u32) -> vec2<f32> {
         sm = vec2<u32>((packed & 15u) | ((code_byte(first, j - 4u) >> 6u) << 4u),
                        (packed >> 4u) | ((code_byte(first, j) >> 6u) << 4u));
     }
-    return vec2<f32>(sm) * vec2<f32>(scales[2u * super_block], scales[2u * super_block + 1u]);
+    return vec2<f32>(sm) * vec2<f32>(scale(2u * super_block), scale(2u * super_block + 1u));
 }
 
 // The dot product of unit j's 32 codes (nibbles at `shift` of words qs..qs + 8, plus 16

@@ -10,16 +10,22 @@ struct Shape {
     cols: u32,
     // Rows per line of workgroups: a dispatch has at most 65535 workgroups per dimension.
     row_span: u32,
+    // Where the scales start in `codes`.
+    scales_start: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
+// The matrix: its code words, then its scales (f32 bits) from shape.scales_start on.
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
-@group(0) @binding(2) var<storage, read> scales: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
 var<workgroup> sums: array<f32, WG>;
+
+fn scale(i: u32) -> f32 {
+    return bitcast<f32>(codes[shape.scales_start + i]);
+}
 
 fn x4(i: u32) -> vec4<f32> {
     return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);

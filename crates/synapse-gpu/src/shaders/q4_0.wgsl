@@ -7,5 +7,5 @@ fn block_dot(block: u32, xb: u32) -> f32 {
         sum += dot(nibbles(q, 0u) - 8.0, x4(xb + 4u * w))
              + dot(nibbles(q, 4u) - 8.0, x4(xb + 16u + 4u * w));
     }
-    return scales[block] * sum;
+    return scale(block) * sum;
 }

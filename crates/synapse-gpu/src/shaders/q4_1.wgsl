@@ -10,5 +10,5 @@ fn block_dot(block: u32, xb: u32) -> f32 {
         sum += dot(nibbles(q, 0u), lo) + dot(nibbles(q, 4u), hi);
         x_sum += dot(lo + hi, vec4<f32>(1.0));
     }
-    return scales[2u * block] * sum + scales[2u * block + 1u] * x_sum;
+    return scale(2u * block) * sum + scale(2u * block + 1u) * x_sum;
 }

@@ -1,4 +1,4 @@
-// Q6_K: per super-block, `scales` holds d, and 52 words of codes: 32 of low nibbles, 16 of
+// Q6_K: per super-block, a scale d and 52 words of codes: 32 of low nibbles, 16 of
 // high bit pairs, 4 of signed 8-bit scales (one per 16 values). Unit j is quarter j % 4
 // of half j / 4: its low 4 bits are the nibbles at 4 * (q / 2) of bytes 64h + 32 (q % 2)
 // on, its high 2 bits at 2q of bytes 32h on; a value is d * scale * (code - 32).
@@ -24,9 +24,9 @@ fn block_dot(unit: u32, xb: u32) -> f32 {
             sums.y += d;
         }
     }
-    let scale = first + 48u;
+    let unit_scales = first + 48u;
     let s = 8u * half + 2u * quarter;
-    let s0 = extractBits(bitcast<i32>(codes[scale + s / 4u]), 8u * (s % 4u), 8u);
-    let s1 = extractBits(bitcast<i32>(codes[scale + (s + 1u) / 4u]), 8u * ((s + 1u) % 4u), 8u);
-    return scales[super_block] * dot(vec2<f32>(f32(s0), f32(s1)), sums);
+    let s0 = extractBits(bitcast<i32>(codes[unit_scales + s / 4u]), 8u * (s % 4u), 8u);
+    let s1 = extractBits(bitcast<i32>(codes[unit_scales + (s + 1u) / 4u]), 8u * ((s + 1u) % 4u), 8u);
+    return scale(super_block) * dot(vec2<f32>(f32(s0), f32(s1)), sums);
 }

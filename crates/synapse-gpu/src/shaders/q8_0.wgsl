@@ -7,5 +7,5 @@ fn block_dot(block: u32, xb: u32) -> f32 {
                                extractBits(q, 16u, 8u), extractBits(q, 24u, 8u));
         sum += dot(vec4<f32>(values), x4(xb + 4u * w));
     }
-    return scales[block] * sum;
+    return scale(block) * sum;
 }
