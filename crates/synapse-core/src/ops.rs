@@ -79,6 +79,16 @@ impl RopeTable {
         }
     }
 
+    /// The cosines and the sines, `half()` per position, position after position.
+    pub fn cos_sin(&self) -> (&[f32], &[f32]) {
+        (&self.cos, &self.sin)
+    }
+
+    /// Angles per position: the `inv_freq.len()` of the last [`RopeTable::fill`].
+    pub fn half(&self) -> usize {
+        self.half
+    }
+
     /// Rotates the first `2 * inv_freq.len()` elements of `head`, the vector of the
     /// `t`-th position of the batch.
     pub fn apply(&self, head: &mut [f32], t: usize, style: RopeStyle) {

@@ -68,7 +68,7 @@ impl Gpu {
             n_tokens as u32,
         ];
         let buffers = [&w.words, x, out];
-        self.dispatch(encoder, &kernel(w.dtype), params, &buffers, groups);
+        self.dispatch(encoder, &kernel(w.dtype), &params, &buffers, groups);
     }
 
     /// [`Gpu::encode_matmul`] from and to host memory: `x` holds `n_tokens` rows of

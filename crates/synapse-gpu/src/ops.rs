@@ -1,11 +1,11 @@
-//! The forward pass's other kernels (shaders/ops): norms, the gated activation, residual
-//! adds and greedy argmax, on buffers of f32 in GPU memory; and moving f32s between the
-//! host and the GPU.
+//! The forward pass's other kernels (shaders/ops): norms, RoPE, activations (gated, fused
+//! or plain), soft-capping, scaling, residual and bias adds, and greedy argmax, on
+//! buffers of f32 in GPU memory; and moving f32s between the host and the GPU.
 
 use crate::{Gpu, GpuError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use synapse_core::ops::Activation;
+use synapse_core::ops::{Activation, RopeStyle, RopeTable};
 use wgpu::util::DeviceExt;
 
 /// Element-wise kernels' workgroups per line (see elementwise.wgsl).
@@ -37,7 +37,16 @@ const RMS_NORM: Kernel = kernel!(ROWS, "rms_norm");
 const LAYER_NORM: Kernel = kernel!(ROWS, "layer_norm");
 const ARGMAX: Kernel = kernel!(ROWS, "argmax");
 const GATED: Kernel = kernel!(ELEMENTWISE, "gated");
+const GATED_FUSED: Kernel = kernel!(ELEMENTWISE, "gated_fused");
+const ACTIVATE: Kernel = kernel!(ELEMENTWISE, "activate");
 const ADD: Kernel = kernel!(ELEMENTWISE, "add");
+const ADD_BIAS: Kernel = kernel!(ELEMENTWISE, "add_bias");
+const SCALE: Kernel = kernel!(ELEMENTWISE, "scale");
+const SOFTCAP: Kernel = kernel!(ELEMENTWISE, "softcap");
+const ROPE: Kernel = Kernel {
+    name: "rope",
+    source: &[include_str!("shaders/ops/rope.wgsl")],
+};
 
 /// A norm's weights: RMSNorm's scale, or LayerNorm's scale and shift.
 pub enum NormWeights<'a> {
@@ -75,13 +84,14 @@ impl Gpu {
         pipeline.clone()
     }
 
-    /// Records `kernel` over `groups` workgroups, with `params` (four words: the
-    /// prelude's `Params`) at binding 0 and `buffers` at the bindings that follow.
+    /// Records `kernel` over `groups` workgroups, with `params` (the words of its
+    /// `Params`, a multiple of four) at binding 0 and `buffers` at the bindings that
+    /// follow.
     pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
-        params: [u32; 4],
+        params: &[u32],
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
@@ -115,24 +125,28 @@ impl Gpu {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }
 
-    /// An element-wise kernel over `len` values.
+    /// Workgroups for `len` threads of 256, in lines of [`LINE`].
+    fn lines(len: usize) -> [u32; 3] {
+        let groups = len.div_ceil(256);
+        [groups.min(LINE) as u32, groups.div_ceil(LINE) as u32, 1]
+    }
+
+    /// An element-wise kernel over `len` values, with elementwise.wgsl's other
+    /// parameters.
     fn dispatch_elements(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: &Kernel,
-        len: usize,
-        activation: u32,
+        (len, width, activation, value): (usize, usize, Option<Activation>, f32),
         buffers: &[&wgpu::Buffer],
     ) {
-        let groups = len.div_ceil(256);
-        let lines = [groups.min(LINE) as u32, groups.div_ceil(LINE) as u32, 1];
-        self.dispatch(
-            encoder,
-            kernel,
-            [len as u32, activation, 0, 0],
-            buffers,
-            lines,
-        );
+        let activation = match activation {
+            Some(Activation::Silu) | None => 0,
+            Some(Activation::GeluTanh) => 1,
+            Some(Activation::Gelu) => 2,
+        };
+        let params = [len as u32, width as u32, activation, value.to_bits()];
+        self.dispatch(encoder, kernel, &params, buffers, Gpu::lines(len));
     }
 
     /// A buffer of `len` f32s (or u32s) for the kernels, zeroed.
@@ -232,11 +246,11 @@ impl Gpu {
         let groups = [rows as u32, 1, 1];
         match weights {
             NormWeights::Rms(weight) => {
-                self.dispatch(encoder, &RMS_NORM, params, &[x, weight, out], groups)
+                self.dispatch(encoder, &RMS_NORM, &params, &[x, weight, out], groups)
             }
             NormWeights::Layer(weight, bias) => {
                 let buffers = [x, weight, bias, out];
-                self.dispatch(encoder, &LAYER_NORM, params, &buffers, groups)
+                self.dispatch(encoder, &LAYER_NORM, &params, &buffers, groups)
             }
         }
     }
@@ -250,12 +264,34 @@ impl Gpu {
         len: usize,
         activation: Activation,
     ) {
-        let code = match activation {
-            Activation::Silu => 0,
-            Activation::GeluTanh => 1,
-            Activation::Gelu => 2,
-        };
-        self.dispatch_elements(encoder, &GATED, len, code, &[gate, up]);
+        let params = (len, 0, Some(activation), 0.0);
+        self.dispatch_elements(encoder, &GATED, params, &[gate, up]);
+    }
+
+    /// `out = activation(gate) * up` from `rows` rows of `[gate | up]` (`width` values
+    /// each half).
+    pub fn encode_gated_fused(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        gate_up: &wgpu::Buffer,
+        (rows, width): (usize, usize),
+        activation: Activation,
+        out: &wgpu::Buffer,
+    ) {
+        let params = (rows * width, width, Some(activation), 0.0);
+        self.dispatch_elements(encoder, &GATED_FUSED, params, &[gate_up, out]);
+    }
+
+    /// `x = activation(x)` over `len` values.
+    pub fn encode_activate(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        len: usize,
+        activation: Activation,
+    ) {
+        let params = (len, 0, Some(activation), 0.0);
+        self.dispatch_elements(encoder, &ACTIVATE, params, &[x]);
     }
 
     /// `acc += x` over `len` values.
@@ -266,7 +302,64 @@ impl Gpu {
         x: &wgpu::Buffer,
         len: usize,
     ) {
-        self.dispatch_elements(encoder, &ADD, len, 0, &[acc, x]);
+        self.dispatch_elements(encoder, &ADD, (len, 0, None, 0.0), &[acc, x]);
+    }
+
+    /// Adds `bias` (`width` values) to each of `rows` rows.
+    pub fn encode_add_bias(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        bias: &wgpu::Buffer,
+        (rows, width): (usize, usize),
+    ) {
+        let params = (rows * width, width, None, 0.0);
+        self.dispatch_elements(encoder, &ADD_BIAS, params, &[x, bias]);
+    }
+
+    /// `x *= factor` over `len` values.
+    pub fn encode_scale(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        len: usize,
+        factor: f32,
+    ) {
+        self.dispatch_elements(encoder, &SCALE, (len, 0, None, factor), &[x]);
+    }
+
+    /// `x = cap * tanh(x / cap)` over `len` values.
+    pub fn encode_softcap(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        len: usize,
+        cap: f32,
+    ) {
+        self.dispatch_elements(encoder, &SOFTCAP, (len, 0, None, cap), &[x]);
+    }
+
+    /// Rotates every head (`head_dim` values) of `rows` rows of `width` by the angles of
+    /// its row's position, as [`RopeTable::apply`] does; `table` holds the batch's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode_rope(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        (rows, width, head_dim): (usize, usize, usize),
+        style: RopeStyle,
+        table: &RopeTable,
+    ) {
+        let (cos, sin) = table.cos_sin();
+        let half = table.half();
+        let angles = self.upload_f32(&[cos, sin].concat());
+        let pairs = rows * (width / head_dim) * half;
+        let style = match style {
+            RopeStyle::AdjacentPairs => 0,
+            RopeStyle::HalfSplit => 1,
+        };
+        let params = [pairs, width, head_dim, half, style, 0, 0, 0].map(|p| p as u32);
+        self.dispatch(encoder, &ROPE, &params, &[x, &angles], Gpu::lines(pairs));
     }
 
     /// `out[r]` = the index of the largest value of row `r` of `x` (`rows` rows of
@@ -280,6 +373,6 @@ impl Gpu {
         out: &wgpu::Buffer,
     ) {
         let params = [rows as u32, width as u32, 0, 0];
-        self.dispatch(encoder, &ARGMAX, params, &[x, out], [rows as u32, 1, 1]);
+        self.dispatch(encoder, &ARGMAX, &params, &[x, out], [rows as u32, 1, 1]);
     }
 }

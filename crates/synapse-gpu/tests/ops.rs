@@ -3,7 +3,7 @@
 mod common;
 
 use common::{gpu, values};
-use synapse_core::ops::{self, Activation};
+use synapse_core::ops::{self, Activation, RopeStyle, RopeTable};
 use synapse_gpu::{Gpu, NormWeights};
 
 /// `got` within `tolerance` of `want`, relative to the larger of 1 and the value.
@@ -99,4 +99,91 @@ fn argmax_takes_the_first_largest_value_and_skips_nan() {
     let mut encoder = gpu.encoder();
     gpu.encode_argmax(&mut encoder, &x, 3, width, &out);
     assert_eq!(gpu.read_words(encoder, &out, 3).unwrap(), [40000, 3, 77]);
+}
+
+#[test]
+fn fused_gates_activations_bias_scale_and_softcap_match_the_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let (rows, width) = (3, 1000);
+    let x: Vec<f32> = values(8, 2 * rows * width)
+        .iter()
+        .map(|v| 8.0 * v)
+        .collect();
+    let run =
+        |what: &str,
+         want: &[f32],
+         len: usize,
+         record: &dyn Fn(&mut wgpu::CommandEncoder, &wgpu::Buffer, &wgpu::Buffer)| {
+            let (input, out) = (gpu.upload_f32(&x), gpu.buffer(len));
+            let mut encoder = gpu.encoder();
+            record(&mut encoder, &input, &out);
+            // In-place kernels leave their result in `input`.
+            let in_place = want.len() == len && what != "gated_fused";
+            let result = if in_place { &input } else { &out };
+            let got = gpu.read_f32(encoder, result, len).unwrap();
+            assert_close(what, &got, want, 2e-6);
+        };
+    let n = rows * width;
+    for activation in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+        let mut want = Vec::new();
+        for row in x.chunks_exact(2 * width) {
+            let (mut gate, up) = (row[..width].to_vec(), &row[width..]);
+            ops::gated(&mut gate, up, activation);
+            want.extend(gate);
+        }
+        run("gated_fused", &want, n, &|e, input, out| {
+            gpu.encode_gated_fused(e, input, (rows, width), activation, out)
+        });
+        let mut want = x.clone();
+        ops::activate(&mut want, activation);
+        run(&format!("{activation:?}"), &want, 2 * n, &|e, input, _| {
+            gpu.encode_activate(e, input, 2 * n, activation)
+        });
+    }
+    let bias = values(9, width);
+    let mut want = x.clone();
+    ops::add_bias(&mut want, &bias);
+    let bias_buf = gpu.upload_f32(&bias);
+    run("add_bias", &want, 2 * n, &|e, input, _| {
+        gpu.encode_add_bias(e, input, &bias_buf, (2 * rows, width))
+    });
+    let want: Vec<f32> = x.iter().map(|v| v * 0.125).collect();
+    run("scale", &want, 2 * n, &|e, input, _| {
+        gpu.encode_scale(e, input, 2 * n, 0.125)
+    });
+    let mut want = x.clone();
+    ops::softcap(&mut want, 3.0);
+    run("softcap", &want, 2 * n, &|e, input, _| {
+        gpu.encode_softcap(e, input, 2 * n, 3.0)
+    });
+}
+
+#[test]
+fn rope_matches_the_cpu_in_both_styles() {
+    let Some(gpu) = gpu() else { return };
+    // Three positions (one far out) of rows of 4 heads of 64, rotating all of each head,
+    // then (as partial-rotary models do) its first 32 values only.
+    let (head_dim, width, positions) = (64, 256, [0usize, 7, 100_000]);
+    let x = values(10, positions.len() * width);
+    for rotated in [64, 32] {
+        let inv_freq: Vec<f32> = (0..rotated / 2)
+            .map(|i| 10000f32.powf(-2.0 * i as f32 / rotated as f32))
+            .collect();
+        let mut table = RopeTable::default();
+        table.fill(positions, &inv_freq, 1.0);
+        for style in [RopeStyle::AdjacentPairs, RopeStyle::HalfSplit] {
+            let mut want = x.clone();
+            for (t, row) in want.chunks_exact_mut(width).enumerate() {
+                for head in row.chunks_exact_mut(head_dim) {
+                    table.apply(head, t, style);
+                }
+            }
+            let buffer = gpu.upload_f32(&x);
+            let mut encoder = gpu.encoder();
+            let shape = (positions.len(), width, head_dim);
+            gpu.encode_rope(&mut encoder, &buffer, shape, style, &table);
+            let got = gpu.read_f32(encoder, &buffer, x.len()).unwrap();
+            assert_close(&format!("{style:?}, {rotated} rotated"), &got, &want, 1e-6);
+        }
+    }
 }

@@ -1,19 +1,31 @@
 // Element-wise kernels: 256 lanes a workgroup, workgroups in lines of 32768 (a dispatch has
-// at most 65535 per dimension).
+// at most 65535 per dimension). The kernel's file defines `fn apply(i: u32)`, which this
+// file's `main` calls for every element i < params.len.
 
 struct Params {
     len: u32,
+    // Values per row, for the kernels that read rows (a bias, [gate | up]).
+    width: u32,
     // The activation: 0 SiLU, 1 GELU with tanh, 2 GELU with erf (synapse_core's
     // `Activation`, in that order).
     activation: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // A factor, or a soft-cap.
+    value: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 
-fn element(group: vec3<u32>, lane: u32) -> u32 {
-    return (group.y * 32768u + group.x) * 256u + lane;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let i = (group.y * 32768u + group.x) * 256u + lane;
+    if (i < params.len) {
+        apply(i);
+    }
+}
+
+// tanh is +-1 in f32 long before 15; the clamp keeps its exponentials in range.
+fn safe_tanh(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
 }
 
 // erf to within about 1e-6: Numerical Recipes' erfc fit, as synapse_core's `erf`.
@@ -27,15 +39,16 @@ fn erf(x: f32) -> f32 {
     return select(erfc - 1.0, 1.0 - erfc, x >= 0.0);
 }
 
-fn activate(x: f32) -> f32 {
+fn activation(x: f32) -> f32 {
     switch params.activation {
         case 0u: {
             return x / (1.0 + exp(-x));
         }
         case 1u: {
-            // tanh is +-1 in f32 long before 15; the clamp keeps exp in range.
-            let u = clamp(0.7978846 * (x + 0.044715 * x * x * x), -15.0, 15.0);
-            return 0.5 * x * (1.0 + tanh(u));
+            // 0.5 x (1 + tanh(u)) as x sigmoid(2u): the same function, without the
+            // cancellation of 1 + tanh(u) for negative x.
+            let u = 0.7978846 * (x + 0.044715 * x * x * x);
+            return x / (1.0 + exp(clamp(-2.0 * u, -80.0, 80.0)));
         }
         default: {
             return 0.5 * x * (1.0 + erf(x * 0.70710678));

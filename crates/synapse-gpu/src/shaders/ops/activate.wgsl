@@ -1,0 +1,6 @@
+// x = activation(x).
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+
+fn apply(i: u32) {
+    x[i] = activation(x[i]);
+}
