@@ -11,11 +11,13 @@
 //! Without a GPU, Mesa's lavapipe runs the Vulkan path on the CPU (Debian
 //! `mesa-vulkan-drivers`): the tests run there.
 
+mod attention;
 mod device;
 mod matmul;
 mod matrix;
 mod ops;
 
+pub use attention::KvPlacement;
 pub use device::{adapters, AdapterSummary, Gpu};
 pub use matrix::GpuMatrix;
 pub use ops::NormWeights;

@@ -163,8 +163,14 @@ impl Gpu {
 
     /// A buffer holding `values`.
     pub fn upload_f32(&self, values: &[f32]) -> wgpu::Buffer {
-        let buffer = self.buffer(values.len());
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let words: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        self.upload_words(&words)
+    }
+
+    /// A buffer holding `words`.
+    pub fn upload_words(&self, words: &[u32]) -> wgpu::Buffer {
+        let buffer = self.buffer(words.len());
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         self.queue.write_buffer(&buffer, 0, &bytes);
         buffer
     }
