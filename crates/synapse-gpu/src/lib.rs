@@ -12,12 +12,14 @@
 //! `mesa-vulkan-drivers`): the tests run there.
 
 mod attention;
+mod backend;
 mod device;
 mod matmul;
 mod matrix;
 mod ops;
 
 pub use attention::KvPlacement;
+pub use backend::{GpuBackend, GpuPages, GpuWeights};
 pub use device::{adapters, AdapterSummary, Gpu};
 pub use matrix::GpuMatrix;
 pub use ops::NormWeights;

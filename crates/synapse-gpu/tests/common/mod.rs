@@ -1,5 +1,7 @@
 //! What the GPU tests share: the device, and reproducible values.
 
+#![allow(dead_code)] // each test file uses part of it
+
 use synapse_gpu::{Gpu, GpuError};
 
 /// The GPU, or None (the test then passes without running) when there is none and
