@@ -1,7 +1,7 @@
 //! The key/value cache's pages on the GPU and attention over them (shaders/ops/kv.wgsl,
 //! kv_write.wgsl, attention.wgsl).
 
-use crate::ops::Kernel;
+use crate::kernel::Kernel;
 use crate::Gpu;
 use std::ops::Range;
 use synapse_core::attention::{AttentionShape, TILE};

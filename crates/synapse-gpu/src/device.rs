@@ -1,6 +1,6 @@
 //! The adapter and device the kernels run on.
 
-use crate::ops::Pipelines;
+use crate::kernel::Pipelines;
 use crate::GpuError;
 use std::fmt;
 
@@ -9,7 +9,7 @@ pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
-    pub(crate) ops: Pipelines,
+    pub(crate) pipelines: Pipelines,
 }
 
 /// What `synapse inspect --devices` lists of an adapter.
@@ -53,10 +53,16 @@ fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
-/// Every adapter wgpu sees, best first (see [`Gpu::new`]).
-pub fn adapters() -> Vec<AdapterSummary> {
+/// Every adapter wgpu sees, best first.
+fn sorted_adapters() -> Vec<wgpu::Adapter> {
     let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
     found.sort_by_key(|a| preference(&a.get_info()));
+    found
+}
+
+/// Every adapter wgpu sees, best first (the first is the one [`Gpu::new`] takes).
+pub fn adapters() -> Vec<AdapterSummary> {
+    let found = sorted_adapters();
     found.iter().map(|a| (&a.get_info()).into()).collect()
 }
 
@@ -76,10 +82,10 @@ impl Gpu {
     /// software one such as lavapipe), with the largest buffers it allows: a 1B model's
     /// output matrix alone can pass WebGPU's default limit of 128 MiB per binding.
     pub fn new() -> Result<Gpu, GpuError> {
-        let instance = instance();
-        let mut found = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-        found.sort_by_key(|a| preference(&a.get_info()));
-        let adapter = found.into_iter().next().ok_or(GpuError::NoAdapter)?;
+        let adapter = sorted_adapters()
+            .into_iter()
+            .next()
+            .ok_or(GpuError::NoAdapter)?;
         let info = adapter.get_info();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("synapse"),
@@ -97,7 +103,7 @@ impl Gpu {
             device,
             queue,
             info,
-            ops: Pipelines::default(),
+            pipelines: Pipelines::default(),
         })
     }
 

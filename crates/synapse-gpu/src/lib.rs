@@ -1,12 +1,13 @@
 //! Synapse on the GPU through wgpu: one set of WGSL kernels for Vulkan (Linux, Windows,
 //! Android), Metal (macOS, iOS) and DirectX 12, and later WebGPU in the browser.
 //!
-//! Weights go to the GPU once, in their quantized form: [`Gpu::upload`] splits each block
-//! into its codes and its scales ([`GpuMatrix`]), so that the kernels read aligned words.
-//! [`Gpu::encode_matmul`] records a matrix product into a command encoder, so that a whole
-//! forward pass can be one submission; the norms, the gated activation, residual adds and
-//! greedy argmax record the same way (`ops.rs`). [`Gpu::matmul`] is the product from and
-//! to host memory.
+//! [`GpuBackend`] is the engine's `Backend` on the GPU: the model code that runs on the
+//! CPU runs here unchanged. Under it:
+//! - weights go to the GPU once, in their quantized form: [`Gpu::upload`] lays each
+//!   block's codes out as aligned words, its scales after them ([`GpuMatrix`]);
+//! - each operation is a kernel recorded into a command encoder: the matrix products
+//!   (`matmul.rs`), the norms, RoPE, activations, adds and argmax (`ops.rs`), and
+//!   attention over key/value pages in the engine's own page layout (`attention.rs`).
 //!
 //! Without a GPU, Mesa's lavapipe runs the Vulkan path on the CPU (Debian
 //! `mesa-vulkan-drivers`): the tests run there.
@@ -14,6 +15,7 @@
 mod attention;
 mod backend;
 mod device;
+mod kernel;
 mod matmul;
 mod matrix;
 mod ops;

@@ -1,7 +1,7 @@
 //! Matrix products with weights in their quantized form (shaders/matmul.wgsl, with one
 //! `row_dot` per weight type).
 
-use crate::ops::Kernel;
+use crate::kernel::Kernel;
 use crate::{Gpu, GpuError, GpuMatrix};
 use synapse_core::DType;
 

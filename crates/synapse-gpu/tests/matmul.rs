@@ -87,6 +87,13 @@ fn every_weight_type_matches_the_scalar_oracle() {
 }
 
 #[test]
+fn the_device_is_on_the_first_adapter_listed() {
+    let Some(gpu) = gpu() else { return };
+    let listed = synapse_gpu::adapters();
+    assert_eq!(listed[0].to_string(), gpu.adapter().to_string());
+}
+
+#[test]
 fn rows_past_one_line_of_workgroups_are_computed() {
     let Some(gpu) = gpu() else { return };
     // 32768 rows fill the first line of workgroups (see matmul.wgsl's `row_span`).
