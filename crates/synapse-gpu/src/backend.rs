@@ -2,11 +2,13 @@
 //! live in GPU buffers, every operation runs as kernels, and only the logits come back.
 //! The model code is the engine's own decoder, unchanged.
 //!
-//! Each operation is submitted as it comes; recording a whole forward pass into one
-//! submission is the next step.
+//! Operations are recorded, not run: a forward pass goes to the GPU as one submission,
+//! when its logits are read (or before the host writes into a buffer that recorded work
+//! uses).
 
 use crate::{Gpu, GpuError, GpuMatrix, KvPlacement, NormWeights};
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 use synapse_core::attention::{AttentionShape, TILE};
 use synapse_core::ops::{Activation, RopeStyle, RopeTable};
 use synapse_core::{DType, Storage, WeightTensor};
@@ -15,25 +17,64 @@ use synapse_inference::kv_cache::{KvCache, KvPages, PageShape};
 use synapse_inference::model::backend::{Backend, Linear, Norm, RopePositions, RunOptions};
 use synapse_inference::model::decoder::SeqRun;
 
+/// The work recorded since the last submission, shared by the backend and its key/value
+/// pages, so that their commands stay in the order the engine gave them.
+#[derive(Clone)]
+struct Pending {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    encoder: Arc<Mutex<Option<wgpu::CommandEncoder>>>,
+}
+
+impl Pending {
+    fn take(&self) -> Option<wgpu::CommandEncoder> {
+        self.encoder
+            .lock()
+            .expect("no panic holds this lock")
+            .take()
+    }
+
+    /// Records what `record` asks for after the work already pending.
+    fn record(&self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.encoder.lock().expect("no panic holds this lock");
+        let encoder = pending.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        record(encoder);
+    }
+
+    /// Sends the pending work to the GPU.
+    fn submit(&self) {
+        if let Some(encoder) = self.take() {
+            self.queue.submit([encoder.finish()]);
+        }
+    }
+}
+
 /// The GPU as the engine's backend.
 pub struct GpuBackend {
     gpu: Gpu,
+    pending: Pending,
 }
 
 impl GpuBackend {
     pub fn new(gpu: Gpu) -> GpuBackend {
-        GpuBackend { gpu }
+        let pending = Pending {
+            device: gpu.device.clone(),
+            queue: gpu.queue.clone(),
+            encoder: Arc::default(),
+        };
+        GpuBackend { gpu, pending }
     }
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }
 
-    /// Records what `record` asks for and submits it.
+    /// Records what `record` asks for (see [`Pending`]).
     fn run(&self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        let mut encoder = self.gpu.encoder();
-        record(&mut encoder);
-        self.gpu.queue.submit([encoder.finish()]);
+        self.pending.record(record);
     }
 
     /// Copies `len` f32s from `from` at `from_at` to `to` at `to_at` (in values).
@@ -71,8 +112,7 @@ fn widened(w: &WeightTensor) -> WeightTensor {
 /// Key/value pages in one GPU buffer, in the host pages' layout (f32 whatever the cache's
 /// type: the GPU keeps full precision), grown by copying into a larger one.
 pub struct GpuPages {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
+    pending: Pending,
     buffer: wgpu::Buffer,
     pages: usize,
     shape: PageShape,
@@ -86,7 +126,7 @@ impl GpuPages {
 
 impl KvPages for GpuPages {
     fn grow(&mut self, n: usize) {
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.pending.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kv pages"),
             size: 4 * ((self.pages + n) * self.page_len()) as u64,
             usage: wgpu::BufferUsages::STORAGE
@@ -94,24 +134,20 @@ impl KvPages for GpuPages {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        // After the work recorded so far, which the old buffer stays alive for.
         let old = 4 * (self.pages * self.page_len()) as u64;
-        encoder.copy_buffer_to_buffer(&self.buffer, 0, &buffer, 0, old);
-        self.queue.submit([encoder.finish()]);
+        let from = &self.buffer;
+        self.pending
+            .record(|e| e.copy_buffer_to_buffer(from, 0, &buffer, 0, old));
         self.buffer = buffer;
         self.pages += n;
     }
 
     fn copy_page(&mut self, from: u32, to: u32) {
         let len = self.page_len();
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let at = |page: u32| (&self.buffer, page as usize * len);
-        GpuBackend::copy(&mut encoder, at(from), at(to), len);
-        self.queue.submit([encoder.finish()]);
+        self.pending
+            .record(|e| GpuBackend::copy(e, at(from), at(to), len));
     }
 }
 
@@ -148,8 +184,7 @@ impl Backend for GpuBackend {
 
     fn kv_pages(&self, shape: PageShape) -> GpuPages {
         GpuPages {
-            device: self.gpu.device.clone(),
-            queue: self.gpu.queue.clone(),
+            pending: self.pending.clone(),
             buffer: self.gpu.buffer(1),
             pages: 0,
             shape,
@@ -163,6 +198,8 @@ impl Backend for GpuBackend {
             table.host.dequantize_row(token as usize, row);
         }
         let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // The host's write comes before anything still pending, which may read `x`.
+        self.pending.submit();
         self.gpu.queue.write_buffer(x, 0, &bytes);
     }
 
@@ -346,7 +383,8 @@ impl Backend for GpuBackend {
     }
 
     fn read(&self, x: &wgpu::Buffer, len: usize, out: &mut Vec<f32>) {
-        let values = self.gpu.read_f32(self.gpu.encoder(), x, len);
+        let encoder = self.pending.take().unwrap_or_else(|| self.gpu.encoder());
+        let values = self.gpu.read_f32(encoder, x, len);
         out.extend(values.unwrap_or_else(|e| panic!("{e}")));
     }
 }
