@@ -29,7 +29,11 @@ pub struct TokenizeArgs {
 #[derive(Args)]
 pub struct InspectArgs {
     /// The GGUF file or Hugging Face model directory
-    path: PathBuf,
+    #[arg(required_unless_present = "devices")]
+    path: Option<PathBuf>,
+    /// List the GPUs (wgpu adapters) that `--device gpu` can run on, best first
+    #[arg(long, conflicts_with = "path")]
+    devices: bool,
     /// Print every element of long metadata arrays
     #[arg(long)]
     full: bool,
@@ -115,10 +119,13 @@ tensors:"
 }
 
 pub fn inspect(args: InspectArgs) -> Result<(), String> {
-    if args.path.is_dir() {
-        return inspect_hf_dir(&args.path);
+    let Some(path) = args.path else {
+        return list_devices();
+    };
+    if path.is_dir() {
+        return inspect_hf_dir(&path);
     }
-    let gguf = GgufFile::open(&args.path).map_err(|e| e.to_string())?;
+    let gguf = GgufFile::open(&path).map_err(|e| e.to_string())?;
     println!(
         "{}: GGUF v{}, {} metadata entries, {} tensors",
         gguf.path,
@@ -161,4 +168,21 @@ pub fn inspect(args: InspectArgs) -> Result<(), String> {
     }
     println!("  total: {total} bytes in {} tensors", gguf.tensors.len());
     Ok(())
+}
+
+/// `inspect --devices`: the adapters wgpu sees, best first.
+fn list_devices() -> Result<(), String> {
+    #[cfg(feature = "gpu")]
+    {
+        let adapters = synapse_gpu::adapters();
+        if adapters.is_empty() {
+            println!("no GPU adapters (the CPU runs every model)");
+        }
+        for (i, adapter) in adapters.iter().enumerate() {
+            println!("{i}: {adapter}");
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "gpu"))]
+    Err("--devices: this synapse was built without the gpu feature".into())
 }

@@ -18,6 +18,7 @@ use synapse_core::kernels::Precision;
 use synapse_core::DType;
 use synapse_inference::generation::sampler::{SamplerConfig, SamplingOverrides};
 use synapse_inference::kv_cache::KvType;
+use synapse_inference::model::backend::Backend;
 use synapse_inference::model::weights::LoadOptions;
 use synapse_inference::{Model, SessionOptions};
 
@@ -85,6 +86,34 @@ pub struct ModelArgs {
     /// matrix is F32 or with --f32-activations, else f16]
     #[arg(long = "kv-type", value_parser = parse_kv_type)]
     pub kv_type: Option<KvType>,
+    /// Where the model runs: the CPU, the GPU (wgpu: Vulkan, Metal, DirectX 12), or auto
+    /// (a discrete or integrated GPU when there is one, else the CPU). `synapse inspect
+    /// --devices` lists the GPUs
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+#[cfg(feature = "gpu")]
+pub use synapse_gpu::Gpu;
+/// Without the gpu feature there is no GPU to run on.
+#[cfg(not(feature = "gpu"))]
+pub enum Gpu {}
+
+/// `model` on `gpu`.
+#[cfg(feature = "gpu")]
+pub fn on_gpu(model: Model, gpu: Gpu) -> Arc<Model<synapse_gpu::GpuBackend>> {
+    Arc::new(model.with_backend(synapse_gpu::GpuBackend::new(gpu)))
+}
+#[cfg(not(feature = "gpu"))]
+pub fn on_gpu(_: Model, gpu: Gpu) -> Arc<Model> {
+    match gpu {}
 }
 
 impl ModelArgs {
@@ -96,8 +125,38 @@ impl ModelArgs {
         }
     }
 
-    /// Loads the model the options name.
+    /// The GPU that `--device` asks for, or None for the CPU.
+    pub fn gpu(&self) -> Result<Option<Gpu>, String> {
+        #[cfg(feature = "gpu")]
+        return match self.device {
+            Device::Cpu => Ok(None),
+            Device::Gpu => Gpu::new().map(Some).map_err(|e| e.to_string()),
+            Device::Auto => match Gpu::new() {
+                Ok(gpu) if gpu.is_hardware() => Ok(Some(gpu)),
+                Ok(_) | Err(synapse_gpu::GpuError::NoAdapter) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        #[cfg(not(feature = "gpu"))]
+        match self.device {
+            Device::Gpu => {
+                Err("--device gpu: this synapse was built without the gpu feature".into())
+            }
+            Device::Cpu | Device::Auto => Ok(None),
+        }
+    }
+
+    /// Loads the model the options name, for a command that runs on the CPU only so far
+    /// (`--device auto` means the CPU there).
     pub fn load(&self) -> Result<Arc<Model>, String> {
+        if self.device == Device::Gpu {
+            return Err("--device gpu: only `synapse run` runs on the GPU so far".into());
+        }
+        self.load_on_cpu()
+    }
+
+    /// Loads the model the options name, on the CPU.
+    pub fn load_on_cpu(&self) -> Result<Arc<Model>, String> {
         let path = self.resolve_model()?;
         let opts = LoadOptions {
             quantize: self.quantize,
@@ -175,7 +234,7 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    pub fn sampler(&self, model: &Model) -> SamplerConfig {
+    pub fn sampler<B: Backend>(&self, model: &Model<B>) -> SamplerConfig {
         let overrides = SamplingOverrides {
             temperature: self.temperature,
             top_k: self.top_k,

@@ -4,9 +4,11 @@ use crate::{ModelArgs, SamplingArgs};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 use synapse_inference::generation::{generate, GenerateOptions};
-use synapse_inference::Session;
+use synapse_inference::model::backend::Backend;
+use synapse_inference::{Model, Session};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -47,7 +49,18 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<(), String> {
     let load = Instant::now();
-    let model = args.model.load()?;
+    let model = args.model.load_on_cpu()?;
+    match args.model.gpu()? {
+        Some(gpu) => {
+            let model = Arc::into_inner(model).expect("loaded just now, not shared");
+            run_on(&args, crate::on_gpu(model, gpu), load)
+        }
+        None => run_on(&args, model, load),
+    }
+}
+
+/// `synapse run` with the model on backend `B`.
+fn run_on<B: Backend>(args: &RunArgs, model: Arc<Model<B>>, load: Instant) -> Result<(), String> {
     let load_ms = load.elapsed().as_secs_f64() * 1000.0;
 
     let prompt = match &args.prompt {

@@ -398,3 +398,29 @@ fn ctrl_c_stops_the_generation_and_keeps_its_output() {
     assert!(generated > 0 && generated < 4000, "{stderr}");
     assert!(String::from_utf8(text).unwrap().trim().len() > 1);
 }
+
+/// `--device gpu` runs `synapse run` on the GPU (lavapipe in CI, which installs it and
+/// sets SYNAPSE_REQUIRE_GPU): the same greedy tokens as the CPU's f32-activation run. The
+/// commands that do not run there yet say so.
+#[test]
+fn run_on_the_gpu_gives_the_cpus_greedy_tokens() {
+    let devices = stdout(&synapse("inspect --devices", &[]));
+    eprintln!("{devices}");
+    if devices.starts_with("no GPU adapters") && std::env::var_os("SYNAPSE_REQUIRE_GPU").is_none() {
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    assert!(devices.starts_with("0: "), "{devices}");
+    let flags = "--temperature 0 -n 6 --ignore-eos";
+    let gpu = run_json("The capital of France is", &format!("{flags} --device gpu"));
+    let cpu = run_json(
+        "The capital of France is",
+        &format!("{flags} --f32-activations"),
+    );
+    assert_eq!(gpu["tokens"], cpu["tokens"]);
+    let refused = failure(&synapse("chat --device gpu", &[]));
+    assert!(
+        refused.contains("only `synapse run` runs on the GPU"),
+        "{refused}"
+    );
+}

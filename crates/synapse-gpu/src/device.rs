@@ -107,6 +107,12 @@ impl Gpu {
         })
     }
 
+    /// Whether the adapter is a GPU (discrete, integrated or virtual), not a software
+    /// rasterizer on the CPU such as lavapipe.
+    pub fn is_hardware(&self) -> bool {
+        preference(&self.info) <= 2
+    }
+
     /// The adapter this device is on.
     pub fn adapter(&self) -> AdapterSummary {
         (&self.info).into()
