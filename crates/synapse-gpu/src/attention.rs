@@ -4,7 +4,8 @@
 use crate::kernel::Kernel;
 use crate::Gpu;
 use std::ops::Range;
-use synapse_core::attention::{AttentionShape, TILE};
+use synapse_inference::kv_cache::TILE;
+use synapse_inference::model::backend::AttentionShape;
 
 const KV: &str = include_str!("shaders/ops/kv.wgsl");
 const KV_WRITE: Kernel = Kernel {

@@ -9,12 +9,13 @@
 use crate::{Gpu, GpuError, GpuMatrix, KvPlacement, NormWeights};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use synapse_core::attention::{AttentionShape, TILE};
 use synapse_core::ops::{Activation, RopeStyle, RopeTable};
 use synapse_core::{DType, Storage, WeightTensor};
 use synapse_inference::config::NormKind;
-use synapse_inference::kv_cache::{KvCache, KvPages, PageShape};
-use synapse_inference::model::backend::{Backend, Linear, Norm, RopePositions, RunOptions};
+use synapse_inference::kv_cache::{KvCache, KvPages, PageShape, TILE};
+use synapse_inference::model::backend::{
+    AttentionShape, Backend, Linear, Norm, RopePositions, RunOptions,
+};
 use synapse_inference::model::decoder::SeqRun;
 
 /// The work recorded since the last submission, shared by the backend and its key/value

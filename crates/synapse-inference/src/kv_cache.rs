@@ -16,8 +16,10 @@
 
 use crate::error::{Error, Result};
 use crate::model::decoder::SeqRun;
+/// Positions per page: the attention kernel's key tile.
+pub use synapse_core::attention::TILE;
 use synapse_core::attention::{
-    self, attention_runs, AttentionShape, KvLayer, QueryRun, Tile, TileMut, TILE,
+    self, attention_runs, AttentionShape, KvLayer, QueryRun, Tile, TileMut,
 };
 
 /// Element type of the cached keys and values.

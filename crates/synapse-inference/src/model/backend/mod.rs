@@ -21,7 +21,8 @@ use super::decoder::SeqRun;
 use crate::config::NormKind;
 use crate::error::Result;
 use crate::kv_cache::{HostPages, KvCache, KvPages, PageShape};
-use synapse_core::attention::AttentionShape;
+// The shape of attention is part of this seam: backends take it from here.
+pub use synapse_core::attention::AttentionShape;
 use synapse_core::kernels::Precision;
 use synapse_core::ops::{Activation, RopeStyle};
 use synapse_core::WeightTensor;
