@@ -1,6 +1,7 @@
 //! Wall-clock timing where the platform has a clock. wasm32-unknown-unknown has none
 //! (`std::time::Instant::now` panics there): timings read as zero.
 
+#[derive(Debug)]
 pub struct Stopwatch {
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     start: std::time::Instant,

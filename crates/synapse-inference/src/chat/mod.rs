@@ -7,9 +7,12 @@
 //! formats like Python's `json.dumps`.
 #![cfg(feature = "chat-template")]
 
+mod sandbox;
+
 use std::fmt::Write as _;
 
 use crate::tools::ToolFormat;
+use minijinja::machinery::WhitespaceConfig;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
@@ -112,25 +115,43 @@ impl ChatTemplate {
     /// Compiles `source`. `bos_token` and `eos_token` are the tokenizer's special
     /// token texts, which templates insert themselves.
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ChatTemplateError> {
+        Self::compile(source, bos_token, eos_token, true)
+    }
+
+    /// `new`, or with `sandboxed` false the template as minijinja alone runs it (which
+    /// the tests compare with).
+    fn compile(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        sandboxed: bool,
+    ) -> Result<Self, ChatTemplateError> {
         let mut env = Environment::new();
         // transformers renders with these two on; templates rely on them for
         // their whitespace.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         // A template is a program from whoever made the model file: one that loops for
-        // ever (or for 10^10 steps) ends with an error instead of taking the process.
+        // ever (or for 10^10 steps) ends with an error instead of taking the process, and
+        // so does one that builds runaway values in few steps (see `sandbox`).
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
-            .map_err(|e| ChatTemplateError::Syntax {
-                message: e
-                    .detail()
-                    .map_or_else(|| e.kind().to_string(), str::to_owned),
-                line: e.line(),
-            })?;
+        let compiled = if sandboxed {
+            sandbox::install(&mut env);
+            let whitespace = WhitespaceConfig {
+                keep_trailing_newline: false,
+                lstrip_blocks: true,
+                trim_blocks: true,
+            };
+            sandbox::instrument(source, whitespace).map_err(syntax_error)?
+        } else {
+            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            source.to_owned()
+        };
+        env.add_template_owned(TEMPLATE_NAME, compiled)
+            .map_err(syntax_error)?;
         Ok(ChatTemplate {
             kind: Kind::Jinja {
                 env: Box::new(env),
@@ -307,6 +328,15 @@ fn render_error(err: Error) -> ChatTemplateError {
     }
 }
 
+fn syntax_error(e: Error) -> ChatTemplateError {
+    ChatTemplateError::Syntax {
+        message: e
+            .detail()
+            .map_or_else(|| e.kind().to_string(), str::to_owned),
+        line: e.line(),
+    }
+}
+
 fn raise_exception(message: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message.clone())
         .with_source(RaisedException(message)))
@@ -472,20 +502,29 @@ struct JsonStyle {
     key_sep: String,
     sort_keys: bool,
     ensure_ascii: bool,
+    /// Longest text to write: the render's remaining budget.
+    max_len: usize,
 }
 
-fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+fn tojson(state: &minijinja::State, value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let max_len = sandbox::remaining(state);
     let indent = match kwargs.get::<Option<Value>>("indent")? {
         None => None,
         Some(v) if v.is_none() => None,
         Some(v) => Some(match v.as_str() {
             Some(s) => s.to_owned(),
-            None => " ".repeat(v.as_usize().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    "tojson: indent must be an int or string",
-                )
-            })?),
+            None => {
+                let width = v.as_usize().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "tojson: indent must be an int or string",
+                    )
+                })?;
+                if width > max_len {
+                    return Err(sandbox::over_budget());
+                }
+                " ".repeat(width)
+            }
         }),
     };
     let default_item_sep = if indent.is_some() { "," } else { ", " };
@@ -505,6 +544,7 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         key_sep,
         sort_keys: kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false),
         ensure_ascii: kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false),
+        max_len,
     };
     kwargs.assert_all_used()?;
     let mut out = String::new();
@@ -521,6 +561,7 @@ pub(crate) fn python_json(value: &serde_json::Value) -> String {
         key_sep: ": ".to_owned(),
         sort_keys: false,
         ensure_ascii: false,
+        max_len: usize::MAX,
     };
     let mut out = String::new();
     // A JSON value always converts.
@@ -591,20 +632,27 @@ fn write_container<T>(
     }
     let newline = |out: &mut String, level: usize| {
         if let Some(indent) = &style.indent {
+            if out.len() + level * indent.len() >= style.max_len {
+                return Err(sandbox::over_budget());
+            }
             out.push('\n');
             for _ in 0..level {
                 out.push_str(indent);
             }
         }
+        Ok(())
     };
     for (i, item) in items.iter().enumerate() {
+        if out.len() > style.max_len {
+            return Err(sandbox::over_budget());
+        }
         if i > 0 {
             out.push_str(&style.item_sep);
         }
-        newline(out, depth + 1);
+        newline(out, depth + 1)?;
         write_item(out, item)?;
     }
-    newline(out, depth);
+    newline(out, depth)?;
     out.push(close);
     Ok(())
 }
