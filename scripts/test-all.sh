@@ -25,11 +25,7 @@ step "wasm32 build of synapse-core and synapse-inference" \
   cargo build --quiet --target wasm32-unknown-unknown -p synapse-core -p synapse-inference \
   --no-default-features --features synapse-inference/chat-template
 step "wasm32 tests under Node" ./scripts/test-wasm.sh
-# The Python module and the two browser modules have no Rust tests: they are tested through
-# their doors below (pip and pytest, Node and Chromium), so their native test builds
-# (pyo3, wasm-bindgen) are skipped.
-step "cargo test" cargo test --workspace \
-  --exclude synapse-py --exclude synapse-wasm --exclude synapse-wasm-chat
+step "cargo test" ./scripts/cargo-test.sh
 step "the C ABI from C and C++ (shared and static library, valgrind)" ./scripts/test-capi.sh
 step "the Python package (pip install, pytest)" ./scripts/test-python.sh
 step "synapse serve through the openai client (and a bounded load test)" ./scripts/test-server.sh

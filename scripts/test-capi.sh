@@ -13,17 +13,28 @@ if ((${#missing[@]})); then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
-cargo build --quiet --release -p synapse-capi -p synapse-cli
-lib=target/release
 capi=crates/synapse-capi
 out=target/capi
-mkdir -p "$out"
+lib=$out/lib
+mkdir -p "$lib"
+# libsynapse.so and libsynapse.a as `cargo test` builds them (see scripts/cargo-test.sh),
+# found through cargo's artifact messages; the CLI beside them.
+./scripts/cargo-test.sh --no-run --quiet --message-format=json |
+  python3 -c 'import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "synapse" \
+            and "cdylib" in m["target"]["crate_types"]:
+        for f in m["filenames"]:
+            if f.endswith((".so", ".a")):
+                shutil.copy(f, sys.argv[1])' "$lib"
+cli=target/release/synapse
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 # The default model (fetched on first use), and the CLI's greedy tokens for a prompt.
 prompt="The capital of France is"
-"$lib/synapse" run --prompt "$prompt" --temperature 0 --max-tokens 24 --ignore-eos --json \
+"$cli" run --prompt "$prompt" --temperature 0 --max-tokens 24 --ignore-eos --json \
   >"$scratch/cli.json"
 model=$(python3 -c 'import os; print(os.environ.get("SYNAPSE_HOME") or os.path.expanduser("~/.cache/synapse"))')/SmolLM2-135M-Instruct.Q4_1.gguf
 python3 -c 'import json,sys; print("\n".join(map(str, json.load(open(sys.argv[1]))["tokens"])))' \
@@ -47,7 +58,7 @@ for kind in shared static; do
   "$out/chat-$kind" --temperature 0 -n 32 "Hi! What is the capital of France?" "And of Italy?" \
     >"$scratch/cpp.txt"
   printf 'Hi! What is the capital of France?\nAnd of Italy?\n' |
-    "$lib/synapse" chat --temperature 0 -n 32 >"$scratch/cli-chat.txt"
+    "$cli" chat --temperature 0 -n 32 >"$scratch/cli-chat.txt"
   diff -u "$scratch/cli-chat.txt" "$scratch/cpp.txt"
   echo "chat.cpp ($kind): the CLI's two greedy replies"
 done

@@ -5,5 +5,5 @@
 # near-ties. Run after the doors' own tests (scripts/test-all.sh), which build them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --release -p synapse-cli
+./scripts/cargo-test.sh --no-run --quiet
 python3 tests/cross_path/check.py

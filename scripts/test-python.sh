@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 venv=target/py-venv
 [[ -x $venv/bin/python ]] || python3 -m venv --system-site-packages "$venv"
-cargo build --quiet --release -p synapse-cli
+./scripts/cargo-test.sh --no-run --quiet
 echo "== pip install ./crates/synapse-py"
 "$venv/bin/python" -m pip install --quiet "./crates/synapse-py[test]"
 echo "== pytest crates/synapse-py/tests"

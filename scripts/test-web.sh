@@ -30,8 +30,8 @@ if [ "${1:-}" != "--no-build" ] || [ ! -f web/pkg/synapse.js ]; then
   ./scripts/build-web.sh
 fi
 if [ "${1:-}" != "--no-build" ] || [ ! -x target/release/synapse ]; then
-  echo "== cargo build --release -p synapse-cli"
-  cargo build --quiet --release -p synapse-cli
+  echo "== the CLI (scripts/cargo-test.sh --no-run)"
+  ./scripts/cargo-test.sh --no-run --quiet
 fi
 # The default model, fetched by the CLI on first use.
 [ -f "${SYNAPSE_HOME:-$HOME/.cache/synapse}/SmolLM2-135M-Instruct.Q4_1.gguf" ] ||

@@ -117,7 +117,7 @@ fn quantized_tensors_are_llama_cpps_and_synapse_runs_them() {
             digest,
             output["tensors_digest"].as_str().unwrap(),
             "{ty}: some tensor's bytes differ from llama.cpp's (run \
-             tools/reference/check_quantize_llamacpp.py --synapse target/debug/synapse to see which)"
+             tools/reference/check_quantize_llamacpp.py --synapse target/release/synapse to see which)"
         );
         if let Some(tokens) = output.get("tokens") {
             let got = greedy(&path, prompt, n);
