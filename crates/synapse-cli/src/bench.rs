@@ -24,12 +24,13 @@
 //! measured: no sampler, no argmax, no detokenization. `bench/llamacpp_bench.py` makes the
 //! same sequence for llama.cpp.
 
-use crate::ModelArgs;
+use crate::{ModelArgs, OnModel};
 use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 use synapse_inference::kv_cache::KvType;
+use synapse_inference::model::backend::Backend;
 use synapse_inference::precision::PrecisionReport;
 use synapse_inference::{Batch, Engine, Logits, Model, Session, SessionOptions};
 
@@ -153,15 +154,22 @@ struct RunTimes {
 
 /// What each measurement runs: the model with its session options, and `tokens`, the
 /// prompt (`p` tokens) followed by the tokens fed one at a time during decode.
-#[derive(Clone, Copy)]
-struct Workload<'a> {
-    model: &'a Arc<Model>,
+struct Workload<'a, B: Backend> {
+    model: &'a Arc<Model<B>>,
     opts: SessionOptions,
     tokens: &'a [u32],
     p: usize,
 }
 
-impl Workload<'_> {
+// Not derived: a derive would ask `B: Copy`.
+impl<B: Backend> Clone for Workload<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Workload<'_, B> {}
+
+impl<B: Backend> Workload<'_, B> {
     /// The prompt and the tokens fed after it.
     fn prompt_and_feed(&self) -> (&[u32], &[u32]) {
         self.tokens.split_at(self.p)
@@ -174,7 +182,7 @@ fn err(e: synapse_inference::Error) -> String {
 }
 
 /// Runs one repetition on fresh sessions.
-fn run_once(w: Workload) -> Result<RunTimes, String> {
+fn run_once<B: Backend>(w: Workload<B>) -> Result<RunTimes, String> {
     let (model, opts) = (w.model, w.opts);
     let (prompt, feed) = w.prompt_and_feed();
     let mut logits = Vec::new();
@@ -208,7 +216,7 @@ fn run_once(w: Workload) -> Result<RunTimes, String> {
 
 /// Seconds to decode the feed in each of `n` sequences side by side (see the module
 /// docs).
-fn batched_decode_once(w: Workload, n: usize) -> Result<f64, String> {
+fn batched_decode_once<B: Backend>(w: Workload<B>, n: usize) -> Result<f64, String> {
     let (prompt, feed) = w.prompt_and_feed();
     let p = w.p;
     let mut engine = Engine::new(
@@ -247,7 +255,7 @@ struct ForkTimes {
 }
 
 /// The fork measurement with `f` new tokens.
-fn fork_once(w: Workload, f: usize) -> Result<ForkTimes, String> {
+fn fork_once<B: Backend>(w: Workload<B>, f: usize) -> Result<ForkTimes, String> {
     let (tokens, p) = (w.tokens, w.p);
     let (prompt, new) = (&tokens[..p], &tokens[p..p + f]);
     let mut engine = Engine::new(w.model.clone(), w.opts);
@@ -278,7 +286,7 @@ fn fork_once(w: Workload, f: usize) -> Result<ForkTimes, String> {
 /// Runs one repetition of `sessions` sessions at once, each on its own OS thread (the
 /// first on this one). They start together and do the same work, so their prefills
 /// overlap, and so do their decodes.
-fn run_sessions(w: Workload, sessions: usize) -> Result<Vec<RunTimes>, String> {
+fn run_sessions<B: Backend>(w: Workload<B>, sessions: usize) -> Result<Vec<RunTimes>, String> {
     std::thread::scope(|s| {
         let others: Vec<_> = (1..sessions).map(|_| s.spawn(|| run_once(w))).collect();
         let mut times = vec![run_once(w)?];
@@ -329,181 +337,210 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
     let path = args.model.resolve_model()?;
     let model_bytes = file_bytes(&path)?;
     let load = Instant::now();
-    let model = args.model.load()?;
-    let load_ms = load.elapsed().as_secs_f64() * 1000.0;
+    args.model.run(ModelBench {
+        args,
+        threads,
+        path,
+        model_bytes,
+        load,
+    })
+}
 
-    let mut opts = args.model.session_options();
-    opts.threads = threads;
-    // As llama-bench: a context just large enough, unless --ctx-size says otherwise.
-    if opts.context == 0 {
-        opts.context = p + g;
-    } else if opts.context < p + g {
-        return Err(format!(
-            "--ctx-size {} is smaller than --prompt-tokens + --gen-tokens ({})",
-            opts.context,
-            p + g
-        ));
-    }
-    let opts = opts.resolve(&model);
-    let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
-    let workload = Workload {
-        model: &model,
-        opts,
-        tokens: &tokens,
-        p,
-    };
+/// `model_bench` once its model is loaded, on whichever backend.
+struct ModelBench<'a> {
+    args: &'a BenchArgs,
+    threads: usize,
+    path: std::path::PathBuf,
+    model_bytes: u64,
+    load: Instant,
+}
 
-    let total = args.repetitions + 1;
-    let n_seq = args.batch_sequences;
-    let mut times = Vec::with_capacity(args.repetitions);
-    let mut batched_times = Vec::new();
-    let f = args.fork_tokens;
-    let mut fork_times = Vec::new();
-    for i in 0..total {
-        if !args.json {
-            let what = if i == 0 {
-                "warm-up".to_string()
-            } else {
-                format!("run {i}")
+impl OnModel for ModelBench<'_> {
+    type Output = ();
+    fn run<B: Backend>(self, model: Arc<Model<B>>, kernel: &str) -> Result<(), String> {
+        let ModelBench {
+            args,
+            threads,
+            path,
+            model_bytes,
+            load,
+        } = self;
+        let (p, g) = (args.prompt_tokens, args.gen_tokens);
+        let model = &model;
+        let load_ms = load.elapsed().as_secs_f64() * 1000.0;
+
+        let mut opts = args.model.session_options();
+        opts.threads = threads;
+        // As llama-bench: a context just large enough, unless --ctx-size says otherwise.
+        if opts.context == 0 {
+            opts.context = p + g;
+        } else if opts.context < p + g {
+            return Err(format!(
+                "--ctx-size {} is smaller than --prompt-tokens + --gen-tokens ({})",
+                opts.context,
+                p + g
+            ));
+        }
+        let opts = opts.resolve(model);
+        let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
+        let workload = Workload {
+            model,
+            opts,
+            tokens: &tokens,
+            p,
+        };
+
+        let total = args.repetitions + 1;
+        let n_seq = args.batch_sequences;
+        let mut times = Vec::with_capacity(args.repetitions);
+        let mut batched_times = Vec::new();
+        let f = args.fork_tokens;
+        let mut fork_times = Vec::new();
+        for i in 0..total {
+            if !args.json {
+                let what = if i == 0 {
+                    "warm-up".to_string()
+                } else {
+                    format!("run {i}")
+                };
+                eprint!("\r[bench: {what} of {}]   ", args.repetitions);
+            }
+            let t = run_sessions(workload, args.sessions)?;
+            let batched = match n_seq > 1 {
+                true => Some(batched_decode_once(workload, n_seq)?),
+                false => None,
             };
-            eprint!("\r[bench: {what} of {}]   ", args.repetitions);
+            let forked = match f > 0 {
+                true => Some(fork_once(workload, f.min(g))?),
+                false => None,
+            };
+            if i > 0 {
+                times.push(t);
+                batched_times.extend(batched);
+                fork_times.extend(forked);
+            }
         }
-        let t = run_sessions(workload, args.sessions)?;
-        let batched = match n_seq > 1 {
-            true => Some(batched_decode_once(workload, n_seq)?),
-            false => None,
-        };
-        let forked = match f > 0 {
-            true => Some(fork_once(workload, f.min(g))?),
-            false => None,
-        };
-        if i > 0 {
-            times.push(t);
-            batched_times.extend(batched);
-            fork_times.extend(forked);
+        if !args.json {
+            eprint!("\r{:40}\r", "");
         }
-    }
-    if !args.json {
-        eprint!("\r{:40}\r", "");
-    }
 
-    let per_session: Vec<Rates> = (0..args.sessions)
-        .map(|i| Rates::new(times.iter().map(|rep| std::slice::from_ref(&rep[i])), p, g))
-        .collect();
-    let Rates {
-        prefill,
-        decode,
-        after,
-    } = Rates::new(times.iter().map(Vec::as_slice), p, g);
-    let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
-    let f = f.min(g);
-    let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
-    let scratch_ms = Stats::new(fork_times.iter().map(|t| t.scratch * 1e3).collect());
-    let fork_bytes = fork_times.first().map(|t| t.bytes);
+        let per_session: Vec<Rates> = (0..args.sessions)
+            .map(|i| Rates::new(times.iter().map(|rep| std::slice::from_ref(&rep[i])), p, g))
+            .collect();
+        let Rates {
+            prefill,
+            decode,
+            after,
+        } = Rates::new(times.iter().map(Vec::as_slice), p, g);
+        let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
+        let f = f.min(g);
+        let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
+        let scratch_ms = Stats::new(fork_times.iter().map(|t| t.scratch * 1e3).collect());
+        let fork_bytes = fork_times.first().map(|t| t.bytes);
 
-    let c = model.config();
-    let kernel = format!("{:?}", synapse_core::kernels::isa());
-    let weight_bytes_per_token = model.weight_bytes_per_token();
-    let kv_type = opts.kv_type.expect("resolved");
-    let precision = PrecisionReport::new(opts.precision, kv_type, model.matmul_types());
-    let kv_element = match kv_type {
-        KvType::F32 => 4,
-        KvType::F16 => 2,
-    };
-    let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
-    let peak_rss = crate::memory::peak_rss_bytes();
+        let c = model.config();
+        let weight_bytes_per_token = model.weight_bytes_per_token();
+        let kv_type = opts.kv_type.expect("resolved");
+        let precision = PrecisionReport::new(opts.precision, kv_type, model.matmul_types());
+        let kv_element = match kv_type {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        };
+        let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
+        let peak_rss = crate::memory::peak_rss_bytes();
 
-    if args.json {
-        let report = json!({
-            "engine": "synapse",
-            "model": path.display().to_string(),
-            "model_bytes": model_bytes,
-            "kernel": kernel,
-            "precision": precision,
-            "threads": threads,
-            "sessions": args.sessions,
-            "prompt_tokens": p,
-            "gen_tokens": g,
-            "repetitions": args.repetitions,
-            "warmup_runs": 1,
-            "context": opts.context,
-            "batch": opts.batch,
-            "token_seed": TOKEN_SEED,
-            "load_ms": load_ms,
-            "prefill_tok_s": prefill.median,
-            "decode_tok_s": decode.median,
-            "decode_after_prompt_tok_s": after.median,
-            "prefill_runs": prefill.runs,
-            "decode_runs": decode.runs,
-            "decode_after_prompt_runs": after.runs,
-            "spread": {
-                "prefill": prefill.spread_json(),
-                "decode": decode.spread_json(),
-                "decode_after_prompt": after.spread_json(),
-            },
-            "per_session": per_session.iter().map(Rates::medians_json).collect::<Vec<_>>(),
-            "batch_sequences": n_seq,
-            "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
-            "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
-            "batched_decode_speedup": batched.as_ref().map(|s| s.median / decode.median),
-            "fork_tokens": f,
-            "fork_ms": fork_ms.as_ref().map(|s| s.median),
-            "fork_scratch_ms": scratch_ms.as_ref().map(|s| s.median),
-            "fork_kv_bytes": fork_bytes,
-            "weight_bytes_per_token": weight_bytes_per_token,
-            "kv_bytes_per_position": kv_bytes_per_position,
-            "peak_rss_bytes": peak_rss,
-        });
-        println!("{report}");
-        return Ok(());
-    }
+        if args.json {
+            let report = json!({
+                "engine": "synapse",
+                "model": path.display().to_string(),
+                "model_bytes": model_bytes,
+                "kernel": kernel,
+                "precision": precision,
+                "threads": threads,
+                "sessions": args.sessions,
+                "prompt_tokens": p,
+                "gen_tokens": g,
+                "repetitions": args.repetitions,
+                "warmup_runs": 1,
+                "context": opts.context,
+                "batch": opts.batch,
+                "token_seed": TOKEN_SEED,
+                "load_ms": load_ms,
+                "prefill_tok_s": prefill.median,
+                "decode_tok_s": decode.median,
+                "decode_after_prompt_tok_s": after.median,
+                "prefill_runs": prefill.runs,
+                "decode_runs": decode.runs,
+                "decode_after_prompt_runs": after.runs,
+                "spread": {
+                    "prefill": prefill.spread_json(),
+                    "decode": decode.spread_json(),
+                    "decode_after_prompt": after.spread_json(),
+                },
+                "per_session": per_session.iter().map(Rates::medians_json).collect::<Vec<_>>(),
+                "batch_sequences": n_seq,
+                "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
+                "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
+                "batched_decode_speedup": batched.as_ref().map(|s| s.median / decode.median),
+                "fork_tokens": f,
+                "fork_ms": fork_ms.as_ref().map(|s| s.median),
+                "fork_scratch_ms": scratch_ms.as_ref().map(|s| s.median),
+                "fork_kv_bytes": fork_bytes,
+                "weight_bytes_per_token": weight_bytes_per_token,
+                "kv_bytes_per_position": kv_bytes_per_position,
+                "peak_rss_bytes": peak_rss,
+            });
+            println!("{report}");
+            return Ok(());
+        }
 
-    println!(
-        "model: {} ({:.1} MiB, {} layers, d_model {}, vocab {})",
-        path.display(),
-        model_bytes as f64 / (1 << 20) as f64,
-        c.n_layers,
-        c.d_model,
-        c.vocab_size
-    );
-    println!(
-        "kernel: {kernel}, precision: {}, threads: {threads}, batch: {}, context: {}, \
-         {} repetitions + 1 warm-up",
-        precision.summary(),
-        opts.batch,
-        opts.context,
-        args.repetitions
-    );
-    println!();
-    println!(
-        "| {:<14} | {:>10} | {:>10} | {:>10} | {:>8} |",
-        "test", "tok/s", "min", "max", "stddev"
-    );
-    println!(
-        "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
-        "", "", "", "", ""
-    );
-    let batched_row = batched.as_ref().map(|s| (format!("tg{g} x{n_seq}"), s));
-    let rows = [
-        (format!("pp{p}"), &prefill),
-        (format!("tg{g}"), &decode),
-        (format!("tg{g} @ pp{p}"), &after),
-    ];
-    for (name, s) in rows.into_iter().chain(batched_row) {
         println!(
-            "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
-            s.median, s.min, s.max, s.stddev
+            "model: {} ({:.1} MiB, {} layers, d_model {}, vocab {})",
+            path.display(),
+            model_bytes as f64 / (1 << 20) as f64,
+            c.n_layers,
+            c.d_model,
+            c.vocab_size
         );
-    }
-    if let Some(s) = &batched {
         println!(
+            "kernel: {kernel}, precision: {}, threads: {threads}, batch: {}, context: {}, \
+         {} repetitions + 1 warm-up",
+            precision.summary(),
+            opts.batch,
+            opts.context,
+            args.repetitions
+        );
+        println!();
+        println!(
+            "| {:<14} | {:>10} | {:>10} | {:>10} | {:>8} |",
+            "test", "tok/s", "min", "max", "stddev"
+        );
+        println!(
+            "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
+            "", "", "", "", ""
+        );
+        let batched_row = batched.as_ref().map(|s| (format!("tg{g} x{n_seq}"), s));
+        let rows = [
+            (format!("pp{p}"), &prefill),
+            (format!("tg{g}"), &decode),
+            (format!("tg{g} @ pp{p}"), &after),
+        ];
+        for (name, s) in rows.into_iter().chain(batched_row) {
+            println!(
+                "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
+                s.median, s.min, s.max, s.stddev
+            );
+        }
+        if let Some(s) = &batched {
+            println!(
             "tg{g} x{n_seq}: {n_seq} sequences side by side, all their tokens counted: {:.2}x tg{g}",
             s.median / decode.median
         );
-    }
-    if let (Some(fork), Some(scratch), Some((before, after))) = (&fork_ms, &scratch_ms, fork_bytes)
-    {
-        println!(
+        }
+        if let (Some(fork), Some(scratch), Some((before, after))) =
+            (&fork_ms, &scratch_ms, fork_bytes)
+        {
+            println!(
             "{f} tokens in a fork of pp{p}: {:.1} ms (prompt and tokens from scratch: {:.1} ms); \
              key/value memory {:.2} -> {:.2} MiB",
             fork.median,
@@ -511,28 +548,29 @@ fn model_bench(args: &BenchArgs, threads: usize) -> Result<(), String> {
             before as f64 / (1 << 20) as f64,
             after as f64 / (1 << 20) as f64,
         );
-    }
-    if args.sessions > 1 {
-        println!();
-        println!(
-            "{} sessions at once, rates above combined; each session's medians (tok/s):",
-            args.sessions
-        );
-        for (i, r) in per_session.iter().enumerate() {
-            println!(
-                "  session {}: pp{p} {:.2}, tg{g} {:.2}, tg{g} @ pp{p} {:.2}",
-                i + 1,
-                r.prefill.median,
-                r.decode.median,
-                r.after.median
-            );
         }
+        if args.sessions > 1 {
+            println!();
+            println!(
+                "{} sessions at once, rates above combined; each session's medians (tok/s):",
+                args.sessions
+            );
+            for (i, r) in per_session.iter().enumerate() {
+                println!(
+                    "  session {}: pp{p} {:.2}, tg{g} {:.2}, tg{g} @ pp{p} {:.2}",
+                    i + 1,
+                    r.prefill.median,
+                    r.decode.median,
+                    r.after.median
+                );
+            }
+        }
+        println!();
+        if let Some(rss) = peak_rss {
+            println!("peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
+        }
+        Ok(())
     }
-    println!();
-    if let Some(rss) = peak_rss {
-        println!("peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
-    }
-    Ok(())
 }
 
 /// Sums `data` in 256 independent byte lanes (4 to 16 vector accumulators), so the loop

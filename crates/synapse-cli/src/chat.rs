@@ -2,12 +2,15 @@
 //! terminal; otherwise the conversation is read from stdin (one user message per line,
 //! or a JSON array of {role, content} messages to which one reply is generated).
 
-use crate::{ModelArgs, SamplingArgs};
+use crate::{ModelArgs, OnModel, SamplingArgs};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Read, Write};
+use std::sync::Arc;
 use synapse_inference::chat::ChatMessage;
 use synapse_inference::conversation::Conversation;
 use synapse_inference::generation::{GenerateOptions, StopReason};
+use synapse_inference::model::backend::Backend;
+use synapse_inference::Model;
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -24,7 +27,19 @@ pub struct ChatArgs {
 }
 
 pub fn chat(args: ChatArgs) -> Result<(), String> {
-    let model = args.model.load()?;
+    args.model.run(ChatJob(&args))
+}
+
+struct ChatJob<'a>(&'a ChatArgs);
+
+impl OnModel for ChatJob<'_> {
+    type Output = ();
+    fn run<B: Backend>(self, model: Arc<Model<B>>, _device: &str) -> Result<(), String> {
+        chat_with(self.0, model)
+    }
+}
+
+fn chat_with<B: Backend>(args: &ChatArgs, model: Arc<Model<B>>) -> Result<(), String> {
     let mut conversation = Conversation::new(
         model.clone(),
         args.model.session_options(),
@@ -58,8 +73,8 @@ fn stream(text: &str) {
 
 /// One reply (to `user`, else to the messages so far), streamed; Ctrl-C stops it and
 /// keeps what it said.
-fn reply(
-    conversation: &mut Conversation,
+fn reply<B: Backend>(
+    conversation: &mut Conversation<B>,
     user: Option<&str>,
     opts: &GenerateOptions,
 ) -> Result<(), String> {
@@ -80,7 +95,10 @@ fn reply(
     Ok(())
 }
 
-fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Result<(), String> {
+fn interactive<B: Backend>(
+    conversation: &mut Conversation<B>,
+    opts: &GenerateOptions,
+) -> Result<(), String> {
     eprintln!(
         "synapse chat: type a message; Ctrl-C stops a reply, /reset clears the \
          conversation, /exit or Ctrl-D quits."
@@ -100,8 +118,8 @@ fn interactive(conversation: &mut Conversation, opts: &GenerateOptions) -> Resul
     Ok(())
 }
 
-fn scripted(
-    conversation: &mut Conversation,
+fn scripted<B: Backend>(
+    conversation: &mut Conversation<B>,
     opts: &GenerateOptions,
     input: &str,
 ) -> Result<(), String> {

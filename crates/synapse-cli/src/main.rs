@@ -108,12 +108,20 @@ pub enum Gpu {}
 
 /// `model` on `gpu`.
 #[cfg(feature = "gpu")]
-pub fn on_gpu(model: Model, gpu: Gpu) -> Arc<Model<synapse_gpu::GpuBackend>> {
+fn on_gpu(model: Model, gpu: Gpu) -> Arc<Model<synapse_gpu::GpuBackend>> {
     Arc::new(model.with_backend(synapse_gpu::GpuBackend::new(gpu)))
 }
 #[cfg(not(feature = "gpu"))]
-pub fn on_gpu(_: Model, gpu: Gpu) -> Arc<Model> {
+fn on_gpu(_: Model, gpu: Gpu) -> Arc<Model> {
     match gpu {}
+}
+
+/// What a command does with its model, on whichever backend `--device` picks
+/// ([`ModelArgs::run`]).
+pub trait OnModel {
+    type Output;
+    /// `device` names where the model runs: the CPU's kernels or the GPU adapter.
+    fn run<B: Backend>(self, model: Arc<Model<B>>, device: &str) -> Result<Self::Output, String>;
 }
 
 impl ModelArgs {
@@ -146,13 +154,21 @@ impl ModelArgs {
         }
     }
 
-    /// Loads the model the options name, for a command that runs on the CPU only so far
-    /// (`--device auto` means the CPU there).
-    pub fn load(&self) -> Result<Arc<Model>, String> {
-        if self.device == Device::Gpu {
-            return Err("--device gpu: only `synapse run` runs on the GPU so far".into());
+    /// Loads the model the options name and runs `job` on it, on the device `--device`
+    /// asks for.
+    pub fn run<J: OnModel>(&self, job: J) -> Result<J::Output, String> {
+        let model = self.load_on_cpu()?;
+        match self.gpu()? {
+            Some(gpu) => {
+                #[cfg(feature = "gpu")]
+                let device = format!("gpu: {}", gpu.adapter());
+                #[cfg(not(feature = "gpu"))]
+                let device = String::new();
+                let model = Arc::into_inner(model).expect("loaded just now, not shared");
+                job.run(on_gpu(model, gpu), &device)
+            }
+            None => job.run(model, &format!("{:?}", synapse_core::kernels::isa())),
         }
-        self.load_on_cpu()
     }
 
     /// Loads the model the options name, on the CPU.

@@ -1,6 +1,6 @@
 //! `synapse run`: raw completion of a prompt.
 
-use crate::{ModelArgs, SamplingArgs};
+use crate::{ModelArgs, OnModel, SamplingArgs};
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -49,13 +49,18 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<(), String> {
     let load = Instant::now();
-    let model = args.model.load_on_cpu()?;
-    match args.model.gpu()? {
-        Some(gpu) => {
-            let model = Arc::into_inner(model).expect("loaded just now, not shared");
-            run_on(&args, crate::on_gpu(model, gpu), load)
-        }
-        None => run_on(&args, model, load),
+    args.model.run(RunJob { args: &args, load })
+}
+
+struct RunJob<'a> {
+    args: &'a RunArgs,
+    load: Instant,
+}
+
+impl OnModel for RunJob<'_> {
+    type Output = ();
+    fn run<B: Backend>(self, model: Arc<Model<B>>, _device: &str) -> Result<(), String> {
+        run_on(self.args, model, self.load)
     }
 }
 

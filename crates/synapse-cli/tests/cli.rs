@@ -291,6 +291,11 @@ fn inspect_lists_metadata_and_tensors() {
 }
 
 fn chat(stdin: &str) -> String {
+    chat_with(stdin, "-n 48")
+}
+
+/// `synapse chat` on the default model, greedy, with `flags`, fed `stdin`.
+fn chat_with(stdin: &str, flags: &str) -> String {
     use std::io::Write;
     let model = common::model_path();
     let mut child = Command::new(env!("CARGO_BIN_EXE_synapse"))
@@ -300,9 +305,8 @@ fn chat(stdin: &str) -> String {
             model.to_str().unwrap(),
             "--temperature",
             "0",
-            "-n",
-            "48",
         ])
+        .args(flags.split_whitespace())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -399,11 +403,11 @@ fn ctrl_c_stops_the_generation_and_keeps_its_output() {
     assert!(String::from_utf8(text).unwrap().trim().len() > 1);
 }
 
-/// `--device gpu` runs `synapse run` on the GPU (lavapipe in CI, which installs it and
-/// sets SYNAPSE_REQUIRE_GPU): the same greedy tokens as the CPU's f32-activation run. The
-/// commands that do not run there yet say so.
+/// `--device gpu` runs `run`, `chat` and `bench` on the GPU (lavapipe in CI, which installs
+/// it and sets SYNAPSE_REQUIRE_GPU): the same greedy tokens as the CPU's f32-activation
+/// run, and a bench that says where it ran.
 #[test]
-fn run_on_the_gpu_gives_the_cpus_greedy_tokens() {
+fn run_chat_and_bench_on_the_gpu() {
     let devices = stdout(&synapse("inspect --devices", &[]));
     eprintln!("{devices}");
     if devices.starts_with("no GPU adapters") && std::env::var_os("SYNAPSE_REQUIRE_GPU").is_none() {
@@ -418,9 +422,21 @@ fn run_on_the_gpu_gives_the_cpus_greedy_tokens() {
         &format!("{flags} --f32-activations"),
     );
     assert_eq!(gpu["tokens"], cpu["tokens"]);
-    let refused = failure(&synapse("chat --device gpu", &[]));
-    assert!(
-        refused.contains("only `synapse run` runs on the GPU"),
-        "{refused}"
+
+    let two_turns = "Hi!\nWhat is 2+2?\n";
+    assert_eq!(
+        chat_with(two_turns, "-n 3 --device gpu"),
+        chat_with(two_turns, "-n 3 --f32-activations")
     );
+
+    let bench = stdout(&synapse(
+        "bench --device gpu --prompt-tokens 2 --gen-tokens 1 --repetitions 1 --json",
+        &[],
+    ));
+    let bench: Value = serde_json::from_str(&bench).unwrap();
+    assert!(
+        bench["kernel"].as_str().unwrap().starts_with("gpu: "),
+        "{bench}"
+    );
+    assert!(bench["decode_tok_s"].as_f64().unwrap() > 0.0, "{bench}");
 }

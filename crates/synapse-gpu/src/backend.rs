@@ -158,6 +158,8 @@ impl Backend for GpuBackend {
     type Vector = wgpu::Buffer;
     type Scratch = RopeTable;
     type Kv = GpuPages;
+    // The kernels compute in f32 and keep the cache in f32 so far.
+    const F32_ONLY: bool = true;
 
     fn matrix(&self, w: WeightTensor) -> GpuWeights {
         let matrix = match self.gpu.upload(&w) {

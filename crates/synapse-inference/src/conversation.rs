@@ -8,23 +8,24 @@ use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::Result;
 use crate::generation::sampler::Sampler;
 use crate::generation::{Completion, GenerateOptions, Generation, Generator, Piece};
+use crate::model::backend::{Backend, Cpu};
 use crate::session::{Model, Session, SessionOptions};
 use std::sync::Arc;
 
-pub struct Conversation {
-    session: Session,
+pub struct Conversation<B: Backend = Cpu> {
+    session: Session<B>,
     template: ChatTemplate,
     messages: Vec<ChatMessage>,
     /// The last turn's sampler, whose random stream the next turn continues.
     sampler: Option<Sampler>,
 }
 
-impl Conversation {
+impl<B: Backend> Conversation<B> {
     pub fn new(
-        model: Arc<Model>,
+        model: Arc<Model<B>>,
         opts: SessionOptions,
         system: Option<&str>,
-    ) -> Result<Conversation> {
+    ) -> Result<Conversation<B>> {
         let template = model.chat_template()?;
         let messages = system
             .map(|s| vec![ChatMessage::new("system", s)])
@@ -92,7 +93,7 @@ impl Conversation {
     /// Starts the assistant's reply to the conversation as it stands, to be pulled piece
     /// by piece with [`Conversation::next`] and ended with [`Conversation::end_reply`].
     /// Only the tokens past what the KV cache already holds are evaluated.
-    pub fn begin_reply(&mut self, opts: &GenerateOptions) -> Result<Completion> {
+    pub fn begin_reply(&mut self, opts: &GenerateOptions) -> Result<Completion<B>> {
         let text = self.template.render(&self.messages, true)?;
         let model = self.session.model.clone();
         let ids = model.encode_chat(&text)?;
@@ -107,13 +108,13 @@ impl Conversation {
     }
 
     /// The next piece of the reply that `reply` is generating (see [`Completion::next`]).
-    pub fn next(&mut self, reply: &mut Completion) -> Result<Option<Piece>> {
+    pub fn next(&mut self, reply: &mut Completion<B>) -> Result<Option<Piece>> {
         reply.next(&mut self.session)
     }
 
     /// Adds the reply, as far as it got, to the history, and keeps its sampler's random
     /// stream for the next turn.
-    pub fn end_reply(&mut self, reply: Completion) -> Generation {
+    pub fn end_reply(&mut self, reply: Completion<B>) -> Generation {
         let (out, generator) = reply.into_parts();
         self.sampler = Some(generator.into_sampler());
         self.messages

@@ -330,6 +330,10 @@ impl SessionOptions {
     /// for `model`.
     pub fn resolve<B: Backend>(mut self, model: &Model<B>) -> SessionOptions {
         let c = model.config();
+        if B::F32_ONLY {
+            self.precision = Precision::F32;
+            self.kv_type = Some(KvType::F32);
+        }
         let kv_type = KvType::default_for(self.precision, model.matmul_types());
         self.kv_type = Some(self.kv_type.unwrap_or(kv_type));
         if self.context == 0 {

@@ -66,6 +66,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     type Scratch: Default + Send;
     /// Storage of key/value pages.
     type Kv: KvPages;
+    /// Whether every activation and the key/value cache are f32 here, whatever the
+    /// session's precision asks (sessions then resolve to `Precision::F32` and an f32
+    /// cache, so that what they report is what runs).
+    const F32_ONLY: bool = false;
 
     /// Takes a loaded matrix (in the layout the CPU kernels read; any layout can give
     /// back its rows, see [`WeightTensor::dequantize_row`]).
