@@ -1,5 +1,5 @@
 //! Matrix products with weights in their quantized form (shaders/matmul.wgsl, with one
-//! `row_dot` per weight type).
+//! `row_dots` per weight type).
 
 use crate::kernel::Kernel;
 use crate::{Gpu, GpuError, GpuMatrix};
@@ -7,8 +7,10 @@ use synapse_core::DType;
 
 /// Rows per line of workgroups (see `Shape::row_span` in matmul.wgsl).
 const ROW_SPAN: usize = 32768;
+/// Tokens a workgroup takes (`TILE` in matmul.wgsl).
+const TILE: usize = 8;
 
-/// The matrix product for weights of `dtype`: matmul.wgsl, then the type's `row_dot`.
+/// The matrix product for weights of `dtype`: matmul.wgsl, then the type's `row_dots`.
 fn kernel(dtype: DType) -> Kernel {
     const MATMUL: &str = include_str!("shaders/matmul.wgsl");
     const BLOCKS: &str = include_str!("shaders/blocks.wgsl");
@@ -61,11 +63,12 @@ impl Gpu {
             w.cols as u32,
             ROW_SPAN as u32,
             w.scales_start,
+            n_tokens as u32,
         ];
         let groups = [
             w.rows.min(ROW_SPAN) as u32,
             w.rows.div_ceil(ROW_SPAN) as u32,
-            n_tokens as u32,
+            n_tokens.div_ceil(TILE) as u32,
         ];
         let buffers = [&w.words, x, out];
         self.dispatch(encoder, &kernel(w.dtype), &params, &buffers, groups);

@@ -77,10 +77,11 @@ fn every_weight_type_matches_the_scalar_oracle() {
     let Some(gpu) = gpu() else { return };
     for dtype in TYPES {
         // One block per row (a K-quant's 256 values); rows that leave lanes idle; rows
-        // of 2304 values (SmolLM2's 576 for the 32-value types), with prefill.
+        // of 2304 values (SmolLM2's 576 for the 32-value types), with prefill; a prefill
+        // of one whole tile of 8 tokens and part of a second.
         let k_quant = dtype.block_len() == 256;
         let cols = |n: usize| if k_quant { 8 * n } else { n };
-        for (rows, width, tokens) in [(3, 32, 1), (37, 2080, 2), (64, 288, 5)] {
+        for (rows, width, tokens) in [(3, 32, 1), (37, 2080, 2), (64, 288, 5), (5, 96, 11)] {
             check(&gpu, dtype, rows, cols(width), tokens);
         }
     }

@@ -1,10 +1,13 @@
 // F16 weights: two values to a word, the first in the low half.
-fn row_dot(row: u32, x_start: u32, lane: u32) -> f32 {
+fn row_dots(row: u32, first: u32, tokens: u32, lane: u32) -> array<f32, TILE> {
     let pairs = shape.cols / 2u;
-    var acc = 0.0;
+    var acc: array<f32, TILE>;
     for (var i = lane; i < pairs; i += WG) {
         let w = unpack2x16float(codes[row * pairs + i]);
-        acc += dot(w, vec2<f32>(x[x_start + 2u * i], x[x_start + 2u * i + 1u]));
+        for (var t = 0u; t < tokens; t++) {
+            let xi = (first + t) * shape.cols + 2u * i;
+            acc[t] += dot(w, vec2<f32>(x[xi], x[xi + 1u]));
+        }
     }
     return acc;
 }

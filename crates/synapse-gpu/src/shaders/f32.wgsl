@@ -1,9 +1,12 @@
 // F32 weights: `codes` holds the values' bits.
-fn row_dot(row: u32, x_start: u32, lane: u32) -> f32 {
+fn row_dots(row: u32, first: u32, tokens: u32, lane: u32) -> array<f32, TILE> {
     let start = row * shape.cols;
-    var acc = 0.0;
+    var acc: array<f32, TILE>;
     for (var i = lane; i < shape.cols; i += WG) {
-        acc += bitcast<f32>(codes[start + i]) * x[x_start + i];
+        let w = bitcast<f32>(codes[start + i]);
+        for (var t = 0u; t < tokens; t++) {
+            acc[t] += w * x[(first + t) * shape.cols + i];
+        }
     }
     return acc;
 }

@@ -20,17 +20,14 @@ fn unit_scale_min(super_block: u32, first: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(sm) * vec2<f32>(scale(2u * super_block), scale(2u * super_block + 1u));
 }
 
-// The dot product of unit j's 32 codes (nibbles at `shift` of words qs..qs + 8, plus 16
-// times `high`'s bits) with x[xb..], scaled and less the minimum's share.
-fn k4_dot(super_block: u32, first: u32, j: u32, qs: u32, shift: u32, xb: u32,
-          high: array<vec4<f32>, 8>) -> f32 {
-    var sum = 0.0;
-    var x_sum = 0.0;
-    for (var w = 0u; w < 8u; w++) {
-        let xv = x4(xb + 4u * w);
-        sum += dot(nibbles(codes[qs + w], shift) + 16.0 * high[w], xv);
-        x_sum += dot(xv, vec4<f32>(1.0));
-    }
+// Unit j's values: the nibbles at `shift` of words qs..qs + 8, plus 16 times `high`'s
+// bits, scaled, less the minimum.
+fn k4_values(super_block: u32, first: u32, j: u32, qs: u32, shift: u32,
+             high: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
     let sm = unit_scale_min(super_block, first, j);
-    return sm.x * sum - sm.y * x_sum;
+    var v: array<vec4<f32>, 8>;
+    for (var w = 0u; w < 8u; w++) {
+        v[w] = sm.x * (nibbles(codes[qs + w], shift) + 16.0 * high[w]) - sm.y;
+    }
+    return v;
 }

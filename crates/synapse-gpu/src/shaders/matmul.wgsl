@@ -1,9 +1,12 @@
 // out[t * rows + r] = dot(weight row r, activation row t): one workgroup of WG lanes per
-// (row, token); the lanes split the row's blocks, then add up their sums in shared memory.
+// row and tile of up to TILE tokens. The lanes split the row, each weight read once for
+// all the tile's tokens (a prefill reads the matrix once per TILE tokens, not per token),
+// then add up their sums in shared memory.
 // Appended to this file, the weight type's WGSL (for the types in blocks: blocks.wgsl and
-// the type's block_dot) defines
-//   fn row_dot(row: u32, x_start: u32, lane: u32) -> f32
-// which returns this lane's part of the dot product of `row` with x[x_start..].
+// the type's unit_values) defines
+//   fn row_dots(row: u32, first: u32, tokens: u32, lane: u32) -> array<f32, TILE>
+// which returns this lane's part of the dot products of `row` with activation rows
+// first..first + tokens.
 
 struct Shape {
     rows: u32,
@@ -12,6 +15,7 @@ struct Shape {
     row_span: u32,
     // Where the scales start in `codes`.
     scales_start: u32,
+    tokens: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -21,7 +25,9 @@ struct Shape {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const WG: u32 = 64u;
-var<workgroup> sums: array<f32, WG>;
+const TILE: u32 = 8u;
+// sums[t * WG + lane]: the lanes' parts of token t's dot product.
+var<workgroup> sums: array<f32, TILE * WG>;
 
 fn scale(i: u32) -> f32 {
     return bitcast<f32>(codes[shape.scales_start + i]);
@@ -40,19 +46,26 @@ fn nibbles(q: u32, shift: u32) -> vec4<f32> {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let row = group.x + group.y * shape.row_span;
-    let token = group.z;
+    let first = group.z * TILE;
+    // The same in every lane of the workgroup, as the barriers below need.
     if (row >= shape.rows) {
         return;
     }
-    sums[lane] = row_dot(row, token * shape.cols, lane);
+    let tokens = min(TILE, shape.tokens - first);
+    let dots = row_dots(row, first, tokens, lane);
+    for (var t = 0u; t < tokens; t++) {
+        sums[t * WG + lane] = dots[t];
+    }
     workgroupBarrier();
     for (var width = WG / 2u; width > 0u; width /= 2u) {
         if (lane < width) {
-            sums[lane] += sums[lane + width];
+            for (var t = 0u; t < tokens; t++) {
+                sums[t * WG + lane] += sums[t * WG + lane + width];
+            }
         }
         workgroupBarrier();
     }
-    if (lane == 0u) {
-        out[token * shape.rows + row] = sums[0];
+    if (lane < tokens) {
+        out[(first + lane) * shape.rows + row] = sums[lane * WG];
     }
 }
