@@ -108,11 +108,12 @@ pub enum Gpu {}
 
 /// `model` on `gpu`.
 #[cfg(feature = "gpu")]
-fn on_gpu(model: Model, gpu: Gpu) -> Arc<Model<synapse_gpu::GpuBackend>> {
-    Arc::new(model.with_backend(synapse_gpu::GpuBackend::new(gpu)))
+fn on_gpu(model: Model, gpu: Gpu) -> Result<Arc<Model<synapse_gpu::GpuBackend>>, String> {
+    let model = model.with_backend(synapse_gpu::GpuBackend::new(gpu));
+    model.map(Arc::new).map_err(|e| e.to_string())
 }
 #[cfg(not(feature = "gpu"))]
-fn on_gpu(_: Model, gpu: Gpu) -> Arc<Model> {
+fn on_gpu(_: Model, gpu: Gpu) -> Result<Arc<Model>, String> {
     match gpu {}
 }
 
@@ -165,7 +166,7 @@ impl ModelArgs {
                 #[cfg(not(feature = "gpu"))]
                 let device = String::new();
                 let model = Arc::into_inner(model).expect("loaded just now, not shared");
-                job.run(on_gpu(model, gpu), &device)
+                job.run(on_gpu(model, gpu)?, &device)
             }
             None => job.run(model, &format!("{:?}", synapse_core::kernels::isa())),
         }

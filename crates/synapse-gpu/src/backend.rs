@@ -161,20 +161,22 @@ impl Backend for GpuBackend {
     // The kernels compute in f32 and keep the cache in f32 so far.
     const F32_ONLY: bool = true;
 
-    fn matrix(&self, w: WeightTensor) -> GpuWeights {
+    fn matrix(&self, w: WeightTensor) -> synapse_inference::Result<GpuWeights> {
         let matrix = match self.gpu.upload(&w) {
-            Ok(m) => m,
-            Err(GpuError::UnsupportedType { .. } | GpuError::BadShape { .. }) => {
+            Err(GpuError::UnsupportedType { .. } | GpuError::OddF16Row { .. }) => {
                 eprintln!(
                     "note: {}: {} weights run as F32 on the GPU (no kernel reads them as they are)",
                     w.name, w.dtype
                 );
-                let f32 = self.gpu.upload(&widened(&w));
-                f32.unwrap_or_else(|e| panic!("{e}"))
+                self.gpu.upload(&widened(&w))
             }
-            Err(e) => panic!("{e}"),
+            uploaded => uploaded,
         };
-        GpuWeights { matrix, host: w }
+        let matrix = matrix.map_err(|e| synapse_inference::Error::Device {
+            device: self.gpu.adapter().name,
+            reason: e.to_string(),
+        })?;
+        Ok(GpuWeights { matrix, host: w })
     }
 
     fn vector(&self, v: Vec<f32>) -> wgpu::Buffer {

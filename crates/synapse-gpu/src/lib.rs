@@ -36,6 +36,8 @@ pub enum GpuError {
     Device { adapter: String, reason: String },
     #[error("{tensor}: {dtype} weights have no GPU kernel")]
     UnsupportedType { tensor: String, dtype: DType },
+    #[error("{tensor}: F16 rows of {cols} values: the GPU reads them in pairs")]
+    OddF16Row { tensor: String, cols: usize },
     #[error("{tensor}: {reason}")]
     BadShape { tensor: String, reason: String },
     #[error("reading a result back from the GPU failed: {0}")]

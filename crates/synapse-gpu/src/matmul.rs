@@ -58,20 +58,25 @@ impl Gpu {
         n_tokens: usize,
         out: &wgpu::Buffer,
     ) {
-        let params = [
-            w.rows as u32,
-            w.cols as u32,
-            ROW_SPAN as u32,
-            w.scales_start,
-            n_tokens as u32,
-        ];
-        let groups = [
-            w.rows.min(ROW_SPAN) as u32,
-            w.rows.div_ceil(ROW_SPAN) as u32,
-            n_tokens.div_ceil(TILE) as u32,
-        ];
-        let buffers = [&w.words, x, out];
-        self.dispatch(encoder, &kernel(w.dtype), &params, &buffers, groups);
+        for part in &w.parts {
+            let rows = part.rows.len();
+            let params = [
+                rows as u32,
+                w.cols as u32,
+                ROW_SPAN as u32,
+                part.scales_start,
+                n_tokens as u32,
+                w.rows as u32,
+                part.rows.start as u32,
+            ];
+            let groups = [
+                rows.min(ROW_SPAN) as u32,
+                rows.div_ceil(ROW_SPAN) as u32,
+                n_tokens.div_ceil(TILE) as u32,
+            ];
+            let buffers = [&part.words, x, out];
+            self.dispatch(encoder, &kernel(w.dtype), &params, &buffers, groups);
+        }
     }
 
     /// [`Gpu::encode_matmul`] from and to host memory: `x` holds `n_tokens` rows of

@@ -61,7 +61,8 @@ fn greedy_tokens_equal_the_cpus_up_to_near_ties() {
     let on_gpu = Arc::new(
         Model::load(&path)
             .unwrap()
-            .with_backend(GpuBackend::new(gpu)),
+            .with_backend(GpuBackend::new(gpu))
+            .unwrap(),
     );
     let (prompts, tokens) = plan();
     for prompt in prompts {

@@ -56,7 +56,7 @@ fn every_family_matches_transformers_on_the_gpu() {
 
         let backend = GpuBackend::new(gpu().expect("the adapter found above"));
         let model = Model::load(dir.join("model.gguf")).unwrap();
-        let model = Arc::new(model.with_backend(backend));
+        let model = Arc::new(model.with_backend(backend).unwrap());
         let opts = SessionOptions {
             context: 64,
             threads: 1,

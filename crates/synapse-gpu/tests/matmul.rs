@@ -37,10 +37,26 @@ fn matrix(dtype: DType, rows: usize, cols: usize, seed: u64) -> WeightTensor {
 /// against the oracle: each value within 1e-5 of the sum of the products' magnitudes
 /// (the GPU adds in another order, in f32).
 fn check(gpu: &Gpu, dtype: DType, rows: usize, cols: usize, tokens: usize) {
+    check_in_parts(gpu, dtype, rows, cols, tokens, u64::MAX);
+}
+
+/// [`check`] with the matrix bound in parts of at most `part_bytes`.
+fn check_in_parts(
+    gpu: &Gpu,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+    part_bytes: u64,
+) {
     let w = matrix(dtype, rows, cols, (rows * 31 + cols) as u64);
     let x = values(7 + tokens as u64, tokens * cols);
+    let gpu_w = match part_bytes {
+        u64::MAX => gpu.upload(&w),
+        _ => gpu.upload_in_parts(&w, part_bytes),
+    };
     let got = gpu
-        .matmul(&gpu.upload(&w).expect("upload"), &x, tokens)
+        .matmul(&gpu_w.expect("upload"), &x, tokens)
         .expect("matmul");
     let mut row = vec![0f32; cols];
     for r in 0..rows {
@@ -85,6 +101,26 @@ fn every_weight_type_matches_the_scalar_oracle() {
             check(&gpu, dtype, rows, cols(width), tokens);
         }
     }
+}
+
+/// A matrix larger than the device binds at once goes up in parts of whole rows: here
+/// parts of 2 rows (Q8_0 rows of 64 values take 72 bytes on the GPU) and of 5 K-quant
+/// rows; a row larger than the limit is an error naming the tensor.
+#[test]
+fn a_matrix_in_parts_gives_the_same_product() {
+    let Some(gpu) = gpu() else { return };
+    check_in_parts(&gpu, DType::Q8_0, 9, 64, 3, 150);
+    check_in_parts(&gpu, DType::Q6K, 13, 256, 9, 5 * 212);
+    let error = gpu
+        .upload_in_parts(&matrix(DType::F32, 2, 64, 1), 100)
+        .err()
+        .expect("an error");
+    assert!(
+        error
+            .to_string()
+            .starts_with("w.F32: a row takes 256 bytes"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -66,6 +66,10 @@ pub enum Error {
     /// A grammar or schema for constrained decoding that cannot be used.
     #[error("invalid constraint: {reason}")]
     BadConstraint { reason: String },
+    /// A backend's device cannot hold or run what it was given (the message names the
+    /// tensor).
+    #[error("{device}: {reason}")]
+    Device { device: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -116,6 +120,7 @@ impl Error {
             | Error::UnknownSequence { .. }
             | Error::BatchTooLarge { .. }
             | Error::BadConstraint { .. } => ErrorKind::InvalidArgument,
+            Error::Device { .. } => ErrorKind::Unsupported,
             Error::Fetch(_) => ErrorKind::Io,
             Error::Cancelled => ErrorKind::Cancelled,
         }

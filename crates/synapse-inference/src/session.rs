@@ -182,12 +182,13 @@ impl Model<Cpu> {
         ))
     }
 
-    /// The same model on backend `b` (its weights handed over with [`Backend::matrix`]).
-    pub fn with_backend<B: Backend>(self, backend: B) -> Model<B> {
+    /// The same model on backend `b` (its weights handed over with [`Backend::matrix`]);
+    /// an error where the device cannot hold them.
+    pub fn with_backend<B: Backend>(self, backend: B) -> Result<Model<B>> {
         let Decoder {
             config, weights, ..
         } = self.net;
-        Model {
+        Ok(Model {
             path: self.path,
             tokenizer: self.tokenizer,
             source: self.source,
@@ -197,10 +198,10 @@ impl Model<Cpu> {
             parameter_count: self.parameter_count,
             net: Decoder {
                 config,
-                weights: weights.upload(&backend),
+                weights: weights.upload(&backend)?,
                 backend,
             },
-        }
+        })
     }
 }
 

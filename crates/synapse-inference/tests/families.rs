@@ -78,7 +78,7 @@ fn reference(family: &str) -> Expected {
 /// The model at `path` on backend `B`.
 fn load<B: Backend>(path: &Path, backend: B) -> Arc<Model<B>> {
     let model = Model::load(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Arc::new(model.with_backend(backend))
+    Arc::new(model.with_backend(backend).unwrap())
 }
 
 /// Checks the model at `path` on backend `B` against the family's reference; returns the

@@ -8,7 +8,9 @@
 // which returns this lane's part of the dot products of `row` with activation rows
 // first..first + tokens.
 
+// The matrix is bound a part of whole rows at a time (see matrix.rs).
 struct Shape {
+    // Rows of this part.
     rows: u32,
     cols: u32,
     // Rows per line of workgroups: a dispatch has at most 65535 workgroups per dimension.
@@ -16,6 +18,9 @@ struct Shape {
     // Where the scales start in `codes`.
     scales_start: u32,
     tokens: u32,
+    // Rows of the whole matrix (of each row of `out`), and this part's first.
+    out_rows: u32,
+    row_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> shape: Shape;
@@ -66,6 +71,6 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         workgroupBarrier();
     }
     if (lane < tokens) {
-        out[(first + lane) * shape.rows + row] = sums[lane * WG];
+        out[(first + lane) * shape.out_rows + shape.row_offset + row] = sums[lane * WG];
     }
 }

@@ -318,44 +318,48 @@ impl Weights<Cpu> {
 
 impl Weights<Cpu> {
     /// Hands every matrix and vector to backend `b`.
-    pub fn upload<B: Backend>(self, b: &B) -> Weights<B> {
-        let linear = |l: Linear<Cpu>| Linear {
-            weight: b.matrix(l.weight),
-            bias: l.bias.map(|v| b.vector(v)),
+    pub fn upload<B: Backend>(self, b: &B) -> Result<Weights<B>> {
+        let linear = |l: Linear<Cpu>| -> Result<Linear<B>> {
+            Ok(Linear {
+                weight: b.matrix(l.weight)?,
+                bias: l.bias.map(|v| b.vector(v)),
+            })
         };
         let norm = |n: Norm<Cpu>| Norm {
             kind: n.kind,
             weight: b.vector(n.weight),
             bias: n.bias.map(|v| b.vector(v)),
         };
-        Weights {
-            token_embd: b.matrix(self.token_embd),
-            position_embd: self.position_embd.map(|m| b.matrix(m)),
+        Ok(Weights {
+            token_embd: b.matrix(self.token_embd)?,
+            position_embd: self.position_embd.map(|m| b.matrix(m)).transpose()?,
             blocks: self
                 .blocks
                 .into_iter()
-                .map(|w| BlockWeights {
-                    attn_norm: norm(w.attn_norm),
-                    qkv: match w.qkv {
-                        QkvWeights::Separate { q, k, v } => QkvWeights::Separate {
-                            q: linear(q),
-                            k: linear(k),
-                            v: linear(v),
+                .map(|w| {
+                    Ok(BlockWeights {
+                        attn_norm: norm(w.attn_norm),
+                        qkv: match w.qkv {
+                            QkvWeights::Separate { q, k, v } => QkvWeights::Separate {
+                                q: linear(q)?,
+                                k: linear(k)?,
+                                v: linear(v)?,
+                            },
+                            QkvWeights::Fused(qkv) => QkvWeights::Fused(linear(qkv)?),
                         },
-                        QkvWeights::Fused(qkv) => QkvWeights::Fused(linear(qkv)),
-                    },
-                    q_norm: w.q_norm.map(|v| b.vector(v)),
-                    k_norm: w.k_norm.map(|v| b.vector(v)),
-                    attn_output: linear(w.attn_output),
-                    ffn_norm: norm(w.ffn_norm),
-                    ffn_gate: w.ffn_gate.map(linear),
-                    ffn_up: linear(w.ffn_up),
-                    ffn_down: linear(w.ffn_down),
+                        q_norm: w.q_norm.map(|v| b.vector(v)),
+                        k_norm: w.k_norm.map(|v| b.vector(v)),
+                        attn_output: linear(w.attn_output)?,
+                        ffn_norm: norm(w.ffn_norm),
+                        ffn_gate: w.ffn_gate.map(linear).transpose()?,
+                        ffn_up: linear(w.ffn_up)?,
+                        ffn_down: linear(w.ffn_down)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             output_norm: norm(self.output_norm),
-            output: linear(self.output),
-        }
+            output: linear(self.output)?,
+        })
     }
 
     /// The matrices that matmuls read: every block's projections, then the output

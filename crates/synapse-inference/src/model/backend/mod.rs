@@ -72,8 +72,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     const F32_ONLY: bool = false;
 
     /// Takes a loaded matrix (in the layout the CPU kernels read; any layout can give
-    /// back its rows, see [`WeightTensor::dequantize_row`]).
-    fn matrix(&self, w: WeightTensor) -> Self::Matrix;
+    /// back its rows, see [`WeightTensor::dequantize_row`]); an error where the device
+    /// cannot hold it.
+    fn matrix(&self, w: WeightTensor) -> crate::Result<Self::Matrix>;
     fn vector(&self, v: Vec<f32>) -> Self::Vector;
     /// A buffer of `len` values.
     fn buffer(&self, len: usize) -> Self::Buffer;

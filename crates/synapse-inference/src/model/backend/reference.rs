@@ -35,7 +35,7 @@ impl Backend for Reference {
     type Scratch = Angles;
     type Kv = HostPages;
 
-    fn matrix(&self, w: WeightTensor) -> WeightTensor {
+    fn matrix(&self, w: WeightTensor) -> crate::Result<WeightTensor> {
         Cpu.matrix(w)
     }
 
