@@ -24,10 +24,10 @@ use crate::clock::Stopwatch;
 /// Most bytes of values one render may build, intermediate ones included: real templates
 /// build a few times their conversation, and a million tokens of conversation are about
 /// 4 MB.
-pub(super) const VALUE_BUDGET: usize = 128 << 20;
+const VALUE_BUDGET: usize = 128 << 20;
 /// Longest a render may run, where there is a clock (wasm32-unknown-unknown has none:
 /// there fuel and the budget bound it).
-pub(super) const TIME_LIMIT_MS: f64 = 2000.0;
+const TIME_LIMIT_MS: f64 = 2000.0;
 /// What an item of a list counts against the budget.
 const ITEM_BYTES: usize = std::mem::size_of::<Value>();
 
@@ -89,7 +89,7 @@ struct Edit {
     rank: u8,
     /// Among closings the inner (shorter) span first; among openings the outer.
     nesting: isize,
-    text: &'static str,
+    text: String,
     /// Source bytes the edit replaces.
     replaces: usize,
 }
@@ -199,22 +199,22 @@ impl<'s> Edits<'s> {
         start
     }
 
-    /// `function(` before the span and `)` after it.
-    fn wrap(&mut self, expr: &ast::Expr<'s>, function: &'static str) {
+    /// `function(` before the expression and `)` after it.
+    fn wrap(&mut self, expr: &ast::Expr<'s>, function: &str) {
         let (start, end) = (self.start(expr), expr.span().end_offset as usize);
         let len = (end - start) as isize;
         self.list.push(Edit {
             at: start,
             rank: 2,
             nesting: -len,
-            text: function,
+            text: format!("{function}("),
             replaces: 0,
         });
         self.list.push(Edit {
             at: end,
             rank: 0,
             nesting: len,
-            text: ")",
+            text: ")".into(),
             replaces: 0,
         });
     }
@@ -226,14 +226,14 @@ impl<'s> Edits<'s> {
             at: end,
             rank: 0,
             nesting: (end - start) as isize,
-            text: "|__synapse_guard",
+            text: format!("|{GUARD}"),
             replaces: 0,
         });
     }
 
     /// `a * b` becomes `function(a , b)`: the operator, the first character after the
     /// left operand that is not a space or a closing parenthesis, becomes a comma.
-    fn call_operator(&mut self, expr: &ast::Expr<'s>, op: &ast::BinOp<'s>, function: &'static str) {
+    fn call_operator(&mut self, expr: &ast::Expr<'s>, op: &ast::BinOp<'s>, function: &str) {
         let left_end = op.left.span().end_offset as usize;
         let Some(offset) = self.source[left_end..].find(|c: char| !c.is_whitespace() && c != ')')
         else {
@@ -244,7 +244,7 @@ impl<'s> Edits<'s> {
             at: left_end + offset,
             rank: 1,
             nesting: 0,
-            text: ",",
+            text: ",".into(),
             replaces: 1,
         });
     }
@@ -255,7 +255,7 @@ impl<'s> Edits<'s> {
         let mut copied = 0;
         for edit in &self.list {
             out.push_str(&self.source[copied..edit.at.max(copied)]);
-            out.push_str(edit.text);
+            out.push_str(&edit.text);
             copied = copied.max(edit.at + edit.replaces);
         }
         out.push_str(&self.source[copied..]);
@@ -340,7 +340,7 @@ impl<'s> Edits<'s> {
         match expr {
             Expr::Var(_) | Expr::Const(_) => {}
             Expr::Slice(s) => {
-                self.wrap(expr, "__synapse_guard(");
+                self.wrap(expr, GUARD);
                 self.expr(&s.expr);
                 self.opt_expr(&s.start);
                 self.opt_expr(&s.stop);
@@ -349,16 +349,16 @@ impl<'s> Edits<'s> {
             Expr::UnaryOp(u) => self.expr(&u.expr),
             Expr::BinOp(b) => {
                 match b.op {
-                    ast::BinOpKind::Mul => self.call_operator(expr, b, "__synapse_mul("),
-                    ast::BinOpKind::Add => self.call_operator(expr, b, "__synapse_add("),
-                    ast::BinOpKind::Concat => self.call_operator(expr, b, "__synapse_concat("),
-                    _ => self.wrap(expr, "__synapse_guard("),
+                    ast::BinOpKind::Mul => self.call_operator(expr, b, MUL),
+                    ast::BinOpKind::Add => self.call_operator(expr, b, ADD),
+                    ast::BinOpKind::Concat => self.call_operator(expr, b, CONCAT),
+                    _ => self.wrap(expr, GUARD),
                 }
                 self.expr(&b.left);
                 self.expr(&b.right);
             }
             Expr::Compare(c) => {
-                self.wrap(expr, "__synapse_guard(");
+                self.wrap(expr, GUARD);
                 self.expr(&c.expr);
                 c.ops.iter().for_each(|op| self.expr(&op.expr));
             }
@@ -386,7 +386,7 @@ impl<'s> Edits<'s> {
                 self.expr(&g.subscript_expr);
             }
             Expr::Call(c) => {
-                self.wrap(expr, "__synapse_guard(");
+                self.wrap(expr, GUARD);
                 self.expr(&c.expr);
                 self.args(&c.args);
             }
