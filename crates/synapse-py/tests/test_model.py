@@ -140,6 +140,9 @@ def test_ctrl_c_stops_a_generation(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, threading, time, synapse
+        # Python leaves SIGINT alone where its parent ignored it (a job started in the
+        # background, say): take it back, as an interactive session has it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         model = synapse.Model(ctx_size=4096)
         threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         start = time.time()
