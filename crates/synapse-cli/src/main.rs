@@ -106,14 +106,15 @@ pub use synapse_gpu::Gpu;
 #[cfg(not(feature = "gpu"))]
 pub enum Gpu {}
 
-/// `model` on `gpu`.
+/// `model` on `gpu`, and the adapter's name.
 #[cfg(feature = "gpu")]
-fn on_gpu(model: Model, gpu: Gpu) -> Result<Arc<Model<synapse_gpu::GpuBackend>>, String> {
+fn on_gpu(model: Model, gpu: Gpu) -> Result<(Arc<Model<synapse_gpu::GpuBackend>>, String), String> {
+    let name = format!("gpu: {}", gpu.adapter());
     let model = model.with_backend(synapse_gpu::GpuBackend::new(gpu));
-    model.map(Arc::new).map_err(|e| e.to_string())
+    Ok((Arc::new(model.map_err(|e| e.to_string())?), name))
 }
 #[cfg(not(feature = "gpu"))]
-fn on_gpu(_: Model, gpu: Gpu) -> Result<Arc<Model>, String> {
+fn on_gpu(_: Model, gpu: Gpu) -> Result<(Arc<Model>, String), String> {
     match gpu {}
 }
 
@@ -161,12 +162,9 @@ impl ModelArgs {
         let model = self.load_on_cpu()?;
         match self.gpu()? {
             Some(gpu) => {
-                #[cfg(feature = "gpu")]
-                let device = format!("gpu: {}", gpu.adapter());
-                #[cfg(not(feature = "gpu"))]
-                let device = String::new();
                 let model = Arc::into_inner(model).expect("loaded just now, not shared");
-                job.run(on_gpu(model, gpu)?, &device)
+                let (model, device) = on_gpu(model, gpu)?;
+                job.run(model, &device)
             }
             None => job.run(model, &format!("{:?}", synapse_core::kernels::isa())),
         }
