@@ -10,6 +10,10 @@
   written as F16 with the `gguf` package (random-1b.F16.gguf, kept as the quantizer's source)
   and quantized by llama.cpp. Its tokenizer is SmolLM2's, padded to 128256 tokens with unique
   unused (type 5) dummies. It produces noise: it exists to time a 1B-sized forward pass.
+- random-1b.{Q4_0,F16}.gguf: the same model as Q4_0, and its F16 source (the GPU benchmark's
+  three types, bench/gpu_device.sh);
+- random-smollm2-135m.{Q4_1,F16}.gguf: the same for SmolLM2-135M's own shapes, where the default
+  model itself cannot go (the GPU benchmark's machine fetches nothing);
 - random-qwen3-0.6b.{Q8_0,Q4_K_M}.gguf: the same for Qwen3-0.6B's shapes and architecture
   (configs/qwen3-0.6b.json: hidden 1024, 28 layers, 16 query / 8 KV heads of 128, FFN 3072,
   vocab 151936, per-head Q/K RMSNorm, tied embeddings, RoPE base 1e6).
@@ -18,10 +22,13 @@ Idempotent: files that exist are kept (outputs are written to a temporary name a
 Prints what it made or found, with sizes, on stderr; --json also prints the list as one JSON line on stdout.
 
 Run from anywhere:  python3 tools/make_bench_models.py [--only smollm2-135m.Q8_0,random-1b.Q8_0] [--json]
+    [--source GGUF]       the default model (or any GGUF with SmolLM2's tokenizer, for the random ones)
+    [--quantizer PATH]    llama.cpp's llama-quantize instead of llama-cpp-python
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -35,16 +42,21 @@ DEFAULT_OUT = os.path.join(SYNAPSE_HOME, "bench")
 SMOLLM2 = "smollm2-135m"
 RANDOM_1B = "random-1b"
 RANDOM_QWEN3 = "random-qwen3-0.6b"
+RANDOM_SMOLLM2 = "random-smollm2-135m"
 VARIANTS = [
     (SMOLLM2, "Q4_1"),
     (SMOLLM2, "Q4_0"),
     (SMOLLM2, "Q8_0"),
     (SMOLLM2, "Q4_K_M"),
     (SMOLLM2, "F16"),
+    (RANDOM_1B, "F16"),
+    (RANDOM_1B, "Q4_0"),
     (RANDOM_1B, "Q8_0"),
     (RANDOM_1B, "Q4_K_M"),
     (RANDOM_1B, "Q5_K_M"),
     (RANDOM_1B, "Q6_K"),
+    (RANDOM_SMOLLM2, "F16"),
+    (RANDOM_SMOLLM2, "Q4_1"),
     (RANDOM_QWEN3, "Q8_0"),
     (RANDOM_QWEN3, "Q4_K_M"),
 ]
@@ -54,6 +66,8 @@ VARIANTS = [
 RANDOM_SHAPES = {
     RANDOM_1B: dict(arch="llama", hidden=2048, layers=16, heads=32, kv_heads=8, head_dim=64,
                     ffn=8192, vocab=128256, context=8192, rope_base=500000.0, qk_norm=False),
+    RANDOM_SMOLLM2: dict(arch="llama", hidden=576, layers=30, heads=9, kv_heads=3, head_dim=64,
+                         ffn=1536, vocab=49152, context=8192, rope_base=100000.0, qk_norm=False),
     RANDOM_QWEN3: dict(arch="qwen3", hidden=1024, layers=28, heads=16, kv_heads=8, head_dim=128,
                        ffn=3072, vocab=151936, context=40960, rope_base=1000000.0, qk_norm=True),
 }
@@ -81,8 +95,21 @@ def quiet_llama_logs(L):
         L.llama_log_set(_QUIET, None)
 
 
+# llama.cpp's llama-quantize, when given (--quantizer), else llama-cpp-python's binding.
+QUANTIZER = None
+
+
 def quantize(src, dst, quant):
     """Quantizes src into dst with llama.cpp (requantizing allowed)."""
+    if QUANTIZER:
+        tmp = dst + ".tmp"
+        res = subprocess.run([QUANTIZER, "--allow-requantize", src, tmp, quant],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if res.returncode != 0:
+            sys.stderr.write(res.stderr[-2000:])
+            raise SystemExit(f"{QUANTIZER} {src} -> {quant} failed with code {res.returncode}")
+        os.replace(tmp, dst)
+        return
     import llama_cpp as L
 
     quiet_llama_logs(L)
@@ -203,17 +230,22 @@ def make(out_dir, family, quant):
         if not os.path.exists(f16):
             log(f"writing {f16} (random weights) ...")
             write_random_f16(f16, family)
-        quantize(f16, path, quant)
+        if quant != "F16":
+            quantize(f16, path, quant)
     return path, True
 
 
 def main():
+    global SOURCE, QUANTIZER
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output folder [default: {DEFAULT_OUT}]")
     ap.add_argument("--only", default="", help="comma-separated variants, e.g. smollm2-135m.Q4_1 [default: all]")
     ap.add_argument("--json", action="store_true", help="print the variants as a JSON list on stdout")
     ap.add_argument("--list", action="store_true", help="list the known variants and exit")
+    ap.add_argument("--source", default=SOURCE, help=f"the default model [default: {SOURCE}]")
+    ap.add_argument("--quantizer", help="llama.cpp's llama-quantize [default: llama-cpp-python]")
     args = ap.parse_args()
+    SOURCE, QUANTIZER = args.source, args.quantizer
 
     known = [f"{f}.{q}" for f, q in VARIANTS]
     if args.list:
