@@ -4,8 +4,8 @@
 # generation lengths. Made for a lent device machine (the `device` tool's NVIDIA H100), which
 # reaches no registry: `pack` gathers here what it needs, `run` does the rest there in one call.
 #
-#   bench/gpu_device.sh pack       here: fills .device/ (kept out of git; about 30 MiB, under
-#                                  the 64 MiB a call carries): the synapse CLI (stripped),
+#   bench/gpu_device.sh pack       here: fills .device/ (kept out of git; 27 MB, which with the
+#                                  tree's 18 MB is under the 64 MiB a call carries): the synapse CLI (stripped),
 #                                  llama.cpp's source (llama-cpp-python 0.3.36's, built for
 #                                  the reference checks), Vulkan headers newer than Debian 12's
 #                                  (llama.cpp needs 1.4; Debian 13's packages), glslc and the
@@ -34,8 +34,8 @@ pairs=${BENCH_PAIRS:-2}
 pack() {
   [ -d "$llama_src" ] || { echo "$llama_src: llama.cpp's source is missing (bench/vs_llamacpp.sh fetches it)"; exit 1; }
   grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >>.git/info/exclude
-  rm -rf "$dev" && mkdir -p "$dev/debs" "$dev/vk"
-  cargo build --quiet --release -p synapse-cli
+  rm -rf "$dev" && mkdir -p "$dev/debs"
+  ./scripts/cargo-test.sh --no-run --quiet # builds target/release/synapse with the tests' units
   strip -o "$dev/synapse" target/release/synapse
   tar -C "$llama_src" -cJf "$dev/llama.cpp.tar.xz" --exclude=./models --exclude=./docs \
     --exclude=./media --exclude=./examples --exclude=./.git .
@@ -47,7 +47,7 @@ pack() {
     curl -sSf -o "$scratch/$(basename "$f")" "http://deb.debian.org/debian/$f"
     dpkg -x "$scratch/$(basename "$f")" "$scratch/root"
   done
-  cp -r "$scratch/root/usr/include" "$scratch/root/usr/share" "$dev/vk/"
+  tar -C "$scratch/root/usr" -cJf "$dev/vk.tar.xz" include share/cmake
   rm -rf "$scratch"
   # The random models copy SmolLM2's tokenizer; its keys alone, not the 98 MB of weights.
   local model
@@ -79,13 +79,14 @@ run() {
   [ -e "$icd" ] && export VK_DRIVER_FILES=$icd
   { nvidia-smi -L 2>/dev/null || true; "$dev/synapse" inspect --devices; } | tee "$out/devices.txt"
 
-  local build=/tmp/llama.cpp
-  mkdir -p "$build/src"
+  local build=/tmp/llama.cpp vk=/tmp/vulkan-1.4
+  mkdir -p "$build/src" "$vk"
   tar -C "$build/src" -xJf "$dev/llama.cpp.tar.xz"
+  tar -C "$vk" -xJf "$dev/vk.tar.xz"
   cmake -S "$build/src" -B "$build/out" -G Ninja -DGGML_VULKAN=ON -DGGML_NATIVE=OFF \
     -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DVulkan_INCLUDE_DIR="$PWD/$dev/vk/include" -DCMAKE_PREFIX_PATH="$PWD/$dev/vk" \
+    -DVulkan_INCLUDE_DIR="$vk/include" -DCMAKE_PREFIX_PATH="$vk" \
     -DVulkan_LIBRARY="$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')" \
     >"$out/llama-build.log" 2>&1
   cmake --build "$build/out" --target llama-bench llama-quantize >>"$out/llama-build.log" 2>&1
@@ -120,7 +121,7 @@ for variant in models:
     ll_tg = [t for r in ll for t in r if t["n_gen"] > 0 and t["n_prompt"] == 0]
     row = {
         "model": variant,
-        "random_weights": True,
+        "random_weights": variant.startswith("random-"),
         "synapse": {
             "kernel": syn[0]["kernel"],
             "prefill_tok_s": statistics.median(x for s in syn for x in s["prefill_runs"]),
