@@ -358,189 +358,197 @@ struct ModelBench<'a> {
 impl OnModel for ModelBench<'_> {
     type Output = ();
     fn run<B: Backend>(self, model: Arc<Model<B>>, kernel: &str) -> Result<(), String> {
-        let ModelBench {
-            args,
-            threads,
-            path,
-            model_bytes,
-            load,
-        } = self;
-        let (p, g) = (args.prompt_tokens, args.gen_tokens);
-        let model = &model;
-        let load_ms = load.elapsed().as_secs_f64() * 1000.0;
+        bench_model(self, &model, kernel)
+    }
+}
 
-        let mut opts = args.model.session_options();
-        opts.threads = threads;
-        // As llama-bench: a context just large enough, unless --ctx-size says otherwise.
-        if opts.context == 0 {
-            opts.context = p + g;
-        } else if opts.context < p + g {
-            return Err(format!(
-                "--ctx-size {} is smaller than --prompt-tokens + --gen-tokens ({})",
-                opts.context,
-                p + g
-            ));
-        }
-        let opts = opts.resolve(model);
-        let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
-        let workload = Workload {
-            model,
-            opts,
-            tokens: &tokens,
-            p,
-        };
+/// The measurements of `model_bench` on the loaded model, and their report.
+fn bench_model<B: Backend>(
+    job: ModelBench,
+    model: &Arc<Model<B>>,
+    kernel: &str,
+) -> Result<(), String> {
+    let ModelBench {
+        args,
+        threads,
+        path,
+        model_bytes,
+        load,
+    } = job;
+    let (p, g) = (args.prompt_tokens, args.gen_tokens);
+    let load_ms = load.elapsed().as_secs_f64() * 1000.0;
 
-        let total = args.repetitions + 1;
-        let n_seq = args.batch_sequences;
-        let mut times = Vec::with_capacity(args.repetitions);
-        let mut batched_times = Vec::new();
-        let f = args.fork_tokens;
-        let mut fork_times = Vec::new();
-        for i in 0..total {
-            if !args.json {
-                let what = if i == 0 {
-                    "warm-up".to_string()
-                } else {
-                    format!("run {i}")
-                };
-                eprint!("\r[bench: {what} of {}]   ", args.repetitions);
-            }
-            let t = run_sessions(workload, args.sessions)?;
-            let batched = match n_seq > 1 {
-                true => Some(batched_decode_once(workload, n_seq)?),
-                false => None,
-            };
-            let forked = match f > 0 {
-                true => Some(fork_once(workload, f.min(g))?),
-                false => None,
-            };
-            if i > 0 {
-                times.push(t);
-                batched_times.extend(batched);
-                fork_times.extend(forked);
-            }
-        }
-        if !args.json {
-            eprint!("\r{:40}\r", "");
-        }
-
-        let per_session: Vec<Rates> = (0..args.sessions)
-            .map(|i| Rates::new(times.iter().map(|rep| std::slice::from_ref(&rep[i])), p, g))
-            .collect();
-        let Rates {
-            prefill,
-            decode,
-            after,
-        } = Rates::new(times.iter().map(Vec::as_slice), p, g);
-        let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
-        let f = f.min(g);
-        let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
-        let scratch_ms = Stats::new(fork_times.iter().map(|t| t.scratch * 1e3).collect());
-        let fork_bytes = fork_times.first().map(|t| t.bytes);
-
-        let c = model.config();
-        let weight_bytes_per_token = model.weight_bytes_per_token();
-        let kv_type = opts.kv_type.expect("resolved");
-        let precision = PrecisionReport::new(opts.precision, kv_type, model.matmul_types());
-        let kv_element = match kv_type {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
-        };
-        let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
-        let peak_rss = crate::memory::peak_rss_bytes();
-
-        if args.json {
-            let report = json!({
-                "engine": "synapse",
-                "model": path.display().to_string(),
-                "model_bytes": model_bytes,
-                "kernel": kernel,
-                "precision": precision,
-                "threads": threads,
-                "sessions": args.sessions,
-                "prompt_tokens": p,
-                "gen_tokens": g,
-                "repetitions": args.repetitions,
-                "warmup_runs": 1,
-                "context": opts.context,
-                "batch": opts.batch,
-                "token_seed": TOKEN_SEED,
-                "load_ms": load_ms,
-                "prefill_tok_s": prefill.median,
-                "decode_tok_s": decode.median,
-                "decode_after_prompt_tok_s": after.median,
-                "prefill_runs": prefill.runs,
-                "decode_runs": decode.runs,
-                "decode_after_prompt_runs": after.runs,
-                "spread": {
-                    "prefill": prefill.spread_json(),
-                    "decode": decode.spread_json(),
-                    "decode_after_prompt": after.spread_json(),
-                },
-                "per_session": per_session.iter().map(Rates::medians_json).collect::<Vec<_>>(),
-                "batch_sequences": n_seq,
-                "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
-                "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
-                "batched_decode_speedup": batched.as_ref().map(|s| s.median / decode.median),
-                "fork_tokens": f,
-                "fork_ms": fork_ms.as_ref().map(|s| s.median),
-                "fork_scratch_ms": scratch_ms.as_ref().map(|s| s.median),
-                "fork_kv_bytes": fork_bytes,
-                "weight_bytes_per_token": weight_bytes_per_token,
-                "kv_bytes_per_position": kv_bytes_per_position,
-                "peak_rss_bytes": peak_rss,
-            });
-            println!("{report}");
-            return Ok(());
-        }
-
-        println!(
-            "model: {} ({:.1} MiB, {} layers, d_model {}, vocab {})",
-            path.display(),
-            model_bytes as f64 / (1 << 20) as f64,
-            c.n_layers,
-            c.d_model,
-            c.vocab_size
-        );
-        println!(
-            "kernel: {kernel}, precision: {}, threads: {threads}, batch: {}, context: {}, \
-         {} repetitions + 1 warm-up",
-            precision.summary(),
-            opts.batch,
+    let mut opts = args.model.session_options();
+    opts.threads = threads;
+    // As llama-bench: a context just large enough, unless --ctx-size says otherwise.
+    if opts.context == 0 {
+        opts.context = p + g;
+    } else if opts.context < p + g {
+        return Err(format!(
+            "--ctx-size {} is smaller than --prompt-tokens + --gen-tokens ({})",
             opts.context,
-            args.repetitions
-        );
-        println!();
-        println!(
-            "| {:<14} | {:>10} | {:>10} | {:>10} | {:>8} |",
-            "test", "tok/s", "min", "max", "stddev"
-        );
-        println!(
-            "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
-            "", "", "", "", ""
-        );
-        let batched_row = batched.as_ref().map(|s| (format!("tg{g} x{n_seq}"), s));
-        let rows = [
-            (format!("pp{p}"), &prefill),
-            (format!("tg{g}"), &decode),
-            (format!("tg{g} @ pp{p}"), &after),
-        ];
-        for (name, s) in rows.into_iter().chain(batched_row) {
-            println!(
-                "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
-                s.median, s.min, s.max, s.stddev
-            );
+            p + g
+        ));
+    }
+    let opts = opts.resolve(model);
+    let tokens = synthetic_tokens(p + g, model.config().vocab_size, TOKEN_SEED);
+    let workload = Workload {
+        model,
+        opts,
+        tokens: &tokens,
+        p,
+    };
+
+    let total = args.repetitions + 1;
+    let n_seq = args.batch_sequences;
+    let mut times = Vec::with_capacity(args.repetitions);
+    let mut batched_times = Vec::new();
+    let f = args.fork_tokens;
+    let mut fork_times = Vec::new();
+    for i in 0..total {
+        if !args.json {
+            let what = if i == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("run {i}")
+            };
+            eprint!("\r[bench: {what} of {}]   ", args.repetitions);
         }
-        if let Some(s) = &batched {
-            println!(
+        let t = run_sessions(workload, args.sessions)?;
+        let batched = match n_seq > 1 {
+            true => Some(batched_decode_once(workload, n_seq)?),
+            false => None,
+        };
+        let forked = match f > 0 {
+            true => Some(fork_once(workload, f.min(g))?),
+            false => None,
+        };
+        if i > 0 {
+            times.push(t);
+            batched_times.extend(batched);
+            fork_times.extend(forked);
+        }
+    }
+    if !args.json {
+        eprint!("\r{:40}\r", "");
+    }
+
+    let per_session: Vec<Rates> = (0..args.sessions)
+        .map(|i| Rates::new(times.iter().map(|rep| std::slice::from_ref(&rep[i])), p, g))
+        .collect();
+    let Rates {
+        prefill,
+        decode,
+        after,
+    } = Rates::new(times.iter().map(Vec::as_slice), p, g);
+    let batched = Stats::new(batched_times.iter().map(|&t| rate(n_seq * g, t)).collect());
+    let f = f.min(g);
+    let fork_ms = Stats::new(fork_times.iter().map(|t| t.fork * 1e3).collect());
+    let scratch_ms = Stats::new(fork_times.iter().map(|t| t.scratch * 1e3).collect());
+    let fork_bytes = fork_times.first().map(|t| t.bytes);
+
+    let c = model.config();
+    let weight_bytes_per_token = model.weight_bytes_per_token();
+    let kv_type = opts.kv_type.expect("resolved");
+    let precision = PrecisionReport::new(opts.precision, kv_type, model.matmul_types());
+    let kv_element = match kv_type {
+        KvType::F32 => 4,
+        KvType::F16 => 2,
+    };
+    let kv_bytes_per_position = (c.n_layers * c.kv_dim() * 2 * kv_element) as u64;
+    let peak_rss = crate::memory::peak_rss_bytes();
+
+    if args.json {
+        let report = json!({
+            "engine": "synapse",
+            "model": path.display().to_string(),
+            "model_bytes": model_bytes,
+            "kernel": kernel,
+            "precision": precision,
+            "threads": threads,
+            "sessions": args.sessions,
+            "prompt_tokens": p,
+            "gen_tokens": g,
+            "repetitions": args.repetitions,
+            "warmup_runs": 1,
+            "context": opts.context,
+            "batch": opts.batch,
+            "token_seed": TOKEN_SEED,
+            "load_ms": load_ms,
+            "prefill_tok_s": prefill.median,
+            "decode_tok_s": decode.median,
+            "decode_after_prompt_tok_s": after.median,
+            "prefill_runs": prefill.runs,
+            "decode_runs": decode.runs,
+            "decode_after_prompt_runs": after.runs,
+            "spread": {
+                "prefill": prefill.spread_json(),
+                "decode": decode.spread_json(),
+                "decode_after_prompt": after.spread_json(),
+            },
+            "per_session": per_session.iter().map(Rates::medians_json).collect::<Vec<_>>(),
+            "batch_sequences": n_seq,
+            "batched_decode_tok_s": batched.as_ref().map(|s| s.median),
+            "batched_decode_runs": batched.as_ref().map(|s| &s.runs),
+            "batched_decode_speedup": batched.as_ref().map(|s| s.median / decode.median),
+            "fork_tokens": f,
+            "fork_ms": fork_ms.as_ref().map(|s| s.median),
+            "fork_scratch_ms": scratch_ms.as_ref().map(|s| s.median),
+            "fork_kv_bytes": fork_bytes,
+            "weight_bytes_per_token": weight_bytes_per_token,
+            "kv_bytes_per_position": kv_bytes_per_position,
+            "peak_rss_bytes": peak_rss,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+
+    println!(
+        "model: {} ({:.1} MiB, {} layers, d_model {}, vocab {})",
+        path.display(),
+        model_bytes as f64 / (1 << 20) as f64,
+        c.n_layers,
+        c.d_model,
+        c.vocab_size
+    );
+    println!(
+        "kernel: {kernel}, precision: {}, threads: {threads}, batch: {}, context: {}, \
+         {} repetitions + 1 warm-up",
+        precision.summary(),
+        opts.batch,
+        opts.context,
+        args.repetitions
+    );
+    println!();
+    println!(
+        "| {:<14} | {:>10} | {:>10} | {:>10} | {:>8} |",
+        "test", "tok/s", "min", "max", "stddev"
+    );
+    println!(
+        "|{:-<16}|{:->12}|{:->12}|{:->12}|{:->10}|",
+        "", "", "", "", ""
+    );
+    let batched_row = batched.as_ref().map(|s| (format!("tg{g} x{n_seq}"), s));
+    let rows = [
+        (format!("pp{p}"), &prefill),
+        (format!("tg{g}"), &decode),
+        (format!("tg{g} @ pp{p}"), &after),
+    ];
+    for (name, s) in rows.into_iter().chain(batched_row) {
+        println!(
+            "| {name:<14} | {:>10.2} | {:>10.2} | {:>10.2} | {:>8.2} |",
+            s.median, s.min, s.max, s.stddev
+        );
+    }
+    if let Some(s) = &batched {
+        println!(
             "tg{g} x{n_seq}: {n_seq} sequences side by side, all their tokens counted: {:.2}x tg{g}",
             s.median / decode.median
         );
-        }
-        if let (Some(fork), Some(scratch), Some((before, after))) =
-            (&fork_ms, &scratch_ms, fork_bytes)
-        {
-            println!(
+    }
+    if let (Some(fork), Some(scratch), Some((before, after))) = (&fork_ms, &scratch_ms, fork_bytes)
+    {
+        println!(
             "{f} tokens in a fork of pp{p}: {:.1} ms (prompt and tokens from scratch: {:.1} ms); \
              key/value memory {:.2} -> {:.2} MiB",
             fork.median,
@@ -548,29 +556,28 @@ impl OnModel for ModelBench<'_> {
             before as f64 / (1 << 20) as f64,
             after as f64 / (1 << 20) as f64,
         );
-        }
-        if args.sessions > 1 {
-            println!();
-            println!(
-                "{} sessions at once, rates above combined; each session's medians (tok/s):",
-                args.sessions
-            );
-            for (i, r) in per_session.iter().enumerate() {
-                println!(
-                    "  session {}: pp{p} {:.2}, tg{g} {:.2}, tg{g} @ pp{p} {:.2}",
-                    i + 1,
-                    r.prefill.median,
-                    r.decode.median,
-                    r.after.median
-                );
-            }
-        }
-        println!();
-        if let Some(rss) = peak_rss {
-            println!("peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
-        }
-        Ok(())
     }
+    if args.sessions > 1 {
+        println!();
+        println!(
+            "{} sessions at once, rates above combined; each session's medians (tok/s):",
+            args.sessions
+        );
+        for (i, r) in per_session.iter().enumerate() {
+            println!(
+                "  session {}: pp{p} {:.2}, tg{g} {:.2}, tg{g} @ pp{p} {:.2}",
+                i + 1,
+                r.prefill.median,
+                r.decode.median,
+                r.after.median
+            );
+        }
+    }
+    println!();
+    if let Some(rss) = peak_rss {
+        println!("peak RSS: {:.1} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    Ok(())
 }
 
 /// Sums `data` in 256 independent byte lanes (4 to 16 vector accumulators), so the loop

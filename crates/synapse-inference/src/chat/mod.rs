@@ -695,7 +695,7 @@ mod tests {
     /// SmolLM2-135M-Instruct's `tokenizer.chat_template`, verbatim from its GGUF.
     const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-    fn conversation() -> Vec<ChatMessage> {
+    pub(super) fn conversation() -> Vec<ChatMessage> {
         vec![
             ChatMessage::new("system", "You are terse."),
             ChatMessage::new("user", "Hi!"),

@@ -10,6 +10,7 @@
 //! given (`*`, `~`, `indent`, `replace`, `format`, `join`, ...) check the size first.
 //! Values are otherwise untouched: a template renders exactly as it would without this.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use minijinja::machinery::{self, ast, WhitespaceConfig};
 use minijinja::value::{Kwargs, Object, Rest, ValueKind};
-use minijinja::{context, Environment, Error, ErrorKind, State, Value};
+use minijinja::{context, Environment, Error, ErrorKind, Expression, State, Value};
 
 use crate::clock::Stopwatch;
 
@@ -54,8 +55,8 @@ pub(super) fn install(env: &mut Environment<'static>) {
     env.add_function(CONCAT, concat);
     for &(name, projected) in FILTERS {
         // A `**kwargs` splat passes even an empty map, which filters without keywords refuse.
-        let with_keywords = format!("value|{name}(*args, **kwargs)");
-        let positional_only = format!("value|{name}(*args)");
+        let with_keywords = builtin(format!("value|{name}(*args, **kwargs)"));
+        let positional_only = builtin(format!("value|{name}(*args)"));
         env.add_filter(
             name,
             move |state: &State, value: Value, args: Rest<Value>, kwargs: Kwargs| {
@@ -65,10 +66,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
                     Some(0) => &positional_only,
                     _ => &with_keywords,
                 };
-                delegate(
-                    call,
-                    context! { value, args => args.positional, kwargs => args.keywords },
-                )
+                call.eval(context! { value, args => args.positional, kwargs => args.keywords })
             },
         );
     }
@@ -486,7 +484,10 @@ fn mul(state: &State, a: Value, b: Value) -> Result<Value, Error> {
             budget.check(unit.saturating_mul(times))?;
         }
     }
-    let product = delegate("a * b", context! { a, b })?;
+    static PRODUCT: OnceLock<Expression<'static, 'static>> = OnceLock::new();
+    let product = PRODUCT
+        .get_or_init(|| builtin("a * b"))
+        .eval(context! { a, b })?;
     budget.charge(&product)?;
     Ok(product)
 }
@@ -503,7 +504,9 @@ fn add(state: &State, a: Value, b: Value) -> Result<Value, Error> {
         _ => {
             let items = a.len().unwrap_or(0).saturating_add(b.len().unwrap_or(0));
             budget.check(items.saturating_mul(ITEM_BYTES))?;
-            delegate("a + b", context! { a, b })?
+            static SUM: OnceLock<Expression<'static, 'static>> = OnceLock::new();
+            SUM.get_or_init(|| builtin("a + b"))
+                .eval(context! { a, b })?
         }
     };
     budget.charge(&sum)?;
@@ -704,31 +707,25 @@ impl std::fmt::Write for BoundedText {
     }
 }
 
-/// Evaluates `expression` over `values` as minijinja itself would, once it has been checked.
-fn delegate(expression: &str, values: Value) -> Result<Value, Error> {
+/// `expression` compiled once, to evaluate as minijinja itself would once a guard has
+/// checked its operands.
+fn builtin(expression: impl Into<Cow<'static, str>>) -> Expression<'static, 'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     let env = ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env
     });
-    env.compile_expression(expression)?.eval(values)
+    env.compile_expression_owned(expression)
+        .expect("the guards' expressions compile")
 }
 #[cfg(test)]
 mod tests {
+    use super::super::tests::conversation;
     use super::super::{ChatMessage, ChatTemplate, ChatTemplateError};
     // On wasm32 these tests run under Node: `#[test]` below is wasm-bindgen-test's.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn conversation() -> Vec<ChatMessage> {
-        vec![
-            ChatMessage::new("system", "Be brief."),
-            ChatMessage::new("user", "Hi!\nThere"),
-            ChatMessage::new("assistant", "Hello."),
-            ChatMessage::new("user", "2+2?"),
-        ]
-    }
 
     fn render(source: &str, sandboxed: bool) -> Result<String, ChatTemplateError> {
         let tools =
