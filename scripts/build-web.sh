@@ -29,13 +29,13 @@ mkdir -p "$out"
 # atomics, and both need panics that compile to a trap without the formatting machinery
 # to stay within the size budget (scripts/wasm-size.sh). `--cfg synapse_wasm_size` has
 # synapse-core's load-time code compiled for size (see its lib.rs).
-build() { # name, extra target features, extra link arguments
-  local name=$1 features=$2 link=$3
+build() { # name, extra target features, extra link arguments[, cargo features]
+  local name=$1 features=$2 link=$3 cargo_features=${4:-}
   echo "== $name: cargo build (wasm32, SIMD128$features)"
   RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=+simd128$features \
     -Z unstable-options -C panic=immediate-abort --cfg synapse_wasm_size $link" \
     cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm \
-    --target-dir "target/web-$name" -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+    ${cargo_features:+--features "$cargo_features"} --target-dir "target/web-$name" -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
   "$bindgen" --target web --no-typescript --out-dir "$out" --out-name "$name" \
     "target/web-$name/wasm32-unknown-unknown/wasm/synapse_wasm.wasm"
   echo "== $name: wasm-opt -Oz"
@@ -53,7 +53,11 @@ build synapse_wasm_threads ",+atomics,+bulk-memory,+mutable-globals" "-C link-ar
   -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
   -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
   -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
-# The chat-template renderer, a third wasm that a page fetches on its first chat().
+# WebGPU (`device: 'gpu'`): the engine on the GPU backend, single-threaded (the GPU does
+# the work), for browsers that have WebGPU. It is outside the size budget: a page loads it
+# only when it asks for the GPU.
+build synapse_wasm_gpu "" "" gpu
+# The chat-template renderer, a fourth wasm that a page fetches on its first chat().
 echo "== synapse_chat: cargo build"
 cargo build --quiet --profile wasm --target wasm32-unknown-unknown -p synapse-wasm-chat \
   --target-dir target/web-chat

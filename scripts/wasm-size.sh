@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sizes of the browser module that scripts/build-web.sh left in web/pkg/, as JSON: raw and
-# gzipped bytes of each engine .wasm and of the JavaScript a page loads with each build
+# gzipped bytes of each engine .wasm (single-threaded, threaded, WebGPU) and of the
+# JavaScript a page loads with each build
 # (synapse.js, synapse-worker.js and that build's wasm-bindgen glue). The optional chat
 # template module (synapse_chat*, synapse-chat.js) is reported but has no budget. Exits 1
 # when a budget is exceeded: 160 KiB per engine .wasm, 32 KiB of JavaScript per page.
@@ -19,7 +20,7 @@ def size(*paths):
     return {"raw": len(raw), "gzip": len(gzip.compress(raw, 9))}
 
 report, over = {"wasm": {}, "page_js": {}, "chat": {}}, []
-for build in ("synapse_wasm", "synapse_wasm_threads"):
+for build in ("synapse_wasm", "synapse_wasm_threads", "synapse_wasm_gpu"):
     wasm = os.path.join(pkg, f"{build}_bg.wasm")
     if not os.path.exists(wasm):
         sys.exit(f"wasm-size: {wasm} is missing (run scripts/build-web.sh)")

@@ -62,18 +62,19 @@ async function openPage() {
   return page;
 }
 
-function native(prompt) {
+function native(prompt, n = N, ...flags) {
   const r = spawnSync(BIN, ['run', '-m', join(MODELS, MODEL_FILE), '--temperature', '0', '--ignore-eos',
-    '-n', String(N), '--json', '--logprobs', '2', '--prompt', prompt], { encoding: 'utf8' });
+    '-n', String(n), '--json', '--logprobs', '2', ...flags, '--prompt', prompt], { encoding: 'utf8' });
   assert.equal(r.status, 0, `${BIN} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
-// Greedy tokens of each prompt in the page, with `threads` threads; and the model's info.
-function browserGreedy(page, threads) {
-  return page.evaluate(async ({ MODEL_URL, PROMPTS, N, threads }) => {
+// Greedy tokens of each prompt in the page, with `threads` threads on `device`; and the
+// model's info.
+function browserGreedy(page, threads, { prompts = PROMPTS, n = N, device = 'cpu' } = {}) {
+  return page.evaluate(async ({ MODEL_URL, PROMPTS, N, threads, device }) => {
     const { Synapse } = await import('/pkg/synapse.js');
-    const model = await Synapse.load(MODEL_URL, { threads });
+    const model = await Synapse.load(MODEL_URL, { threads, device });
     const runs = [];
     for (const prompt of PROMPTS) {
       const ids = [];
@@ -85,10 +86,33 @@ function browserGreedy(page, threads) {
     const info = model.info;
     // The wasm memory's size after the runs, its peak (it never shrinks); a short bench
     // reports it.
-    const { memoryBytes, kvCacheBytes } = await model.bench({ promptTokens: 8, genTokens: 2 });
+    // (Smaller on the GPU, where SwiftShader is slow: it still runs the GPU build's bench.)
+    const gpu = device === 'gpu';
+    const { memoryBytes, kvCacheBytes } = await model.bench({ promptTokens: gpu ? 2 : 8, genTokens: gpu ? 1 : 2 });
     model.free();
     return { info, runs, memory: { memoryBytes, kvCacheBytes }, isolated: self.crossOriginIsolated };
-  }, { MODEL_URL, PROMPTS, N, threads });
+  }, { MODEL_URL, PROMPTS: prompts, N: n, threads, device });
+}
+
+// The prompts of `runs` whose greedy tokens differ from `expected` (native runs) beyond a
+// near-tie, each judged and printed.
+function differences(where, prompts, expected, runs, n, tie) {
+  const rejected = [];
+  prompts.forEach((prompt, k) => {
+    const want = expected[k].tokens, got = runs[k];
+    const at = `${where}, ${JSON.stringify(prompt)}`;
+    if (got.length !== n) return rejected.push(`${at}: ${got.length} tokens, expected ${n}`);
+    const i = want.findIndex((id, j) => id !== got[j]);
+    if (i < 0) return console.log(`${at}: ${n} tokens equal`);
+    const [[a, la], [b, lb]] = expected[k].logprobs[i].top_logprobs;
+    const gap = la - lb;
+    const line = `${at}: first difference at token ${i}: native ${want[i]}, browser ${got[i]}; `
+      + `native top-2 ${a}, ${b}, logit gap ${gap.toFixed(4)} (limit ${tie}): `
+      + (gap < tie ? 'ACCEPTED (near-tie)' : 'REJECTED');
+    console.log(line);
+    if (gap >= tie) rejected.push(line);
+  });
+  return rejected;
 }
 
 describe('greedy output equals the native CLI', () => {
@@ -117,26 +141,47 @@ describe('greedy output equals the native CLI', () => {
       writeFileSync(join(ROOT, 'target', 'cross-path', `browser-threads${threads}.json`),
         JSON.stringify({ prompts: PROMPTS, n: N, tokens: runs }));
       // Every prompt is judged and printed before the test fails on any of them.
-      const rejected = [];
-      PROMPTS.forEach((prompt, k) => {
-        const want = expected[k].tokens, got = runs[k];
-        const where = `threads ${threads}, ${JSON.stringify(prompt)}`;
-        if (got.length !== N) return rejected.push(`${where}: ${got.length} tokens, expected ${N}`);
-        const i = want.findIndex((id, j) => id !== got[j]);
-        if (i < 0) return console.log(`${where}: ${N} tokens equal`);
-        const [[a, la], [b, lb]] = expected[k].logprobs[i].top_logprobs;
-        const gap = la - lb;
-        const line = `${where}: first difference at token ${i}: native ${want[i]}, browser ${got[i]}; `
-          + `native top-2 ${a}, ${b}, logit gap ${gap.toFixed(4)} (limit ${TIE}): `
-          + (gap < TIE ? 'ACCEPTED (near-tie)' : 'REJECTED');
-        console.log(line);
-        if (gap >= TIE) rejected.push(line);
-      });
+      const rejected = differences(`threads ${threads}`, PROMPTS, expected, runs, N, TIE);
       assert.deepEqual(rejected, [], 'greedy tokens differ beyond a near-tie');
       assert.deepEqual(page.errors, []);
       await page.close();
     });
   }
+});
+
+// WebGPU in headless Chromium, on its software adapter (SwiftShader): the GPU build's
+// greedy tokens against the native CPU's f32 run (issue 14's reference for the GPU), up to
+// near-ties. SwiftShader takes ~18 s a token here, so this checks one prompt's first tokens.
+describe('WebGPU', () => {
+  const GPU_N = 4;
+  const GPU_TIE = 0.05;
+  let gpuBrowser;
+  before(async () => {
+    gpuBrowser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader',
+        '--enable-unsafe-swiftshader', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync'],
+    });
+  });
+  after(async () => gpuBrowser?.close());
+
+  test('greedy output equals the native f32 run', { timeout: 300_000 }, async () => {
+    const page = await gpuBrowser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${url}/index.html`);
+    const prompts = PROMPTS.slice(0, 1);
+    const expected = prompts.map((p) => native(p, GPU_N, '--f32-activations'));
+    const { info, runs } = await browserGreedy(page, 1, { prompts, n: GPU_N, device: 'gpu' });
+    console.log(`WebGPU: ${info.device}, ${info.weightType}`);
+    assert.match(info.device, /^gpu: .*BrowserWebGpu/);
+    assert.deepEqual(differences('WebGPU', prompts, expected, runs, GPU_N, GPU_TIE), [],
+      'greedy tokens differ beyond a near-tie');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 });
 
 // Non-ASCII text: letters with marks (precomposed and combining), digits of other scripts,
@@ -230,6 +275,13 @@ test('bad files are rejected with a clear error, and a good load works after', {
     assert.ok(message.startsWith(`${bad.name}: `), `the error names the file: ${message}`);
     assert.match(message, bad.error);
   }
+  // This browser runs without a GPU (--disable-gpu): asking for one is a clear error.
+  const noGpu = await page.evaluate(async (MODEL_URL) => {
+    const { Synapse } = await import('/pkg/synapse.js');
+    return Synapse.load(MODEL_URL, { device: 'gpu' }).then(() => null, (e) => e.message);
+  }, MODEL_URL);
+  console.log(`device 'gpu' without a GPU: ${noGpu}`);
+  assert.match(noGpu ?? 'loaded', /WebGPU/);
   const text = await page.evaluate(async (MODEL_URL) => {
     const { Synapse } = await import('/pkg/synapse.js');
     const model = await Synapse.load(MODEL_URL);

@@ -5,16 +5,24 @@
 //
 // With more than one thread on a cross-origin isolated page it runs the threaded build:
 // its memory is shared with helper Workers (this same script, sent { helper }), which
-// run the engine's parallel loops beside it.
+// run the engine's parallel loops beside it. With device 'gpu' it runs the WebGPU build,
+// whose load and forward passes are async.
 
 let glue = null; // the wasm-bindgen module of the build that runs
 let running = 0; // and its threads
 let memory = null; // its linear memory: the model file, the KV cache and every buffer
 let engine = null;
 
-// Starts the build for `threads` threads and returns how many it runs.
-async function start(threads) {
+// Starts the build for `threads` threads (or the GPU) and returns how many it runs.
+async function start(threads, device) {
   if (glue) return running;
+  if (device === 'gpu') {
+    if (!navigator.gpu) throw new Error('this browser has no WebGPU (navigator.gpu is missing): load with device "cpu"');
+    glue = await import('./synapse_wasm_gpu.js');
+    ({ memory } = await glue.default());
+    return (running = 1);
+  }
+  if (device !== 'cpu') throw new Error(`device "${device}": use "cpu" or "gpu"`);
   if (threads <= 1 || !self.crossOriginIsolated) {
     glue = await import('./synapse_wasm.js');
     ({ memory } = await glue.default());
@@ -87,14 +95,15 @@ async function readModel(source, report) {
 const memoryUse = () => ({ memoryBytes: memory.buffer.byteLength, kvCacheBytes: engine.kv_cache_bytes() });
 
 const ops = {
-  async load({ source, name, context, threads }, report) {
-    threads = await start(threads);
+  async load({ source, name, context, threads, device }, report) {
+    threads = await start(threads, device);
     const bytes = await readModel(source, report);
     engine?.free();
     engine = null;
-    engine = glue.Engine.load(bytes, name, context, threads);
+    engine = await glue.Engine.load(bytes, name, context, threads);
     return {
       mode: threads > 1 ? 'threads' : 'single',
+      device: engine.device(),
       architecture: engine.architecture(),
       contextLength: engine.context_length(),
       vocabSize: engine.vocab_size(),
@@ -112,8 +121,8 @@ const ops = {
   begin: ({ prompt, chat, o }) =>
     engine.begin(prompt, chat, o.maxTokens, o.temperature, o.topK, o.topP, o.minP,
       o.repeatPenalty, o.seed, o.stop, o.ignoreEos),
-  next() {
-    const piece = engine.next_piece();
+  async next() {
+    const piece = await engine.next_piece();
     if (!piece) return null;
     const value = { id: piece.id < 0 ? null : piece.id, text: piece.text };
     piece.free();
@@ -121,12 +130,12 @@ const ops = {
   },
   stop: () => engine.stop(),
   reset: () => engine.reset(),
-  bench({ promptTokens, genTokens }) {
+  async bench({ promptTokens, genTokens }) {
     let start = performance.now();
-    engine.bench_prefill(promptTokens);
+    await engine.bench_prefill(promptTokens);
     const prefill = performance.now() - start;
     start = performance.now();
-    engine.bench_decode(genTokens);
+    await engine.bench_decode(genTokens);
     const decode = performance.now() - start;
     engine.reset();
     return { prefill_tok_s: (promptTokens * 1000) / prefill, decode_tok_s: (genTokens * 1000) / decode, ...memoryUse() };

@@ -9,6 +9,9 @@ export interface LoadOptions {
   onProgress?: (progress: { loaded: number; total: number }) => void;
   /** How errors name the model (default: the URL or the file's name). */
   name?: string;
+  /** "cpu" (the default), or "gpu": WebGPU, where the browser has it (`navigator.gpu`);
+   * then the model runs single-threaded on the GPU, from a larger wasm module. */
+  device?: 'cpu' | 'gpu';
 }
 
 export interface ModelInfo {
@@ -22,6 +25,8 @@ export interface ModelInfo {
   mode: 'threads' | 'single';
   /** The kernels' instruction set: "simd128". */
   simd: string;
+  /** "cpu", or "gpu: " and the WebGPU adapter the model runs on. */
+  device: string;
   /** The engine's wasm memory (its peak: it never shrinks) and the KV cache's share. */
   memoryBytes: number;
   kvCacheBytes: number;

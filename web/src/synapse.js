@@ -45,11 +45,11 @@ class Worker_ {
 
 export class Synapse {
   /** Loads a GGUF model from a URL, an ArrayBuffer, a Uint8Array or a Blob/File. */
-  static async load(source, { threads = 1, context = 0, onProgress, name } = {}) {
+  static async load(source, { threads = 1, context = 0, device = 'cpu', onProgress, name } = {}) {
     const worker = new Worker_();
     name ??= typeof source === 'string' ? source : source?.name ?? 'model.gguf';
     try {
-      const info = await worker.call('load', { source, name, context, threads }, onProgress);
+      const info = await worker.call('load', { source, name, context, threads, device }, onProgress);
       return new Synapse(worker, info);
     } catch (e) {
       // A failed load leaves nothing behind: the next one starts a fresh worker.

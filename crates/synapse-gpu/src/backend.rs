@@ -57,6 +57,9 @@ impl Pending {
 pub struct GpuBackend {
     gpu: Gpu,
     pending: Pending,
+    /// Reads still in flight, with where their values go in the output (see `settle`).
+    #[cfg(target_arch = "wasm32")]
+    reads: Mutex<Vec<(crate::Readback, usize)>>,
 }
 
 impl GpuBackend {
@@ -66,7 +69,26 @@ impl GpuBackend {
             queue: gpu.queue.clone(),
             encoder: Arc::default(),
         };
-        GpuBackend { gpu, pending }
+        GpuBackend {
+            gpu,
+            pending,
+            #[cfg(target_arch = "wasm32")]
+            reads: Mutex::default(),
+        }
+    }
+
+    /// In a browser, which cannot block, a forward pass leaves its logits in flight and
+    /// room for them in the output it wrote to: this waits for them and writes them there.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn settle(&self, out: &mut [f32]) -> Result<(), GpuError> {
+        let reads = std::mem::take(&mut *self.reads.lock().expect("no panic holds this lock"));
+        for (read, at) in reads {
+            let words = read.words().await?;
+            for (value, word) in out[at..].iter_mut().zip(words) {
+                *value = f32::from_bits(word);
+            }
+        }
+        Ok(())
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -389,7 +411,18 @@ impl Backend for GpuBackend {
 
     fn read(&self, x: &wgpu::Buffer, len: usize, out: &mut Vec<f32>) {
         let encoder = self.pending.take().unwrap_or_else(|| self.gpu.encoder());
-        let values = self.gpu.read_f32(encoder, x, len);
-        out.extend(values.unwrap_or_else(|e| panic!("{e}")));
+        let read = self.gpu.start_read(encoder, x, len);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let words = self.gpu.wait(read).unwrap_or_else(|e| panic!("{e}"));
+            out.extend(words.into_iter().map(f32::from_bits));
+        }
+        // A browser cannot wait here: the values come in `settle`, into the room left.
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut reads = self.reads.lock().expect("no panic holds this lock");
+            reads.push((read, out.len()));
+            out.resize(out.len() + len, f32::NAN);
+        }
     }
 }

@@ -39,8 +39,13 @@ impl From<&wgpu::AdapterInfo> for AdapterSummary {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
+        // A browser's WebGPU may not say (Chromium gives SwiftShader no description).
+        let name = match info.name.as_str() {
+            "" => "unnamed adapter".to_string(),
+            name => name.to_string(),
+        };
         AdapterSummary {
-            name: info.name.clone(),
+            name,
             backend: format!("{:?}", info.backend),
             kind: format!("{:?}", info.device_type),
             driver,
@@ -54,15 +59,16 @@ fn instance() -> wgpu::Instance {
 }
 
 /// Every adapter wgpu sees, best first.
-fn sorted_adapters() -> Vec<wgpu::Adapter> {
-    let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+async fn sorted_adapters() -> Vec<wgpu::Adapter> {
+    let mut found = instance().enumerate_adapters(wgpu::Backends::all()).await;
     found.sort_by_key(|a| preference(&a.get_info()));
     found
 }
 
 /// Every adapter wgpu sees, best first (the first is the one [`Gpu::new`] takes).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn adapters() -> Vec<AdapterSummary> {
-    let found = sorted_adapters();
+    let found = pollster::block_on(sorted_adapters());
     found.iter().map(|a| (&a.get_info()).into()).collect()
 }
 
@@ -81,8 +87,15 @@ impl Gpu {
     /// The best adapter wgpu sees (a discrete GPU, else an integrated one, else a
     /// software one such as lavapipe), with the largest buffers it allows: a 1B model's
     /// output matrix alone can pass WebGPU's default limit of 128 MiB per binding.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu, GpuError> {
+        pollster::block_on(Gpu::request())
+    }
+
+    /// [`Gpu::new`] as a future, for a browser, which cannot block.
+    pub async fn request() -> Result<Gpu, GpuError> {
         let adapter = sorted_adapters()
+            .await
             .into_iter()
             .next()
             .ok_or(GpuError::NoAdapter)?;
@@ -93,12 +106,13 @@ impl Gpu {
             ..Default::default()
         };
         let (device, queue) =
-            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
-                GpuError::Device {
+            adapter
+                .request_device(&descriptor)
+                .await
+                .map_err(|e| GpuError::Device {
                     adapter: info.name.clone(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
         Ok(Gpu {
             device,
             queue,

@@ -4,7 +4,10 @@
 
 use crate::{Gpu, GpuError};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use wgpu::util::DeviceExt;
 
 /// Workgroups per line of a dispatch (one dimension holds at most 65535).
@@ -120,14 +123,14 @@ impl Gpu {
         buffer
     }
 
-    /// Submits `encoder`, then copies the first `len` words of `buffer` to the host once
-    /// the GPU is done.
-    pub fn read_words(
+    /// Submits `encoder` with a copy of the first `len` words of `buffer` for the host,
+    /// which [`Readback::words`] gives once the GPU is done.
+    pub fn start_read(
         &self,
         mut encoder: wgpu::CommandEncoder,
         buffer: &wgpu::Buffer,
         len: usize,
-    ) -> Result<Vec<u32>, GpuError> {
+    ) -> Readback {
         let bytes = 4 * len as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("staging"),
@@ -137,33 +140,41 @@ impl Gpu {
         });
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
-        let (sender, receiver) = std::sync::mpsc::channel();
+        let mapped = Mapped::default();
+        let done = mapped.clone();
         staging
             .slice(..)
-            .map_async(wgpu::MapMode::Read, move |result| {
-                let _ = sender.send(result);
-            });
-        let failed = |e: &dyn std::fmt::Display| GpuError::Readback(e.to_string());
+            .map_async(wgpu::MapMode::Read, move |result| done.finish(result));
+        Readback {
+            staging,
+            len,
+            mapped,
+        }
+    }
+
+    /// Waits for `read` (natively; a browser cannot block, and awaits it instead).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait(&self, read: Readback) -> Result<Vec<u32>, GpuError> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| failed(&e))?;
-        receiver
-            .recv()
-            .map_err(|e| failed(&e))?
-            .map_err(|e| failed(&e))?;
-        let words = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| failed(&e))?
-            .chunks_exact(4)
-            .take(len)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        staging.unmap();
-        Ok(words)
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        pollster::block_on(read.words())
+    }
+
+    /// Submits `encoder`, then copies the first `len` words of `buffer` to the host once
+    /// the GPU is done.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_words(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<u32>, GpuError> {
+        self.wait(self.start_read(encoder, buffer, len))
     }
 
     /// [`Gpu::read_words`] as f32s.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(
         &self,
         encoder: wgpu::CommandEncoder,
@@ -178,5 +189,63 @@ impl Gpu {
     pub fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+    }
+}
+
+/// Words on their way back from the GPU (see [`Gpu::start_read`]).
+pub struct Readback {
+    staging: wgpu::Buffer,
+    len: usize,
+    mapped: Mapped,
+}
+
+impl Readback {
+    /// The words, once the staging buffer is mapped: natively after [`Gpu::wait`]'s
+    /// poll, in a browser when its event loop has run the mapping.
+    pub async fn words(self) -> Result<Vec<u32>, GpuError> {
+        let failed = |e: &dyn std::fmt::Display| GpuError::Readback(e.to_string());
+        self.mapped.await.map_err(|e| failed(&e))?;
+        let words = self
+            .staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| failed(&e))?
+            .chunks_exact(4)
+            .take(self.len)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        self.staging.unmap();
+        Ok(words)
+    }
+}
+
+type MapResult = Result<(), wgpu::BufferAsyncError>;
+
+/// A buffer mapping's outcome as a future: wgpu reports it to a callback.
+#[derive(Clone, Default)]
+struct Mapped(Arc<Mutex<(Option<MapResult>, Option<Waker>)>>);
+
+impl Mapped {
+    fn finish(&self, result: MapResult) {
+        let mut state = self.0.lock().expect("no panic holds this lock");
+        state.0 = Some(result);
+        if let Some(waker) = state.1.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl Future for Mapped {
+    type Output = MapResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<MapResult> {
+        let mut state = self.0.lock().expect("no panic holds this lock");
+        match state.0.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Synapse on the GPU through wgpu: one set of WGSL kernels for Vulkan (Linux, Windows,
-//! Android), Metal (macOS, iOS) and DirectX 12, and later WebGPU in the browser.
+//! Android), Metal (macOS, iOS), DirectX 12 and, built for wasm32, WebGPU in the browser.
 //!
 //! [`GpuBackend`] is the engine's `Backend` on the GPU: the model code that runs on the
 //! CPU runs here unchanged. Under it:
@@ -22,7 +22,10 @@ mod ops;
 
 pub use attention::KvPlacement;
 pub use backend::{GpuBackend, GpuPages, GpuWeights};
-pub use device::{adapters, AdapterSummary, Gpu};
+#[cfg(not(target_arch = "wasm32"))]
+pub use device::adapters;
+pub use device::{AdapterSummary, Gpu};
+pub use kernel::Readback;
 pub use matrix::GpuMatrix;
 pub use ops::NormWeights;
 
@@ -30,7 +33,8 @@ use synapse_core::DType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    #[error("no GPU adapter: wgpu found none for Vulkan, Metal or DirectX 12 (on Linux without a GPU, Mesa's lavapipe provides one: Debian package mesa-vulkan-drivers)")]
+    #[cfg_attr(not(target_arch = "wasm32"), error("no GPU adapter: wgpu found none for Vulkan, Metal or DirectX 12 (on Linux without a GPU, Mesa's lavapipe provides one: Debian package mesa-vulkan-drivers)"))]
+    #[cfg_attr(target_arch = "wasm32", error("no WebGPU adapter: the browser offers none (its GPU may be off or blocked; Chromium without a GPU has a software one behind --enable-unsafe-webgpu --use-webgpu-adapter=swiftshader)"))]
     NoAdapter,
     #[error("{adapter}: the device request failed: {reason}")]
     Device { adapter: String, reason: String },

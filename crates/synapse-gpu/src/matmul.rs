@@ -2,7 +2,7 @@
 //! `row_dots` per weight type).
 
 use crate::kernel::Kernel;
-use crate::{Gpu, GpuError, GpuMatrix};
+use crate::{Gpu, GpuMatrix};
 use synapse_core::DType;
 
 /// Rows per line of workgroups (see `Shape::row_span` in matmul.wgsl).
@@ -81,7 +81,13 @@ impl Gpu {
 
     /// [`Gpu::encode_matmul`] from and to host memory: `x` holds `n_tokens` rows of
     /// `w.cols` values; the result has `n_tokens` rows of `w.rows`.
-    pub fn matmul(&self, w: &GpuMatrix, x: &[f32], n_tokens: usize) -> Result<Vec<f32>, GpuError> {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn matmul(
+        &self,
+        w: &GpuMatrix,
+        x: &[f32],
+        n_tokens: usize,
+    ) -> Result<Vec<f32>, crate::GpuError> {
         assert_eq!(x.len(), n_tokens * w.cols, "{}: activation length", w.name);
         let x = self.upload_f32(x);
         let out = self.buffer(n_tokens * w.rows);

@@ -231,6 +231,11 @@ impl<B: Backend> Model<B> {
         &self.net
     }
 
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &B {
+        &self.net.backend
+    }
+
     /// Tokens that end generation.
     pub fn end_of_generation_ids(&self) -> &[u32] {
         &self.end_of_generation

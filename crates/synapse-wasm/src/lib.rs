@@ -5,6 +5,10 @@
 //! [`ModelBytes`] buffer in wasm memory (the weights are read in place from there, never
 //! copied again), loads an [`Engine`], then pulls generated pieces one at a time with
 //! [`Engine::next_piece`], so that a stop request between two tokens is seen at once.
+//!
+//! Built with the `gpu` feature, the model runs on WebGPU through the engine's GPU
+//! backend instead; there loading and every forward pass are async, since a browser
+//! hands GPU results back through its event loop.
 
 // The threaded build (atomics and shared memory; see scripts/build-web.sh).
 #[cfg(target_feature = "atomics")]
@@ -15,10 +19,16 @@ use synapse_core::gguf::GgufFile;
 use synapse_core::storage::{AlignedBytes, Storage};
 use synapse_inference::bench::{synthetic_tokens, TOKEN_SEED};
 use synapse_inference::generation::sampler::SamplerConfig;
-use synapse_inference::generation::{Completion, GenerateOptions, Generator};
+use synapse_inference::generation::{Completion, Evaluated, GenerateOptions, Generator};
 use synapse_inference::tokenizer::{set_char_classifier, CharClass};
 use synapse_inference::{Model, Session, SessionOptions};
 use wasm_bindgen::prelude::*;
+
+/// What the model runs on in this build.
+#[cfg(not(feature = "gpu"))]
+type Device = synapse_inference::model::backend::Cpu;
+#[cfg(feature = "gpu")]
+type Device = synapse_gpu::GpuBackend;
 
 /// Most prompt tokens in one forward pass.
 const BATCH: usize = 64;
@@ -71,11 +81,21 @@ impl ModelBytes {
 /// A loaded model with one sequence's session and the generation in progress, if any.
 #[wasm_bindgen]
 pub struct Engine {
-    model: Arc<Model>,
-    session: Session,
-    completion: Option<Completion>,
+    model: Arc<Model<Device>>,
+    session: Session<Device>,
+    completion: Option<Completion<Device>>,
 }
 
+/// The GGUF file in `bytes` (`name` is how errors refer to it), on the CPU.
+fn parse(bytes: ModelBytes, name: String) -> Result<Model, JsError> {
+    set_char_classifier(char_class);
+    let ModelBytes { words, len } = bytes;
+    let storage = Arc::new(Storage::Owned(AlignedBytes::Words { words, len }));
+    let gguf = GgufFile::parse(name, storage).map_err(js_error)?;
+    Model::from_gguf(gguf).map_err(js_error)
+}
+
+#[cfg(not(feature = "gpu"))]
 #[wasm_bindgen]
 impl Engine {
     /// Loads the GGUF file in `bytes` (`name` is how errors refer to it) with a context of
@@ -86,11 +106,72 @@ impl Engine {
         context: usize,
         threads: usize,
     ) -> Result<Engine, JsError> {
-        set_char_classifier(char_class);
-        let ModelBytes { words, len } = bytes;
-        let storage = Arc::new(Storage::Owned(AlignedBytes::Words { words, len }));
-        let gguf = GgufFile::parse(name, storage).map_err(js_error)?;
-        let model = Arc::new(Model::from_gguf(gguf).map_err(js_error)?);
+        Ok(Engine::new(parse(bytes, name)?, context, threads))
+    }
+
+    /// "cpu".
+    pub fn device(&self) -> String {
+        "cpu".into()
+    }
+
+    /// The next piece of the generation in progress: the prompt's forward pass on the
+    /// first call, then one token per call; `undefined` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<Piece>, JsError> {
+        now(self.next())
+    }
+
+    /// Benchmark, part one: evaluates `n` fixed pseudo-random tokens (those of `synapse
+    /// bench`) from an empty context. The caller times it.
+    pub fn bench_prefill(&mut self, n: usize) -> Result<(), JsError> {
+        now(self.prefill(n))
+    }
+
+    /// Benchmark, part two: `n` greedy decode steps after what the context holds.
+    pub fn bench_decode(&mut self, n: usize) -> Result<(), JsError> {
+        now(self.decode(n))
+    }
+}
+
+/// The GPU build: the same calls, async.
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+impl Engine {
+    /// Loads the GGUF file in `bytes` onto the browser's GPU (see the CPU build's `load`).
+    pub async fn load(
+        bytes: ModelBytes,
+        name: String,
+        context: usize,
+        threads: usize,
+    ) -> Result<Engine, JsError> {
+        let model = parse(bytes, name)?;
+        let gpu = synapse_gpu::Gpu::request().await.map_err(js_error)?;
+        let model = model
+            .with_backend(synapse_gpu::GpuBackend::new(gpu))
+            .map_err(js_error)?;
+        Ok(Engine::new(model, context, threads))
+    }
+
+    /// "gpu: " and the adapter the model runs on.
+    pub fn device(&self) -> String {
+        format!("gpu: {}", self.model.backend().gpu().adapter())
+    }
+
+    pub async fn next_piece(&mut self) -> Result<Option<Piece>, JsError> {
+        self.next().await
+    }
+
+    pub async fn bench_prefill(&mut self, n: usize) -> Result<(), JsError> {
+        self.prefill(n).await
+    }
+
+    pub async fn bench_decode(&mut self, n: usize) -> Result<(), JsError> {
+        self.decode(n).await
+    }
+}
+
+impl Engine {
+    fn new(model: Model<Device>, context: usize, threads: usize) -> Engine {
+        let model = Arc::new(model);
         let opts = SessionOptions {
             context,
             threads: threads.max(1),
@@ -101,13 +182,16 @@ impl Engine {
             ..SessionOptions::default()
         }
         .resolve(&model);
-        Ok(Engine {
+        Engine {
             session: Session::new(model.clone(), opts),
             model,
             completion: None,
-        })
+        }
     }
+}
 
+#[wasm_bindgen]
+impl Engine {
     pub fn architecture(&self) -> String {
         self.model.config().architecture.clone()
     }
@@ -253,22 +337,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The next piece of the generation in progress: the prompt's forward pass on the
-    /// first call, then one token per call; `undefined` at the end.
-    pub fn next_piece(&mut self) -> Result<Option<Piece>, JsError> {
-        let Some(completion) = &mut self.completion else {
-            return Ok(None);
-        };
-        let piece = completion.next(&mut self.session).map_err(js_error)?;
-        if piece.is_none() {
-            self.completion = None;
-        }
-        Ok(piece.map(|p| Piece {
-            id: p.token.map_or(-1, |t| t as i32),
-            text: p.text,
-        }))
-    }
-
     /// Ends the generation in progress (what it generated stays in the context).
     pub fn stop(&mut self) {
         self.completion = None;
@@ -279,19 +347,40 @@ impl Engine {
         self.completion = None;
         self.session.truncate(0);
     }
+}
 
-    /// Benchmark, part one: evaluates `n` fixed pseudo-random tokens (those of `synapse
-    /// bench`) from an empty context. The caller times it.
-    pub fn bench_prefill(&mut self, n: usize) -> Result<(), JsError> {
+/// What the exports above share; async because on the GPU a forward pass's logits come
+/// back through the browser's event loop (on the CPU they are there at once).
+impl Engine {
+    async fn next(&mut self) -> Result<Option<Piece>, JsError> {
+        let Some(completion) = &mut self.completion else {
+            return Ok(None);
+        };
+        let piece = match completion.evaluate(&mut self.session).map_err(js_error)? {
+            Evaluated::Ended(piece) => piece,
+            Evaluated::Logits => {
+                settle(&self.model, completion.logits_mut()).await?;
+                completion.sample(&self.session)
+            }
+        };
+        if piece.is_none() {
+            self.completion = None;
+        }
+        Ok(piece.map(|p| Piece {
+            id: p.token.map_or(-1, |t| t as i32),
+            text: p.text,
+        }))
+    }
+
+    async fn prefill(&mut self, n: usize) -> Result<(), JsError> {
         self.completion = None;
         self.session.truncate(0);
         let tokens = synthetic_tokens(n, self.vocab_size(), TOKEN_SEED);
-        self.session.eval(&tokens, false).map_err(js_error)?;
-        Ok(())
+        let mut logits = self.session.eval(&tokens, false).map_err(js_error)?;
+        settle(&self.model, &mut logits).await
     }
 
-    /// Benchmark, part two: `n` greedy decode steps after what the context holds.
-    pub fn bench_decode(&mut self, n: usize) -> Result<(), JsError> {
+    async fn decode(&mut self, n: usize) -> Result<(), JsError> {
         let opts = GenerateOptions {
             max_tokens: n,
             sampler: SamplerConfig::greedy(),
@@ -305,9 +394,30 @@ impl Engine {
             self.session
                 .eval_into(&[token], false, &mut logits)
                 .map_err(js_error)?;
+            settle(&self.model, &mut logits).await?;
             token = generator.step(&logits, self.session.tokens()).token;
         }
         Ok(())
+    }
+}
+
+/// Waits for the logits a forward pass left in flight, if any.
+async fn settle(model: &Model<Device>, logits: &mut [f32]) -> Result<(), JsError> {
+    #[cfg(feature = "gpu")]
+    model.backend().settle(logits).await.map_err(js_error)?;
+    #[cfg(not(feature = "gpu"))]
+    let _ = (model, logits);
+    Ok(())
+}
+
+/// The value of a future that is ready at once (the CPU build's, which never waits).
+#[cfg(not(feature = "gpu"))]
+fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(value) => value,
+        std::task::Poll::Pending => unreachable!("the CPU build's futures never wait"),
     }
 }
 

@@ -171,12 +171,22 @@ pub struct Piece {
     pub text: String,
 }
 
-/// Where a [`Completion`] is: the prompt not yet evaluated, a sampled token not yet
-/// evaluated (the last token of a generation never is), or the end.
+/// Where a [`Completion`] is: the prompt not yet evaluated, a forward pass run (of the
+/// prompt or not) whose logits are not yet sampled, a sampled token not yet evaluated
+/// (the last token of a generation never is), or the end.
 enum Phase {
     Prompt(Vec<u32>),
+    Evaluated { prompt: bool },
     Sampled(u32),
     Done,
+}
+
+/// What [`Completion::evaluate`] did: ran a forward pass whose logits
+/// [`Completion::sample`] takes next, or found the generation over (with the text it
+/// still held back, if any).
+pub enum Evaluated {
+    Logits,
+    Ended(Option<Piece>),
 }
 
 /// A generation in progress over a session, one piece at a time: for doors whose caller
@@ -190,6 +200,8 @@ pub struct Completion<B: Backend = Cpu> {
     out: Generation,
     logits_top: usize,
     cancel: Option<CancelHandle>,
+    /// Since the forward pass being timed began.
+    clock: Stopwatch,
 }
 
 impl<B: Backend> Completion<B> {
@@ -210,6 +222,7 @@ impl<B: Backend> Completion<B> {
             },
             logits_top: opts.logits_top,
             cancel: opts.cancel.clone(),
+            clock: Stopwatch::start(),
         }
     }
 
@@ -217,31 +230,60 @@ impl<B: Backend> Completion<B> {
     /// sampled token; `None` once the generation is over. Call it with the same session
     /// each time. A cancellation ends it with what was generated before.
     pub fn next(&mut self, session: &mut Session<B>) -> Result<Option<Piece>> {
+        match self.evaluate(session)? {
+            Evaluated::Ended(piece) => Ok(piece),
+            Evaluated::Logits => Ok(self.sample(session)),
+        }
+    }
+
+    /// [`Completion::next`]'s first half: the forward pass. A backend that cannot wait
+    /// for its results (WebGPU in a browser) leaves the logits in flight; its door writes
+    /// them into [`Completion::logits_mut`] before calling [`Completion::sample`].
+    pub fn evaluate(&mut self, session: &mut Session<B>) -> Result<Evaluated> {
         let cancelled = self.cancel.as_ref().is_some_and(CancelHandle::is_cancelled);
         if cancelled && !self.is_done() {
-            return Ok(self.end(StopReason::Cancelled));
+            return Ok(Evaluated::Ended(self.end(StopReason::Cancelled)));
         }
         // Decode time: sampling and the forward pass of the sampled tokens.
-        let mut decode_clock = Stopwatch::start();
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Done => return Ok(None),
+        self.clock = Stopwatch::start();
+        self.phase = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Done | Phase::Evaluated { .. } => return Ok(Evaluated::Ended(None)),
             Phase::Prompt(prompt) => {
                 session.eval_into(&prompt, false, &mut self.logits)?;
                 self.out.timings.prefill_tokens = prompt.len();
-                self.out.timings.prefill_ms = decode_clock.elapsed_ms();
-                self.out.top_logits = top_k_logits(&self.logits, self.logits_top);
-                if self.generator.max_tokens() == 0 {
-                    return Ok(self.end(StopReason::Length));
-                }
-                decode_clock = Stopwatch::start();
+                Phase::Evaluated { prompt: true }
             }
             Phase::Sampled(token) => {
                 // A full context ends the generation.
                 if session.tokens().len() == session.context() {
-                    return Ok(self.end(StopReason::Length));
+                    return Ok(Evaluated::Ended(self.end(StopReason::Length)));
                 }
                 session.eval_into(&[token], false, &mut self.logits)?;
+                Phase::Evaluated { prompt: false }
             }
+        };
+        Ok(Evaluated::Logits)
+    }
+
+    /// Where the forward pass's logits go.
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits
+    }
+
+    /// [`Completion::next`]'s second half, once [`Completion::evaluate`]'s logits are
+    /// there: samples the next token and returns its piece (`None` when a completion of
+    /// no tokens ends with nothing to show).
+    pub fn sample(&mut self, session: &Session<B>) -> Option<Piece> {
+        let Phase::Evaluated { prompt } = self.phase else {
+            return None;
+        };
+        if prompt {
+            self.out.timings.prefill_ms = self.clock.elapsed_ms();
+            self.out.top_logits = top_k_logits(&self.logits, self.logits_top);
+            if self.generator.max_tokens() == 0 {
+                return self.end(StopReason::Length);
+            }
+            self.clock = Stopwatch::start();
         }
         let step = self.generator.step(&self.logits, session.tokens());
         let token = (step.stop != Some(StopReason::Eos)).then_some(step.token);
@@ -258,11 +300,11 @@ impl<B: Backend> Completion<B> {
             None => Phase::Sampled(step.token),
         };
         self.out.timings.decode_tokens = self.out.tokens.len();
-        self.out.timings.decode_ms += decode_clock.elapsed_ms();
-        Ok(Some(Piece {
+        self.out.timings.decode_ms += self.clock.elapsed_ms();
+        Some(Piece {
             token,
             text: step.text,
-        }))
+        })
     }
 
     /// Calls [`Completion::next`] until the end, passing each piece's text to `on_text`.
