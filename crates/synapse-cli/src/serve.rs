@@ -1,15 +1,16 @@
 //! `synapse serve`: the OpenAI-compatible HTTP server (crates/synapse-server).
 
+use crate::{ModelArgs, OnModel};
 use clap::Args;
-use std::path::PathBuf;
+use std::sync::Arc;
+use synapse_inference::model::backend::Backend;
+use synapse_inference::Model;
 use synapse_server::ServeOptions;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// GGUF file or Hugging Face model directory [default: SmolLM2-135M-Instruct Q4_1,
-    /// fetched on first use]
-    #[arg(long, short = 'm')]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Address to listen on (loopback unless you mean to expose the model)
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -19,12 +20,6 @@ pub struct ServeArgs {
     /// Sequences generated at once (continuous batching)
     #[arg(long, default_value_t = 4)]
     parallel: usize,
-    /// Context of each sequence in tokens [default: the model's, at most 4096]
-    #[arg(long = "ctx-size", short = 'c', default_value_t = 0)]
-    ctx_size: usize,
-    /// Threads of the forward passes [default: available cores]
-    #[arg(long, short = 't')]
-    threads: Option<usize>,
     /// Require `Authorization: Bearer KEY` on every endpoint but /health
     #[arg(long)]
     api_key: Option<String>,
@@ -37,16 +32,26 @@ pub struct ServeArgs {
     kv_memory: usize,
 }
 
+/// The server over the model `--device` put where it runs.
+struct Server(ServeArgs);
+
+impl OnModel for Server {
+    type Output = ();
+    fn run<B: Backend>(self, model: Arc<Model<B>>, device: &str) -> Result<(), String> {
+        let Server(args) = self;
+        let session = args.model.session_options();
+        let opts = ServeOptions {
+            host: args.host,
+            port: args.port,
+            parallel: args.parallel,
+            api_key: args.api_key,
+            queue: args.queue,
+            kv_memory_mib: args.kv_memory,
+        };
+        synapse_server::serve(model, session, device, opts)
+    }
+}
+
 pub fn serve(args: ServeArgs) -> Result<(), String> {
-    synapse_server::serve(ServeOptions {
-        model: args.model,
-        host: args.host,
-        port: args.port,
-        parallel: args.parallel,
-        ctx_size: args.ctx_size,
-        threads: args.threads,
-        api_key: args.api_key,
-        queue: args.queue,
-        kv_memory_mib: args.kv_memory,
-    })
+    args.model.clone().run(Server(args))
 }

@@ -15,26 +15,20 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics::Metrics;
 use scheduler::Scheduler;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use synapse_inference::kv_cache::{self, KvType};
-use synapse_inference::model::weights::LoadOptions;
+use synapse_inference::model::backend::Backend;
 use synapse_inference::{Engine, Model, SessionOptions};
 
-/// How to serve.
+/// How to serve (the model and its sessions' options come apart: see [`serve`]).
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// None: the default model.
-    pub model: Option<PathBuf>,
     pub host: String,
     /// 0: any free port (the startup log says which).
     pub port: u16,
     /// Sequences generating at once.
     pub parallel: usize,
-    /// Context of each sequence (0: the model's, at most 4096).
-    pub ctx_size: usize,
-    /// Threads of the forward passes (None: one per core).
-    pub threads: Option<usize>,
     pub api_key: Option<String>,
     /// Requests that may wait for a slot before more are refused with 503.
     pub queue: usize,
@@ -91,22 +85,16 @@ pub fn check_request(
     check().map_err(|e| e.message)
 }
 
-/// Loads the model and serves until Ctrl-C.
-pub fn serve(opts: ServeOptions) -> Result<(), String> {
-    let path = match &opts.model {
-        Some(path) => path.clone(),
-        None => synapse_inference::default_model::ensure().map_err(|e| e.to_string())?,
-    };
-    let model =
-        Arc::new(Model::load_with(&path, LoadOptions::default()).map_err(|e| e.to_string())?);
+/// Serves `model` until Ctrl-C, each sequence with `session`'s options (its context
+/// and threads; `kv_memory` is the server's own). `device` names where the model runs, for
+/// the startup log.
+pub fn serve<B: Backend>(
+    model: Arc<Model<B>>,
+    session: SessionOptions,
+    device: &str,
+    opts: ServeOptions,
+) -> Result<(), String> {
     let template = model.chat_template().map_err(|e| e.to_string())?;
-    let mut session = SessionOptions {
-        context: opts.ctx_size,
-        ..SessionOptions::default()
-    };
-    if let Some(threads) = opts.threads {
-        session.threads = threads.max(1);
-    }
     let session = session.resolve(&model);
     let c = model.config();
     let kv_type = session.kv_type.unwrap_or(KvType::F16);
@@ -131,10 +119,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
         .spawn(move || scheduler.run())
         .map_err(|e| format!("cannot start the engine thread: {e}"))?;
 
-    let model_id = path.file_stem().map_or_else(
-        || path.display().to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    );
+    let path = Path::new(&model.path);
+    let model_id = path
+        .file_stem()
+        .map_or_else(|| model.path.clone(), |s| s.to_string_lossy().into_owned());
     let state = Arc::new(routes::AppState {
         model: model.clone(),
         constraints: std::sync::OnceLock::new(),
@@ -150,16 +138,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
             .map_or(0, |d| d.as_secs()),
     });
     let app = Router::new()
-        .route("/v1/chat/completions", post(routes::chat))
-        .route("/v1/completions", post(routes::completions))
-        .route("/v1/models", get(routes::models))
+        .route("/v1/chat/completions", post(routes::chat::<B>))
+        .route("/v1/completions", post(routes::completions::<B>))
+        .route("/v1/models", get(routes::models::<B>))
         .route("/health", get(routes::health))
-        .route("/metrics", get(routes::metrics))
-        .route("/tokenize", post(routes::tokenize))
-        .route("/detokenize", post(routes::detokenize))
+        .route("/metrics", get(routes::metrics::<B>))
+        .route("/tokenize", post(routes::tokenize::<B>))
+        .route("/detokenize", post(routes::detokenize::<B>))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            routes::authorize,
+            routes::authorize::<B>,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -185,7 +173,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
             "synapse serve: listening on http://{address} | model {model_id} ({}, {} parameters) | \
-             {} threads | {parallel} slots of {} tokens | KV memory up to {} MiB ({kv_type:?}){}",
+             {device}, {} threads | {parallel} slots of {} tokens | KV memory up to {} MiB \
+             ({kv_type:?}){}",
             c.architecture,
             model.parameter_count(),
             session.threads,

@@ -22,14 +22,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use synapse_inference::chat::ChatTemplate;
 use synapse_inference::generation::constraint::ConstraintFactory;
 use synapse_inference::generation::{GenerateOptions, StopReason, TokenLogprob};
+use synapse_inference::model::backend::Backend;
 use synapse_inference::tools::Tools;
 use synapse_inference::Model;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 
-pub struct AppState {
-    pub model: Arc<Model>,
+pub struct AppState<B: Backend> {
+    pub model: Arc<Model<B>>,
     /// Made on the first request with a JSON schema (it indexes the vocabulary).
     pub constraints: OnceLock<Result<ConstraintFactory, String>>,
     pub template: ChatTemplate,
@@ -43,7 +44,7 @@ pub struct AppState {
     pub started: u64,
 }
 
-type Shared = State<Arc<AppState>>;
+type Shared<B> = State<Arc<AppState<B>>>;
 
 fn now() -> u64 {
     SystemTime::now()
@@ -58,7 +59,7 @@ fn response_id(prefix: &str) -> String {
     format!("{prefix}-{:x}{n:06x}", now())
 }
 
-impl AppState {
+impl<B: Backend> AppState<B> {
     fn check_model(&self, requested: &Option<String>) -> Result<(), ApiError> {
         match requested {
             Some(name) if name != &self.model_id && name != &self.model.path => {
@@ -155,7 +156,7 @@ impl Kind {
 }
 
 /// What shapes a completion's results.
-struct Reply {
+struct Reply<B: Backend> {
     kind: Kind,
     id: String,
     created: u64,
@@ -165,10 +166,10 @@ struct Reply {
     logprobs: bool,
     /// The tools offered: the reply is read back as calls once it is complete.
     tools: Option<Tools>,
-    state: Arc<AppState>,
+    state: Arc<AppState<B>>,
 }
 
-pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+pub async fn chat<B: Backend>(State(state): Shared<B>, body: Body) -> Result<Response, ApiError> {
     let req: ChatRequest = parse(&body?)?;
     req.common.check_supported()?;
     state.check_model(&req.common.model)?;
@@ -178,7 +179,10 @@ pub async fn chat(State(state): Shared, body: Body) -> Result<Response, ApiError
     complete(state, Kind::Chat, prompt, &req.common, logprobs, tools).await
 }
 
-pub async fn completions(State(state): Shared, body: Body) -> Result<Response, ApiError> {
+pub async fn completions<B: Backend>(
+    State(state): Shared<B>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse(&body?)?;
     req.common.check_supported()?;
     state.check_model(&req.common.model)?;
@@ -197,8 +201,8 @@ pub async fn completions(State(state): Shared, body: Body) -> Result<Response, A
     complete(state, Kind::Text, prompt, &req.common, logprobs, None).await
 }
 
-async fn complete(
-    state: Arc<AppState>,
+async fn complete<B: Backend>(
+    state: Arc<AppState<B>>,
     kind: Kind,
     prompt: Vec<u32>,
     common: &Common,
@@ -249,7 +253,7 @@ async fn complete(
     }
 }
 
-impl Reply {
+impl<B: Backend> Reply<B> {
     /// A result object of kind `object`: this completion's id, time, model and
     /// fingerprint, then `fields`.
     fn with(&self, object: &str, fields: Value) -> Value {
@@ -510,7 +514,7 @@ impl Reply {
     }
 }
 
-pub async fn models(State(state): Shared) -> Json<Value> {
+pub async fn models<B: Backend>(State(state): Shared<B>) -> Json<Value> {
     Json(json!({"object": "list", "data": [{
         "id": state.model_id,
         "object": "model",
@@ -530,7 +534,7 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-pub async fn metrics(State(state): Shared) -> Response {
+pub async fn metrics<B: Backend>(State(state): Shared<B>) -> Response {
     let text = state.metrics.render(state.slots);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -542,7 +546,10 @@ struct TokenizeRequest {
     add_special: bool,
 }
 
-pub async fn tokenize(State(state): Shared, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn tokenize<B: Backend>(
+    State(state): Shared<B>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let req: TokenizeRequest = parse(&body?)?;
     let tokens = state
         .model
@@ -556,7 +563,10 @@ struct DetokenizeRequest {
     tokens: Vec<u32>,
 }
 
-pub async fn detokenize(State(state): Shared, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn detokenize<B: Backend>(
+    State(state): Shared<B>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let req: DetokenizeRequest = parse(&body?)?;
     let tokenizer = state.model.tokenizer()?;
     if let Some(&bad) = req
@@ -574,7 +584,11 @@ pub async fn detokenize(State(state): Shared, body: Body) -> Result<Json<Value>,
 }
 
 /// With an API key set, every route but /health needs `Authorization: Bearer KEY`.
-pub async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
+pub async fn authorize<B: Backend>(
+    State(state): Shared<B>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(key) = &state.api_key else {
         return next.run(request).await;
     };

@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synapse_inference::generation::{GenerateOptions, Generator, StopReason, TokenLogprob};
+use synapse_inference::model::backend::Backend;
 use synapse_inference::{Batch, Engine, Error, Logits, SeqId};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -48,9 +49,9 @@ pub struct Finish {
 }
 
 /// A running sequence.
-struct Slot {
+struct Slot<B: Backend> {
     seq: SeqId,
-    generator: Generator,
+    generator: Generator<B>,
     /// Prompt tokens not evaluated yet.
     pending: Vec<u32>,
     /// The last sampled token, evaluated at the next step.
@@ -67,12 +68,12 @@ struct Cached {
     last_used: u64,
 }
 
-pub struct Scheduler {
-    engine: Engine,
+pub struct Scheduler<B: Backend> {
+    engine: Engine<B>,
     parallel: usize,
     /// Most finished sequences kept for their prefixes.
     cache_limit: usize,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<B>>,
     cached: Vec<Cached>,
     clock: u64,
     jobs: Receiver<Job>,
@@ -81,9 +82,9 @@ pub struct Scheduler {
     logits: Vec<f32>,
 }
 
-impl Scheduler {
+impl<B: Backend> Scheduler<B> {
     pub fn new(
-        engine: Engine,
+        engine: Engine<B>,
         parallel: usize,
         jobs: Receiver<Job>,
         metrics: Arc<Metrics>,
@@ -355,7 +356,7 @@ impl Scheduler {
         }
     }
 
-    fn finish(&mut self, mut slot: Slot, reason: StopReason) {
+    fn finish(&mut self, mut slot: Slot<B>, reason: StopReason) {
         let rest = slot.generator.finish();
         if !rest.is_empty() {
             let _ = slot.events.send(Event::Text(rest));

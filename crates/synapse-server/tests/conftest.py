@@ -22,11 +22,14 @@ class Server:
         self.proc = subprocess.Popen(
             [CLI, "serve", "--port", "0", *args], stderr=subprocess.PIPE, text=True
         )
-        line = self.proc.stderr.readline()
-        match = re.search(r"listening on (http://[\d.]+:\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"synapse serve did not start: {line}{self.proc.stderr.read()}")
+        # Lines before the startup line are notes (a GPU driver may print some).
+        lines = []
+        while not lines or not (match := re.search(r"listening on (http://[\d.]+:\d+)", line)):
+            line = self.proc.stderr.readline()
+            lines.append(line)
+            if not line:
+                self.proc.kill()
+                raise RuntimeError(f"synapse serve did not start: {''.join(lines)}")
         self.url = match.group(1)
         self.startup_log = line
 

@@ -4,6 +4,7 @@
 //! vocabulary and applies its token mask to the logits before sampling.
 
 use crate::error::{Error, Result};
+use crate::model::backend::Backend;
 use crate::session::Model;
 use crate::tokenizer::Tokenizer;
 use crate::tools::{each_schema, ToolGrammar};
@@ -21,13 +22,13 @@ pub struct ConstraintFactory {
 }
 
 /// The model's vocabulary as llguidance reads it.
-struct Vocabulary {
+struct Vocabulary<B: Backend> {
     trie: TokTrie,
     /// For its tokenizer (checked to exist).
-    model: Arc<Model>,
+    model: Arc<Model<B>>,
 }
 
-impl TokenizerEnv for Vocabulary {
+impl<B: Backend> TokenizerEnv for Vocabulary<B> {
     fn tok_trie(&self) -> &TokTrie {
         &self.trie
     }
@@ -40,7 +41,7 @@ impl TokenizerEnv for Vocabulary {
 }
 
 impl ConstraintFactory {
-    pub fn new(model: &Arc<Model>) -> Result<ConstraintFactory> {
+    pub fn new<B: Backend>(model: &Arc<Model<B>>) -> Result<ConstraintFactory> {
         let tokenizer: &Tokenizer = model.tokenizer()?;
         let vocab = tokenizer.vocab_size() as u32;
         let eos = tokenizer.eos_id().unwrap_or(0);
