@@ -1,7 +1,7 @@
 //! The key/value cache's pages on the GPU and attention over them (shaders/ops/kv.wgsl,
 //! kv_write.wgsl, attention.wgsl).
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, WORKGROUP};
 use crate::Gpu;
 use std::ops::Range;
 use synapse_inference::kv_cache::TILE;
@@ -11,10 +11,12 @@ const KV: &str = include_str!("shaders/ops/kv.wgsl");
 const KV_WRITE: Kernel = Kernel {
     name: "kv_write",
     source: &[KV, include_str!("shaders/ops/kv_write.wgsl")],
+    reduction: None,
 };
 const ATTENTION: Kernel = Kernel {
     name: "attention",
     source: &[KV, include_str!("shaders/ops/attention.wgsl")],
+    reduction: Some(&WORKGROUP),
 };
 
 /// Where one layer of a sequence's keys and values lie: a buffer of f32 pages in the

@@ -10,6 +10,8 @@ pub struct Gpu {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(crate) pipelines: Pipelines,
+    /// Whether the kernels' reductions use subgroup operations (see kernel::Reduction).
+    pub(crate) subgroups: bool,
 }
 
 /// What `synapse inspect --devices` lists of an adapter.
@@ -100,8 +102,10 @@ impl Gpu {
             .next()
             .ok_or(GpuError::NoAdapter)?;
         let info = adapter.get_info();
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("synapse"),
+            required_features: features,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -118,7 +122,23 @@ impl Gpu {
             queue,
             info,
             pipelines: Pipelines::default(),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
         })
+    }
+
+    /// Whether the kernels use the adapter's subgroup operations.
+    pub fn has_subgroups(&self) -> bool {
+        self.subgroups
+    }
+
+    /// The same device with the kernels' shared-memory reductions, as on an adapter
+    /// without subgroup operations (the tests check both).
+    pub fn without_subgroups(self) -> Gpu {
+        Gpu {
+            subgroups: false,
+            pipelines: Pipelines::default(),
+            ..self
+        }
     }
 
     /// Whether the adapter is a GPU (discrete, integrated or virtual), not a software

@@ -14,11 +14,38 @@ use wgpu::util::DeviceExt;
 const LINE: usize = 32768;
 
 /// A kernel: its name and its WGSL, a prelude (the parameters and helpers it shares)
-/// followed by its own files.
+/// followed by its own files, and the workgroup reductions it calls, if any.
 pub(crate) struct Kernel {
     pub name: &'static str,
     pub source: &'static [&'static str],
+    pub reduction: Option<&'static Reduction>,
 }
+
+/// Workgroup reductions in two builds: with the adapter's subgroup operations, or in
+/// shared memory where it has none (shaders/reduce).
+pub(crate) struct Reduction {
+    subgroups: &'static str,
+    shared: &'static str,
+}
+
+/// A browser's WGSL compiler needs the extension named; wgpu's own (naga) refuses the
+/// directive and takes the operations once the device has the feature.
+const ENABLE_SUBGROUPS: &str = match cfg!(target_arch = "wasm32") {
+    true => "enable subgroups;",
+    false => "",
+};
+
+/// `workgroup_sum` and `workgroup_max`, over the kernel's WG lanes.
+pub(crate) const WORKGROUP: Reduction = Reduction {
+    subgroups: include_str!("shaders/reduce/subgroups.wgsl"),
+    shared: include_str!("shaders/reduce/shared.wgsl"),
+};
+
+/// matmul.wgsl's `tile_sums`.
+pub(crate) const TILE_SUMS: Reduction = Reduction {
+    subgroups: include_str!("shaders/reduce/tile_subgroups.wgsl"),
+    shared: include_str!("shaders/reduce/tile_shared.wgsl"),
+};
 
 /// The kernels' pipelines, each compiled on first use (their bind group layouts come
 /// from the shaders).
@@ -29,11 +56,17 @@ impl Gpu {
     fn pipeline(&self, kernel: &Kernel) -> Arc<wgpu::ComputePipeline> {
         let mut pipelines = self.pipelines.0.lock().expect("no panic holds this lock");
         let pipeline = pipelines.entry(kernel.name).or_insert_with(|| {
+            let reduction: &[&str] = match kernel.reduction {
+                Some(r) if self.subgroups => &[ENABLE_SUBGROUPS, r.subgroups],
+                Some(r) => &[r.shared],
+                None => &[],
+            };
+            let source = [reduction, kernel.source].concat().join("\n");
             let module = self
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source.join("\n").into()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
             Arc::new(
                 self.device

@@ -1,7 +1,7 @@
 //! Matrix products with weights in their quantized form (shaders/matmul.wgsl, with one
 //! `row_dots` per weight type).
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, TILE_SUMS};
 use crate::{Gpu, GpuMatrix};
 use synapse_core::DType;
 
@@ -44,7 +44,11 @@ fn kernel(dtype: DType) -> Kernel {
         ),
         _ => unreachable!("GpuMatrix only holds types with kernels"),
     };
-    Kernel { name, source }
+    Kernel {
+        name,
+        source,
+        reduction: Some(&TILE_SUMS),
+    }
 }
 
 impl Gpu {

@@ -2,38 +2,40 @@
 //! or plain), soft-capping, scaling, residual and bias adds, and greedy argmax, on
 //! buffers of f32 in GPU memory.
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, WORKGROUP};
 use crate::Gpu;
 use synapse_core::ops::{Activation, RopeStyle, RopeTable};
 
 const ROWS: &str = include_str!("shaders/ops/rows.wgsl");
 const ELEMENTWISE: &str = include_str!("shaders/ops/elementwise.wgsl");
-/// The kernel of shaders/ops/NAME.wgsl after `prelude`.
+/// The kernel of shaders/ops/NAME.wgsl after `prelude`, with `reduction`.
 macro_rules! kernel {
-    ($prelude:expr, $name:literal) => {
+    ($prelude:expr, $name:literal, $reduction:expr) => {
         Kernel {
             name: $name,
             source: &[
                 $prelude,
                 include_str!(concat!("shaders/ops/", $name, ".wgsl")),
             ],
+            reduction: $reduction,
         }
     };
 }
 
-const RMS_NORM: Kernel = kernel!(ROWS, "rms_norm");
-const LAYER_NORM: Kernel = kernel!(ROWS, "layer_norm");
-const ARGMAX: Kernel = kernel!(ROWS, "argmax");
-const GATED: Kernel = kernel!(ELEMENTWISE, "gated");
-const GATED_FUSED: Kernel = kernel!(ELEMENTWISE, "gated_fused");
-const ACTIVATE: Kernel = kernel!(ELEMENTWISE, "activate");
-const ADD: Kernel = kernel!(ELEMENTWISE, "add");
-const ADD_BIAS: Kernel = kernel!(ELEMENTWISE, "add_bias");
-const SCALE: Kernel = kernel!(ELEMENTWISE, "scale");
-const SOFTCAP: Kernel = kernel!(ELEMENTWISE, "softcap");
+const RMS_NORM: Kernel = kernel!(ROWS, "rms_norm", Some(&WORKGROUP));
+const LAYER_NORM: Kernel = kernel!(ROWS, "layer_norm", Some(&WORKGROUP));
+const ARGMAX: Kernel = kernel!(ROWS, "argmax", None);
+const GATED: Kernel = kernel!(ELEMENTWISE, "gated", None);
+const GATED_FUSED: Kernel = kernel!(ELEMENTWISE, "gated_fused", None);
+const ACTIVATE: Kernel = kernel!(ELEMENTWISE, "activate", None);
+const ADD: Kernel = kernel!(ELEMENTWISE, "add", None);
+const ADD_BIAS: Kernel = kernel!(ELEMENTWISE, "add_bias", None);
+const SCALE: Kernel = kernel!(ELEMENTWISE, "scale", None);
+const SOFTCAP: Kernel = kernel!(ELEMENTWISE, "softcap", None);
 const ROPE: Kernel = Kernel {
     name: "rope",
     source: &[include_str!("shaders/ops/rope.wgsl")],
+    reduction: None,
 };
 
 /// A norm's weights: RMSNorm's scale, or LayerNorm's scale and shift.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{gpu, values};
+use common::{gpu, gpus, values};
 use synapse_core::quant::quantize::quantize_row;
 use synapse_core::{DType, Storage, WeightTensor};
 use synapse_gpu::{Gpu, GpuError};
@@ -90,15 +90,17 @@ const TYPES: [DType; 8] = [
 
 #[test]
 fn every_weight_type_matches_the_scalar_oracle() {
-    let Some(gpu) = gpu() else { return };
-    for dtype in TYPES {
-        // One block per row (a K-quant's 256 values); rows that leave lanes idle; rows
-        // of 2304 values (SmolLM2's 576 for the 32-value types), with prefill; a prefill
-        // of one whole tile of 8 tokens and part of a second.
-        let k_quant = dtype.block_len() == 256;
-        let cols = |n: usize| if k_quant { 8 * n } else { n };
-        for (rows, width, tokens) in [(3, 32, 1), (37, 2080, 2), (64, 288, 5), (5, 96, 11)] {
-            check(&gpu, dtype, rows, cols(width), tokens);
+    for gpu in gpus() {
+        eprintln!("subgroups: {}", gpu.has_subgroups());
+        for dtype in TYPES {
+            // One block per row (a K-quant's 256 values); rows that leave lanes idle; rows
+            // of 2304 values (SmolLM2's 576 for the 32-value types), with prefill; a prefill
+            // of one whole tile of 8 tokens and part of a second.
+            let k_quant = dtype.block_len() == 256;
+            let cols = |n: usize| if k_quant { 8 * n } else { n };
+            for (rows, width, tokens) in [(3, 32, 1), (37, 2080, 2), (64, 288, 5), (5, 96, 11)] {
+                check(&gpu, dtype, rows, cols(width), tokens);
+            }
         }
     }
 }
@@ -108,19 +110,21 @@ fn every_weight_type_matches_the_scalar_oracle() {
 /// rows; a row larger than the limit is an error naming the tensor.
 #[test]
 fn a_matrix_in_parts_gives_the_same_product() {
-    let Some(gpu) = gpu() else { return };
-    check_in_parts(&gpu, DType::Q8_0, 9, 64, 3, 150);
-    check_in_parts(&gpu, DType::Q6K, 13, 256, 9, 5 * 212);
-    let error = gpu
-        .upload_in_parts(&matrix(DType::F32, 2, 64, 1), 100)
-        .err()
-        .expect("an error");
-    assert!(
-        error
-            .to_string()
-            .starts_with("w.F32: a row takes 256 bytes"),
-        "{error}"
-    );
+    for gpu in gpus() {
+        eprintln!("subgroups: {}", gpu.has_subgroups());
+        check_in_parts(&gpu, DType::Q8_0, 9, 64, 3, 150);
+        check_in_parts(&gpu, DType::Q6K, 13, 256, 9, 5 * 212);
+        let error = gpu
+            .upload_in_parts(&matrix(DType::F32, 2, 64, 1), 100)
+            .err()
+            .expect("an error");
+        assert!(
+            error
+                .to_string()
+                .starts_with("w.F32: a row takes 256 bytes"),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{gpu, values};
+use common::{gpu, gpus, values};
 use synapse_core::ops::{self, Activation, RopeStyle, RopeTable};
 use synapse_gpu::{Gpu, NormWeights};
 
@@ -22,34 +22,36 @@ const SHAPES: [(usize, usize); 3] = [(5, 576), (3, 17), (2, 4096)];
 
 #[test]
 fn norms_match_the_cpu() {
-    let Some(gpu) = gpu() else { return };
-    for (rows, width) in SHAPES {
-        let x: Vec<f32> = values(1, rows * width).iter().map(|v| 3.0 * v).collect();
-        let (weight, bias) = (values(2, width), values(3, width));
-        let (mut rms, mut layer) = (vec![0f32; rows * width], vec![0f32; rows * width]);
-        for ((x, rms), layer) in x
-            .chunks_exact(width)
-            .zip(rms.chunks_exact_mut(width))
-            .zip(layer.chunks_exact_mut(width))
-        {
-            ops::rms_norm(x, &weight, 1e-5, rms);
-            ops::layer_norm(x, &weight, &bias, 1e-5, layer);
-        }
-        let buffers = |gpu: &Gpu| (gpu.upload_f32(&x), gpu.buffer(rows * width));
-        let (x_buf, out) = buffers(&gpu);
-        let mut encoder = gpu.encoder();
-        let weight_buf = gpu.upload_f32(&weight);
-        let rms_weights = NormWeights::Rms(&weight_buf);
-        gpu.encode_norm(&mut encoder, &x_buf, rms_weights, rows, width, 1e-5, &out);
-        let got = gpu.read_f32(encoder, &out, rows * width).unwrap();
-        assert_close(&format!("rms_norm {rows}x{width}"), &got, &rms, 1e-5);
+    for gpu in gpus() {
+        eprintln!("subgroups: {}", gpu.has_subgroups());
+        for (rows, width) in SHAPES {
+            let x: Vec<f32> = values(1, rows * width).iter().map(|v| 3.0 * v).collect();
+            let (weight, bias) = (values(2, width), values(3, width));
+            let (mut rms, mut layer) = (vec![0f32; rows * width], vec![0f32; rows * width]);
+            for ((x, rms), layer) in x
+                .chunks_exact(width)
+                .zip(rms.chunks_exact_mut(width))
+                .zip(layer.chunks_exact_mut(width))
+            {
+                ops::rms_norm(x, &weight, 1e-5, rms);
+                ops::layer_norm(x, &weight, &bias, 1e-5, layer);
+            }
+            let buffers = |gpu: &Gpu| (gpu.upload_f32(&x), gpu.buffer(rows * width));
+            let (x_buf, out) = buffers(&gpu);
+            let mut encoder = gpu.encoder();
+            let weight_buf = gpu.upload_f32(&weight);
+            let rms_weights = NormWeights::Rms(&weight_buf);
+            gpu.encode_norm(&mut encoder, &x_buf, rms_weights, rows, width, 1e-5, &out);
+            let got = gpu.read_f32(encoder, &out, rows * width).unwrap();
+            assert_close(&format!("rms_norm {rows}x{width}"), &got, &rms, 1e-5);
 
-        let mut encoder = gpu.encoder();
-        let bias_buf = gpu.upload_f32(&bias);
-        let layer_weights = NormWeights::Layer(&weight_buf, &bias_buf);
-        gpu.encode_norm(&mut encoder, &x_buf, layer_weights, rows, width, 1e-5, &out);
-        let got = gpu.read_f32(encoder, &out, rows * width).unwrap();
-        assert_close(&format!("layer_norm {rows}x{width}"), &got, &layer, 1e-5);
+            let mut encoder = gpu.encoder();
+            let bias_buf = gpu.upload_f32(&bias);
+            let layer_weights = NormWeights::Layer(&weight_buf, &bias_buf);
+            gpu.encode_norm(&mut encoder, &x_buf, layer_weights, rows, width, 1e-5, &out);
+            let got = gpu.read_f32(encoder, &out, rows * width).unwrap();
+            assert_close(&format!("layer_norm {rows}x{width}"), &got, &layer, 1e-5);
+        }
     }
 }
 
@@ -86,19 +88,21 @@ fn gated_activations_and_adds_match_the_cpu() {
 
 #[test]
 fn argmax_takes_the_first_largest_value_and_skips_nan() {
-    let Some(gpu) = gpu() else { return };
-    let width = 49152;
-    let mut rows = [values(6, width), vec![1.0; width], values(7, width)];
-    rows[0][40000] = 5.0; // the largest, in another lane than the first
-    rows[1][3] = 2.0; // ties after it are not taken
-    rows[1][4] = 2.0;
-    rows[2][0] = f32::NAN;
-    rows[2][77] = 9.0;
-    let x: Vec<f32> = rows.concat();
-    let (x, out) = (gpu.upload_f32(&x), gpu.buffer(3));
-    let mut encoder = gpu.encoder();
-    gpu.encode_argmax(&mut encoder, &x, 3, width, &out);
-    assert_eq!(gpu.read_words(encoder, &out, 3).unwrap(), [40000, 3, 77]);
+    for gpu in gpus() {
+        eprintln!("subgroups: {}", gpu.has_subgroups());
+        let width = 49152;
+        let mut rows = [values(6, width), vec![1.0; width], values(7, width)];
+        rows[0][40000] = 5.0; // the largest, in another lane than the first
+        rows[1][3] = 2.0; // ties after it are not taken
+        rows[1][4] = 2.0;
+        rows[2][0] = f32::NAN;
+        rows[2][77] = 9.0;
+        let x: Vec<f32> = rows.concat();
+        let (x, out) = (gpu.upload_f32(&x), gpu.buffer(3));
+        let mut encoder = gpu.encoder();
+        gpu.encode_argmax(&mut encoder, &x, 3, width, &out);
+        assert_eq!(gpu.read_words(encoder, &out, 3).unwrap(), [40000, 3, 77]);
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 // out[t * rows + r] = dot(weight row r, activation row t): one workgroup of WG lanes per
 // row and tile of up to TILE tokens. The lanes split the row, each weight read once for
 // all the tile's tokens (a prefill reads the matrix once per TILE tokens, not per token),
-// then add up their sums in shared memory.
+// then add up their sums (tile_sums: reduce/tile_shared.wgsl, or with subgroup operations
+// reduce/tile_subgroups.wgsl).
 // Appended to this file, the weight type's WGSL (for the types in blocks: blocks.wgsl and
 // the type's unit_values) defines
 //   fn row_dots(row: u32, first: u32, tokens: u32, lane: u32) -> array<f32, TILE>
@@ -31,9 +32,6 @@ struct Shape {
 
 const WG: u32 = 64u;
 const TILE: u32 = 8u;
-// sums[t * WG + lane]: the lanes' parts of token t's dot product.
-var<workgroup> sums: array<f32, TILE * WG>;
-
 fn scale(i: u32) -> f32 {
     return bitcast<f32>(codes[shape.scales_start + i]);
 }
@@ -58,19 +56,9 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     }
     let tokens = min(TILE, shape.tokens - first);
     let dots = row_dots(row, first, tokens, lane);
-    for (var t = 0u; t < tokens; t++) {
-        sums[t * WG + lane] = dots[t];
-    }
-    workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if (lane < width) {
-            for (var t = 0u; t < tokens; t++) {
-                sums[t * WG + lane] += sums[t * WG + lane + width];
-            }
-        }
-        workgroupBarrier();
-    }
+    // Uniform control flow: the reduction may use barriers and subgroup operations.
+    let total = tile_sums(dots, tokens, lane);
     if (lane < tokens) {
-        out[(first + lane) * shape.out_rows + shape.row_offset + row] = sums[lane * WG];
+        out[(first + lane) * shape.out_rows + shape.row_offset + row] = total;
     }
 }

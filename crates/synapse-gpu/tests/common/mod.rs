@@ -20,6 +20,21 @@ pub fn gpu() -> Option<Gpu> {
     }
 }
 
+/// The GPU as [`gpu`] gives it and, where it has subgroup operations, again without
+/// them: the kernels' two builds of their reductions.
+pub fn gpus() -> Vec<Gpu> {
+    let Some(gpu) = gpu() else {
+        return Vec::new();
+    };
+    match gpu.has_subgroups() {
+        true => vec![gpu, Gpu::new().expect("found above").without_subgroups()],
+        false => {
+            eprintln!("the adapter has no subgroup operations: shared-memory reductions only");
+            vec![gpu]
+        }
+    }
+}
+
 /// Uniform values in [-1, 1) from a fixed seed.
 pub fn values(seed: u64, n: usize) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -1,7 +1,7 @@
 // Causal attention of the run's queries over their sequence's pages: one workgroup per
 // (row, head). The lanes take every WG-th visible position: a first pass finds the
 // largest score, a second adds up exp(score - max) and the values it weights; then the
-// lanes' sums are combined in shared memory.
+// lanes' sums are combined (reduce/).
 @group(0) @binding(2) var<storage, read> pages: array<f32>;
 @group(0) @binding(3) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -9,23 +9,6 @@
 const WG: u32 = 64u;
 // The largest head this kernel takes (Gemma's 256).
 const MAX_HEAD: u32 = 256u;
-var<workgroup> shared_values: array<f32, WG>;
-
-fn combine(value: f32, lane: u32, is_max: bool) -> f32 {
-    shared_values[lane] = value;
-    workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if (lane < width) {
-            let other = shared_values[lane + width];
-            shared_values[lane] = select(shared_values[lane] + other,
-                                         max(shared_values[lane], other), is_max);
-        }
-        workgroupBarrier();
-    }
-    let result = shared_values[0];
-    workgroupBarrier();
-    return result;
-}
 
 fn score(query: u32, kv_head: u32, pos: u32) -> f32 {
     let at = place(pos);
@@ -57,7 +40,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var p = first + lane; p <= pos; p += WG) {
         local_max = max(local_max, score(query, kv_head, p));
     }
-    let top = combine(local_max, lane, true);
+    let top = workgroup_max(local_max, lane);
 
     var weight_sum = 0.0;
     var acc: array<f32, MAX_HEAD>;
@@ -69,9 +52,9 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
             acc[d] += w * pages[value_at(at, kv_head * params.head_dim + d)];
         }
     }
-    let total = combine(weight_sum, lane, false);
+    let total = workgroup_sum(weight_sum, lane);
     for (var d = 0u; d < params.head_dim; d++) {
-        let sum = combine(acc[d], lane, false);
+        let sum = workgroup_sum(acc[d], lane);
         if (lane == 0u) {
             out[query + d] = sum / total;
         }

@@ -11,12 +11,12 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var i = lane; i < params.width; i += WG) {
         sum += x[start + i];
     }
-    let mean = row_sum(sum, lane) / n;
+    let mean = workgroup_sum(sum, lane) / n;
     var squares = 0.0;
     for (var i = lane; i < params.width; i += WG) {
         squares += (x[start + i] - mean) * (x[start + i] - mean);
     }
-    let scale = inverseSqrt(row_sum(squares, lane) / n + params.scalar);
+    let scale = inverseSqrt(workgroup_sum(squares, lane) / n + params.scalar);
     for (var i = lane; i < params.width; i += WG) {
         out[start + i] = (x[start + i] - mean) * scale * weight[i] + bias[i];
     }

@@ -9,7 +9,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
     for (var i = lane; i < params.width; i += WG) {
         squares += x[start + i] * x[start + i];
     }
-    let scale = inverseSqrt(row_sum(squares, lane) / f32(params.width) + params.scalar);
+    let scale = inverseSqrt(workgroup_sum(squares, lane) / f32(params.width) + params.scalar);
     for (var i = lane; i < params.width; i += WG) {
         out[start + i] = x[start + i] * scale * weight[i];
     }
