@@ -20,13 +20,15 @@ for (let n = 1; n <= maxThreads; n++) {
   $('threads').add(o);
 }
 $('threads').value = isolated ? '2' : '1';
+// The GPU build needs WebGPU.
+$('device').options[1].disabled = !navigator.gpu;
 $('isolation').textContent = isolated
   ? 'cross-origin isolated: threads available'
   : 'not cross-origin isolated: single-threaded only';
 
 function setBusy() {
   const generating = controller !== null;
-  for (const id of ['load-default', 'load-url', 'file', 'threads']) $(id).disabled = loading || generating;
+  for (const id of ['load-default', 'load-url', 'file', 'threads', 'device']) $(id).disabled = loading || generating;
   $('message').disabled = $('send').disabled = !model || loading || generating;
   $('new-chat').disabled = !model || loading || generating;
   $('stop').disabled = !generating;
@@ -49,6 +51,7 @@ async function load(source) {
   try {
     const next = await Synapse.load(source, {
       threads: Number($('threads').value),
+      device: $('device').value,
       onProgress: ({ loaded, total }) => {
         if (total) bar.value = loaded / total;
       },
@@ -59,7 +62,9 @@ async function load(source) {
     clearChat();
     const i = model.info;
     $('info').textContent = `${name}: ${i.architecture}, ${i.weightType}, context ${i.contextLength}, `
-      + `${i.mode === 'threads' ? `${i.threads} threads` : 'single thread'} (${i.mode}, ${i.simd})`;
+      + (i.device === 'cpu'
+        ? `${i.mode === 'threads' ? `${i.threads} threads` : 'single thread'} (${i.mode}, ${i.simd})`
+        : i.device);
     $('message').focus();
   } catch (e) {
     $('info').textContent = model ? 'Kept the previous model.' : 'No model loaded.';
