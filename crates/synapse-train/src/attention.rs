@@ -12,6 +12,8 @@ pub struct Heads {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Multiplies the q·k scores (usually `1 / sqrt(head_dim)`).
+    pub scale: f32,
 }
 
 impl Heads {
@@ -21,10 +23,6 @@ impl Heads {
 
     fn kv_at(&self, t: usize, h: usize) -> usize {
         (t * self.kv_heads + h / (self.heads / self.kv_heads)) * self.head_dim
-    }
-
-    fn scale(&self) -> f32 {
-        1.0 / (self.head_dim as f32).sqrt()
     }
 }
 
@@ -49,8 +47,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tokens: usize, shape: Heads) -
         for h in 0..shape.heads {
             let query = &q[shape.q_at(t, h)..][..d];
             scores.clear();
-            scores
-                .extend((0..=t).map(|j| shape.scale() * dot(query, &k[shape.kv_at(j, h)..][..d])));
+            scores.extend((0..=t).map(|j| shape.scale * dot(query, &k[shape.kv_at(j, h)..][..d])));
             let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
             let mut sum = 0.0;
             let o = &mut out[shape.q_at(t, h)..][..d];
@@ -89,8 +86,8 @@ pub fn attention_backward(
             for j in 0..=t {
                 let kv = shape.kv_at(j, h);
                 let key = &k[kv..][..d];
-                let p = (shape.scale() * dot(query, key) - lse).exp();
-                let ds = p * (dot(dout, &v[kv..][..d]) - big_d) * shape.scale();
+                let p = (shape.scale * dot(query, key) - lse).exp();
+                let ds = p * (dot(dout, &v[kv..][..d]) - big_d) * shape.scale;
                 for i in 0..d {
                     dq[at + i] += ds * key[i];
                     dk[kv + i] += ds * query[i];
@@ -111,6 +108,7 @@ mod tests {
         heads: 4,
         kv_heads: 2,
         head_dim: 8,
+        scale: 0.35,
     };
     const TOKENS: usize = 5;
 

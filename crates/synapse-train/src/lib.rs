@@ -6,10 +6,13 @@
 //! Layout: activations are row-major `[tokens][width]`; a weight matrix is `[out][in]`
 //! as the engine stores it, so a linear layer is `y = x · Wᵀ`.
 //!
-//! Still to come on top of these: the tape that records a forward pass through the
-//! engine's `Backend` seam, the layers and optimizers, and the `train`/`finetune` commands.
+//! [`autodiff::Autodiff`] is the engine's `Backend` with a tape: the decoder that serves
+//! inference runs unchanged on it, and `backward` takes the logits' gradient back to every
+//! weight. Still to come: the optimizers and schedule, LoRA, the checks against PyTorch,
+//! and the `train`/`finetune` commands.
 
 pub mod attention;
+pub mod autodiff;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
