@@ -10,8 +10,8 @@
 //!
 //! So far the tape differentiates what a LLaMA-family model runs (Llama, Mistral without
 //! its window, SmolLM2): RMSNorm, linear layers with or without bias, RoPE, causal
-//! attention over one sequence from position 0, SwiGLU, residual adds. Any other operation
-//! panics naming itself, and attention over cached positions is an error.
+//! attention over one sequence from position 0, SwiGLU, residual adds. Any other
+//! operation makes the pass an error that names it ([`Autodiff::check`]).
 
 use crate::attention::{attention, attention_backward, Attended, Heads};
 use crate::elementwise::{swiglu, swiglu_backward};
@@ -112,6 +112,8 @@ pub struct State {
     rope: RopeTable,
     /// The buffer the last `read` returned: the logits.
     output: Option<Var>,
+    /// The first operation of the pass that has no backward.
+    unsupported: Option<&'static str>,
 }
 
 impl State {
@@ -258,6 +260,23 @@ impl Autodiff {
         let mut s = self.state();
         s.nodes.clear();
         s.output = None;
+        s.unsupported = None;
+    }
+
+    /// An error if the recorded pass ran an operation without a backward (its values
+    /// are then not the model's).
+    pub fn check(&self) -> synapse_inference::Result<()> {
+        match self.state().unsupported {
+            None => Ok(()),
+            Some(what) => Err(refusal(&format!(
+                "{what} has no backward yet (LLaMA-family models only so far)"
+            ))),
+        }
+    }
+
+    /// Notes an operation without a backward (see [`Autodiff::check`]).
+    fn unsupported(&self, what: &'static str) {
+        self.state().unsupported.get_or_insert(what);
     }
 
     /// Records `value` computed by `op`.
@@ -278,9 +297,11 @@ impl KvPages for NoPages {
     fn copy_page(&mut self, _: u32, _: u32) {}
 }
 
-/// The operations the tape cannot differentiate yet.
-fn unsupported(what: &str) -> ! {
-    panic!("autodiff: {what} has no backward yet (LLaMA-family models only so far)")
+fn refusal(reason: &str) -> synapse_inference::Error {
+    synapse_inference::Error::Device {
+        device: "autodiff".into(),
+        reason: reason.into(),
+    }
 }
 
 impl Backend for Autodiff {
@@ -322,7 +343,7 @@ impl Backend for Autodiff {
     }
 
     fn add_rows(&self, _: &ParamId, _: &[usize], _: &mut Var) {
-        unsupported("learned positions")
+        self.unsupported("learned positions")
     }
 
     fn scale(&self, x: &mut Var, len: usize, factor: f32) {
@@ -357,13 +378,28 @@ impl Backend for Autodiff {
         *out = s.push(value, op);
     }
 
-    fn split_qkv(&self, _: &Var, _: usize, _: (usize, usize), _: (&mut Var, &mut Var, &mut Var)) {
-        unsupported("a fused QKV matrix")
+    fn split_qkv(
+        &self,
+        _: &Var,
+        n: usize,
+        (q_dim, kv_dim): (usize, usize),
+        (q, k, v): (&mut Var, &mut Var, &mut Var),
+    ) {
+        self.unsupported("a fused QKV matrix");
+        (*q, *k, *v) = (
+            self.buffer(n * q_dim),
+            self.buffer(n * kv_dim),
+            self.buffer(n * kv_dim),
+        );
     }
 
     fn norm(&self, norm: &Norm<Self>, eps: f32, x: &Var, n: usize, out: &mut Var) {
         if norm.kind != NormKind::Rms || norm.bias.is_some() {
-            unsupported("LayerNorm");
+            self.unsupported("LayerNorm");
+            // Zeros of the right size, so that the rest of the pass still runs.
+            let width = self.state().params[norm.weight.0].value.len();
+            *out = self.buffer(n * width);
+            return;
         }
         let mut s = self.state();
         let g = &s.params[norm.weight.0].value;
@@ -377,7 +413,7 @@ impl Backend for Autodiff {
     }
 
     fn head_norm(&self, _: &ParamId, _: f32, _: &mut Var, _: usize) {
-        unsupported("per-head norms (Qwen3)")
+        self.unsupported("per-head norms (Qwen3)")
     }
 
     fn linears<const N: usize>(
@@ -446,10 +482,7 @@ impl Backend for Autodiff {
         _: RunOptions,
         out: &mut Var,
     ) -> synapse_inference::Result<()> {
-        let refuse = |reason: &str| synapse_inference::Error::Device {
-            device: "autodiff".into(),
-            reason: reason.into(),
-        };
+        let refuse = refusal;
         let [run] = runs else {
             return Err(refuse("a training pass holds one sequence"));
         };
@@ -493,7 +526,7 @@ impl Backend for Autodiff {
         _: RunOptions,
     ) {
         if f != Activation::Silu {
-            unsupported("gated activations other than SiLU");
+            return self.unsupported("gated activations other than SiLU");
         }
         let mut s = self.state();
         let len = n * width;
@@ -505,16 +538,25 @@ impl Backend for Autodiff {
         *gate = s.push(value, op);
     }
 
-    fn gated_fused(&self, _: &Var, _: usize, _: usize, _: Activation, _: &mut Var, _: RunOptions) {
-        unsupported("a fused gate/up matrix (Phi-3)")
+    fn gated_fused(
+        &self,
+        _: &Var,
+        n: usize,
+        width: usize,
+        _: Activation,
+        out: &mut Var,
+        _: RunOptions,
+    ) {
+        self.unsupported("a fused gate/up matrix (Phi-3)");
+        *out = self.buffer(n * width);
     }
 
     fn activate(&self, _: &mut Var, _: usize, _: usize, _: Activation, _: RunOptions) {
-        unsupported("plain activations (GPT-2)")
+        self.unsupported("plain activations (GPT-2)")
     }
 
     fn softcap(&self, _: &mut Var, _: usize, _: f32) {
-        unsupported("soft-capped logits (Gemma 2)")
+        self.unsupported("soft-capped logits (Gemma 2)")
     }
 
     fn read(&self, x: &Var, len: usize, out: &mut Vec<f32>) {

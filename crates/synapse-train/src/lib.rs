@@ -17,7 +17,9 @@ pub mod elementwise;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod optim;
 pub mod rope;
+pub mod step;
 
 #[cfg(test)]
 mod gradcheck;

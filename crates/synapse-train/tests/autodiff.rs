@@ -107,3 +107,18 @@ fn weight_gradients_match_finite_differences_of_the_loss() {
     }
     eprintln!("loss {base:.4}; {checked} components of {n_params} parameters: worst relative difference {worst:.2e}");
 }
+
+#[test]
+fn a_family_with_operations_without_a_backward_is_an_error_naming_them() {
+    let gpt2 = r#"{"model_type": "gpt2", "n_embd": 32, "n_head": 4, "n_layer": 1,
+        "vocab_size": 50, "n_positions": 64}"#;
+    let model = Model::random("tiny-gpt2.json", gpt2, Default::default()).unwrap();
+    let model = model.with_backend(Autodiff::default()).unwrap();
+    let mut session = Session::new(Arc::new(model), options());
+    let batch = [TOKENS.to_vec()];
+    let error = synapse_train::step::accumulate_gradients(&mut session, &batch).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "autodiff: learned positions has no backward yet (LLaMA-family models only so far)"
+    );
+}
