@@ -118,7 +118,7 @@ function differences(where, prompts, expected, runs, n, tie) {
 describe('greedy output equals the native CLI', () => {
   let expected;
   before(() => {
-    expected = PROMPTS.map(native);
+    expected = PROMPTS.map((prompt) => native(prompt));
   });
 
   for (const threads of [1, 2]) {

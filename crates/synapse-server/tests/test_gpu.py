@@ -1,5 +1,6 @@
 """`synapse serve --device gpu`: the server on the GPU backend (Vulkan; lavapipe in CI)
-answers as `synapse run --device gpu` does, for requests batched together."""
+gives the greedy tokens of the CPU's f32 run (what the GPU computes), for requests
+batched together."""
 
 import concurrent.futures
 import os
@@ -29,10 +30,10 @@ def gpu_server():
     s.stop()
 
 
-def test_batched_requests_on_the_gpu_give_the_cli_tokens(gpu_server, cli):
+def test_batched_requests_on_the_gpu_give_the_cpu_f32_tokens(gpu_server, cli):
     assert "gpu: " in gpu_server.startup_log
     want = [
-        cli.json("run", "--device", "gpu", "--prompt", p, "--temperature", "0", "-n", str(N), "--ignore-eos")
+        cli.json("run", "--f32-activations", "--prompt", p, "--temperature", "0", "-n", str(N), "--ignore-eos")
         for p in PROMPTS
     ]
     client = gpu_server.client()
