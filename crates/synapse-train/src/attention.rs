@@ -65,24 +65,26 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], tokens: usize, shape: Heads) -
     Attended { out, lse }
 }
 
-/// The gradients `(dq, dk, dv)` of [`attention`] given `dout`. Per (token, head), with
+/// The gradients `(dq, dk, dv)` of [`attention`] given `dout` and the forward pass's
+/// `(out, lse)` (see [`Attended`]). Per (token, head), with
 /// `p_j = exp(s_j - lse)` recomputed and `D = dout · out`: `ds_j = p_j·(dout · v_j - D)`,
 /// then `dq += scale·ds_j·k_j`, `dk_j += scale·ds_j·q` and `dv_j += p_j·dout`.
 pub fn attention_backward(
     dout: &[f32],
     (q, k, v): (&[f32], &[f32], &[f32]),
-    forward: &Attended,
+    forward: (&[f32], &[f32]),
     tokens: usize,
     shape: Heads,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (out, lse) = forward;
     let d = shape.head_dim;
     let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
     for t in 0..tokens {
         for h in 0..shape.heads {
             let at = shape.q_at(t, h);
             let (query, dout) = (&q[at..][..d], &dout[at..][..d]);
-            let big_d = dot(dout, &forward.out[at..][..d]);
-            let lse = forward.lse[t * shape.heads + h];
+            let big_d = dot(dout, &out[at..][..d]);
+            let lse = lse[t * shape.heads + h];
             for j in 0..=t {
                 let kv = shape.kv_at(j, h);
                 let key = &k[kv..][..d];
@@ -134,7 +136,13 @@ mod tests {
         let (q, k, v) = (scaled(1, q_len), scaled(2, kv_len), values(3, kv_len));
         let r = values(4, q_len);
         let forward = attention(&q, &k, &v, TOKENS, SHAPE);
-        let (dq, dk, dv) = attention_backward(&r, (&q, &k, &v), &forward, TOKENS, SHAPE);
+        let (dq, dk, dv) = attention_backward(
+            &r,
+            (&q, &k, &v),
+            (&forward.out, &forward.lse),
+            TOKENS,
+            SHAPE,
+        );
         let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
             let out = attention(q, k, v, TOKENS, SHAPE).out;
             out.iter().zip(&r).map(|(&o, &r)| (o * r) as f64).sum()

@@ -236,12 +236,9 @@ impl Autodiff {
                     heads,
                     lse,
                 } => {
-                    let forward = Attended {
-                        out: node.value.clone(),
-                        lse: lse.clone(),
-                    };
                     let qkv = (value(*q), value(*k), value(*v));
-                    let (dq, dk, dv) = attention_backward(&dy, qkv, &forward, *tokens, *heads);
+                    let forward = (node.value.as_slice(), lse.as_slice());
+                    let (dq, dk, dv) = attention_backward(&dy, qkv, forward, *tokens, *heads);
                     add(&mut grads, *q, &dq);
                     add(&mut grads, *k, &dk);
                     add(&mut grads, *v, &dv);

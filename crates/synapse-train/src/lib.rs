@@ -1,7 +1,7 @@
 //! Training (issue 15), first part: every operation of the LLaMA forward pass with its
 //! backward pass, over f32 rows in host memory, each gradient checked against finite
-//! differences. The matrix products, forward and backward, run on the engine's own f32
-//! kernels (`synapse_core::kernels::matmul`).
+//! differences. The matrix products, forward and backward, run as the engine's CPU
+//! backend runs a linear layer in f32 (its `Backend::linears`).
 //!
 //! Layout: activations are row-major `[tokens][width]`; a weight matrix is `[out][in]`
 //! as the engine stores it, so a linear layer is `y = x · Wᵀ`.

@@ -1,10 +1,10 @@
 //! Linear layers and embeddings: `y = x · Wᵀ`, and table lookups.
 
-use synapse_core::kernels::{self, MatmulScratch, Precision};
 use synapse_core::{DType, Storage, WeightTensor};
+use synapse_inference::model::backend::{Backend, Cpu, Linear, Precision, RunOptions};
 
-/// `a · bᵀ` for `a` of `[m][k]` and `b` of `[n][k]`: `[m][n]`, on the engine's f32 matmul
-/// (which reads `b` as a weight matrix of `n` rows).
+/// `a · bᵀ` for `a` of `[m][k]` and `b` of `[n][k]`: `[m][n]`, as the engine's CPU
+/// backend runs a linear layer in f32 (`b` its weight matrix of `n` rows).
 pub fn matmul_bt(
     a: &[f32],
     b: &[f32],
@@ -13,13 +13,12 @@ pub fn matmul_bt(
 ) -> Vec<f32> {
     assert_eq!(a.len(), m * k, "a is [m][k]");
     assert_eq!(b.len(), n * k, "b is [n][k]");
-    let mut out = vec![0.0; m * n];
     if m == 0 || n == 0 {
-        return out;
+        return vec![0.0; m * n];
     }
     let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
     let len = bytes.len();
-    let w = WeightTensor::new(
+    let weight = WeightTensor::new(
         "b".into(),
         DType::F32,
         n,
@@ -27,8 +26,14 @@ pub fn matmul_bt(
         Storage::from_vec(bytes),
         0..len,
     );
-    let mut scratch = MatmulScratch::default();
-    kernels::matmul(&w, a, m, &mut out, Precision::F32, threads, &mut scratch);
+    let layer = Linear::<Cpu> { weight, bias: None };
+    let mut out = Cpu.buffer(m * n);
+    let opts = RunOptions {
+        precision: Precision::F32,
+        threads,
+    };
+    let mut scratch = <Cpu as Backend>::Scratch::default();
+    Cpu.linears([(&layer, &mut out)], &a.to_vec(), m, opts, &mut scratch);
     out
 }
 

@@ -8,6 +8,7 @@ use synapse_inference::kv_cache::KvType;
 use synapse_inference::{Model, Session, SessionOptions};
 use synapse_train::autodiff::Autodiff;
 use synapse_train::loss::{cross_entropy, cross_entropy_backward};
+use synapse_train::step::next_tokens;
 
 const CONFIG: &str = r#"{"model_type": "llama", "hidden_size": 32, "num_attention_heads": 4,
     "num_key_value_heads": 2, "num_hidden_layers": 2, "intermediate_size": 64,
@@ -28,11 +29,6 @@ fn options() -> SessionOptions {
     }
 }
 
-/// Each position's next token; the last has none.
-fn targets() -> Vec<Option<u32>> {
-    TOKENS[1..].iter().map(|&t| Some(t)).chain([None]).collect()
-}
-
 /// The loss of one forward pass over `TOKENS`, with the logits' gradient pushed back to
 /// the parameters when `backward`.
 fn loss(session: &mut Session<Autodiff>, backward: bool) -> f64 {
@@ -42,9 +38,9 @@ fn loss(session: &mut Session<Autodiff>, backward: bool) -> f64 {
     backend.clear_tape();
     let logits = session.eval(&TOKENS, true).expect("forward");
     let vocab = model.config().vocab_size;
-    let loss = cross_entropy(&logits, vocab, &targets()) as f64;
+    let loss = cross_entropy(&logits, vocab, &next_tokens(&TOKENS)) as f64;
     if backward {
-        let dz = cross_entropy_backward(&logits, vocab, &targets());
+        let dz = cross_entropy_backward(&logits, vocab, &next_tokens(&TOKENS));
         backend.backward(backend.output().expect("logits read"), &dz);
     }
     loss

@@ -23,7 +23,8 @@ use crate::error::Result;
 use crate::kv_cache::{HostPages, KvCache, KvPages, PageShape};
 // The shape of attention is part of this seam: backends take it from here.
 pub use synapse_core::attention::AttentionShape;
-use synapse_core::kernels::Precision;
+// So is the precision policy a pass runs with (`RunOptions`).
+pub use synapse_core::kernels::Precision;
 use synapse_core::ops::{Activation, RopeStyle};
 use synapse_core::WeightTensor;
 
