@@ -1,6 +1,7 @@
 //! Ctrl-C stops the generation in progress, as in llama.cpp's interactive mode: what was
-//! generated stays, and `chat` goes back to its prompt. With no generation in progress
-//! it ends the program as usual.
+//! generated stays, and `chat` goes back to its prompt; in `train` it ends the run after
+//! the step in progress, with a checkpoint. With nothing in progress it ends the program as
+//! usual.
 
 use std::sync::{Mutex, Once, PoisonError};
 use synapse_inference::generation::CancelHandle;
@@ -8,7 +9,8 @@ use synapse_inference::generation::CancelHandle;
 /// The handle of the generation in progress, if any.
 static CURRENT: Mutex<Option<CancelHandle>> = Mutex::new(None);
 
-/// A cancellation handle that Ctrl-C triggers until the returned guard is dropped.
+/// A cancellation handle that Ctrl-C triggers until the returned guard is dropped (a
+/// second Ctrl-C ends the program).
 pub fn generation() -> (CancelHandle, Guard) {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {

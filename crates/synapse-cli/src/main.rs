@@ -9,6 +9,7 @@ mod npy;
 mod quantize;
 mod run;
 mod serve;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ enum Command {
     Quantize(quantize::QuantizeArgs),
     /// Serve the model over an OpenAI-compatible HTTP API (continuous batching).
     Serve(serve::ServeArgs),
+    /// Train a LLaMA from scratch on a text; writes checkpoints and GGUF files.
+    Train(train::TrainArgs),
+    /// Fine-tune a model with LoRA on chat conversations; writes a PEFT adapter and, with
+    /// --merge, a GGUF model.
+    Finetune(train::FinetuneArgs),
 }
 
 /// Options shared by the commands that run a model.
@@ -289,6 +295,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args),
         Command::Quantize(args) => quantize::quantize(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Train(args) => train::train_command(args),
+        Command::Finetune(args) => train::finetune_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -199,14 +199,22 @@ fn gelu_tanh_vectorisable(x: f32) -> f32 {
 /// `e^x` for x <= 0 to within about 2e-7 relative, in branch-free arithmetic that the
 /// compiler vectorises (the library `exp` is a scalar call per value).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     // Below this e^x underflows to (almost) zero; clamping keeps 2^n a normal float. A
     // comparison, not `f32::max`, whose NaN rule wasm's SIMD lacks (a call per value there).
     let x = if x > -87.0 { x } else { -87.0 };
-    // x = n ln2 + r with |r| <= ln2 / 2; then e^x = 2^n e^r.
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // x = n ln2 + r with |r| <= ln2 / 2; then e^x = 2^n e^r. `floor` by truncation and a
+    // correction: the same value, but code without SSE4.1 (whose `roundps` `floor` needs)
+    // vectorises it instead of calling the library's floorf per value.
+    let v = x * std::f32::consts::LOG2_E + 0.5;
+    let truncated = v as i32 as f32;
+    let n = if truncated > v {
+        truncated - 1.0
+    } else {
+        truncated
+    };
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0

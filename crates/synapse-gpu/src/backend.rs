@@ -183,7 +183,7 @@ impl Backend for GpuBackend {
     // The kernels compute in f32 and keep the cache in f32 so far.
     const F32_ONLY: bool = true;
 
-    fn matrix(&self, w: WeightTensor) -> synapse_inference::Result<GpuWeights> {
+    fn matrix(&self, _: &str, w: WeightTensor) -> synapse_inference::Result<GpuWeights> {
         let matrix = match self.gpu.upload(&w) {
             Err(GpuError::UnsupportedType { .. } | GpuError::OddF16Row { .. }) => {
                 eprintln!(
@@ -201,7 +201,7 @@ impl Backend for GpuBackend {
         Ok(GpuWeights { matrix, host: w })
     }
 
-    fn vector(&self, v: Vec<f32>) -> wgpu::Buffer {
+    fn vector(&self, _: &str, v: Vec<f32>) -> wgpu::Buffer {
         self.gpu.upload_f32(&v)
     }
 

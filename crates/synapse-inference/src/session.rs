@@ -188,6 +188,7 @@ impl Model<Cpu> {
         let Decoder {
             config, weights, ..
         } = self.net;
+        let weights = weights.upload(&backend, config.tied_embeddings)?;
         Ok(Model {
             path: self.path,
             tokenizer: self.tokenizer,
@@ -198,7 +199,7 @@ impl Model<Cpu> {
             parameter_count: self.parameter_count,
             net: Decoder {
                 config,
-                weights: weights.upload(&backend)?,
+                weights,
                 backend,
             },
         })

@@ -8,16 +8,25 @@
 //! backward step needs are never overwritten. Weights are parameters, kept apart from the
 //! tape, which is cleared after each step.
 //!
+//! Two ways to train ([`Training`]): every weight in f32 (from scratch), or LoRA: the
+//! model's weight matrices stay frozen as loaded (quantized or not, read by the engine's
+//! kernels forward and dequantized a band at a time backward), and the chosen projections
+//! each gain a trained low-rank update `(alpha / rank) · B·A`.
+//!
 //! So far the tape differentiates what a LLaMA-family model runs (Llama, Mistral without
 //! its window, SmolLM2): RMSNorm, linear layers with or without bias, RoPE, causal
 //! attention over one sequence from position 0, SwiGLU, residual adds. Any other
 //! operation makes the pass an error that names it ([`Autodiff::check`]).
 
-use crate::attention::{attention, attention_backward, Attended, Heads};
+use crate::attention::{attention, attention_backward, Heads};
 use crate::elementwise::{swiglu, swiglu_backward};
-use crate::linear::{embed, embed_backward, linear, linear_backward};
+use crate::linear::{
+    accumulate_linear_dw, embed, embed_backward, linear, linear_dx, stored_linear, stored_linear_dx,
+};
+use crate::lora::{Lora, LoraOptions};
 use crate::norm::{rms_norm, rms_norm_backward};
 use crate::rope::{rope, rope_backward};
+use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 use synapse_core::ops::{Activation, RopeStyle, RopeTable};
 use synapse_core::WeightTensor;
@@ -28,22 +37,58 @@ use synapse_inference::model::backend::{
 };
 use synapse_inference::model::decoder::SeqRun;
 
-/// A trainable tensor: its values, as `[rows][cols]` for a matrix, and its gradient.
+/// A tensor in f32: its values, as `[rows][cols]` for a matrix, and its gradient (which
+/// stays zero while it is frozen).
 pub struct Param {
+    /// The engine's (GGUF) name: `blk.0.attn_q.weight`, or `blk.0.attn_q.lora_a`.
     pub name: String,
     pub rows: usize,
     pub cols: usize,
     pub value: Vec<f32>,
     pub grad: Vec<f32>,
+    /// Not trained (fine-tuning's norms): no gradient, no update.
+    pub frozen: bool,
+}
+
+impl Param {
+    /// A norm's weights or a bias (a LoRA factor of rank 1 is still a matrix).
+    pub fn is_vector(&self) -> bool {
+        self.rows == 1 && !self.name.contains(".lora_")
+    }
+}
+
+/// How a model is trained.
+#[derive(Clone, Debug, Default)]
+pub enum Training {
+    /// Every weight, in f32.
+    #[default]
+    Full,
+    /// Low-rank adapters on the frozen weights.
+    Lora(LoraOptions),
+}
+
+/// A weight matrix as the backend holds it.
+pub enum Matrix {
+    /// Trained: parameter `.0`.
+    Param(usize),
+    /// Frozen as the engine loaded it, with its adapter if it has one.
+    Frozen {
+        weight: WeightTensor,
+        lora: Option<Lora>,
+    },
 }
 
 /// A buffer: a node of the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Var(usize);
 
-/// A weight matrix or vector: a parameter.
+/// A weight vector: a parameter.
 #[derive(Clone, Copy, Debug)]
 pub struct ParamId(usize);
+
+/// A weight matrix: one of [`State::matrices`].
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixId(usize);
 
 /// What a node computed, from which nodes and parameters.
 enum Op {
@@ -77,6 +122,8 @@ enum Op {
         bias: Option<usize>,
         tokens: usize,
         threads: usize,
+        /// `x · Aᵀ` of the matrix's adapter.
+        lora_mid: Option<Vec<f32>>,
     },
     Rope {
         x: usize,
@@ -84,13 +131,16 @@ enum Op {
         head_dim: usize,
         style: RopeStyle,
     },
+    /// Each of `runs` (rows of one sequence, from its position 0) attends to itself.
     Attention {
         q: usize,
         k: usize,
         v: usize,
-        tokens: usize,
+        runs: Vec<Range<usize>>,
         heads: Heads,
+        /// `[rows][heads]`.
         lse: Vec<f32>,
+        threads: usize,
     },
     SwiGlu {
         gate: usize,
@@ -107,6 +157,8 @@ struct Node {
 #[derive(Default)]
 pub struct State {
     pub params: Vec<Param>,
+    pub matrices: Vec<Matrix>,
+    training: Training,
     nodes: Vec<Node>,
     /// RoPE's angles for the pass being recorded (rebuilt for the backward).
     rope: RopeTable,
@@ -127,6 +179,52 @@ impl State {
     }
 }
 
+impl State {
+    fn param(&mut self, name: &str, (rows, cols): (usize, usize), value: Vec<f32>) -> usize {
+        let frozen = matches!(self.training, Training::Lora(_));
+        self.params.push(Param {
+            name: name.to_string(),
+            rows,
+            cols,
+            grad: vec![0.0; value.len()],
+            value,
+            frozen,
+        });
+        self.params.len() - 1
+    }
+
+    /// The parameter called `name`.
+    pub fn find(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// `x · Wᵀ` for matrix `w`, and its adapter's `x · Aᵀ`.
+    fn matrix_product(&self, w: usize, x: &[f32], n: usize, threads: usize) -> Product {
+        match &self.matrices[w] {
+            Matrix::Param(p) => {
+                let p = &self.params[*p];
+                let y = linear(&x[..n * p.cols], &p.value, n, (p.rows, p.cols), threads);
+                (y, None)
+            }
+            Matrix::Frozen { weight, lora } => {
+                let x = &x[..n * weight.cols];
+                let mut y = stored_linear(x, weight, n, threads);
+                let Some(lora) = lora else { return (y, None) };
+                let (a, b) = (&self.params[lora.a], &self.params[lora.b]);
+                let mid = linear(x, &a.value, n, (a.rows, a.cols), threads);
+                let update = linear(&mid, &b.value, n, (b.rows, b.cols), threads);
+                y.iter_mut()
+                    .zip(&update)
+                    .for_each(|(y, u)| *y += lora.scale * u);
+                (y, Some(mid))
+            }
+        }
+    }
+}
+
+/// A product's output and, with an adapter, its `x · Aᵀ`.
+type Product = (Vec<f32>, Option<Vec<f32>>);
+
 /// The engine's backend with reverse-mode differentiation (see the module's text).
 #[derive(Default)]
 pub struct Autodiff {
@@ -134,21 +232,18 @@ pub struct Autodiff {
 }
 
 impl Autodiff {
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("no panic holds this lock")
+    pub fn new(training: Training) -> Autodiff {
+        let state = State {
+            training,
+            ..State::default()
+        };
+        Autodiff {
+            state: Mutex::new(state),
+        }
     }
 
-    fn param(&self, name: String, rows: usize, cols: usize, value: Vec<f32>) -> ParamId {
-        let mut s = self.state();
-        let grad = vec![0.0; value.len()];
-        s.params.push(Param {
-            name,
-            rows,
-            cols,
-            value,
-            grad,
-        });
-        ParamId(s.params.len() - 1)
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("no panic holds this lock")
     }
 
     /// The logits the last forward pass read, as a tape variable.
@@ -163,9 +258,10 @@ impl Autodiff {
         let s = &mut *guard;
         let mut grads: Vec<Option<Vec<f32>>> = (0..s.nodes.len()).map(|_| None).collect();
         grads[from.0] = Some(seed.to_vec());
-        let add = |grads: &mut Vec<Option<Vec<f32>>>, i: usize, g: &[f32]| match &mut grads[i] {
-            Some(acc) => acc.iter_mut().zip(g).for_each(|(a, g)| *a += g),
-            None => grads[i] = Some(g.to_vec()),
+        // A node's first gradient is kept as it comes; later ones are added to it.
+        let add = |grads: &mut Vec<Option<Vec<f32>>>, i: usize, g: Vec<f32>| match &mut grads[i] {
+            Some(acc) => accumulate(acc, &g),
+            None => grads[i] = Some(g),
         };
         for i in (0..s.nodes.len()).rev() {
             let Some(dy) = grads[i].take() else { continue };
@@ -175,15 +271,17 @@ impl Autodiff {
                 Op::Constant => {}
                 Op::Embed { table, tokens } => {
                     let p = &mut s.params[*table];
-                    embed_backward(&dy, p.cols, tokens, &mut p.grad);
+                    if !p.frozen {
+                        embed_backward(&dy, p.cols, tokens, &mut p.grad);
+                    }
                 }
                 Op::Scale { x, factor } => {
                     let dx: Vec<f32> = dy.iter().map(|d| d * factor).collect();
-                    add(&mut grads, *x, &dx);
+                    add(&mut grads, *x, dx);
                 }
                 Op::Add { a, b } => {
-                    add(&mut grads, *a, &dy);
-                    add(&mut grads, *b, &dy);
+                    add(&mut grads, *a, dy.clone());
+                    add(&mut grads, *b, dy);
                 }
                 Op::Gather { x, width, rows } => {
                     let mut dx = vec![0.0; value(*x).len()];
@@ -191,12 +289,12 @@ impl Autodiff {
                         let at = &mut dx[r * width..][..*width];
                         at.iter_mut().zip(row).for_each(|(a, d)| *a += d);
                     }
-                    add(&mut grads, *x, &dx);
+                    add(&mut grads, *x, dx);
                 }
                 Op::RmsNorm { x, g, eps } => {
                     let (dx, dg) = rms_norm_backward(&dy, value(*x), &s.params[*g].value, *eps);
-                    add(&mut grads, *x, &dx);
-                    accumulate(&mut s.params[*g].grad, &dg);
+                    add(&mut grads, *x, dx);
+                    accumulate_param(&mut s.params[*g], &dg);
                 }
                 Op::Linear {
                     x,
@@ -204,17 +302,56 @@ impl Autodiff {
                     bias,
                     tokens,
                     threads,
+                    lora_mid,
                 } => {
-                    let p = &s.params[*w];
-                    let shape = (p.rows, p.cols);
-                    let (dx, dw) =
-                        linear_backward(&dy, value(*x), &p.value, *tokens, shape, *threads);
-                    add(&mut grads, *x, &dx);
-                    accumulate(&mut s.params[*w].grad, &dw);
+                    let (input, n, threads) = (value(*x), *tokens, *threads);
+                    let (dx, rows) = match &s.matrices[*w] {
+                        Matrix::Param(p) => {
+                            let param = &mut s.params[*p];
+                            let shape = (param.rows, param.cols);
+                            let dx = linear_dx(&dy, &param.value, n, shape, threads);
+                            if !param.frozen {
+                                accumulate_linear_dw(
+                                    &dy,
+                                    input,
+                                    n,
+                                    shape,
+                                    threads,
+                                    &mut param.grad,
+                                );
+                            }
+                            (dx, shape.0)
+                        }
+                        Matrix::Frozen { weight, lora } => {
+                            let mut dx = stored_linear_dx(&dy, weight, n, threads);
+                            if let (Some(lora), Some(mid)) = (lora, lora_mid) {
+                                let dy: Vec<f32> = dy.iter().map(|d| d * lora.scale).collect();
+                                let b = &mut s.params[lora.b];
+                                let b_shape = (b.rows, b.cols);
+                                let dmid = linear_dx(&dy, &b.value, n, b_shape, threads);
+                                accumulate_linear_dw(&dy, mid, n, b_shape, threads, &mut b.grad);
+                                let a = &mut s.params[lora.a];
+                                let a_shape = (a.rows, a.cols);
+                                accumulate(
+                                    &mut dx,
+                                    &linear_dx(&dmid, &a.value, n, a_shape, threads),
+                                );
+                                accumulate_linear_dw(
+                                    &dmid,
+                                    input,
+                                    n,
+                                    a_shape,
+                                    threads,
+                                    &mut a.grad,
+                                );
+                            }
+                            (dx, weight.rows)
+                        }
+                    };
+                    add(&mut grads, *x, dx);
                     if let Some(b) = bias {
-                        let grad = &mut s.params[*b].grad;
-                        for row in dy.chunks_exact(shape.0) {
-                            accumulate(grad, row);
+                        for row in dy.chunks_exact(rows) {
+                            accumulate_param(&mut s.params[*b], row);
                         }
                     }
                 }
@@ -226,27 +363,52 @@ impl Autodiff {
                 } => {
                     let mut dx = dy;
                     rope_backward(&mut dx, *width, *head_dim, &s.rope, *style);
-                    add(&mut grads, *x, &dx);
+                    add(&mut grads, *x, dx);
                 }
                 Op::Attention {
                     q,
                     k,
                     v,
-                    tokens,
+                    runs,
                     heads,
                     lse,
+                    threads,
                 } => {
-                    let qkv = (value(*q), value(*k), value(*v));
-                    let forward = (node.value.as_slice(), lse.as_slice());
-                    let (dq, dk, dv) = attention_backward(&dy, qkv, forward, *tokens, *heads);
-                    add(&mut grads, *q, &dq);
-                    add(&mut grads, *k, &dk);
-                    add(&mut grads, *v, &dv);
+                    let (qw, kvw) = (
+                        heads.heads * heads.head_dim,
+                        heads.kv_heads * heads.head_dim,
+                    );
+                    let (q_all, k_all, v_all) = (value(*q), value(*k), value(*v));
+                    let mut dq = vec![0.0; q_all.len()];
+                    let (mut dk, mut dv) = (vec![0.0; k_all.len()], vec![0.0; v_all.len()]);
+                    for rows in runs {
+                        let (qr, kvr) = (
+                            rows.start * qw..rows.end * qw,
+                            rows.start * kvw..rows.end * kvw,
+                        );
+                        let qkv = (&q_all[qr.clone()], &k_all[kvr.clone()], &v_all[kvr.clone()]);
+                        let lse = &lse[rows.start * heads.heads..rows.end * heads.heads];
+                        let forward = (&node.value[qr.clone()], lse);
+                        let (q_grad, k_grad, v_grad) = attention_backward(
+                            &dy[qr.clone()],
+                            qkv,
+                            forward,
+                            rows.len(),
+                            *heads,
+                            *threads,
+                        );
+                        dq[qr].copy_from_slice(&q_grad);
+                        dk[kvr.clone()].copy_from_slice(&k_grad);
+                        dv[kvr].copy_from_slice(&v_grad);
+                    }
+                    add(&mut grads, *q, dq);
+                    add(&mut grads, *k, dk);
+                    add(&mut grads, *v, dv);
                 }
                 Op::SwiGlu { gate, up } => {
                     let (dg, du) = swiglu_backward(&dy, value(*gate), value(*up));
-                    add(&mut grads, *gate, &dg);
-                    add(&mut grads, *up, &du);
+                    add(&mut grads, *gate, dg);
+                    add(&mut grads, *up, du);
                 }
             }
         }
@@ -286,6 +448,13 @@ fn accumulate(acc: &mut [f32], g: &[f32]) {
     acc.iter_mut().zip(g).for_each(|(a, g)| *a += g);
 }
 
+/// Adds `g` to a trained parameter's gradient (a frozen one keeps none).
+fn accumulate_param(p: &mut Param, g: &[f32]) {
+    if !p.frozen {
+        accumulate(&mut p.grad, g);
+    }
+}
+
 /// Nothing to keep: a training pass attends over its own keys and values.
 pub struct NoPages;
 
@@ -303,21 +472,52 @@ fn refusal(reason: &str) -> synapse_inference::Error {
 
 impl Backend for Autodiff {
     type Buffer = Var;
-    type Matrix = ParamId;
+    type Matrix = MatrixId;
     type Vector = ParamId;
     type Scratch = ();
     type Kv = NoPages;
     // Gradients are f32, and so is everything they flow through.
     const F32_ONLY: bool = true;
 
-    fn matrix(&self, w: WeightTensor) -> synapse_inference::Result<ParamId> {
-        let value = w.to_f32();
-        Ok(self.param(w.name.clone(), w.rows, w.cols, value))
+    /// A tied output projection comes again under the embedding table's name, and is
+    /// the same matrix.
+    fn matrix(&self, name: &str, w: WeightTensor) -> synapse_inference::Result<MatrixId> {
+        let mut s = self.state();
+        let named = |m: &Matrix| match m {
+            Matrix::Param(p) => s.params[*p].name == name,
+            Matrix::Frozen { weight, .. } => weight.name == name,
+        };
+        if let Some(i) = s.matrices.iter().position(named) {
+            return Ok(MatrixId(i));
+        }
+        let matrix = match s.training.clone() {
+            Training::Full => Matrix::Param(s.param(name, (w.rows, w.cols), w.to_f32())),
+            Training::Lora(opts) => {
+                let lora = opts.adapts(name).then(|| {
+                    let (a, b) = opts.initial(name, w.rows, w.cols);
+                    let stem = name.trim_end_matches(".weight");
+                    let a = s.param(&format!("{stem}.lora_a"), (opts.rank, w.cols), a);
+                    let b = s.param(&format!("{stem}.lora_b"), (w.rows, opts.rank), b);
+                    s.params[a].frozen = false;
+                    s.params[b].frozen = false;
+                    Lora {
+                        a,
+                        b,
+                        scale: opts.alpha / opts.rank as f32,
+                    }
+                });
+                let mut weight = w;
+                weight.name = name.to_string();
+                Matrix::Frozen { weight, lora }
+            }
+        };
+        s.matrices.push(matrix);
+        Ok(MatrixId(s.matrices.len() - 1))
     }
 
-    fn vector(&self, v: Vec<f32>) -> ParamId {
+    fn vector(&self, name: &str, v: Vec<f32>) -> ParamId {
         let len = v.len();
-        self.param(String::new(), 1, len, v)
+        ParamId(self.state().param(name, (1, len), v))
     }
 
     fn buffer(&self, len: usize) -> Var {
@@ -328,18 +528,28 @@ impl Backend for Autodiff {
         NoPages
     }
 
-    fn embed(&self, table: &ParamId, tokens: &[u32], x: &mut Var) {
+    fn embed(&self, table: &MatrixId, tokens: &[u32], x: &mut Var) {
         let mut s = self.state();
-        let p = &s.params[table.0];
-        let value = embed(&p.value, p.cols, tokens);
-        let op = Op::Embed {
-            table: table.0,
-            tokens: tokens.to_vec(),
+        let (value, op) = match &s.matrices[table.0] {
+            Matrix::Param(p) => {
+                let op = Op::Embed {
+                    table: *p,
+                    tokens: tokens.to_vec(),
+                };
+                (embed(&s.params[*p].value, s.params[*p].cols, tokens), op)
+            }
+            Matrix::Frozen { weight, .. } => {
+                let mut value = vec![0.0; tokens.len() * weight.cols];
+                for (row, &t) in value.chunks_exact_mut(weight.cols).zip(tokens) {
+                    weight.dequantize_row(t as usize, row);
+                }
+                (value, Op::Constant)
+            }
         };
         *x = s.push(value, op);
     }
 
-    fn add_rows(&self, _: &ParamId, _: &[usize], _: &mut Var) {
+    fn add_rows(&self, _: &MatrixId, _: &[usize], _: &mut Var) {
         self.unsupported("learned positions")
     }
 
@@ -423,27 +633,21 @@ impl Backend for Autodiff {
     ) {
         let mut s = self.state();
         for (layer, out) in parts {
-            let w = &s.params[layer.weight.0];
-            let (rows, cols) = (w.rows, w.cols);
-            let mut value = linear(
-                &s.value(*x)[..n * cols],
-                &w.value,
-                n,
-                (rows, cols),
-                opts.threads,
-            );
+            let w = layer.weight.0;
+            let (mut value, lora_mid) = s.matrix_product(w, s.value(*x), n, opts.threads);
             if let Some(b) = layer.bias {
                 let bias = &s.params[b.0].value;
                 value
-                    .chunks_exact_mut(rows)
+                    .chunks_exact_mut(bias.len())
                     .for_each(|row| accumulate(row, bias));
             }
             let op = Op::Linear {
                 x: x.0,
-                w: layer.weight.0,
+                w,
                 bias: layer.bias.map(|b| b.0),
                 tokens: n,
                 threads: opts.threads,
+                lora_mid,
             };
             *out = s.push(value, op);
         }
@@ -476,18 +680,16 @@ impl Backend for Autodiff {
         runs: &[SeqRun],
         (q, k, v): (&Var, &Var, &Var),
         shape: &AttentionShape,
-        _: RunOptions,
+        opts: RunOptions,
         out: &mut Var,
     ) -> synapse_inference::Result<()> {
-        let refuse = refusal;
-        let [run] = runs else {
-            return Err(refuse("a training pass holds one sequence"));
-        };
-        if run.pos != 0 || run.rows.start != 0 {
-            return Err(refuse("a training pass starts its sequence at position 0"));
+        if runs.iter().any(|run| run.pos != 0) {
+            return Err(refusal(
+                "a training pass evaluates each sequence whole, from position 0",
+            ));
         }
         if shape.window.is_some() || shape.softcap.is_some() {
-            return Err(refuse(
+            return Err(refusal(
                 "sliding windows and soft-capped scores have no backward yet",
             ));
         }
@@ -497,17 +699,34 @@ impl Backend for Autodiff {
             head_dim: shape.head_dim,
             scale: shape.scale,
         };
-        let tokens = run.rows.len();
+        let (qw, kvw) = (
+            heads.heads * heads.head_dim,
+            heads.kv_heads * heads.head_dim,
+        );
         let mut s = self.state();
-        let Attended { out: value, lse } =
-            attention(s.value(*q), s.value(*k), s.value(*v), tokens, heads);
+        let rows = runs.last().map_or(0, |r| r.rows.end);
+        let (mut value, mut lse) = (vec![0.0; rows * qw], vec![0.0; rows * heads.heads]);
+        for run in runs {
+            let r = &run.rows;
+            let attended = attention(
+                &s.value(*q)[r.start * qw..r.end * qw],
+                &s.value(*k)[r.start * kvw..r.end * kvw],
+                &s.value(*v)[r.start * kvw..r.end * kvw],
+                r.len(),
+                heads,
+                opts.threads,
+            );
+            value[r.start * qw..r.end * qw].copy_from_slice(&attended.out);
+            lse[r.start * heads.heads..r.end * heads.heads].copy_from_slice(&attended.lse);
+        }
         let op = Op::Attention {
             q: q.0,
             k: k.0,
             v: v.0,
-            tokens,
+            runs: runs.iter().map(|r| r.rows.clone()).collect(),
             heads,
             lse,
+            threads: opts.threads,
         };
         *out = s.push(value, op);
         Ok(())

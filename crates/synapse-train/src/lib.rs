@@ -13,13 +13,20 @@
 
 pub mod attention;
 pub mod autodiff;
+pub mod checkpoint;
+pub mod data;
 pub mod elementwise;
+pub mod export;
+pub mod init;
 pub mod linear;
+pub mod lora;
 pub mod loss;
 pub mod norm;
 pub mod optim;
+pub mod plot;
 pub mod rope;
 pub mod step;
+pub mod trainer;
 
 #[cfg(test)]
 mod gradcheck;

@@ -1,10 +1,45 @@
 //! Softmax cross-entropy over the vocabulary, averaged over the tokens that are trained
 //! (a fine-tune trains on the assistant's tokens only).
 
+use std::sync::Mutex;
+use synapse_core::ops::exp;
+use synapse_core::threads::parallel_chunks_mut;
+
+/// Lanes of the running maxima and sums below: independent accumulators let the
+/// compiler vectorise them (one running value would chain every addition to the last).
+const LANES: usize = 16;
+
+fn max(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+fn sum(row: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Each row's `log Σ exp(z)`, computed from its largest value.
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln()
+    let max = max(row);
+    max + row.iter().map(|&v| exp(v - max)).sum::<f32>().ln()
 }
 
 /// The mean of `-log softmax(z)[target]` over the rows of `logits` (`[rows][vocab]`)
@@ -24,23 +59,54 @@ pub fn cross_entropy(logits: &[f32], vocab: usize, targets: &[Option<u32>]) -> f
     (total / count as f64) as f32
 }
 
-/// The gradient of [`cross_entropy`] with respect to the logits:
-/// `(softmax(z) - onehot(target)) / trained rows` on trained rows, 0 on the others.
-pub fn cross_entropy_backward(logits: &[f32], vocab: usize, targets: &[Option<u32>]) -> Vec<f32> {
-    let count = targets.iter().filter(|t| t.is_some()).count().max(1) as f32;
-    let mut dz = vec![0.0; logits.len()];
-    for ((row, grad), target) in logits
-        .chunks_exact(vocab)
-        .zip(dz.chunks_exact_mut(vocab))
-        .zip(targets)
-    {
-        let Some(t) = target else { continue };
-        let lse = log_sum_exp(row);
-        for (g, &z) in grad.iter_mut().zip(row) {
-            *g = (z - lse).exp() / count;
+/// [`cross_entropy`], with its gradient with respect to the logits times `weight` written
+/// into `dz`: `weight · (softmax(z) - onehot(target)) / trained rows` on trained rows, 0
+/// on the others. One pass of exponentials, rows split over `threads`.
+pub fn cross_entropy_into(
+    logits: &[f32],
+    vocab: usize,
+    targets: &[Option<u32>],
+    weight: f32,
+    dz: &mut [f32],
+    threads: usize,
+) -> f32 {
+    let count = targets.iter().filter(|t| t.is_some()).count();
+    let scale = weight / count.max(1) as f32;
+    // Each task's first row and loss total, summed in row order afterwards.
+    let totals = Mutex::new(Vec::new());
+    parallel_chunks_mut(dz, vocab, threads, |range, grads| {
+        let (first, mut total) = (range.start, 0.0f64);
+        for (r, grad) in range.zip(grads.chunks_exact_mut(vocab)) {
+            let Some(t) = targets[r] else {
+                grad.fill(0.0);
+                continue;
+            };
+            let row = &logits[r * vocab..][..vocab];
+            let max = max(row);
+            for (g, &z) in grad.iter_mut().zip(row) {
+                *g = exp(z - max);
+            }
+            let sum = sum(grad);
+            total += (max + sum.ln() - row[t as usize]) as f64;
+            let factor = scale / sum;
+            grad.iter_mut().for_each(|g| *g *= factor);
+            grad[t as usize] -= scale;
         }
-        grad[*t as usize] -= 1.0 / count;
-    }
+        totals
+            .lock()
+            .expect("no panic holds it")
+            .push((first, total));
+    });
+    let mut totals = totals.into_inner().expect("no panic held it");
+    totals.sort_by_key(|&(first, _)| first);
+    let total: f64 = totals.iter().map(|&(_, t)| t).sum();
+    (total / count.max(1) as f64) as f32
+}
+
+/// The gradient of [`cross_entropy`] (see [`cross_entropy_into`]).
+pub fn cross_entropy_backward(logits: &[f32], vocab: usize, targets: &[Option<u32>]) -> Vec<f32> {
+    let mut dz = vec![0.0; logits.len()];
+    cross_entropy_into(logits, vocab, targets, 1.0, &mut dz, 1);
     dz
 }
 

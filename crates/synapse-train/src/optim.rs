@@ -16,9 +16,10 @@ pub struct AdamW {
     pub betas: (f32, f32),
     pub eps: f32,
     pub weight_decay: f32,
-    steps: i32,
-    /// First and second moments, per parameter.
-    moments: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Updates made so far.
+    pub steps: i32,
+    /// First and second moments, per parameter (empty for a frozen one).
+    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 impl AdamW {
@@ -42,6 +43,9 @@ impl Optimizer for AdamW {
         self.moments
             .resize_with(params.len(), || (Vec::new(), Vec::new()));
         for (p, (m, v)) in params.iter_mut().zip(&mut self.moments) {
+            if p.frozen {
+                continue;
+            }
             m.resize(p.value.len(), 0.0);
             v.resize(p.value.len(), 0.0);
             for (((x, &g), m), v) in p
@@ -83,6 +87,9 @@ impl Optimizer for Sgd {
     fn step(&mut self, params: &mut [Param], lr: f32) {
         self.buffers.resize_with(params.len(), Vec::new);
         for (p, buf) in params.iter_mut().zip(&mut self.buffers) {
+            if p.frozen {
+                continue;
+            }
             let first = buf.is_empty();
             buf.resize(p.value.len(), 0.0);
             for ((x, &g), b) in p.value.iter_mut().zip(&p.grad).zip(buf.iter_mut()) {
@@ -157,6 +164,7 @@ mod tests {
             cols: value.len(),
             value: value.to_vec(),
             grad: grad.to_vec(),
+            frozen: false,
         }]
     }
 
@@ -175,6 +183,15 @@ mod tests {
         let mut p = param(&[2.0], &[0.0]);
         AdamW::new((0.9, 0.999), 1e-8, 0.5).step(&mut p, 0.1);
         assert!((p[0].value[0] - 1.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn frozen_parameters_are_not_updated() {
+        let mut p = param(&[1.0], &[0.5]);
+        p[0].frozen = true;
+        AdamW::new((0.9, 0.999), 1e-8, 0.5).step(&mut p, 0.1);
+        Sgd::new(0.9, 0.5).step(&mut p, 0.1);
+        assert_eq!(p[0].value, [1.0]);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use synapse_inference::hf::safetensors::SafetensorsFile;
+use synapse_inference::model::FAMILIES;
 use synapse_inference::{Model, Session, SessionOptions};
 use synapse_train::autodiff::Autodiff;
 use synapse_train::optim::{zero_gradients, AdamW, Schedule};
-use synapse_train::step::{accumulate_gradients, train_step, StepOptions};
+use synapse_train::step::{accumulate_gradients, train_step, Example, StepOptions};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train")
@@ -32,7 +33,7 @@ fn reference() -> Reference {
 }
 
 /// The script's batches: arithmetic progressions from the same LCG.
-fn batches(steps: usize, batch: usize, seq: usize, vocab: u32) -> Vec<Vec<Vec<u32>>> {
+fn batches(steps: usize, batch: usize, seq: usize, vocab: u32) -> Vec<Vec<Example>> {
     let mut state: u64 = 12345;
     let mut lcg = || {
         state = (state * 1103515245 + 12345) % (1 << 31);
@@ -43,9 +44,8 @@ fn batches(steps: usize, batch: usize, seq: usize, vocab: u32) -> Vec<Vec<Vec<u3
             (0..batch)
                 .map(|_| {
                     let (start, step) = (lcg() % vocab, 1 + lcg() % 3);
-                    (0..seq as u32)
-                        .map(|i| (start + i * step) % vocab)
-                        .collect()
+                    let tokens = (0..seq as u32).map(|i| (start + i * step) % vocab);
+                    Example::next_tokens(tokens.collect())
                 })
                 .collect()
         })
@@ -67,26 +67,14 @@ fn setting(r: &Reference, key: &str) -> f32 {
     r.settings[key].as_f64().unwrap() as f32
 }
 
-/// PyTorch's name of each parameter, in the order the engine hands them to the backend:
-/// matrices carry their checkpoint names; the norms' vectors come as attention norm and
-/// feed-forward norm per layer, then the final norm.
-fn torch_names(session: &Session<Autodiff>, layers: usize) -> Vec<String> {
-    let mut norms = (0..layers)
-        .flat_map(|i| {
-            [
-                format!("model.layers.{i}.input_layernorm.weight"),
-                format!("model.layers.{i}.post_attention_layernorm.weight"),
-            ]
-        })
-        .chain(["model.norm.weight".to_string()]);
+/// PyTorch's name of each parameter (the backend names them as GGUF files do).
+fn torch_names(session: &Session<Autodiff>) -> Vec<String> {
+    let llama = FAMILIES.iter().find(|f| f.name == "llama").unwrap();
     let state = session.model.backend().state();
     state
         .params
         .iter()
-        .map(|p| match p.name.is_empty() {
-            true => norms.next().expect("as many norms as the layers have"),
-            false => p.name.clone(),
-        })
+        .map(|p| llama.hf_names.map(&p.name).unwrap())
         .collect()
 }
 
@@ -108,7 +96,7 @@ fn first_step_gradients_match_pytorch() {
         r.losses[0]
     );
     let torch = SafetensorsFile::open(fixtures().join("first_step_grads.safetensors")).unwrap();
-    let names = torch_names(&session, config.n_layers);
+    let names = torch_names(&session);
     let state = session.model.backend().state();
     assert_eq!(
         names.len(),

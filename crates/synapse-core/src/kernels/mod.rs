@@ -9,6 +9,7 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
+pub mod gemm;
 pub mod scalar;
 #[cfg(any(
     target_arch = "aarch64",

@@ -87,6 +87,11 @@ impl TensorSource for RandomWeights {
     }
 }
 
+/// The GGUF name of tensor `t` of block `i`: `blk.3.attn_q`.
+fn block_tensor(i: usize, t: &str) -> String {
+    format!("blk.{i}.{t}")
+}
+
 /// The attention input projections.
 pub enum QkvWeights<B: Backend> {
     Separate {
@@ -230,7 +235,7 @@ impl Weights<Cpu> {
         let token_embd = l.matrix("token_embd.weight", c.vocab_size, d)?;
         let blocks = (0..c.n_layers)
             .map(|i| {
-                let name = |t: &str| format!("blk.{i}.{t}");
+                let name = |t: &str| block_tensor(i, t);
                 let qkv_bias = c.qkv_bias || c.linear_bias;
                 let qkv = if c.fused_qkv {
                     QkvWeights::Fused(l.linear(&name("attn_qkv"), qd + 2 * kvd, d, qkv_bias)?)
@@ -317,48 +322,63 @@ impl Weights<Cpu> {
 }
 
 impl Weights<Cpu> {
-    /// Hands every matrix and vector to backend `b`.
-    pub fn upload<B: Backend>(self, b: &B) -> Result<Weights<B>> {
-        let linear = |l: Linear<Cpu>| -> Result<Linear<B>> {
+    /// Hands every matrix and vector to backend `b`, each with its GGUF name (a tied
+    /// output projection goes by the embedding table's, `token_embd.weight`).
+    pub fn upload<B: Backend>(self, b: &B, tied: bool) -> Result<Weights<B>> {
+        let linear = |stem: &str, l: Linear<Cpu>| -> Result<Linear<B>> {
             Ok(Linear {
-                weight: b.matrix(l.weight)?,
-                bias: l.bias.map(|v| b.vector(v)),
+                weight: b.matrix(&format!("{stem}.weight"), l.weight)?,
+                bias: l.bias.map(|v| b.vector(&format!("{stem}.bias"), v)),
             })
         };
-        let norm = |n: Norm<Cpu>| Norm {
+        let norm = |stem: &str, n: Norm<Cpu>| Norm {
             kind: n.kind,
-            weight: b.vector(n.weight),
-            bias: n.bias.map(|v| b.vector(v)),
+            weight: b.vector(&format!("{stem}.weight"), n.weight),
+            bias: n.bias.map(|v| b.vector(&format!("{stem}.bias"), v)),
+        };
+        let output = match tied {
+            true => "token_embd",
+            false => "output",
         };
         Ok(Weights {
-            token_embd: b.matrix(self.token_embd)?,
-            position_embd: self.position_embd.map(|m| b.matrix(m)).transpose()?,
+            token_embd: b.matrix("token_embd.weight", self.token_embd)?,
+            position_embd: self
+                .position_embd
+                .map(|m| b.matrix("position_embd.weight", m))
+                .transpose()?,
             blocks: self
                 .blocks
                 .into_iter()
-                .map(|w| {
+                .enumerate()
+                .map(|(i, w)| {
+                    let name = |t: &str| block_tensor(i, t);
                     Ok(BlockWeights {
-                        attn_norm: norm(w.attn_norm),
+                        attn_norm: norm(&name("attn_norm"), w.attn_norm),
                         qkv: match w.qkv {
                             QkvWeights::Separate { q, k, v } => QkvWeights::Separate {
-                                q: linear(q)?,
-                                k: linear(k)?,
-                                v: linear(v)?,
+                                q: linear(&name("attn_q"), q)?,
+                                k: linear(&name("attn_k"), k)?,
+                                v: linear(&name("attn_v"), v)?,
                             },
-                            QkvWeights::Fused(qkv) => QkvWeights::Fused(linear(qkv)?),
+                            QkvWeights::Fused(qkv) => {
+                                QkvWeights::Fused(linear(&name("attn_qkv"), qkv)?)
+                            }
                         },
-                        q_norm: w.q_norm.map(|v| b.vector(v)),
-                        k_norm: w.k_norm.map(|v| b.vector(v)),
-                        attn_output: linear(w.attn_output)?,
-                        ffn_norm: norm(w.ffn_norm),
-                        ffn_gate: w.ffn_gate.map(linear).transpose()?,
-                        ffn_up: linear(w.ffn_up)?,
-                        ffn_down: linear(w.ffn_down)?,
+                        q_norm: w.q_norm.map(|v| b.vector(&name("attn_q_norm.weight"), v)),
+                        k_norm: w.k_norm.map(|v| b.vector(&name("attn_k_norm.weight"), v)),
+                        attn_output: linear(&name("attn_output"), w.attn_output)?,
+                        ffn_norm: norm(&name("ffn_norm"), w.ffn_norm),
+                        ffn_gate: w
+                            .ffn_gate
+                            .map(|g| linear(&name("ffn_gate"), g))
+                            .transpose()?,
+                        ffn_up: linear(&name("ffn_up"), w.ffn_up)?,
+                        ffn_down: linear(&name("ffn_down"), w.ffn_down)?,
                     })
                 })
                 .collect::<Result<_>>()?,
-            output_norm: norm(self.output_norm),
-            output: linear(self.output)?,
+            output_norm: norm("output_norm", self.output_norm),
+            output: linear(output, self.output)?,
         })
     }
 

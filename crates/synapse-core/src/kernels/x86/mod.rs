@@ -16,7 +16,10 @@
 
 mod avx2;
 mod avx512;
+mod gemm;
 mod int8;
+
+pub use gemm::{gemm_tile_avx2, gemm_tile_avx512};
 
 use super::{ActivationType, Isa, MatmulScratch, PartRows, Precision, SharedOut};
 use crate::dtype::{DType, QK_K};

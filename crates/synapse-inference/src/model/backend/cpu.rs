@@ -40,11 +40,11 @@ impl Backend for Cpu {
     type Scratch = CpuScratch;
     type Kv = HostPages;
 
-    fn matrix(&self, w: WeightTensor) -> crate::Result<WeightTensor> {
+    fn matrix(&self, _: &str, w: WeightTensor) -> crate::Result<WeightTensor> {
         Ok(w)
     }
 
-    fn vector(&self, v: Vec<f32>) -> Vec<f32> {
+    fn vector(&self, _: &str, v: Vec<f32>) -> Vec<f32> {
         v
     }
 

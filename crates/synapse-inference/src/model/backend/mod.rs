@@ -74,9 +74,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// Takes a loaded matrix (in the layout the CPU kernels read; any layout can give
     /// back its rows, see [`WeightTensor::dequantize_row`]); an error where the device
-    /// cannot hold it.
-    fn matrix(&self, w: WeightTensor) -> crate::Result<Self::Matrix>;
-    fn vector(&self, v: Vec<f32>) -> Self::Vector;
+    /// cannot hold it. `name` is the tensor's GGUF name (`blk.0.attn_q.weight`).
+    fn matrix(&self, name: &str, w: WeightTensor) -> crate::Result<Self::Matrix>;
+    fn vector(&self, name: &str, v: Vec<f32>) -> Self::Vector;
     /// A buffer of `len` values.
     fn buffer(&self, len: usize) -> Self::Buffer;
     /// Empty storage for key/value pages of `shape`.

@@ -35,12 +35,12 @@ impl Backend for Reference {
     type Scratch = Angles;
     type Kv = HostPages;
 
-    fn matrix(&self, w: WeightTensor) -> crate::Result<WeightTensor> {
-        Cpu.matrix(w)
+    fn matrix(&self, name: &str, w: WeightTensor) -> crate::Result<WeightTensor> {
+        Cpu.matrix(name, w)
     }
 
-    fn vector(&self, v: Vec<f32>) -> Vec<f32> {
-        Cpu.vector(v)
+    fn vector(&self, name: &str, v: Vec<f32>) -> Vec<f32> {
+        Cpu.vector(name, v)
     }
 
     fn buffer(&self, len: usize) -> Vec<f32> {
