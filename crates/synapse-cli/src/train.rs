@@ -388,6 +388,14 @@ pub fn train_command(args: TrainArgs) -> Result<(), String> {
     let text =
         std::fs::read_to_string(&args.data).map_err(|e| format!("{}: {e}", args.data.display()))?;
     let corpus = Corpus::split(tokenizer.encode(&text, false, false), args.held_out);
+    if corpus.train.len() < args.seq_len.max(2) {
+        return Err(format!(
+            "{}: {} training tokens, fewer than --seq-len {}",
+            args.data.display(),
+            corpus.train.len(),
+            args.seq_len
+        ));
+    }
     let held_out = corpus.held_out_windows(args.seq_len, args.eval_sequences);
     eprintln!(
         "synapse train: {params} parameters ({} layers, width {}); {} training tokens, {} held out \
@@ -512,6 +520,12 @@ pub fn finetune_command(args: FinetuneArgs) -> Result<(), String> {
     let held = ((examples.len() as f32 * args.held_out).round() as usize)
         .min(examples.len().saturating_sub(1));
     let held_out = examples.split_off(examples.len() - held);
+    if examples.is_empty() {
+        return Err(format!(
+            "{}: no conversations to train on",
+            args.data.display()
+        ));
+    }
     let len = examples
         .iter()
         .chain(&held_out)

@@ -270,4 +270,23 @@ fn bad_training_input_is_a_clear_error() {
         &["--data", "/nonexistent.jsonl", "--out", dir],
     ));
     assert!(err.contains("/nonexistent.jsonl"), "{err}");
+    // An empty text and an empty chat set: errors, not panics.
+    let empty = out.with_extension("empty");
+    std::fs::write(&empty, "").unwrap();
+    let config = out.with_extension("json");
+    std::fs::write(&config, TINY).unwrap();
+    let paths = [&config, &empty].map(|p| p.to_str().unwrap().to_string());
+    let err = failure(&synapse(
+        "train --steps 1",
+        &["--config", &paths[0], "--data", &paths[1], "--out", dir],
+    ));
+    assert!(err.contains("0 training tokens"), "{err}");
+    let err = failure(&synapse(
+        "finetune --steps 1",
+        &["--data", &paths[1], "--out", dir],
+    ));
+    assert!(err.contains("no conversations"), "{err}");
+    for file in [empty, config] {
+        let _ = std::fs::remove_file(file);
+    }
 }

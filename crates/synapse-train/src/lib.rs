@@ -1,15 +1,16 @@
-//! Training (issue 15), first part: every operation of the LLaMA forward pass with its
-//! backward pass, over f32 rows in host memory, each gradient checked against finite
-//! differences. The matrix products, forward and backward, run as the engine's CPU
-//! backend runs a linear layer in f32 (its `Backend::linears`).
-//!
-//! Layout: activations are row-major `[tokens][width]`; a weight matrix is `[out][in]`
-//! as the engine stores it, so a linear layer is `y = x · Wᵀ`.
+//! Training: the engine's own decoder differentiated, on the engine's kernels.
 //!
 //! [`autodiff::Autodiff`] is the engine's `Backend` with a tape: the decoder that serves
 //! inference runs unchanged on it, and `backward` takes the logits' gradient back to every
-//! weight. Still to come: the optimizers and schedule, LoRA, the checks against PyTorch,
-//! and the `train`/`finetune` commands.
+//! weight (every weight in f32, or LoRA adapters over frozen weights kept as loaded). Each
+//! operation's forward and backward lives in its own module (linear, attention, norm,
+//! rope, elementwise, loss), each gradient checked against finite differences.
+//! [`trainer::train`] runs steps ([`step`]) with an optimizer ([`optim`]) over batches
+//! ([`data`]); [`checkpoint`] saves and resumes a run, [`export`] writes GGUF files and
+//! PEFT adapters, [`plot`] the loss curve.
+//!
+//! Layout: activations are row-major `[tokens][width]`; a weight matrix is `[out][in]`
+//! as the engine stores it, so a linear layer is `y = x · Wᵀ`.
 
 pub mod attention;
 pub mod autodiff;
